@@ -1,0 +1,34 @@
+"""The envelope every source yields: a raw payload and where it came from, uninterpreted.
+
+>>> r = RawRecord(source="file:a.jsonl", offset=3, payload=b'{"id": "x"}', fmt="jsonl")
+>>> r.key
+'file:a.jsonl:3'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RawRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as a source read it.
+
+    ``source`` names the source partition (``file:PATH``, ``sim``, ``ws://…``, ``redis:pulse:in:0``),
+    ``offset`` is its position there (line index, stream entry id, …), so ``key`` identifies the
+    record across replays and crashes. ``payload`` is bytes/str (JSONL line, frame) or a dict (a CSV
+    row, a simulator event); ``fmt`` tells the parser how to read it (``jsonl``, ``twcs``, ``csv``,
+    ``mention`` for dicts already shaped like a Mention, ``calls`` for call-volume rows).
+    """
+
+    source: str
+    offset: int | str
+    payload: bytes | str | dict[str, Any]
+    fmt: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.offset}"

