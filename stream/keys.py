@@ -14,29 +14,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["Keys"]
+__all__ = ["GRANULARITIES", "Keys"]
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "pulse:"
 
-    # -- per-minute windows --------------------------------------------------------------
-    def window(self, brand: str, channel: str, minute: str) -> str:
-        """Hash of one minute's counters for brand x channel."""
-        return f"{self.prefix}m:{{{brand}}}:{channel}:{minute}"
+    # -- windows: per minute ("m"), hour roll-up ("h"), day roll-up ("d") -------------------
+    def window(self, brand: str, channel: str, bucket: str, gran: str = "m") -> str:
+        """Hash of one window's counters for brand x channel (``bucket`` from :meth:`bucket_id`)."""
+        return f"{self.prefix}{gran}:{{{brand}}}:{channel}:{bucket}"
 
-    def authors(self, brand: str, channel: str, minute: str) -> str:
-        """HyperLogLog of one minute's distinct authors."""
-        return f"{self.prefix}hll:{{{brand}}}:{channel}:{minute}"
+    def authors(self, brand: str, channel: str, bucket: str, gran: str = "m") -> str:
+        """HyperLogLog of one window's distinct authors."""
+        hll = "hll" if gran == "m" else f"hll{gran}"
+        return f"{self.prefix}{hll}:{{{brand}}}:{channel}:{bucket}"
 
-    def minutes(self, brand: str, channel: str) -> str:
-        """Sorted set of the minute ids that have a window (score = minute start, epoch ms)."""
-        return f"{self.prefix}mi:{{{brand}}}:{channel}"
+    def windows_index(self, brand: str, channel: str, gran: str = "m") -> str:
+        """Sorted set of the bucket ids that have a window (score = window start, epoch ms)."""
+        return f"{self.prefix}{gran}i:{{{brand}}}:{channel}"
 
     def response_times(self, brand: str, channel: str) -> str:
-        """Sorted set of first responses: member ``mention_id|ms``, score = reply event time (epoch ms)."""
+        """Sorted set of first response times: member = mention id, score = response time in ms."""
         return f"{self.prefix}rt:{{{brand}}}:{channel}"
+
+    def response_times_at(self, brand: str, channel: str) -> str:
+        """Sorted set: member = mention id, score = the mention's event time (ms), to filter by range."""
+        return f"{self.prefix}rtt:{{{brand}}}:{channel}"
 
     def unanswered(self, brand: str, channel: str) -> str:
         """Sorted set of queries unanswered within the SLA: member mention id, score = mention time."""
@@ -70,6 +75,11 @@ class Keys:
     def dlq_seen(self) -> str:
         """Set of record keys already in the dead-letter stream (keeps it idempotent)."""
         return f"{self.prefix}dlq:seen"
+
+    @property
+    def late(self) -> str:
+        """Set of mention ids that arrived after their window was final (also in the dead-letter stream)."""
+        return f"{self.prefix}late"
 
     @property
     def latest(self) -> str:
@@ -111,9 +121,23 @@ class Keys:
     # -- helpers -------------------------------------------------------------------------
     @staticmethod
     def minute_id(ts_ms: int) -> str:
-        return datetime.fromtimestamp(ts_ms // 60_000 * 60, tz=UTC).strftime("%Y%m%d%H%M")
+        return Keys.bucket_id("m", ts_ms)
 
     @staticmethod
-    def minute_start_ms(minute: str) -> int:
-        dt = datetime.strptime(minute, "%Y%m%d%H%M").replace(tzinfo=UTC)
+    def bucket_id(gran: str, start_ms: int) -> str:
+        """``YYYYmmddHHMM`` for minutes, ``YYYYmmddHH`` for hours, ``YYYYmmdd`` for days.
+
+        >>> Keys.bucket_id("h", 1704110400000)
+        '2024010112'
+        """
+        return datetime.fromtimestamp(start_ms // 1000, tz=UTC).strftime(_BUCKET_FORMATS[gran])
+
+    @staticmethod
+    def bucket_start_ms(gran: str, bucket: str) -> int:
+        dt = datetime.strptime(bucket, _BUCKET_FORMATS[gran]).replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
+
+
+#: Window granularities: name -> length in ms.
+GRANULARITIES = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_BUCKET_FORMATS = {"m": "%Y%m%d%H%M", "h": "%Y%m%d%H", "d": "%Y%m%d"}

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "Alert",
     "CallVolume",
+    "ChurnOutcome",
     "DeadLetter",
     "Enriched",
     "Mention",
@@ -318,6 +319,27 @@ class CallVolume:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ts": self.ts.isoformat(), "queue": self.queue, "calls": self.calls, "brand": self.brand}
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnOutcome:
+    """A customer's churn outcome as the CRM learned it (the label the churn model learns from).
+
+    >>> ChurnOutcome.from_dict({"customer_id": "c1", "ts": "2024-02-01T00:00:00Z", "churned": True}).churned
+    True
+    """
+
+    customer_id: str
+    ts: datetime
+    churned: bool
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChurnOutcome:
+        if "ts" not in d or d["ts"] is None:
+            raise SchemaError("ts", "missing")
+        if "churned" not in d:
+            raise SchemaError("churned", "missing")
+        return cls(customer_id=_str(d, "customer_id") or "", ts=parse_ts(d["ts"]), churned=_bool(d, "churned"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,45 @@
+"""The Social Pulse dataflow: named steps only; each step's logic lives in the module it belongs to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from connectors.records import RawRecord
+from stream import steps
+from stream.settings import Settings
+
+__all__ = ["build_flow"]
+
+
+def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], flow_id: str = "social_pulse") -> Dataflow:
+    """Wire the flow: parse -> dead letters -> dedupe -> classify -> replies -> windows -> Redis."""
+    s = steps.Steps(settings)
+    flow = Dataflow(flow_id)
+    raw = op.input("read", flow, source)  # RawRecord
+    parsed = op.map("parse", raw, steps.parse)  # Parsed(source, key, record)
+    split = op.branch("split_dead_letters", parsed, steps.is_valid)  # trues: records, falses: DeadLetter
+    keyed = op.key_on("shard_by_id", split.trues, steps.shard_by_record_key)  # (shard, Parsed)
+    checked = op.key_rm("unkey_dedupe", op.stateful("dedupe", keyed, s.dedupe))  # (is_duplicate, Parsed)
+    outcomes = op.merge("merge_outcomes", op.map("dead_outcome", split.falses, steps.dead_outcome),
+                        op.map("dedupe_outcome", checked, steps.dedupe_outcome))  # (source, outcome)
+    counted = op.stateful("count_outcomes", op.key_on("key_by_source", outcomes, steps.first), s.counter)
+    fresh = op.filter_map("drop_duplicates", checked, steps.fresh_record)  # Mention | CallVolume | ChurnOutcome
+    mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
+    calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
+    enriched = op.map("classify", mentions, s.classify)  # Enriched
+    to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
+    matched = op.key_rm("unkey_replies", op.stateful("match_replies", to_match, s.reply_match))  # response/unanswered
+    window_events = op.merge("window_events", op.map("mention_event", enriched, steps.mention_event), matched)
+    windowed = op.stateful("window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key),
+                           s.window)  # ("window", ...) | ("late", ...)
+    latest = op.map("latest_mentions", enriched, steps.latest_item)  # ("latest", json, ts_ms)
+    dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
+    out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), op.key_rm("unkey_windows", windowed),
+                   matched, latest, calls)
+    op.output("write_redis", out, sink)
+    return flow

@@ -1,0 +1,127 @@
+"""Settings in one object, built at the entry point and passed down.
+
+Precedence: command-line flags, then environment (``PULSE_*``, ``REDIS_URL``), then a TOML file
+(``--config``, ``PULSE_CONFIG`` or ``./pulse.toml``), then defaults.
+
+>>> s = Settings.load(env={"PULSE_PREFIX": "demo:", "PULSE_SLA_SECONDS": "900"}, config_path=None)
+>>> (s.prefix, s.sla_seconds)
+('demo:', 900.0)
+>>> Settings.load(env={"PULSE_SLA_SECONDS": "soon"}, config_path=None)
+Traceback (most recent call last):
+...
+stream.settings.SettingsError: PULSE_SLA_SECONDS: expected a number, got 'soon'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    #: Redis URL; None means "start an embedded redis-server under data_dir".
+    redis_url: str | None = None
+    #: Prefix of every key the engine writes.
+    prefix: str = "pulse:"
+    #: Local state: embedded Redis file, model caches, screenshots.
+    data_dir: str = ".pulse"
+    #: A customer query not answered within this many seconds (event time) counts as unanswered.
+    sla_seconds: float = 3600.0
+    #: How long (system seconds) to wait for a reply to a mention before forgetting it (live streams).
+    reply_wait_seconds: float = 6 * 3600.0
+    #: How long (system seconds) a mention id is remembered for de-duplication on live streams.
+    dedupe_seconds: float = 24 * 3600.0
+    #: Records older than the per-key watermark by more than this (seconds) count as `late`.
+    allowed_lateness_seconds: float = 60.0
+    #: Minute windows older than this (event seconds behind the newest) are final; later records go to the DLQ.
+    window_horizon_seconds: float = 6 * 3600.0
+    #: Retention (seconds) of minute buckets in Redis; hour and day roll-ups are kept 30x longer.
+    minute_retention_seconds: float = 7 * 86400.0
+    #: How often (system seconds) aggregates are flushed to Redis.
+    flush_seconds: float = 0.5
+    #: Bytewax epoch (snapshot) interval in seconds when recovery is on.
+    epoch_seconds: float = 2.0
+    #: How many latest mentions the dashboard table keeps.
+    latest_keep: int = 200
+    #: Port of the dashboard.
+    dashboard_port: int = 8501
+    #: Port of the alert push WebSocket server.
+    alerts_port: int = 8765
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_path: str | Path | None | bool = True,
+    ) -> Settings:
+        """Build settings from flags (``overrides``, None values ignored), environment and TOML file.
+
+        ``config_path=True`` looks for ``PULSE_CONFIG`` or ``./pulse.toml``; ``None`` reads no file.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        path: Path | None
+        if config_path is True:
+            found = env.get("PULSE_CONFIG") or ("pulse.toml" if Path("pulse.toml").is_file() else None)
+            path = Path(found) if found else None
+        elif config_path in (None, False):
+            path = None
+        else:
+            path = Path(str(config_path))
+        if path is not None:
+            if not path.is_file():
+                raise SettingsError(f"config file {path} does not exist")
+            try:
+                data = tomllib.loads(path.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"config file {path}: {exc}") from None
+            for key, value in data.items():
+                name = key.replace("-", "_")
+                if name not in fields:
+                    raise SettingsError(f"config file {path}: unknown setting {key!r}")
+                values[name] = cls._coerce(name, value, f"{path}:{key}")
+        for name in fields:
+            env_name = "REDIS_URL" if name == "redis_url" else f"PULSE_{name.upper()}"
+            if env.get(env_name):
+                values[name] = cls._coerce(name, env[env_name], env_name)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = cls._coerce(name, value, f"--{name.replace('_', '-')}")
+        return cls(**values)
+
+    @classmethod
+    def _coerce(cls, name: str, value: Any, where: str) -> Any:
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, int) and not isinstance(default, bool):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise SettingsError(f"{where}: expected a whole number, got {value!r}") from None
+        if isinstance(default, float):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+            if number < 0:
+                raise SettingsError(f"{where}: must not be negative, got {value!r}")
+            return number
+        return None if value is None else str(value)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,101 @@
+"""The small functions and state builders that ``stream/flow.py`` wires together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.records import RawRecord
+from stream.counters import CounterLogic
+from stream.dedupe import DedupeLogic
+from stream.enrich import RuleClassifier
+from stream.parse import Parsed, parse_record
+from stream.replies import ReplyMatchLogic, reply_target
+from stream.schema import CallVolume, DeadLetter, Enriched, Mention
+from stream.settings import Settings
+from stream.shards import shard_of
+from stream.windows import WindowLogic, window_key
+
+__all__ = ["Steps"]
+
+
+def parse(raw: RawRecord) -> Parsed:
+    return parse_record(raw)
+
+
+def is_valid(p: Parsed) -> bool:
+    return not isinstance(p.record, DeadLetter)
+
+
+def shard_by_record_key(p: Parsed) -> str:
+    return shard_of(p.key)
+
+
+def dead_outcome(p: Parsed) -> tuple[str, str]:
+    return (p.source, "dead_letters")
+
+
+def dedupe_outcome(item: tuple[bool, Parsed]) -> tuple[str, str]:
+    return (item[1].source, "duplicate" if item[0] else "accepted")
+
+
+def first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
+def fresh_record(item: tuple[bool, Parsed]) -> Any:
+    return None if item[0] else item[1].record
+
+
+def mention_only(record: Any) -> Mention | None:
+    return record if isinstance(record, Mention) else None
+
+
+def calls_only(record: Any) -> tuple[str, CallVolume] | None:
+    return ("calls", record) if isinstance(record, CallVolume) else None
+
+
+def reply_target_key(e: Enriched) -> tuple[str, tuple[Mention, str]] | None:
+    target = reply_target(e.mention)
+    return None if target is None else (shard_of(target), (e.mention, e.intent))
+
+
+def mention_event(e: Enriched) -> tuple[Any, ...]:
+    m = e.mention
+    return ("mention", m.brand, m.channel, m.ts_ms, m.author, m.from_brand, e.intent, e.sentiment, m.id)
+
+
+def brand_channel_key(event: tuple[Any, ...]) -> str:
+    return window_key(event[1], event[2])
+
+
+def latest_item(e: Enriched) -> tuple[str, bytes, int]:
+    return ("latest", e.to_json(), e.mention.ts_ms)
+
+
+def dead_letter_item(p: Parsed) -> tuple[str, DeadLetter]:
+    return ("dlq", p.record)  # type: ignore[return-value]
+
+
+class Steps:
+    """State builders and stateful step functions, configured from :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._classifier = RuleClassifier()
+
+    def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
+        return DedupeLogic(self.settings.dedupe_seconds, resume)
+
+    def counter(self, resume: dict[str, Any] | None) -> CounterLogic:
+        return CounterLogic(self.settings.flush_seconds, resume)
+
+    def reply_match(self, resume: dict[str, Any] | None) -> ReplyMatchLogic:
+        return ReplyMatchLogic(int(self.settings.sla_seconds * 1000), self.settings.reply_wait_seconds, resume)
+
+    def window(self, resume: dict[str, Any] | None) -> WindowLogic:
+        s = self.settings
+        return WindowLogic(int(s.window_horizon_seconds * 1000), int(s.allowed_lateness_seconds * 1000),
+                           s.flush_seconds, resume)
+
+    def classify(self, mention: Mention) -> Enriched:
+        return self._classifier.enrich(mention)

@@ -1,0 +1,173 @@
+"""Event-time windows per brand x channel: per-minute counters with hour and day roll-ups.
+
+Every window's counters are kept whole in state and written to Redis as absolute values (``HSET``),
+so a replay or a resume after a crash rewrites the same numbers instead of adding them twice. A record
+behind the key's watermark (newest event time minus the allowed lateness) is counted ``late`` and still
+updates every window it belongs to; only once its minute window has left the horizon (and so is final)
+is it reported as a late record for the dead-letter stream.
+
+Input events (tuples):
+
+- ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id)``
+- ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
+- ``("unanswered", brand, channel, mention_id, mention_ts_ms)``
+
+Output: ``("window", brand, channel, gran, start_ms, counters, new_authors)`` and
+``("late", brand, channel, mention_id, ts_ms)``.
+
+>>> logic = WindowLogic(horizon_ms=3_600_000, lateness_ms=60_000, flush_seconds=0.0, resume_state=None)
+>>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1"))
+>>> out, _ = logic.on_notify()
+>>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _ in out]
+[('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.operators import StatefulLogic
+
+from stream.keys import GRANULARITIES
+
+__all__ = ["COUNTERS", "WindowLogic", "window_key"]
+
+#: The counters of every window hash (ARCHITECTURE.md, "Redis layout"), plus ``authors`` and ``late``.
+COUNTERS = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies",
+            "response_ms_sum", "response_count", "unanswered", "authors", "late")
+
+_GRANS = tuple(GRANULARITIES.items())
+
+
+def window_key(brand: str, channel: str) -> str:
+    """The Bytewax state key of a brand x channel."""
+    return f"{brand}\t{channel}"
+
+
+def _new_counters() -> dict[str, int]:
+    return dict.fromkeys(COUNTERS, 0)
+
+
+class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]]):
+    """State of one brand x channel: its open windows, their authors and the watermark."""
+
+    def __init__(self, horizon_ms: int, lateness_ms: int, flush_seconds: float,
+                 resume_state: dict[str, Any] | None) -> None:
+        self.horizon_ms = horizon_ms
+        self.lateness_ms = lateness_ms
+        self.flush = timedelta(seconds=flush_seconds)
+        state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None}
+        self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
+        self.authors: dict[tuple[str, int], set[str]] = state["a"]
+        self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
+        self.dirty: set[tuple[str, int]] = set(state["d"])
+        self.high_water: int = state["hw"]
+        self.brand_channel: tuple[str, str] | None = state["bc"]
+        self._due: datetime | None = None
+
+    def _mark(self, key: tuple[str, int]) -> None:
+        self.dirty.add(key)
+        if self._due is None:
+            self._due = datetime.now(UTC) + self.flush
+
+    def _window(self, gran: str, length: int, ts_ms: int) -> tuple[tuple[str, int], dict[str, int]] | None:
+        key = (gran, ts_ms - ts_ms % length)
+        counters = self.windows.get(key)
+        if counters is None:
+            if key[1] + length < self.high_water - self.horizon_ms - length * (gran != "m"):
+                return None  # already final and forgotten
+            counters = self.windows[key] = _new_counters()
+        return key, counters
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], bool]:
+        kind, brand, channel = value[0], value[1], value[2]
+        if self.brand_channel is None:
+            self.brand_channel = (brand, channel)
+        if kind == "mention":
+            return self._on_mention(value), StatefulLogic.RETAIN
+        if kind == "response":
+            _, _, _, _, _, reply_ts, response_ms, retract = value
+            self._add(reply_ts, (("response_ms_sum", response_ms), ("response_count", 1)))
+            if retract is not None:
+                self._add(retract[0], (("response_ms_sum", -retract[1]), ("response_count", -1)))
+        elif kind == "unanswered":
+            self._add(value[4], (("unanswered", 1),))
+        return [], StatefulLogic.RETAIN
+
+    def _add(self, ts_ms: int, updates: tuple[tuple[str, int], ...]) -> None:
+        for gran, length in _GRANS:
+            found = self._window(gran, length, ts_ms)
+            if found is None:
+                continue
+            key, counters = found
+            for name, delta in updates:
+                counters[name] += delta
+            self._mark(key)
+
+    def _on_mention(self, value: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id = value
+        is_late = ts_ms < self.high_water - self.lateness_ms
+        if ts_ms > self.high_water:
+            self.high_water = ts_ms
+        minute = self._window("m", 60_000, ts_ms)
+        if minute is None:
+            return [("late", brand, channel, mention_id, ts_ms)]
+        for gran, length in _GRANS:
+            found = minute if gran == "m" else self._window(gran, length, ts_ms)
+            if found is None:
+                continue
+            key, c = found
+            if from_brand:
+                c["replies"] += 1
+            else:
+                c["mentions"] += 1
+                c["queries" if intent == "query" else "comments"] += 1
+                c[sentiment] += 1
+                if is_late:
+                    c["late"] += 1
+                seen = self.authors.setdefault(key, set())
+                if author not in seen:
+                    seen.add(author)
+                    c["authors"] += 1
+                    self.new_authors.setdefault(key, []).append(author)
+            self._mark(key)
+        return []
+
+    def _emit(self) -> list[tuple[Any, ...]]:
+        if self.brand_channel is None:
+            return []
+        brand, channel = self.brand_channel
+        out = [
+            ("window", brand, channel, gran, start, dict(self.windows[(gran, start)]),
+             self.new_authors.pop((gran, start), []))
+            for gran, start in sorted(self.dirty)
+        ]
+        self.dirty.clear()
+        self._due = None
+        # Forget windows that are final: past the horizon and already written.
+        for (gran, start) in list(self.windows):
+            length = GRANULARITIES[gran]
+            if start + length < self.high_water - self.horizon_ms - length * (gran != "m"):
+                del self.windows[(gran, start)]
+                self.authors.pop((gran, start), None)
+        return out
+
+    def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
+        return self._emit(), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
+        return self._emit(), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._due
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "w": {k: dict(v) for k, v in self.windows.items()},
+            "a": {k: set(v) for k, v in self.authors.items()},
+            "n": {k: list(v) for k, v in self.new_authors.items()},
+            "d": sorted(self.dirty),
+            "hw": self.high_water,
+            "bc": self.brand_channel,
+        }
