@@ -6,6 +6,10 @@ behind the key's watermark (newest event time minus the allowed lateness) is cou
 updates every window it belongs to; only once its minute window has left the horizon (and so is final)
 is it reported as a late record for the dead-letter stream.
 
+Keyed steps upstream process an epoch's items grouped by key, so records reach this step slightly out
+of order even from a sorted file. Lateness and finality are therefore judged against the watermark as
+of the last flush, never against records of the batch being processed.
+
 Input events (tuples):
 
 - ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id)``
@@ -57,13 +61,17 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.horizon_ms = horizon_ms
         self.lateness_ms = lateness_ms
         self.flush = timedelta(seconds=flush_seconds)
-        state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None}
+        state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "wm": 0, "fin": {}}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
         self.dirty: set[tuple[str, int]] = set(state["d"])
         self.high_water: int = state["hw"]
         self.brand_channel: tuple[str, str] | None = state["bc"]
+        #: Newest event time as of the last flush (the watermark), and per granularity the end before
+        #: which windows are final.
+        self.watermark: int = state["wm"]
+        self.final_before: dict[str, int] = state["fin"]
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -75,7 +83,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         key = (gran, ts_ms - ts_ms % length)
         counters = self.windows.get(key)
         if counters is None:
-            if key[1] + length < self.high_water - self.horizon_ms - length * (gran != "m"):
+            if key[1] + length <= self.final_before.get(gran, -1):
                 return None  # already final and forgotten
             counters = self.windows[key] = _new_counters()
         return key, counters
@@ -107,7 +115,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
 
     def _on_mention(self, value: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id = value
-        is_late = ts_ms < self.high_water - self.lateness_ms
+        is_late = ts_ms < self.watermark - self.lateness_ms
         if ts_ms > self.high_water:
             self.high_water = ts_ms
         minute = self._window("m", 60_000, ts_ms)
@@ -145,10 +153,13 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         ]
         self.dirty.clear()
         self._due = None
-        # Forget windows that are final: past the horizon and already written.
+        # Windows that ended before the horizon are final: forget them (they are written).
+        self.watermark = self.high_water
+        for gran, length in _GRANS:
+            cutoff = self.watermark - self.horizon_ms - length * (gran != "m")
+            self.final_before[gran] = max(self.final_before.get(gran, -1), cutoff - cutoff % length)
         for (gran, start) in list(self.windows):
-            length = GRANULARITIES[gran]
-            if start + length < self.high_water - self.horizon_ms - length * (gran != "m"):
+            if start + GRANULARITIES[gran] <= self.final_before[gran]:
                 del self.windows[(gran, start)]
                 self.authors.pop((gran, start), None)
         return out
@@ -170,4 +181,6 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "d": sorted(self.dirty),
             "hw": self.high_water,
             "bc": self.brand_channel,
+            "wm": self.watermark,
+            "fin": dict(self.final_before),
         }

@@ -1,0 +1,352 @@
+"""The ``pulse`` command line: run, replay and inspect the Social Pulse engine.
+
+Settings come from flags, then ``PULSE_*`` / ``REDIS_URL`` environment variables, then a TOML file
+(``--config``, ``PULSE_CONFIG`` or ``./pulse.toml``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+try:  # Typer >= 0.20 ships its own copy of click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click import exceptions as _cx
+
+from stream.keys import Keys
+from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.schema import SchemaError, parse_ts
+from stream.settings import Settings, SettingsError
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger("pulse")
+err = Console(stderr=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _PulseTyper(typer.Typer):
+    """Typer app whose usage errors are one clear line (and exit code 2), never a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command = typer.main.get_command(self)
+        try:
+            return command.main(*args, standalone_mode=False, **kwargs)
+        except _cx.UsageError as exc:
+            if type(exc).__name__.startswith("NoArgsIsHelp"):
+                sys.exit(0)  # Typer has printed the help already
+            where = exc.ctx.command_path if exc.ctx else "pulse"
+            print(f"{where}: error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+            sys.exit(2)
+        except _cx.ClickException as exc:
+            print(f"pulse: error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print("pulse: aborted", file=sys.stderr)
+            sys.exit(130)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+
+
+app = _PulseTyper(
+    name="pulse",
+    help="Social Pulse: social mentions -> CRM -> live analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# ---- shared options ------------------------------------------------------------------------------
+RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
+PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix for everything written to Redis (default 'pulse:', or $PULSE_PREFIX).", show_default=False)]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False)]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens at INFO level (DEBUG with -vv is not needed: INFO says what happened).")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"pulse: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _setup(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return Settings.load(overrides, config_path=config if config is not None else True)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _redis(settings: Settings) -> tuple[str, Any]:
+    try:
+        url = ensure_redis_url(settings.redis_url, Path(settings.data_dir))
+        return url, connect(url)
+    except RedisUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Run ``fn`` turning the errors a user can cause into one line and exit code 2."""
+    try:
+        fn()
+    except (SettingsError, SchemaError, RedisUnavailable, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:  # connectors' SourceError and friends are ValueErrors with a clear message
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        print("pulse: stopped", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
+                        TimeElapsedColumn(), console=err, transient=False)
+    task = progress.add_task(label, total=None)
+    lock = threading.Lock()
+    last = [0.0]
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and done < total:
+            return
+        with lock:
+            last[0] = now
+            progress.update(task, completed=done, total=total)
+
+    return progress, update
+
+
+# ---- commands ------------------------------------------------------------------------------------
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="File to replay (.gz read transparently).", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Record format: twcs (Customer Support on Twitter CSV), jsonl (one Mention per line), csv (needs --mapping), calls (call-centre volume).")] = "jsonl",
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="TOML column mapping for --format csv (e.g. connectors/mappings/airline.toml).", show_default=False)] = None,
+    speed: Annotated[float, typer.Option("--speed", help="0 = as fast as possible; X = replay in event time X times faster than real time.")] = 0.0,
+    recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory: a killed replay started again with the same directory resumes where it was.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not show the progress bar.")] = False,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a bounded file through the flow (in event-time order) and exit when it is done."""
+    from connectors.files import FileSource
+    from stream.runner import run_flow
+
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+    url, client = _redis(settings)
+    if fmt == "csv" and mapping is None:
+        raise _fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
+    fmt_arg = "csv" if fmt == "csv" else fmt
+
+    def go() -> None:
+        progress, update = _progress_bar(f"replay {path.name}")
+        source = FileSource(path.resolve(), fmt_arg, mapping=mapping, speed=speed,
+                            on_progress=None if no_progress else update)
+        started = time.monotonic()
+        if no_progress:
+            run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+        else:
+            with progress:
+                run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+        totals = _totals(client, settings)
+        log.info("replay of %s finished in %.1fs", path, time.monotonic() - started)
+        err.print(f"replayed {path}: offered {totals['offered']}, accepted {totals['accepted']}, "
+                  f"dead letters {totals['dead_letters']}, duplicates {totals['duplicates']} "
+                  f"(totals under prefix {settings.prefix!r})")
+
+    _guard(go)
+
+
+def _totals(client: Any, settings: Settings) -> dict[str, int]:
+    from stream.metrics import totals
+
+    return totals(client, Keys(settings.prefix))
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option("--source", "-s", help="Where mentions come from: sim or sim:SEED (the simulator), file:PATH (bounded; see --format), ws://HOST:PORT/… or wss://… (WebSocket firehose), redis://HOST:PORT[/DB]/PREFIX (Redis input streams PREFIXin:N).")] = "sim",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Record format of a file: source: jsonl, twcs, csv (needs --mapping), calls.")] = "jsonl",
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="TOML column mapping for --format csv.", show_default=False)] = None,
+    speed: Annotated[float, typer.Option("--speed", help="For sim and file sources: 0 = as fast as possible, X = X times real time.")] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed for a bare 'sim' (same seed, same world).")] = 7,
+    limit: Annotated[int | None, typer.Option("--limit", help="Stop the simulator after this many events (default: endless).", show_default=False)] = None,
+    bounded: Annotated[bool, typer.Option("--bounded", help="Redis Streams: stop once the streams are drained.")] = False,
+    recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory (resume after a crash).", show_default=False)] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the flow on a source; unbounded sources run until stopped (Ctrl-C)."""
+    from stream.runner import run_flow
+    from stream.sources import build_source
+
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+
+    def go() -> None:
+        src = build_source(source, speed=speed, seed=seed, limit=limit, fmt=fmt,
+                           mapping=str(mapping) if mapping else None, bounded=bounded, settings=settings)
+        url, _ = _redis(settings)
+        log.info("running the flow on %s", source)
+        run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir)
+
+    _guard(go)
+
+
+@app.command()
+def metrics(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the snapshot as JSON (the documented contract).")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="Only windows from this time on (ISO 8601, UTC if no offset).", show_default=False)] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only windows before this time (ISO 8601).", show_default=False)] = None,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print a snapshot of the analytics over the retained range, or the given one."""
+    from stream.metrics import snapshot
+
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+
+    def go() -> None:
+        lo = parse_ts(since, "--since") if since else None
+        hi = parse_ts(until, "--until") if until else None
+        _, client = _redis(settings)
+        doc = snapshot(client, Keys(settings.prefix), lo, hi)
+        if as_json:
+            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        _print_metrics(doc)
+
+    _guard(go)
+
+
+def _print_metrics(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = Console()
+    out.print(f"offered {doc['offered']}  accepted {doc['accepted']}  dead letters {doc['dead_letters']}  "
+              f"duplicates {doc['duplicates']}  late {doc['late']}")
+    table = Table("brand", "mentions", "authors", "queries", "negative", "first resp. n", "mean", "p50", "p90",
+                  "unanswered", title="per brand")
+
+    def fmt_ms(v: float | None) -> str:
+        return "-" if v is None else f"{v / 60000:.1f} min"
+
+    for brand, b in sorted(doc["brands"].items(), key=lambda kv: -kv[1]["mentions"]):
+        fr = b["first_response"]
+        table.add_row(brand, str(b["mentions"]), str(b["authors"]), str(b["queries"]),
+                      str(b["sentiment"]["negative"]), str(fr["count"]), fmt_ms(fr["mean_ms"]),
+                      fmt_ms(fr["p50_ms"]), fmt_ms(fr["p90_ms"]), str(b["unanswered"]))
+    out.print(table)
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int | None, typer.Option("--port", help="Port to serve the dashboard on (default 8501).", show_default=False)] = None,
+    headless: Annotated[bool, typer.Option("--headless/--browser", help="Do not / do open a browser window.")] = True,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the Streamlit dashboard (command centre) on http://localhost:PORT."""
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
+    url, _ = _redis(settings)
+    proc = _start_dashboard(settings, url, headless)
+    try:
+        raise typer.Exit(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        raise typer.Exit(130) from None
+
+
+def _start_dashboard(settings: Settings, url: str, headless: bool = True) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, REDIS_URL=url, PULSE_PREFIX=settings.prefix)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+           "--server.port", str(settings.dashboard_port), "--server.headless", str(headless).lower(),
+           "--browser.gatherUsageStats", "false"]
+    log.info("starting the dashboard: %s", " ".join(cmd))
+    return subprocess.Popen(cmd, env=env)
+
+
+@app.command()
+def demo(
+    speed: Annotated[float, typer.Option("--speed", help="Simulated time runs this many times faster than real time.")] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    port: Annotated[int | None, typer.Option("--port", help="Dashboard port (default 8501).", show_default=False)] = None,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Run the simulator and flow only.")] = False,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C."""
+    from stream.runner import run_flow
+    from stream.sources import build_source
+
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
+    url, _ = _redis(settings)
+    procs: list[subprocess.Popen[bytes]] = []
+    if not no_dashboard:
+        procs.append(_start_dashboard(settings, url))
+        err.print(f"[bold green]dashboard:[/] http://localhost:{settings.dashboard_port}   (Ctrl-C stops the demo)")
+    err.print(f"redis: {url}  prefix: {settings.prefix}")
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+    def go() -> None:
+        run_flow(build_source("sim", speed=speed, seed=seed, settings=settings), settings, url)
+
+    try:
+        _guard(go)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# Commands contributed by other areas, each a module with ``register(app)``.
+for _module in ("stream.cmd_models", "stream.cmd_spikes", "stream.cmd_crm", "stream.cmd_connectors"):
+    try:
+        _mod = importlib.import_module(_module)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

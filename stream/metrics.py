@@ -1,0 +1,212 @@
+"""Reading the analytics back from Redis: the ``pulse metrics`` snapshot and the dashboard's series.
+
+Definitions are those of ARCHITECTURE.md ("Metrics"). Quantiles use linear interpolation between the
+closest ranks (numpy's and polars' ``"linear"``), over exact response times.
+
+>>> quantile([1000, 2000, 3000, 4000], 0.5), quantile([1000, 2000, 3000, 4000], 0.9)
+(2500.0, 3700.0)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from stream.keys import Keys
+from stream.windows import COUNTERS
+
+__all__ = ["first_response", "quantile", "recent_dead_letters", "recent_mentions", "snapshot", "timeseries", "totals"]
+
+_SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "unanswered", "late")
+
+
+def quantile(sorted_values: list[float], q: float) -> float | None:
+    """Linear-interpolated quantile of already sorted values (None when empty)."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def first_response(values: list[float]) -> dict[str, Any]:
+    """Count, mean, p50 and p90 (ms) of first response times."""
+    values = sorted(values)
+    return {
+        "count": len(values),
+        "mean_ms": (sum(values) / len(values)) if values else None,
+        "p50_ms": quantile(values, 0.5),
+        "p90_ms": quantile(values, 0.9),
+    }
+
+
+def _ms(dt: datetime | None) -> int | None:
+    return None if dt is None else int(dt.timestamp() * 1000)
+
+
+def _decode(b: bytes | str) -> str:
+    return b.decode() if isinstance(b, bytes) else b
+
+
+def totals(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Offered, accepted, dead letters and duplicates summed over every source."""
+    out = {"offered": 0, "accepted": 0, "dead_letters": 0, "duplicates": 0}
+    for field, value in client.hgetall(keys.stats).items():
+        name = _decode(field).rsplit("|", 1)[-1]
+        if name in out:
+            out[name] += int(value)
+    out["late"] = int(client.scard(keys.late))
+    out["dead_letter_stream"] = int(client.xlen(keys.dlq)) if client.exists(keys.dlq) else 0
+    return out
+
+
+def _brand_channels(client: redis.Redis, keys: Keys) -> dict[str, list[str]]:
+    brands = sorted(_decode(b) for b in client.smembers(keys.brands))
+    pipe = client.pipeline(transaction=False)
+    for brand in brands:
+        pipe.smembers(keys.channels(brand))
+    return {b: sorted(_decode(c) for c in chans) for b, chans in zip(brands, pipe.execute(), strict=True)}
+
+
+def _empty_block() -> dict[str, Any]:
+    block: dict[str, Any] = dict.fromkeys(_SUMMED, 0)
+    block["sentiment"] = {"negative": 0, "neutral": 0, "positive": 0}
+    return block
+
+
+def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
+             until: datetime | None = None) -> dict[str, Any]:
+    """The ``pulse metrics --json`` document (ARCHITECTURE.md, "Command line")."""
+    since_ms, until_ms = _ms(since), _ms(until)
+    ranged = since_ms is not None or until_ms is not None
+    lo = since_ms if since_ms is not None else "-inf"
+    hi = (until_ms - 1) if until_ms is not None else "+inf"
+    gran = "m" if ranged else "d"
+    bc = _brand_channels(client, keys)
+    # One round trip for every index, one for every window and HLL, one for response times.
+    pipe = client.pipeline(transaction=False)
+    pairs = [(b, c) for b, chans in bc.items() for c in chans]
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi)
+    buckets = pipe.execute()
+    for (b, c), ids in zip(pairs, buckets, strict=True):
+        for bucket in ids:
+            pipe.hgetall(keys.window(b, c, _decode(bucket), gran))
+    windows = iter(pipe.execute())
+    for (b, c), ids in zip(pairs, buckets, strict=True):
+        pipe.pfcount(*[keys.authors(b, c, _decode(x), gran) for x in ids]) if ids else pipe.echo("0")
+        pipe.zrange(keys.response_times(b, c), 0, -1, withscores=True)
+        pipe.zrangebyscore(keys.response_times_at(b, c), lo, hi) if ranged else pipe.echo("")
+        pipe.zcount(keys.unanswered(b, c), lo, hi)
+    for b in bc:
+        authors_keys = [keys.authors(b, c, _decode(x), gran) for (bb, c), ids in zip(pairs, buckets, strict=True)
+                        if bb == b for x in ids]
+        pipe.pfcount(*authors_keys) if authors_keys else pipe.echo("0")
+    rest = iter(pipe.execute())
+    brands: dict[str, Any] = {}
+    rt_by_brand: dict[str, list[float]] = defaultdict(list)
+    for (b, c), ids in zip(pairs, buckets, strict=True):
+        block = _empty_block()
+        for _ in ids:
+            h = next(windows)
+            for name in _SUMMED:
+                block[name] += int(h.get(name.encode(), 0))
+            for s in ("negative", "neutral", "positive"):
+                block["sentiment"][s] += int(h.get(s.encode(), 0))
+        block["authors"] = int(next(rest))
+        rts = next(rest)
+        in_range = next(rest)
+        if ranged:
+            wanted = set(in_range)
+            rts = [(m, v) for m, v in rts if m in wanted]
+        values = [v for _, v in rts]
+        rt_by_brand[b].extend(values)
+        block["first_response"] = first_response(values)
+        block["unanswered"] = int(next(rest))
+        block["answer_rate"] = _answer_rate(block)
+        brand = brands.setdefault(b, {"channels": {}})
+        brand["channels"][c] = block
+    for b in bc:
+        brand = brands.setdefault(b, {"channels": {}})
+        agg = _empty_block()
+        for block in brand["channels"].values():
+            for name in _SUMMED:
+                agg[name] += block[name]
+            for s in agg["sentiment"]:
+                agg["sentiment"][s] += block["sentiment"][s]
+        agg["authors"] = int(next(rest))
+        agg["first_response"] = first_response(rt_by_brand[b])
+        agg["answer_rate"] = _answer_rate(agg)
+        brand.update(agg)
+    doc: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(), **totals(client, keys)}
+    doc["since"] = since.isoformat() if since else None
+    doc["until"] = until.isoformat() if until else None
+    doc["brands"] = brands
+    return doc
+
+
+def _answer_rate(block: dict[str, Any]) -> float | None:
+    if not block["queries"]:
+        return None
+    return min(1.0, block["response_count"] / block["queries"])
+
+
+def timeseries(client: redis.Redis, keys: Keys, minutes: int = 60, gran: str = "m",
+               until_ms: int | None = None) -> list[dict[str, Any]]:
+    """One row per window x brand x channel for the last ``minutes`` windows of data (newest data as "now").
+
+    Rows carry every counter plus ``brand``, ``channel``, ``start`` (aware datetime).
+    """
+    bc = _brand_channels(client, keys)
+    pairs = [(b, c) for b, chans in bc.items() for c in chans]
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrevrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
+    newest = [r[0][1] for r in pipe.execute() if r]
+    if not newest:
+        return []
+    end = until_ms if until_ms is not None else int(max(newest))
+    length = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[gran]
+    start = end - (minutes - 1) * length
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), start, end, withscores=True)
+    found = pipe.execute()
+    order: list[tuple[str, str, float]] = []
+    for (b, c), ids in zip(pairs, found, strict=True):
+        for bucket, score in ids:
+            pipe.hgetall(keys.window(b, c, _decode(bucket), gran))
+            order.append((b, c, score))
+    rows = []
+    for (b, c, score), h in zip(order, pipe.execute(), strict=True):
+        if not h:
+            continue
+        row: dict[str, Any] = {name: int(h.get(name.encode(), 0)) for name in COUNTERS}
+        row.update(brand=b, channel=c, start=datetime.fromtimestamp(score / 1000, tz=UTC))
+        rows.append(row)
+    return rows
+
+
+def recent_mentions(client: redis.Redis, keys: Keys, n: int = 50) -> list[bytes]:
+    """The newest enriched mentions (JSON bytes), newest first."""
+    return list(client.zrevrange(keys.latest, 0, n - 1))
+
+
+def recent_dead_letters(client: redis.Redis, keys: Keys, n: int = 50) -> list[dict[str, str]]:
+    """The newest dead letters, newest first, as text fields."""
+    out = []
+    for _id, fields in client.xrevrange(keys.dlq, count=n):
+        out.append({_decode(k): _decode(v) if isinstance(v, bytes) and _is_text(v) else repr(v)
+                    for k, v in fields.items()})
+    return out
+
+
+def _is_text(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,51 @@
+"""Running the flow in this process: workers, recovery, and the Redis sink, from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.inputs import Source
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from connectors.records import RawRecord
+from stream.flow import build_flow
+from stream.keys import Keys
+from stream.settings import Settings
+from stream.sinks import RedisSink
+
+__all__ = ["recovery_config", "run_flow"]
+
+log = logging.getLogger(__name__)
+
+
+def recovery_config(recovery_dir: str | Path | None, partitions: int = 1) -> RecoveryConfig | None:
+    """A Bytewax recovery config for ``recovery_dir``, creating its partitions the first time."""
+    if recovery_dir is None:
+        return None
+    path = Path(recovery_dir)
+    if not path.is_dir() or not any(path.glob("part-*.sqlite3")):
+        path.mkdir(parents=True, exist_ok=True)
+        init_db_dir(path, partitions)
+        log.info("initialised %d recovery partition(s) in %s", partitions, path)
+    else:
+        log.info("resuming from recovery partitions in %s", path)
+    return RecoveryConfig(path, backup_interval=timedelta(seconds=0))
+
+
+def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
+             recovery_dir: str | Path | None = None, process_id: int | None = None,
+             addresses: list[str] | None = None) -> None:
+    """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted."""
+    sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep)
+    flow = build_flow(source, settings, sink)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.epoch_seconds),
+        recovery_config=recovery_config(recovery_dir),
+    )

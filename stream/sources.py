@@ -1,0 +1,41 @@
+"""Building the Bytewax source for a ``--source SPEC`` (parsed by :func:`connectors.spec.parse_source`)."""
+
+from __future__ import annotations
+
+from bytewax.inputs import Source
+
+from connectors.records import RawRecord
+from connectors.spec import FileSpec, RedisSpec, SimSpec, WebSocketSpec, parse_source
+from stream.settings import Settings
+
+__all__ = ["build_source"]
+
+
+def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limit: int | None = None,
+                 fmt: str = "jsonl", mapping: str | None = None, bounded: bool = False,
+                 settings: Settings | None = None) -> Source[RawRecord]:
+    """The source for ``spec``; raises ``ValueError`` with a one-line message for anything unusable.
+
+    ``seed`` overrides the seed of a bare ``sim``; ``limit`` bounds the simulator; ``fmt``/``mapping``
+    apply to ``file:``; ``bounded`` makes Redis Streams stop once drained.
+    """
+    parsed = parse_source(spec)
+    if isinstance(parsed, SimSpec):
+        from connectors.simulator import SimulatorSource
+
+        use_seed = parsed.seed if spec.startswith("sim:") or seed is None else seed
+        return SimulatorSource(seed=use_seed, limit=limit, speed=speed)
+    if isinstance(parsed, FileSpec):
+        from connectors.files import FileSource
+
+        return FileSource(parsed.path.resolve(), fmt, mapping=mapping, speed=speed)
+    if isinstance(parsed, WebSocketSpec):
+        from connectors.websocket import WebSocketSource
+
+        return WebSocketSource(parsed.url)
+    if isinstance(parsed, RedisSpec):
+        from connectors.redis_streams import RedisStreamSource
+
+        return RedisStreamSource(parsed.url, parsed.prefix, parsed.partitions, group=parsed.group,
+                                 stop="drained" if bounded else "never")
+    raise ValueError(f"unsupported source {spec!r}")
