@@ -38,19 +38,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from itertools import islice
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.http11 import Request, Response
 
 from connectors.records import RawRecord
 
 __all__ = [
+    "BackgroundServer",
     "FirehoseServer",
     "TimedRecord",
     "WebSocketSource",
@@ -134,7 +135,53 @@ def with_after(url: str, after: int | str | None) -> str:
 
 
 # -- server -----------------------------------------------------------------------------------------
-class FirehoseServer:
+class BackgroundServer:
+    """Runs a subclass's ``serve(ready)`` coroutine on its own event loop in a thread (tests, benchmarks).
+
+    The subclass sets ``self._stopped`` (an :class:`asyncio.Event`) in ``serve`` and returns from
+    ``serve`` once it is set.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _stopped: asyncio.Event | None = None
+
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        raise TypeError(f"{type(self).__name__} must define serve()")
+
+    def start(self) -> Self:
+        """Serve from a background thread; returns once listening (or raises what prevented it)."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self.serve(started.set))
+            except BaseException as exc:  # surfaced to the caller of start()
+                failure.append(exc)
+                started.set()
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop every connection (clients see a dropped connection)."""
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+class FirehoseServer(BackgroundServer):
     """A WebSocket server that streams records as JSON frames: the peer a vendor's firehose would be.
 
     ``records`` is called once per connection and must replay the same sequence each time (a list,
@@ -170,10 +217,6 @@ class FirehoseServer:
         self.port = port
         self.speed = speed
         self.frame_records = max(1, frame_records)
-        self._server: Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
         self.connections = 0
 
     @property
@@ -227,42 +270,12 @@ class FirehoseServer:
             compression=None,
             max_size=None,
         ) as server:
-            self._server = server
             self.port = server.sockets[0].getsockname()[1]
             log.info("firehose serving on %s", self.url)
             if ready is not None:
                 ready()
             await self._stopped.wait()
 
-    def start(self) -> FirehoseServer:
-        """Serve from a background thread (tests, benchmarks); returns once listening."""
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(self.serve(started.set))
-            except BaseException as exc:  # surfaced to the caller of start()
-                failure.append(exc)
-                started.set()
-            finally:
-                self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="firehose-server", daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and drop every connection (clients see a dropped connection)."""
-        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
 
 # -- source -----------------------------------------------------------------------------------------

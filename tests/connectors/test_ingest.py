@@ -1,0 +1,77 @@
+"""The owned-community ingest endpoint against a real Redis and a real WebSocket client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from connectors.ingest import IngestServer
+from connectors.redis_streams import stream_key
+
+TOKEN = "test-ingest-token"
+
+
+@pytest.fixture()
+def server(redis_url: str, key_prefix: str, r: redis.Redis) -> Iterator[IngestServer]:
+    srv = IngestServer(token=TOKEN, redis_url=redis_url, prefix=key_prefix, partitions=4, port=0).start()
+    yield srv
+    srv.stop()
+
+
+def _entries(r: redis.Redis, prefix: str) -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
+    return {stream_key(prefix, n): r.xrange(stream_key(prefix, n)) for n in range(4)}
+
+
+@pytest.mark.parametrize(
+    "headers, query",
+    [({}, ""), ({"Authorization": "Bearer wrong"}, ""), ({"Authorization": f"Basic {TOKEN}"}, ""),
+     ({}, "?token=wrong")],
+)
+def test_wrong_or_missing_token_is_refused(
+    server: IngestServer, r: redis.Redis, key_prefix: str, headers: dict[str, str], query: str
+) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        with connect(server.url + query, additional_headers=headers, proxy=None) as ws:
+            ws.send("{}")
+    assert info.value.response.status_code == 401
+    assert all(not entries for entries in _entries(r, key_prefix).values())
+
+
+def test_thousand_frames_acked_and_stored(server: IngestServer, r: redis.Redis, key_prefix: str) -> None:
+    frames = [orjson.dumps({"id": f"forum:{i}", "channel": "forum", "text": f"post {i}"}) for i in range(1000)]
+    acks = []
+    with connect(server.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, proxy=None) as ws:
+        for frame in frames:
+            ws.send(frame)
+        for _ in frames:
+            acks.append(orjson.loads(ws.recv(timeout=30)))
+    assert [a["ack"] for a in acks] == list(range(1, 1001))
+    stored = _entries(r, key_prefix)
+    assert sum(len(v) for v in stored.values()) == 1000
+    by_entry = {(key, eid.decode()): fields for key, entries in stored.items() for eid, fields in entries}
+    # every ack names the entry holding exactly the frame it acknowledges
+    for frame, ack in zip(frames, acks, strict=True):
+        fields = by_entry[(ack["stream"], ack["entry"])]
+        assert fields == {b"payload": frame, b"fmt": b"jsonl"}
+    assert len({(a["stream"], a["entry"]) for a in acks}) == 1000
+
+
+def test_query_token_and_empty_frames(server: IngestServer, r: redis.Redis, key_prefix: str) -> None:
+    with connect(server.url + f"?token={TOKEN}", proxy=None) as ws:
+        ws.send("   ")
+        ws.send(b"\x00binary event")
+        answers = [orjson.loads(ws.recv(timeout=10)) for _ in range(2)]
+    assert answers[0] == {"nack": 1, "reason": "empty frame"}
+    assert answers[1]["ack"] == 2
+    stored = [f for entries in _entries(r, key_prefix).values() for _, f in entries]
+    assert [f[b"payload"] for f in stored] == [b"\x00binary event"]
+
+
+def test_a_token_is_required(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="PULSE_INGEST_TOKEN"):
+        IngestServer(token="", redis_url=redis_url)
