@@ -47,7 +47,11 @@ class _PulseTyper(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = typer.main.get_command(self)
         try:
-            return command.main(*args, standalone_mode=False, **kwargs)
+            rv = command.main(*args, standalone_mode=False, **kwargs)
+            # Without standalone mode click returns an Exit's code instead of exiting.
+            if isinstance(rv, int) and rv:
+                sys.exit(rv)
+            return rv
         except _cx.UsageError as exc:
             if type(exc).__name__.startswith("NoArgsIsHelp"):
                 sys.exit(0)  # Typer has printed the help already
@@ -69,6 +73,7 @@ app = _PulseTyper(
     help="Social Pulse: social mentions -> CRM -> live analytics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
 )
 
