@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +19,7 @@ from connectors.ingest import IngestServer
 from connectors.redis_streams import stream_key
 
 TOKEN = "test-ingest-token"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -75,3 +81,37 @@ def test_query_token_and_empty_frames(server: IngestServer, r: redis.Redis, key_
 def test_a_token_is_required(redis_url: str) -> None:
     with pytest.raises(ValueError, match="PULSE_INGEST_TOKEN"):
         IngestServer(token="", redis_url=redis_url)
+
+
+def _pulse(args: list[str], redis_url: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "PULSE_INGEST_TOKEN"}
+    env.update(PYTHONPATH=str(ROOT), REDIS_URL=redis_url)
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env, cwd=ROOT, input=stdin,
+                          capture_output=True, timeout=120)
+
+
+def test_cli_pushes_jsonl_from_a_file_and_stdin(
+    r: redis.Redis, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    lines = [orjson.dumps({"id": f"forum:{i}"}) for i in range(50)]
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines[:40]) + b"\n\n"))
+    done = _pulse(["ingest", "--file", str(path), "--prefix", key_prefix, "--partitions", "2"], redis_url)
+    assert done.returncode == 0, done.stderr
+    done = _pulse(["ingest", "--prefix", key_prefix, "--partitions", "2", "--eof"], redis_url,
+                  stdin=b"\r\n".join(lines[40:]))
+    assert done.returncode == 0, done.stderr
+    assert b"pushed 10 records" in done.stderr
+    stored = [f[b"payload"] for n in range(2) for _, f in r.xrange(stream_key(key_prefix, n))]
+    assert sorted(stored) == sorted(lines)
+    assert r.exists(f"{key_prefix}in:eof")
+
+
+def test_cli_errors_are_one_line(redis_url: str, key_prefix: str) -> None:
+    done = _pulse(["ingest", "serve", "--prefix", key_prefix], redis_url)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == "pulse: error: an ingest token is required: set PULSE_INGEST_TOKEN or pass --token"
+    done = _pulse(["ingest", "--file", "/no/such/file.jsonl", "--prefix", key_prefix], redis_url)
+    assert done.returncode == 2 and done.stderr.decode().strip() == "pulse: error: no such file: /no/such/file.jsonl"
+    done = _pulse(["firehose", "serve", "--source", "redis://h:1/p:"], redis_url)
+    assert done.returncode == 2 and "firehose serve streams sim, sim:SEED or file:PATH" in done.stderr.decode()
