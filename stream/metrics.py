@@ -18,7 +18,8 @@ import redis
 from stream.keys import Keys
 from stream.windows import COUNTERS
 
-__all__ = ["first_response", "quantile", "recent_dead_letters", "recent_mentions", "snapshot", "timeseries", "totals"]
+__all__ = ["distinct_authors", "first_response", "quantile", "recent_dead_letters", "recent_mentions",
+           "response_times_between", "snapshot", "timeseries", "totals"]
 
 _SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "unanswered", "late")
 
@@ -210,3 +211,53 @@ def _is_text(b: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def response_times_between(client: redis.Redis, keys: Keys, since_ms: int | None = None,
+                           until_ms: int | None = None, brands: list[str] | None = None) -> list[dict[str, Any]]:
+    """First response times of the mentions posted in ``[since_ms, until_ms]`` (event time, ms).
+
+    Rows carry ``brand``, ``channel``, ``mention_id``, ``mention_ms`` and ``response_ms``; the reply was
+    posted at ``mention_ms + response_ms``. ``brands`` limits the brands read (default: all).
+    """
+    bc = _brand_channels(client, keys)
+    pairs = [(b, c) for b, chans in bc.items() if brands is None or b in brands for c in chans]
+    lo = since_ms if since_ms is not None else "-inf"
+    hi = until_ms if until_ms is not None else "+inf"
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.response_times_at(b, c), lo, hi, withscores=True)
+    found = pipe.execute()
+    for (b, c), members in zip(pairs, found, strict=True):
+        if members:
+            pipe.zmscore(keys.response_times(b, c), [m for m, _ in members])
+    scores = iter(pipe.execute())
+    rows: list[dict[str, Any]] = []
+    for (b, c), members in zip(pairs, found, strict=True):
+        if not members:
+            continue
+        for (member, mention_ms), response_ms in zip(members, next(scores), strict=True):
+            if response_ms is not None:
+                rows.append({"brand": b, "channel": c, "mention_id": _decode(member),
+                             "mention_ms": int(mention_ms), "response_ms": float(response_ms)})
+    return rows
+
+
+def distinct_authors(client: redis.Redis, keys: Keys, since_ms: int, until_ms: int, gran: str = "m",
+                     brands: list[str] | None = None) -> dict[str, int]:
+    """Distinct authors per brand over the windows starting in ``[since_ms, until_ms]`` (HyperLogLog union).
+
+    One brand's keys share a hash slot, so this also works on Redis Cluster.
+    """
+    bc = _brand_channels(client, keys)
+    chosen = [b for b in bc if brands is None or b in brands]
+    pipe = client.pipeline(transaction=False)
+    pairs = [(b, c) for b in chosen for c in bc[b]]
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), since_ms, until_ms)
+    per_brand: dict[str, list[str]] = {b: [] for b in chosen}
+    for (b, c), buckets in zip(pairs, pipe.execute(), strict=True):
+        per_brand[b].extend(keys.authors(b, c, _decode(x), gran) for x in buckets)
+    for b in chosen:
+        pipe.pfcount(*per_brand[b]) if per_brand[b] else pipe.echo("0")
+    return {b: int(n) for b, n in zip(chosen, pipe.execute(), strict=True)}
