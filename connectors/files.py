@@ -35,6 +35,7 @@ from connectors.records import RawRecord
 __all__ = [
     "FORMATS",
     "MAPPINGS_DIR",
+    "ProgressCallback",
     "TWCS_COLUMNS",
     "ColumnMapping",
     "FileSource",
