@@ -1,0 +1,695 @@
+"""Server-side scripts of the Redis CRM store: every decision that must be atomic across workers.
+
+Assignment (pick an agent, bump its load), case transitions, link-code redemption and prospect merges
+run inside Redis as Lua, so two flow workers can never over-assign an agent or open a case twice.
+Each script's ``ARGV[1]`` is the key prefix; key names match :class:`crm.keys.CrmKeys`.
+The policy (priorities, SLA minutes, which strategy) is decided in Python and passed in.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AGENT_STATUS",
+    "AGENT_UPSERT",
+    "CAPACITY",
+    "COMMIT",
+    "CONTEXT",
+    "DRAIN",
+    "IMPORT_CUSTOMER",
+    "LINK_PUT",
+    "MERGE",
+    "OUTBOX",
+    "REDEEM",
+    "REPLY",
+    "REPLY_CASE",
+    "RESOLVE",
+    "SLA_SCAN",
+]
+
+_LIB = r"""
+local P = ARGV[1]
+local function K(...) return P .. table.concat({...}, ':') end
+local function ms(x) return string.format('%d', tonumber(x)) end
+
+local function event(cid, ts, name, extra)
+  local parts = {'{"ts":' .. ms(ts), '"event":' .. cjson.encode(name)}
+  if extra then
+    local names = {}
+    for k2, _ in pairs(extra) do table.insert(names, k2) end
+    table.sort(names)
+    for _, k2 in ipairs(names) do
+      table.insert(parts, cjson.encode(k2) .. ':' .. cjson.encode(extra[k2]))
+    end
+  end
+  redis.call('RPUSH', K('case', cid, 'events'), table.concat(parts, ',') .. '}')
+end
+
+local function stat(name, by)
+  redis.call('HINCRBY', K('cases', 'stats'), name, by or 1)
+end
+
+local function has_skill(list, v)
+  if not list or list == '' or list == '*' then return true end
+  if not v or v == '' then return true end
+  return string.find(',' .. list .. ',', ',' .. v .. ',', 1, true) ~= nil
+end
+
+-- the agent a case goes to, or nil: online, below capacity, serving the queue (and, for skill_based,
+-- the channel and language); least_loaded / skill_based take the lowest load, round_robin the agent
+-- whose last assignment is oldest; ties by last assignment, then id, so the choice is deterministic.
+local function pick_agent(queue, channel, lang, strategy, prefer)
+  if prefer and prefer ~= '' then
+    local a = redis.call('HMGET', K('agent', prefer), 'status', 'capacity', 'load', 'departments')
+    if a[1] == 'online' and (tonumber(a[3]) or 0) < (tonumber(a[2]) or 0) and has_skill(a[4], queue) then
+      return prefer
+    end
+  end
+  local best, bload, bseq = nil, 0, 0
+  for _, id in ipairs(redis.call('SMEMBERS', K('agents', 'online'))) do
+    local a = redis.call('HMGET', K('agent', id), 'capacity', 'load', 'departments', 'channels', 'languages', 'seq')
+    local cap, load = tonumber(a[1]) or 0, tonumber(a[2]) or 0
+    if load < cap and has_skill(a[3], queue)
+        and (strategy ~= 'skill_based' or (has_skill(a[4], channel) and has_skill(a[5], lang))) then
+      local seq = tonumber(a[6]) or 0
+      local better
+      if best == nil then
+        better = true
+      elseif strategy == 'round_robin' then
+        better = seq < bseq or (seq == bseq and id < best)
+      else
+        better = load < bload or (load == bload and (seq < bseq or (seq == bseq and id < best)))
+      end
+      if better then best, bload, bseq = id, load, seq end
+    end
+  end
+  return best
+end
+
+local function assign_to(cid, agent, now)
+  local ak = K('agent', agent)
+  local seq = redis.call('INCR', K('agents', 'seq'))
+  local load = redis.call('HINCRBY', ak, 'load', 1)
+  redis.call('HSET', ak, 'seq', seq, 'last_assigned_ms', ms(now))
+  redis.call('HINCRBY', ak, 'assigned_total', 1)
+  redis.call('ZADD', K('agents', 'load'), load, agent)
+  redis.call('SADD', K('agent', agent, 'cases'), cid)
+  local ck = K('case', cid)
+  local f = redis.call('HMGET', ck, 'queue', 'status', 'assigned_ms')
+  redis.call('ZREM', K('queue', f[1]), cid)
+  redis.call('HSET', ck, 'agent', agent, 'queued', '0', 'last_assigned_ms', ms(now))
+  if not f[3] or f[3] == '' then redis.call('HSET', ck, 'assigned_ms', ms(now)) end
+  if f[2] == 'open' then redis.call('HSET', ck, 'status', 'assigned') end
+  stat('assigned')
+  event(cid, now, 'assigned', {agent = agent})
+end
+
+-- take a case off its agent's load (the agent field is kept as history unless clear is set)
+local function release(cid, agent, clear)
+  if agent and agent ~= '' then
+    local ak = K('agent', agent)
+    if redis.call('SREM', K('agent', agent, 'cases'), cid) == 1 then
+      local load = redis.call('HINCRBY', ak, 'load', -1)
+      if load < 0 then redis.call('HSET', ak, 'load', 0); load = 0 end
+      redis.call('ZADD', K('agents', 'load'), load, agent)
+    end
+  end
+  if clear then redis.call('HSET', K('case', cid), 'agent', '') end
+end
+
+local function enqueue(cid, queue, score)
+  redis.call('ZADD', K('queue', queue), score, cid)
+  redis.call('SADD', K('queues'), queue)
+  redis.call('HSET', K('case', cid), 'queued', '1')
+end
+
+local function try_assign(cid, now, prefer)
+  local f = redis.call('HMGET', K('case', cid), 'queue', 'channel', 'lang', 'strategy', 'created_ms')
+  local agent = pick_agent(f[1], f[2], f[3], f[4], prefer)
+  if agent then
+    assign_to(cid, agent, now)
+    return agent
+  end
+  enqueue(cid, f[1], tonumber(f[5]) or tonumber(now))
+  return false
+end
+
+local function free_slots()
+  local n = 0
+  for _, id in ipairs(redis.call('SMEMBERS', K('agents', 'online'))) do
+    local a = redis.call('HMGET', K('agent', id), 'capacity', 'load')
+    local f = (tonumber(a[1]) or 0) - (tonumber(a[2]) or 0)
+    if f > 0 then n = n + f end
+  end
+  return n
+end
+
+-- assign waiting cases, oldest first across all queues, while any agent has room
+local function drain(now, limit, out)
+  local free = free_slots()
+  if free <= 0 then return out end
+  local cands = {}
+  for _, q in ipairs(redis.call('SMEMBERS', K('queues'))) do
+    local items = redis.call('ZRANGE', K('queue', q), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #items, 2 do table.insert(cands, {items[i], tonumber(items[i + 1])}) end
+  end
+  table.sort(cands, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  for _, c in ipairs(cands) do
+    if free <= 0 then break end
+    local f = redis.call('HMGET', K('case', c[1]), 'queue', 'channel', 'lang', 'strategy')
+    local agent = pick_agent(f[1], f[2], f[3], f[4], nil)
+    if agent then
+      assign_to(c[1], agent, now)
+      free = free - 1
+      table.insert(out, c[1])
+      table.insert(out, agent)
+    end
+  end
+  return out
+end
+
+local function set_deadline(cid, now, sla_ms, warn_frac)
+  local due = tonumber(now) + tonumber(sla_ms)
+  local warn = due - math.floor(tonumber(sla_ms) * tonumber(warn_frac))
+  redis.call('HSET', K('case', cid), 'awaiting_since', ms(now), 'due_ms', ms(due), 'warn_ms', ms(warn),
+    'sla_ms', ms(sla_ms))
+  redis.call('ZADD', K('cases', 'open'), due, cid)
+  redis.call('ZADD', K('cases', 'sla'), warn, cid)
+end
+
+local function apply_reply(cid, rid, ts, by)
+  local ck = K('case', cid)
+  if redis.call('SADD', K('case', cid, 'replies'), rid) == 0 then return {'duplicate', ''} end
+  redis.call('SET', K('thread', rid), cid)
+  local f = redis.call('HMGET', ck, 'status', 'awaiting_since', 'first_reply_ms')
+  if f[1] == 'resolved' then
+    event(cid, ts, 'reply_after_resolve', {reply_id = rid})
+    return {'resolved', ''}
+  end
+  local resp = ''
+  redis.call('HINCRBY', ck, 'replies', 1)
+  stat('replies')
+  if f[2] and f[2] ~= '' then
+    local d = tonumber(ts) - tonumber(f[2])
+    if d < 0 then d = 0 end
+    resp = ms(d)
+    if not f[3] or f[3] == '' then
+      redis.call('HSET', ck, 'first_reply_ms', ms(ts), 'first_response_ms', resp)
+      stat('first_responses')
+      stat('first_response_ms_sum', d)
+    else
+      redis.call('HINCRBY', ck, 'next_response_ms_sum', d)
+      redis.call('HINCRBY', ck, 'next_response_count', 1)
+      stat('next_responses')
+      stat('next_response_ms_sum', d)
+    end
+    redis.call('HSET', ck, 'last_response_ms', resp)
+  end
+  redis.call('HSET', ck, 'status', 'replied', 'replied_ms', ms(ts), 'awaiting_since', '', 'due_ms', '',
+    'warn_ms', '', 'last_reply_id', rid)
+  redis.call('ZADD', K('cases', 'open'), 'inf', cid)
+  redis.call('ZREM', K('cases', 'sla'), cid)
+  event(cid, ts, 'replied', {reply_id = rid, by = by or '', response_ms = resp})
+  return {'replied', resp}
+end
+
+local function trim_history(cust, keep)
+  local z = K('customer', cust, 'mentions')
+  local n = redis.call('ZCARD', z)
+  if n > keep then
+    local old = redis.call('ZRANGE', z, 0, n - keep - 1)
+    redis.call('ZREMRANGEBYRANK', z, 0, n - keep - 1)
+    redis.call('HDEL', K('customer', cust, 'mdata'), unpack(old))
+  end
+end
+
+local function follow_merges(cust)
+  local hops = 0
+  while cust ~= '' and hops < 8 do
+    local m = redis.call('HGET', K('customer', cust), 'merged_into')
+    if m and m ~= '' then cust = m; hops = hops + 1 else break end
+  end
+  return cust
+end
+
+-- move a prospect's handles, mentions, cases, counters and tags to a customer; the prospect record
+-- stays as a pointer (kind=merged, merged_into) so late events about it still land on the customer
+local function merge_prospect(pid, cid, now, keep)
+  local pk, ck = K('customer', pid), K('customer', cid)
+  if pid == cid or redis.call('HGET', pk, 'kind') ~= 'prospect' then return 0 end
+  for _, h in ipairs(redis.call('SMEMBERS', K('customer', pid, 'handles'))) do
+    redis.call('SET', P .. 'identity:' .. h, cid)
+    redis.call('SADD', K('customer', cid, 'handles'), h)
+  end
+  local mz = K('customer', pid, 'mentions')
+  if redis.call('EXISTS', mz) == 1 then
+    redis.call('ZUNIONSTORE', K('customer', cid, 'mentions'), 2, K('customer', cid, 'mentions'), mz,
+      'AGGREGATE', 'MAX')
+    local md = redis.call('HGETALL', K('customer', pid, 'mdata'))
+    if #md > 0 then redis.call('HSET', K('customer', cid, 'mdata'), unpack(md)) end
+  end
+  local cz = K('customer', pid, 'cases')
+  local cases = redis.call('ZRANGE', cz, 0, -1)
+  for _, c in ipairs(cases) do redis.call('HSET', K('case', c), 'customer_id', cid) end
+  if #cases > 0 then
+    redis.call('ZUNIONSTORE', K('customer', cid, 'cases'), 2, K('customer', cid, 'cases'), cz, 'AGGREGATE', 'MAX')
+  end
+  local names = {'mentions', 'negative', 'neutral', 'positive', 'queries', 'reach', 'cases_total', 'cases_open'}
+  local p = redis.call('HMGET', pk, unpack(names))
+  for i, name in ipairs(names) do
+    local v = tonumber(p[i])
+    if v and v ~= 0 then redis.call('HINCRBY', ck, name, v) end
+  end
+  local q = redis.call('HMGET', pk, 'sentiment_sum', 'followers', 'last_seen_ms')
+  if tonumber(q[1]) then redis.call('HINCRBYFLOAT', ck, 'sentiment_sum', q[1]) end
+  local c2 = redis.call('HMGET', ck, 'followers', 'last_seen_ms')
+  if (tonumber(q[2]) or 0) > (tonumber(c2[1]) or 0) then redis.call('HSET', ck, 'followers', q[2]) end
+  if (tonumber(q[3]) or 0) > (tonumber(c2[2]) or 0) then redis.call('HSET', ck, 'last_seen_ms', q[3]) end
+  local tz = K('customer', pid, 'tags')
+  if redis.call('EXISTS', tz) == 1 then
+    redis.call('SUNIONSTORE', K('customer', cid, 'tags'), K('customer', cid, 'tags'), tz)
+  end
+  trim_history(cid, keep)
+  redis.call('DEL', K('customer', pid, 'handles'), mz, K('customer', pid, 'mdata'), cz, tz,
+    K('rules', 'pending', pid))
+  redis.call('HSET', pk, 'kind', 'merged', 'merged_into', cid, 'merged_ms', ms(now))
+  redis.call('ZREM', K('prospects'), pid)
+  redis.call('SADD', K('customer', cid, 'merged'), pid)
+  return 1
+end
+"""
+
+#: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n.
+CONTEXT = _LIB + r"""
+local mid, channel, handle, given, irt = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local done = K('crm', 'done', mid)
+if redis.call('EXISTS', done) == 1 then return {'duplicate', redis.call('HGETALL', done)} end
+local cust = ''
+if given ~= '' and redis.call('EXISTS', K('customer', given)) == 1 then
+  cust = given
+elseif handle ~= '' then
+  cust = redis.call('GET', K('identity', channel, handle)) or ''
+end
+cust = follow_merges(cust)
+local rec = {}
+if cust ~= '' then rec = redis.call('HGETALL', K('customer', cust)) end
+local tc, tstatus, tcust = '', '', ''
+if irt ~= '' then
+  tc = redis.call('GET', K('thread', irt)) or ''
+  if tc ~= '' then
+    local f = redis.call('HMGET', K('case', tc), 'status', 'customer_id')
+    tstatus, tcust = f[1] or '', f[2] or ''
+  end
+end
+local hist = {}
+if ARGV[7] == '1' and cust ~= '' then
+  local ids = redis.call('ZREVRANGE', K('customer', cust, 'mentions'), 0, tonumber(ARGV[8]) - 1)
+  if #ids > 0 then hist = redis.call('HMGET', K('customer', cust, 'mdata'), unpack(ids)) end
+end
+return {'ok', cust, rec, tc, tstatus, tcust, hist}
+"""
+
+#: ARGV: prefix, plan JSON (see ``crm.processor``). Applies one processed mention atomically, once.
+COMMIT = _LIB + r"""
+local plan = cjson.decode(ARGV[2])
+local mid, ts = plan.mid, tonumber(plan.ts)
+local done = K('crm', 'done', mid)
+if redis.call('EXISTS', done) == 1 then return {'duplicate', redis.call('HGETALL', done)} end
+
+-- who: an unknown author becomes a prospect unless someone linked the handle meanwhile
+local cust = plan.cust or ''
+if plan.prospect == 1 then
+  local owner = redis.call('GET', K('identity', plan.channel, plan.author))
+  if owner and owner ~= cust then cust = owner end
+end
+cust = follow_merges(cust)
+local is_prospect = false
+if cust ~= '' then
+  local ck = K('customer', cust)
+  if plan.prospect == 1 and cust == plan.cust then
+    if redis.call('HSETNX', ck, 'kind', 'prospect') == 1 then
+      redis.call('HSET', ck, 'id', cust, 'channel', plan.channel, 'handle', plan.author, 'first_seen_ms', ms(ts))
+      redis.call('ZADD', K('prospects'), ts, cust)
+    end
+    redis.call('SET', K('identity', plan.channel, plan.author), cust, 'NX')
+    redis.call('SADD', K('customer', cust, 'handles'), plan.channel .. ':' .. plan.author)
+  end
+  is_prospect = redis.call('HGET', ck, 'kind') == 'prospect'
+  -- rule outcomes: the customer's next mention after a hit tells whether the initiative landed
+  local pend = redis.call('HGETALL', K('rules', 'pending', cust))
+  for i = 1, #pend, 2 do
+    if tonumber(pend[i + 1]) < ts then
+      redis.call('HINCRBY', K('rules', 'stats'), pend[i] .. '|next_' .. plan.sentiment, 1)
+      redis.call('HDEL', K('rules', 'pending', cust), pend[i])
+    end
+  end
+  redis.call('ZADD', K('customer', cust, 'mentions'), ts, mid)
+  redis.call('HSET', K('customer', cust, 'mdata'), mid, plan.summary)
+  trim_history(cust, tonumber(plan.keep))
+  redis.call('HINCRBY', ck, 'mentions', 1)
+  redis.call('HINCRBY', ck, plan.sentiment, 1)
+  if plan.query == 1 then redis.call('HINCRBY', ck, 'queries', 1) end
+  redis.call('HINCRBYFLOAT', ck, 'sentiment_sum', plan.score)
+  redis.call('HINCRBY', ck, 'reach', tonumber(plan.reach))
+  local c = redis.call('HMGET', ck, 'last_seen_ms', 'followers', 'churn_ts')
+  if ts > (tonumber(c[1]) or 0) then redis.call('HSET', ck, 'last_seen_ms', ms(ts)) end
+  if plan.followers ~= '' and tonumber(plan.followers) > (tonumber(c[2]) or -1) then
+    redis.call('HSET', ck, 'followers', plan.followers)
+  end
+  if plan.churn ~= '' and not is_prospect and ts >= (tonumber(c[3]) or 0) then
+    redis.call('HSET', ck, 'churn_risk', plan.churn, 'churn_ts', ms(ts))
+    redis.call('ZADD', K('churn'), plan.churn, cust)
+  end
+end
+
+-- which case: a follow-up in the thread of this customer's case joins it (reopening it when resolved)
+local cid, cev = '', 'none'
+if plan.in_reply_to ~= '' and cust ~= '' then
+  local tc = redis.call('GET', K('thread', plan.in_reply_to))
+  if tc then
+    local ck = K('case', tc)
+    local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since')
+    if f[1] and f[2] == cust then
+      cid = tc
+      redis.call('SET', K('thread', mid), cid)
+      redis.call('HINCRBY', ck, 'mentions', 1)
+      redis.call('HSET', ck, 'last_customer_ms', ms(ts), 'last_mention_id', mid)
+      local sla = plan.sla[f[4]] or plan.sla['medium']
+      if f[1] == 'resolved' then
+        cev = 'reopened'
+        redis.call('HSET', ck, 'status', 'open', 'resolved_ms', '')
+        redis.call('HINCRBY', ck, 'reopened', 1)
+        redis.call('HINCRBY', K('customer', cust), 'cases_open', 1)
+        stat('reopened')
+        set_deadline(cid, ts, sla, plan.warn)
+        event(cid, ts, 'reopened', {mention_id = mid})
+        try_assign(cid, ts, f[3])
+      else
+        cev = 'appended'
+        event(cid, ts, 'followup', {mention_id = mid})
+        if not f[5] or f[5] == '' then
+          set_deadline(cid, ts, sla, plan.warn)
+          if f[3] and f[3] ~= '' then redis.call('HSET', ck, 'status', 'assigned')
+          else redis.call('HSET', ck, 'status', 'open') end
+        end
+      end
+    end
+  end
+end
+if cid == '' and plan.open == 1 then
+  cid = plan.case.id
+  local ck = K('case', cid)
+  if redis.call('EXISTS', ck) == 0 then
+    cev = 'opened'
+    local args = {}
+    for k2, v in pairs(plan.case) do table.insert(args, k2); table.insert(args, v) end
+    redis.call('HSET', ck, unpack(args))
+    redis.call('HSET', ck, 'status', 'open', 'created_ms', ms(ts), 'customer_id', cust, 'mentions', 1,
+      'queued', '0', 'agent', '', 'last_customer_ms', ms(ts), 'last_mention_id', mid)
+    redis.call('SET', K('thread', mid), cid)
+    redis.call('ZADD', K('cases', 'all'), ts, cid)
+    set_deadline(cid, ts, plan.case.sla_ms, plan.warn)
+    if cust ~= '' then
+      redis.call('ZADD', K('customer', cust, 'cases'), ts, cid)
+      redis.call('HINCRBY', K('customer', cust), 'cases_total', 1)
+      redis.call('HINCRBY', K('customer', cust), 'cases_open', 1)
+    end
+    stat('opened')
+    event(cid, ts, 'opened', {mention_id = mid, priority = plan.case.priority, queue = plan.case.queue})
+    try_assign(cid, ts, nil)
+    local early = redis.call('GET', K('crm', 'early', mid))
+    if early then
+      local e = cjson.decode(early)
+      apply_reply(cid, e.id, e.ts, e.by)
+      redis.call('DEL', K('crm', 'early', mid))
+    end
+  else
+    cev = 'exists'
+  end
+end
+
+if cid ~= '' and #plan.tags > 0 then redis.call('SADD', K('case', cid, 'tags'), unpack(plan.tags)) end
+if cust ~= '' and #plan.tags > 0 then redis.call('SADD', K('customer', cust, 'tags'), unpack(plan.tags)) end
+for _, r in ipairs(plan.hits) do
+  redis.call('HINCRBY', K('rules', 'stats'), r .. '|hits', 1)
+  redis.call('XADD', K('rules', 'hits'), 'MAXLEN', '~', 10000, '*', 'rule', r, 'mention_id', mid,
+    'customer_id', cust, 'case_id', cid, 'ts', ms(ts))
+  if cust ~= '' then redis.call('HSET', K('rules', 'pending', cust), r, ms(ts)) end
+end
+for _, t in ipairs(plan.tasks) do
+  local tk = K('task', t.id)
+  if redis.call('HSETNX', tk, 'id', t.id) == 1 then
+    redis.call('HSET', tk, 'rule', t.rule, 'title', t.title, 'queue', t.queue, 'due_ms', ms(t.due_ms),
+      'created_ms', ms(ts), 'mention_id', mid, 'customer_id', cust, 'case_id', cid, 'status', 'open')
+    redis.call('ZADD', K('tasks', 'open'), t.due_ms, t.id)
+  end
+end
+for _, o in ipairs(plan.outbox) do
+  if redis.call('SADD', K('outbox', 'sent'), o.id) == 1 then
+    redis.call('XADD', o.stream, '*', 'id', o.id, 'data', o.data)
+  end
+  if cid ~= '' then redis.call('SET', K('thread', o.id), cid) end
+end
+for _, w in ipairs(plan.webhooks) do
+  if redis.call('SADD', K('outbox', 'sent'), w.id) == 1 then
+    redis.call('XADD', K('outbox', 'webhook'), '*', 'id', w.id, 'url', w.url, 'data', w.data)
+  end
+end
+
+local agent, status, prio, queue = '', '', '', ''
+if cid ~= '' then
+  local f = redis.call('HMGET', K('case', cid), 'agent', 'status', 'priority', 'queue')
+  agent, status, prio, queue = f[1] or '', f[2] or '', f[3] or '', f[4] or ''
+end
+local pflag = '0'
+if is_prospect then pflag = '1' end
+local rec = {'r', plan.result, 'case_id', cid, 'case_event', cev, 'agent', agent, 'status', status,
+  'customer_id', cust, 'prospect', pflag, 'priority', prio, 'queue', queue}
+redis.call('HSET', done, unpack(rec))
+redis.call('EXPIRE', done, tonumber(plan.ttl))
+return {'ok', rec}
+"""
+
+#: ARGV: prefix, reply id, in_reply_to, ts, by, early-reply ttl (s). A brand reply seen on a channel.
+REPLY = _LIB + r"""
+local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local cid = redis.call('GET', K('thread', irt))
+if not cid then
+  local existing = redis.call('GET', K('crm', 'early', irt))
+  if not existing then
+    redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}), 'EX', tonumber(ARGV[6]))
+  end
+  return {'pending', ''}
+end
+local r = apply_reply(cid, rid, ts, by)
+return {r[1], cid, r[2]}
+"""
+
+#: ARGV: prefix, case id, reply id, ts, by, outbox stream, reply JSON. An agent's reply: checked, posted, counted.
+REPLY_CASE = _LIB + r"""
+local cid, rid, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local st = redis.call('HGET', K('case', cid), 'status')
+if not st then return {'unknown', ''} end
+if redis.call('SISMEMBER', K('case', cid, 'replies'), rid) == 1 then return {'duplicate', ''} end
+if st == 'resolved' then return {'resolved', ''} end
+if redis.call('SADD', K('outbox', 'sent'), rid) == 1 then
+  redis.call('XADD', ARGV[6], '*', 'id', rid, 'data', ARGV[7])
+end
+local r = apply_reply(cid, rid, ts, by)
+return {r[1], r[2]}
+"""
+
+#: ARGV: prefix, case id, ts, by, drain limit. Closes a case, frees its agent, assigns waiting cases.
+RESOLVE = _LIB + r"""
+local cid, ts, by = ARGV[2], ARGV[3], ARGV[4]
+local ck = K('case', cid)
+local f = redis.call('HMGET', ck, 'status', 'created_ms', 'agent', 'queue', 'customer_id')
+if not f[1] then return {'unknown'} end
+if f[1] == 'resolved' then return {'already'} end
+release(cid, f[3], false)
+redis.call('ZREM', K('queue', f[4]), cid)
+redis.call('ZREM', K('cases', 'open'), cid)
+redis.call('ZREM', K('cases', 'sla'), cid)
+local res = tonumber(ts) - tonumber(f[2])
+if res < 0 then res = 0 end
+redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
+  'due_ms', '', 'warn_ms', '', 'queued', '0')
+if f[5] and f[5] ~= '' then
+  local n = redis.call('HINCRBY', K('customer', f[5]), 'cases_open', -1)
+  if n < 0 then redis.call('HSET', K('customer', f[5]), 'cases_open', 0) end
+end
+stat('resolved')
+stat('resolution_ms_sum', res)
+event(cid, ts, 'resolved', {by = by})
+return {'resolved', drain(ts, tonumber(ARGV[5]), {})}
+"""
+
+#: ARGV: prefix, agent id, name, capacity, departments, channels, languages.
+AGENT_UPSERT = _LIB + r"""
+local ak = K('agent', ARGV[2])
+local created = redis.call('HSETNX', ak, 'id', ARGV[2])
+redis.call('HSET', ak, 'name', ARGV[3], 'capacity', ARGV[4], 'departments', ARGV[5], 'channels', ARGV[6],
+  'languages', ARGV[7])
+redis.call('HSETNX', ak, 'load', 0)
+redis.call('HSETNX', ak, 'seq', 0)
+redis.call('HSETNX', ak, 'status', 'offline')
+redis.call('SADD', K('agents', 'all'), ARGV[2])
+redis.call('ZADD', K('agents', 'load'), redis.call('HGET', ak, 'load'), ARGV[2])
+return created
+"""
+
+#: ARGV: prefix, agent id, 'online'|'offline', ts, drain limit. Offline hands the agent's cases on.
+AGENT_STATUS = _LIB + r"""
+local id, st, ts, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local ak = K('agent', id)
+if redis.call('EXISTS', ak) == 0 then return {'unknown', {}} end
+redis.call('HSET', ak, 'status', st, 'status_ms', ts)
+if st == 'online' then
+  redis.call('SADD', K('agents', 'online'), id)
+  return {'online', drain(ts, limit, {})}
+end
+redis.call('SREM', K('agents', 'online'), id)
+local cases = redis.call('SMEMBERS', K('agent', id, 'cases'))
+for _, cid in ipairs(cases) do
+  local f = redis.call('HMGET', K('case', cid), 'queue', 'created_ms', 'status')
+  release(cid, id, true)
+  if f[3] == 'assigned' then redis.call('HSET', K('case', cid), 'status', 'open') end
+  enqueue(cid, f[1], tonumber(f[2]) or tonumber(ts))
+  event(cid, ts, 'unassigned', {agent = id, reason = 'agent_offline'})
+end
+local moved = drain(ts, limit, {})
+return {'offline', moved, cases}
+"""
+
+#: ARGV: prefix, agent id, capacity, ts, drain limit.
+CAPACITY = _LIB + r"""
+local ak = K('agent', ARGV[2])
+if redis.call('EXISTS', ak) == 0 then return {'unknown', {}} end
+redis.call('HSET', ak, 'capacity', ARGV[3])
+return {'ok', drain(ARGV[4], tonumber(ARGV[5]), {})}
+"""
+
+#: ARGV: prefix, ts, drain limit.
+DRAIN = _LIB + r"""
+return drain(ARGV[2], tonumber(ARGV[3]), {})
+"""
+
+#: ARGV: prefix, now (ms), limit. Fires each SLA timer that is due: a warning first, then the breach.
+SLA_SCAN = _LIB + r"""
+local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(now), 'LIMIT', 0, limit)) do
+  local ck = K('case', cid)
+  local f = redis.call('HMGET', ck, 'status', 'due_ms', 'warn_ms', 'sla_warned', 'sla_breached')
+  if not f[1] or f[1] == 'resolved' or not f[2] or f[2] == '' then
+    redis.call('ZREM', K('cases', 'sla'), cid)
+  else
+    local due = tonumber(f[2])
+    if now >= due then
+      redis.call('ZREM', K('cases', 'sla'), cid)
+      if f[5] ~= f[2] then
+        redis.call('HSET', ck, 'sla_breached', f[2])
+        redis.call('HINCRBY', ck, 'sla_breaches', 1)
+        stat('sla_breaches')
+        event(cid, now, 'sla_breach', {due_ms = f[2]})
+        table.insert(out, cid); table.insert(out, 'breach')
+      end
+    else
+      redis.call('ZADD', K('cases', 'sla'), due, cid)
+      if f[4] ~= f[2] then
+        redis.call('HSET', ck, 'sla_warned', f[2])
+        event(cid, now, 'sla_warning', {due_ms = f[2]})
+        table.insert(out, cid); table.insert(out, 'warning')
+      end
+    end
+  end
+end
+return out
+"""
+
+#: ARGV: prefix, code, channel, handle, mention id, now (ms), history keep.
+REDEEM = _LIB + r"""
+local code, channel, handle, mid, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local lk = K('linkcode', code)
+local f = redis.call('HMGET', lk, 'customer_id', 'expires_ms', 'used_by')
+if not f[1] then return {'unknown', ''} end
+local who = channel .. ':' .. handle
+if f[3] and f[3] ~= '' then
+  if f[3] == who then return {'linked', f[1], ''} end
+  return {'used', f[1], f[3]}
+end
+if tonumber(now) > tonumber(f[2]) then return {'expired', f[1], f[2]} end
+local cur = redis.call('GET', K('identity', channel, handle))
+cur = follow_merges(cur or '')
+if cur ~= '' and cur ~= f[1] and redis.call('HGET', K('customer', cur), 'kind') ~= 'prospect' then
+  return {'taken', f[1], cur}
+end
+redis.call('HSET', lk, 'used_by', who, 'used_mention', mid, 'used_ms', now)
+redis.call('SET', K('identity', channel, handle), f[1])
+redis.call('SADD', K('customer', f[1], 'handles'), who)
+local merged = ''
+if cur ~= '' and cur ~= f[1] and merge_prospect(cur, f[1], now, tonumber(ARGV[7])) == 1 then merged = cur end
+return {'linked', f[1], merged}
+"""
+
+#: ARGV: prefix, prospect id, customer id, now, history keep.
+MERGE = _LIB + r"""
+return merge_prospect(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+"""
+
+#: ARGV: prefix, customer id, fields JSON (object of strings), handles JSON (list of channel:handle), now, keep.
+#: Stores the row only if none of its handles belongs to another customer; prospects on them are merged.
+IMPORT_CUSTOMER = _LIB + r"""
+local cid = ARGV[2]
+local fields = cjson.decode(ARGV[3])
+local handles = cjson.decode(ARGV[4])
+local ck = K('customer', cid)
+local kind = redis.call('HGET', ck, 'kind')
+if kind == 'prospect' or kind == 'merged' then return {'conflict', 'id ' .. cid .. ' names a prospect profile'} end
+local prospects = {}
+for _, h in ipairs(handles) do
+  local owner = follow_merges(redis.call('GET', P .. 'identity:' .. h) or '')
+  if owner ~= '' and owner ~= cid then
+    if redis.call('HGET', K('customer', owner), 'kind') == 'prospect' then
+      table.insert(prospects, owner)
+    else
+      return {'conflict', 'handle ' .. h .. ' already belongs to customer ' .. owner}
+    end
+  end
+end
+local created = 0
+if not kind then created = 1 end
+local args = {}
+for k2, v in pairs(fields) do table.insert(args, k2); table.insert(args, v) end
+redis.call('HSET', ck, 'id', cid, 'kind', 'customer', unpack(args))
+redis.call('SADD', K('customers'), cid)
+for _, h in ipairs(handles) do
+  redis.call('SET', P .. 'identity:' .. h, cid)
+  redis.call('SADD', K('customer', cid, 'handles'), h)
+end
+local merged = {}
+for _, pid in ipairs(prospects) do
+  if merge_prospect(pid, cid, ARGV[5], tonumber(ARGV[6])) == 1 then table.insert(merged, pid) end
+end
+return {'ok', created, merged}
+"""
+
+#: ARGV: prefix, stream, reply id, data JSON. Writes an outbox item once per reply id.
+OUTBOX = _LIB + r"""
+if redis.call('SADD', K('outbox', 'sent'), ARGV[3]) == 1 then
+  redis.call('XADD', ARGV[2], '*', 'id', ARGV[3], 'data', ARGV[4])
+  return 1
+end
+return 0
+"""
+
+#: ARGV: prefix, code, customer id, created (ms), expires (ms), keep until (ms). 0 when the code exists.
+LINK_PUT = _LIB + r"""
+local lk = K('linkcode', ARGV[2])
+if redis.call('EXISTS', lk) == 1 then return 0 end
+redis.call('HSET', lk, 'code', ARGV[2], 'customer_id', ARGV[3], 'created_ms', ARGV[4], 'expires_ms', ARGV[5])
+redis.call('PEXPIREAT', lk, ARGV[6])
+return 1
+"""

@@ -1,0 +1,223 @@
+"""The CRM's Redis key layout (ARCHITECTURE.md, "Redis layout"); every CRM reader and writer goes through here.
+
+The server-side scripts in :mod:`crm._lua` build the same names from the prefix; a test checks that both agree.
+
+>>> k = CrmKeys("pulse:")
+>>> k.case("C-twitter:1"), k.cases_open, k.agent("ann"), k.agents_load
+('pulse:case:C-twitter:1', 'pulse:cases:open', 'pulse:agent:ann', 'pulse:agents:load')
+>>> k.customer("c42"), k.identity("twitter", "bob"), k.churn
+('pulse:customer:c42', 'pulse:identity:twitter:bob', 'pulse:churn')
+>>> k.outbox("twitter")
+'pulse:outbox:twitter'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CrmKeys"]
+
+
+@dataclass(frozen=True, slots=True)
+class CrmKeys:
+    """Names of every key the CRM writes, under one prefix.
+
+    >>> CrmKeys("t:").queue("pr")
+    't:queue:pr'
+    """
+
+    prefix: str = "pulse:"
+
+    # -- customers and identity ------------------------------------------------------------
+    def customer(self, customer_id: str) -> str:
+        """Hash: CRM fields, counters, churn risk, influence; ``kind`` is ``customer`` or ``prospect``."""
+        return f"{self.prefix}customer:{customer_id}"
+
+    def customer_handles(self, customer_id: str) -> str:
+        """Set of ``channel:handle`` linked to the customer."""
+        return f"{self.prefix}customer:{customer_id}:handles"
+
+    def customer_mentions(self, customer_id: str) -> str:
+        """Sorted set of the customer's recent mention ids, score = event time (ms)."""
+        return f"{self.prefix}customer:{customer_id}:mentions"
+
+    def customer_mention_data(self, customer_id: str) -> str:
+        """Hash mention id -> JSON summary (channel, text, sentiment, ...) of the recent mentions."""
+        return f"{self.prefix}customer:{customer_id}:mdata"
+
+    def customer_cases(self, customer_id: str) -> str:
+        """Sorted set of the customer's case ids, score = opened at (ms)."""
+        return f"{self.prefix}customer:{customer_id}:cases"
+
+    def customer_tags(self, customer_id: str) -> str:
+        """Set of tags rules put on the customer."""
+        return f"{self.prefix}customer:{customer_id}:tags"
+
+    def customer_merged(self, customer_id: str) -> str:
+        """Set of prospect ids merged into the customer."""
+        return f"{self.prefix}customer:{customer_id}:merged"
+
+    @property
+    def customers(self) -> str:
+        """Set of imported customer ids."""
+        return f"{self.prefix}customers"
+
+    @property
+    def prospects(self) -> str:
+        """Sorted set of prospect ids, score = first seen (ms)."""
+        return f"{self.prefix}prospects"
+
+    def identity(self, channel: str, handle: str) -> str:
+        """String: the customer (or prospect) id that owns ``handle`` on ``channel``."""
+        return f"{self.prefix}identity:{channel}:{handle}"
+
+    def link_code(self, code: str) -> str:
+        """Hash of a value-exchange link code: customer, expiry, who used it."""
+        return f"{self.prefix}linkcode:{code}"
+
+    @property
+    def churn(self) -> str:
+        """Sorted set customer id -> latest churn risk."""
+        return f"{self.prefix}churn"
+
+    # -- cases --------------------------------------------------------------------------------
+    def case(self, case_id: str) -> str:
+        return f"{self.prefix}case:{case_id}"
+
+    def case_events(self, case_id: str) -> str:
+        """List of JSON transitions ``{"ts", "event", ...}`` in the order they happened."""
+        return f"{self.prefix}case:{case_id}:events"
+
+    def case_replies(self, case_id: str) -> str:
+        """Set of brand reply ids already counted on the case (replies are idempotent)."""
+        return f"{self.prefix}case:{case_id}:replies"
+
+    def case_tags(self, case_id: str) -> str:
+        return f"{self.prefix}case:{case_id}:tags"
+
+    @property
+    def cases_open(self) -> str:
+        """Sorted set of unresolved cases by response deadline (ms; ``inf`` when nothing is awaited)."""
+        return f"{self.prefix}cases:open"
+
+    @property
+    def cases_sla(self) -> str:
+        """Sorted set of SLA timers: case id -> next time (ms) an ``sla_breach`` alert may fire."""
+        return f"{self.prefix}cases:sla"
+
+    @property
+    def cases_all(self) -> str:
+        """Sorted set of every case id by opened at (ms)."""
+        return f"{self.prefix}cases:all"
+
+    @property
+    def cases_stats(self) -> str:
+        """Hash of lifecycle counters: opened, assigned, replied, resolved, reopened, sla_breaches, ..."""
+        return f"{self.prefix}cases:stats"
+
+    def thread(self, mention_id: str) -> str:
+        """String: the case a mention (customer or brand reply) belongs to."""
+        return f"{self.prefix}thread:{mention_id}"
+
+    def early_reply(self, mention_id: str) -> str:
+        """A brand reply that arrived before the mention it answers (applied when the case opens)."""
+        return f"{self.prefix}crm:early:{mention_id}"
+
+    def processed(self, mention_id: str) -> str:
+        """Hash: the stored outcome of processing a mention, so replays return it instead of redoing it."""
+        return f"{self.prefix}crm:done:{mention_id}"
+
+    # -- queues and agents ----------------------------------------------------------------------
+    def queue(self, name: str) -> str:
+        """Sorted set of cases waiting for an agent in a department queue, score = opened at (ms)."""
+        return f"{self.prefix}queue:{name}"
+
+    @property
+    def queues(self) -> str:
+        """Set of queue names that ever held a case."""
+        return f"{self.prefix}queues"
+
+    def agent(self, agent_id: str) -> str:
+        """Hash: name, status, capacity, load, departments, channels, languages, seq."""
+        return f"{self.prefix}agent:{agent_id}"
+
+    def agent_cases(self, agent_id: str) -> str:
+        """Set of the unresolved cases assigned to the agent."""
+        return f"{self.prefix}agent:{agent_id}:cases"
+
+    @property
+    def agents_load(self) -> str:
+        """Sorted set agent id -> number of unresolved cases assigned."""
+        return f"{self.prefix}agents:load"
+
+    @property
+    def agents_all(self) -> str:
+        return f"{self.prefix}agents:all"
+
+    @property
+    def agents_online(self) -> str:
+        return f"{self.prefix}agents:online"
+
+    @property
+    def agents_seq(self) -> str:
+        """Counter stamped on an agent at each assignment (round robin picks the oldest stamp)."""
+        return f"{self.prefix}agents:seq"
+
+    # -- tasks, rules, outbox ---------------------------------------------------------------------
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    @property
+    def tasks_open(self) -> str:
+        """Sorted set of open task ids by due time (ms)."""
+        return f"{self.prefix}tasks:open"
+
+    @property
+    def rules_stats(self) -> str:
+        """Hash ``{rule}|hits`` and ``{rule}|{outcome}`` -> count."""
+        return f"{self.prefix}rules:stats"
+
+    def rules_pending(self, customer_id: str) -> str:
+        """Hash rule -> hit time of rule hits whose outcome (the customer's next mention) is still open."""
+        return f"{self.prefix}rules:pending:{customer_id}"
+
+    @property
+    def rules_hits(self) -> str:
+        """Stream of rule hits (rule, mention, customer) for audit."""
+        return f"{self.prefix}rules:hits"
+
+    def outbox(self, channel: str) -> str:
+        """Stream of replies to post on ``channel``; entries ``id`` (reply id) and ``data`` (Mention JSON)."""
+        return f"{self.prefix}outbox:{channel}"
+
+    @property
+    def outbox_sent(self) -> str:
+        """Set of reply ids already written to an outbox (outbox writes are idempotent by reply id)."""
+        return f"{self.prefix}outbox:sent"
+
+    @property
+    def webhooks(self) -> str:
+        """Stream of webhook calls for a sink to deliver; entries ``id``, ``url``, ``data``."""
+        return f"{self.prefix}outbox:webhook"
+
+    # -- knowledge base ------------------------------------------------------------------------------
+    def kb_article(self, article_id: str) -> str:
+        return f"{self.prefix}kb:article:{article_id}"
+
+    @property
+    def kb_articles(self) -> str:
+        return f"{self.prefix}kb:articles"
+
+    @property
+    def kb_version(self) -> str:
+        """Counter bumped by every import, so processes rebuild their index."""
+        return f"{self.prefix}kb:version"
+
+    @property
+    def kb_feedback(self) -> str:
+        """Hash ``{term}|{article}`` -> times an agent chose the article for a case containing the term."""
+        return f"{self.prefix}kb:feedback"
+
+    @property
+    def kb_feedback_version(self) -> str:
+        return f"{self.prefix}kb:fbversion"

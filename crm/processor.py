@@ -1,0 +1,467 @@
+"""The CRM step of the flow: one call per enriched mention, brand reply, or timer tick.
+
+:meth:`CrmProcessor.process` takes an enriched mention (the dict of ``Enriched.to_dict()``) and
+returns what the CRM did with it. Per mention it costs two pipelined round trips to Redis (read what
+is known; apply the decision atomically) however many mentions are batched together, and replays of
+a mention id return the stored outcome instead of doing anything twice.
+
+Result of :meth:`CrmProcessor.process` (all plain values)::
+
+    {"mention_id", "customer_id", "prospect": bool, "case_id" (or None),
+     "case_event": "opened" | "appended" | "reopened" | "none", "case_status", "priority", "queue",
+     "assigned_agent" (or None), "suggestions": [{"id", "title", "score"}] (for a newly opened case),
+     "alerts": [Alert dicts: kind "rule" from rules; "sla_breach" timers due by this mention's time],
+     "rule_hits": [{"rule", "actions"}], "outbox": [reply Mention dicts posted], "tasks": [...],
+     "tags": [...], "link": None | {"code", "status", ...}, "duplicate": bool}
+
+>>> parse_ts_ms("2024-05-01T10:00:00Z"), parse_ts_ms(1714557600)
+(1714557600000, 1714557600000)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from crm.cases import case_id_for, priority_for, reply_to_case, resolve_case
+from crm.customer360 import customer_360
+from crm.customers import customer_from_hash, influence_score
+from crm.errors import CaseError, CrmInputError, KnowledgeBaseError, LinkCodeError
+from crm.identity import normalize_handle, prospect_id, resolve_identity
+from crm.kb import KnowledgeBase
+from crm.linkcodes import find_link_codes, redeem_link_code
+from crm.rules import RuleSet, history_summary, load_rules
+from crm.settings import CrmSettings
+from crm.sla import iso_ms, sla_alert
+from crm.store import CrmStore, make_store
+
+__all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
+
+log = logging.getLogger(__name__)
+
+#: Example rules and knowledge-base articles shipped with the package.
+SAMPLE_RULES = Path(__file__).parent / "data" / "rules.toml"
+SAMPLE_KB = Path(__file__).parent / "data" / "kb_articles.csv"
+
+_SENTIMENTS = ("negative", "neutral", "positive")
+_QUEUE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_FOLLOWER_KEYS = ("followers", "followers_count", "user_followers_count", "author_followers")
+_ENGAGEMENT_KEYS = ("retweet_count", "retweets", "like_count", "likes", "shares", "reply_count", "reach")
+#: How long a brand reply that arrived before its mention waits for it (seconds).
+EARLY_REPLY_TTL_S = 7 * 86400
+
+
+def parse_ts_ms(value: Any) -> int:
+    """Event time as epoch ms from an ISO string, a datetime, or epoch seconds/milliseconds."""
+    if isinstance(value, bool):
+        raise CrmInputError("ts: expected a timestamp, got bool")
+    if isinstance(value, int | float):
+        return int(value if value > 1e11 else value * 1000)
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise CrmInputError(f"ts: unparseable timestamp {value[:40]!r}") from None
+    else:
+        raise CrmInputError(f"ts: expected a timestamp, got {type(value).__name__}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class _Mention:
+    id: str
+    channel: str
+    brand: str
+    author: str
+    text: str
+    ts_ms: int
+    ts_iso: str
+    in_reply_to: str
+    from_brand: bool
+    owned: bool
+    lang: str
+    customer_id: str
+    intent: str
+    sentiment: str
+    sentiment_score: float
+    department: str
+    keywords: list[str]
+    churn_risk: float | None
+    meta: dict[str, Any]
+    raw: dict[str, Any]
+    link: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _str_field(d: dict[str, Any], name: str, *, required: bool = False) -> str:
+    value = d.get(name)
+    if value is None or value == "":
+        if required:
+            raise CrmInputError(f"{name}: missing")
+        return ""
+    if not isinstance(value, str):
+        raise CrmInputError(f"{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _float_field(d: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    value = d.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CrmInputError(f"{name}: expected a number, got {type(value).__name__}")
+    return max(lo, min(hi, float(value)))
+
+
+def _parse(d: Any) -> _Mention:
+    if not isinstance(d, dict):
+        raise CrmInputError(f"record: expected a dict, got {type(d).__name__}")
+    mid = _str_field(d, "id", required=True)
+    channel = _str_field(d, "channel", required=True).lower()
+    if "ts" not in d or d["ts"] is None:
+        raise CrmInputError("ts: missing")
+    ts_ms = parse_ts_ms(d["ts"])
+    text = d.get("text", "")
+    if not isinstance(text, str):
+        raise CrmInputError(f"text: expected a string, got {type(text).__name__}")
+    sentiment = d.get("sentiment") or "neutral"
+    if sentiment not in _SENTIMENTS:
+        raise CrmInputError(f"sentiment: expected one of {', '.join(_SENTIMENTS)}, got {sentiment!r}")
+    keywords = d.get("keywords") or []
+    if not isinstance(keywords, list | tuple) or not all(isinstance(k, str) for k in keywords):
+        raise CrmInputError("keywords: expected a list of strings")
+    meta = d.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CrmInputError(f"meta: expected an object, got {type(meta).__name__}")
+    department = (d.get("department") or "service")
+    department = department.lower() if isinstance(department, str) and _QUEUE.match(department.lower()) else "service"
+    return _Mention(
+        id=mid, channel=channel, brand=_str_field(d, "brand"), author=normalize_handle(_str_field(d, "author")),
+        text=text, ts_ms=ts_ms, ts_iso=iso_ms(ts_ms), in_reply_to=_str_field(d, "in_reply_to"),
+        from_brand=bool(d.get("from_brand")), owned=bool(d.get("owned")), lang=(_str_field(d, "lang") or "").lower(),
+        customer_id=_str_field(d, "customer_id"), intent=_str_field(d, "intent") or "comment", sentiment=sentiment,
+        sentiment_score=_float_field(d, "sentiment_score", -1.0, 1.0) or 0.0, department=department,
+        keywords=list(keywords), churn_risk=_float_field(d, "churn_risk", 0.0, 1.0), meta=meta, raw=d,
+    )
+
+
+def _int_meta(meta: dict[str, Any], names: Sequence[str]) -> list[int]:
+    out = []
+    for n in names:
+        v = meta.get(n)
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            out.append(int(v))
+    return out
+
+
+class CrmProcessor:
+    """The CRM's entry point for the flow: ``process`` / ``process_batch``, ``on_brand_reply``, ``tick``.
+
+    >>> CrmProcessor.process.__doc__.splitlines()[0]
+    'What the CRM does with one enriched mention (see the module docstring for the result).'
+    """
+
+    def __init__(self, store: CrmStore, rules: RuleSet | None = None, kb: KnowledgeBase | None = None,
+                 settings: CrmSettings | None = None) -> None:
+        self.store = store
+        self.rules = rules if rules is not None else RuleSet([])
+        self.settings = settings or CrmSettings(prefix=store.keys.prefix)
+        self.kb = kb
+        self._clock = 0
+        self._last_tick: int | None = None
+
+    @classmethod
+    def from_redis(cls, target: str | redis.Redis, settings: CrmSettings | None = None,
+                   rules_path: str | Path | None = None, *, with_kb: bool = True) -> CrmProcessor:
+        """Build a processor on a Redis URL or client; a malformed rules file raises ``RuleError`` here."""
+        settings = settings or CrmSettings()
+        store = make_store(target, settings.prefix)
+        rules = load_rules(rules_path) if rules_path else RuleSet([])
+        kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight) if with_kb else None
+        return cls(store, rules, kb, settings)
+
+    # -- the flow's steps ------------------------------------------------------------------
+    def identify(self, mention: dict[str, Any]) -> dict[str, Any]:
+        """Who wrote a mention: ``{"customer_id", "prospect", "link"}``; redeems link codes in the text.
+
+        Read-only apart from link codes (prospect profiles are stored by :meth:`process`).
+        """
+        m = _parse(mention)
+        self._redeem_codes(m)
+        ident = resolve_identity(self.store, m.channel, m.author)
+        return {"customer_id": ident.customer_id, "prospect": ident.prospect, "link": m.link}
+
+    def process(self, enriched: dict[str, Any]) -> dict[str, Any]:
+        """What the CRM does with one enriched mention (see the module docstring for the result).
+
+        Raises :class:`crm.errors.CrmInputError` for a record it cannot use (dead-letter it).
+        """
+        result = self.process_batch([enriched])[0]
+        if "error" in result:
+            raise CrmInputError(result["error"])
+        return result
+
+    def process_batch(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`process` for many mentions in two round trips; a bad item gives ``{"mention_id", "error"}``.
+
+        Items are applied in order, so a follow-up later in the batch joins a case opened earlier in it.
+        Brand replies (``from_brand``) are handed to :meth:`on_brand_reply`.
+        """
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        todo: list[tuple[int, _Mention]] = []
+        for i, item in enumerate(items):
+            try:
+                m = _parse(item)
+            except CrmInputError as exc:
+                mid = item.get("id") if isinstance(item, dict) else None
+                results[i] = {"mention_id": mid if isinstance(mid, str) else None, "error": str(exc)}
+                continue
+            if m.from_brand:
+                results[i] = self._brand_reply(m)
+                continue
+            self._redeem_codes(m)
+            todo.append((i, m))
+        if todo:
+            history_n = self.settings.history_keep if self.rules.uses_history else 0
+            contexts = self.store.load_contexts([
+                {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
+                 "in_reply_to": m.in_reply_to, "history": history_n}
+                for _, m in todo
+            ])
+            plans: list[tuple[int, dict[str, Any]]] = []
+            for (i, m), ctx in zip(todo, contexts, strict=True):
+                if "duplicate" in ctx:
+                    results[i] = self._result(ctx["duplicate"], duplicate=True)
+                else:
+                    plans.append((i, self._plan(m, ctx)))
+            records = self.store.commit_plans([p for _, p in plans])
+            for (i, _), rec in zip(plans, records, strict=True):
+                results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
+            self._clock = max(self._clock, max(m.ts_ms for _, m in todo))
+            if self.settings.auto_tick_ms > 0 and (
+                self._last_tick is None or self._clock - self._last_tick >= self.settings.auto_tick_ms
+            ):
+                alerts = self.tick(self._clock)
+                last = results[todo[-1][0]]
+                if alerts and last is not None:
+                    last["alerts"] = [*last["alerts"], *alerts]
+        return [r if r is not None else {"mention_id": None, "error": "not processed"} for r in results]
+
+    def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """A brand/agent reply seen on a channel: marks its case replied, recording response times.
+
+        Idempotent by reply id; a reply that arrives before its mention is held and applied when the case
+        opens. Returns ``{"reply_id", "case_id", "outcome", "response_ms"}`` with outcome ``replied``,
+        ``duplicate``, ``pending`` (mention not seen yet), ``resolved`` (case closed) or ``not_a_reply``.
+        """
+        return self._brand_reply(_parse(reply))
+
+    def tick(self, now_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """SLA timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach)."""
+        self._last_tick = now_ms
+        self._clock = max(self._clock, now_ms)
+        fired = self.store.sla_scan(now_ms, limit)
+        if not fired:
+            return []
+        cases = self.store.get_cases([cid for cid, _ in fired])
+        return [sla_alert(case or {"id": cid}, stage, now_ms) for (cid, stage), case in zip(fired, cases, strict=True)]
+
+    # -- agent actions (CLI, dashboard) ------------------------------------------------------------
+    def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,
+              private: bool = False, agent: str | None = None, reply_id: str | None = None) -> dict[str, Any]:
+        """Answer a case on its channel with a text and/or a KB article (the pick teaches the KB)."""
+        body = (text or "").strip()
+        if article_id:
+            if self.kb is None:
+                raise KnowledgeBaseError("no knowledge base configured")
+            article = self.kb.article(article_id)
+            if article is None:
+                raise KnowledgeBaseError(f"no article {article_id!r}")
+            link = article.get("url") or article["body"]
+            body = f"{body}\n\n{article['title']}: {link}" if body else f"{article['title']}: {link}"
+        if not body:
+            raise CaseError("a reply needs --text or --article")
+        out = reply_to_case(self.store, case_id, text=body, now_ms=now_ms, now_iso=iso_ms(now_ms),
+                            settings=self.settings, private=private, agent=agent, article_id=article_id,
+                            reply_id=reply_id)
+        if article_id and self.kb is not None and out["outcome"] == "replied":
+            case = self.store.get_case(case_id) or {}
+            self.kb.record_choice(article_id, case.get("text", ""))
+        return out
+
+    def resolve(self, case_id: str, *, now_ms: int, by: str = "") -> dict[str, Any]:
+        return resolve_case(self.store, case_id, now_ms=now_ms, by=by)
+
+    def customer_360(self, customer_id: str) -> dict[str, Any]:
+        return customer_360(self.store, customer_id)
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _brand_reply(self, m: _Mention) -> dict[str, Any]:
+        if not m.in_reply_to:
+            return {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
+        by = str(m.meta.get("agent") or m.author or "")
+        r = self.store.record_reply(m.id, m.in_reply_to, m.ts_ms, by, EARLY_REPLY_TTL_S)
+        return {"reply_id": m.id, "case_id": r["case_id"] or None, "outcome": r["outcome"],
+                "response_ms": int(r["response_ms"]) if r["response_ms"] else None}
+
+    def _redeem_codes(self, m: _Mention) -> None:
+        if m.link is not None or not m.text:
+            return
+        codes = find_link_codes(m.text, self.settings.link_code_prefix)
+        if not codes:
+            return
+        code = codes[0]
+        try:
+            res = redeem_link_code(self.store, code, m.channel, m.author, mention_id=m.id, now_ms=m.ts_ms,
+                                   keep=self.settings.history_keep)
+        except LinkCodeError as exc:
+            log.info("mention %s: %s", m.id, exc)
+            m.link = {"code": code, "status": "error", "error": str(exc)}
+            return
+        m.link = res.to_dict()
+        m.customer_id = res.customer_id
+
+    def _plan(self, m: _Mention, ctx: dict[str, Any]) -> dict[str, Any]:
+        s = self.settings
+        cust = ctx["customer_id"]
+        prospect = False
+        if not cust and m.author:
+            cust, prospect = prospect_id(m.channel, m.author), True
+        if ctx["customer"]:
+            customer = customer_from_hash(ctx["customer"])
+            prospect = customer.get("kind") == "prospect"
+        else:
+            customer = {"id": cust, "kind": "prospect"} if cust else {}
+        followers = _int_meta(m.meta, _FOLLOWER_KEYS)
+        reach = 1 + sum(_int_meta(m.meta, _ENGAGEMENT_KEYS))
+        if customer:
+            customer["influence"] = influence_score(
+                max(followers + [customer.get("followers") or 0]) or None, (customer.get("reach") or 0) + reach)
+        mention = dict(m.raw)
+        mention["customer_id"] = cust or None
+        history = history_summary(customer, ctx["history"]) if self.rules.uses_history else {}
+        hits = self.rules.evaluate(mention, customer, history) if len(self.rules) else []
+
+        route: str | None = None
+        prio_override: str | None = None
+        tags: list[str] = []
+        tasks: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        outbox_items: list[dict[str, Any]] = []
+        webhooks: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
+        case_id = case_id_for(m.id)
+        thread_case = ctx["thread_case"] if ctx["thread_customer"] and ctx["thread_customer"] == cust else ""
+        known_case = thread_case or case_id
+        for hit in hits:
+            for a in hit.actions:
+                kind = a["kind"]
+                if kind == "route":
+                    route = a["queue"]
+                elif kind == "priority":
+                    prio_override = a["priority"]
+                elif kind == "tag":
+                    tags.extend(t for t in a["tags"] if t not in tags)
+                elif kind == "task":
+                    tasks.append({"id": f"T-{hit.rule}-{m.id}", "rule": hit.rule, "title": a["title"],
+                                  "queue": a["queue"], "due_ms": m.ts_ms + int(a["due_minutes"] * 60_000)})
+                elif kind == "outbox":
+                    channel = a["channel"] or m.channel
+                    item = {
+                        "id": f"rule:{hit.rule}:{m.id}", "channel": channel, "owned": m.owned, "brand": m.brand,
+                        "author": s.brand_handle(m.brand), "text": a["text"], "ts": m.ts_iso,
+                        "in_reply_to": m.id, "from_brand": True, "url": None, "lang": m.lang or None,
+                        "meta": {"rule": hit.rule, "case_id": known_case, "to": m.author, "private": a["private"],
+                                 **({"dm_request": True} if a["private"] else {})},
+                    }
+                    outbox_items.append(item)
+                    outbox.append({"stream": self.store.keys.outbox(channel), "id": item["id"],
+                                   "data": orjson.dumps(item).decode()})
+                elif kind == "webhook":
+                    payload = {"event": a["event"], "rule": hit.rule, "mention": mention, "customer_id": cust or None,
+                               "case_id": known_case}
+                    webhooks.append({"id": f"hook:{hit.rule}:{m.id}", "url": a["url"],
+                                     "data": orjson.dumps(payload, default=str).decode()})
+                elif kind == "alert":
+                    alerts.append({
+                        "id": f"rule:{hit.rule}:{m.id}", "kind": "rule", "brand": m.brand, "channel": m.channel,
+                        "topic": hit.rule, "window_start": m.ts_iso, "observed": 1.0, "expected": 0.0, "score": 1.0,
+                        "severity": a["severity"], "sample_ids": [m.id], "top_terms": m.keywords[:10],
+                        "message": a["message"],
+                    })
+
+        queue = route or m.department
+        open_case = m.intent in s.case_intents or route is not None
+        prio = priority_for(sentiment=m.sentiment, sentiment_score=m.sentiment_score, customer=customer,
+                            churn_risk=m.churn_risk or 0.0, settings=s)
+        priority = prio_override or prio.priority
+        sla_ms = int(s.sla_minutes_for(m.channel, priority) * 60_000)
+        suggestions: list[dict[str, Any]] = []
+        if open_case and not thread_case and self.kb is not None:
+            suggestions = self.kb.search(m.text, s.kb_top_k, m.keywords)
+        case_fields: dict[str, str] = {}
+        if open_case:
+            case_fields = {
+                "id": case_id, "mention_id": m.id, "queue": queue, "department": m.department,
+                "priority": priority, "priority_score": repr(prio.score), "strategy": s.strategy_for(queue, m.channel),
+                "lang": m.lang, "channel": m.channel, "brand": m.brand, "author": m.author,
+                "owned": "1" if m.owned else "0", "text": m.text[:2000], "sentiment": m.sentiment,
+                "sentiment_score": repr(m.sentiment_score), "keywords": orjson.dumps(m.keywords).decode(),
+                "suggestions": orjson.dumps(suggestions).decode(), "sla_ms": str(sla_ms),
+                "url": m.raw["url"] if isinstance(m.raw.get("url"), str) else "",
+            }
+        partial = {
+            "mention_id": m.id, "suggestions": suggestions, "alerts": alerts,
+            "rule_hits": [h.to_dict() for h in hits], "outbox": outbox_items, "tasks": tasks, "tags": tags,
+            "link": m.link,
+        }
+        summary = {"id": m.id, "ts": m.ts_ms, "channel": m.channel, "text": m.text[:280], "sentiment": m.sentiment,
+                   "score": m.sentiment_score, "intent": m.intent}
+        return {
+            "mid": m.id, "ts": m.ts_ms, "channel": m.channel, "author": m.author, "in_reply_to": m.in_reply_to,
+            "cust": cust or "", "prospect": 1 if prospect and cust and not ctx["customer"] else 0,
+            "summary": orjson.dumps(summary).decode(), "keep": s.history_keep, "sentiment": m.sentiment,
+            "query": 1 if m.intent == "query" else 0, "score": repr(m.sentiment_score), "reach": reach,
+            "followers": str(max(followers)) if followers else "",
+            "churn": repr(m.churn_risk) if m.churn_risk is not None else "",
+            "open": 1 if open_case else 0, "case": case_fields, "sla": s.sla_ms_table(m.channel),
+            "warn": repr(s.sla_warn_fraction), "tags": tags, "hits": [h.rule for h in hits], "tasks": tasks,
+            "outbox": outbox, "webhooks": webhooks, "result": orjson.dumps(partial, default=str).decode(),
+            "ttl": s.processed_ttl_seconds,
+        }
+
+    @staticmethod
+    def _result(rec: dict[str, str], *, duplicate: bool) -> dict[str, Any]:
+        partial = orjson.loads(rec.get("r") or "{}")
+        event = rec.get("case_event") or "none"
+        return {
+            "mention_id": partial.get("mention_id"),
+            "customer_id": rec.get("customer_id") or None,
+            "prospect": rec.get("prospect") == "1",
+            "case_id": rec.get("case_id") or None,
+            "case_event": event,
+            "case_status": rec.get("status") or None,
+            "priority": rec.get("priority") or None,
+            "queue": rec.get("queue") or None,
+            "assigned_agent": rec.get("agent") or None,
+            "suggestions": partial.get("suggestions", []) if event == "opened" else [],
+            "alerts": partial.get("alerts", []),
+            "rule_hits": partial.get("rule_hits", []),
+            "outbox": partial.get("outbox", []),
+            "tasks": partial.get("tasks", []),
+            "tags": partial.get("tags", []),
+            "link": partial.get("link"),
+            "duplicate": duplicate,
+        }

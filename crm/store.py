@@ -1,0 +1,384 @@
+"""The CRM's store port (a ``typing.Protocol``) and its Redis adapter, chosen in one factory.
+
+Domain code talks to :class:`CrmStore` only. :class:`RedisCrmStore` keeps everything under the key
+layout of :mod:`crm.keys`; decisions that must be atomic across workers run as server-side scripts
+(:mod:`crm._lua`), and reads/writes for many mentions go out in one pipelined round trip.
+
+>>> from crm.keys import CrmKeys
+>>> isinstance(CrmKeys("x:"), CrmKeys)
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+import redis
+
+from crm import _lua
+from crm.keys import CrmKeys
+
+__all__ = ["CrmStore", "RedisCrmStore", "make_store"]
+
+log = logging.getLogger(__name__)
+
+#: How many queued cases per queue one drain looks at (oldest first).
+DRAIN_LIMIT = 500
+
+
+def _s(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+def _hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+@runtime_checkable
+class CrmStore(Protocol):
+    """Everything the CRM reads and writes. Values are plain strings/dicts; times are epoch ms.
+
+    >>> isinstance(object(), CrmStore)
+    False
+    """
+
+    keys: CrmKeys
+
+    # -- processing mentions ---------------------------------------------------------------
+    def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    def commit_plans(self, plans: Sequence[dict[str, Any]]) -> list[dict[str, str]]: ...
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
+
+    # -- cases ------------------------------------------------------------------------------
+    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, data: bytes) -> tuple[str, str]: ...
+    def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
+    def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]: ...
+    def get_case(self, case_id: str) -> dict[str, str] | None: ...
+    def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
+    def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
+    def case_tags(self, case_id: str) -> list[str]: ...
+    def case_ids(self, *, open_only: bool, limit: int) -> list[str]: ...
+    def case_stats(self) -> dict[str, int]: ...
+
+    # -- customers and identity ------------------------------------------------------------------
+    def get_customer(self, customer_id: str) -> dict[str, str] | None: ...
+    def customer_handles(self, customer_id: str) -> list[str]: ...
+    def customer_history(self, customer_id: str, n: int) -> list[dict[str, Any]]: ...
+    def customer_case_ids(self, customer_id: str, n: int) -> list[str]: ...
+    def customer_tags(self, customer_id: str) -> list[str]: ...
+    def customer_merged(self, customer_id: str) -> list[str]: ...
+    def lookup_identity(self, channel: str, handle: str) -> str | None: ...
+    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]: ...
+    def merge_prospect(self, prospect_id: str, customer_id: str, now_ms: int, keep: int) -> bool: ...
+    def count_customers(self) -> int: ...
+
+    # -- link codes -------------------------------------------------------------------------------
+    def put_link_code(self, code: str, customer_id: str, created_ms: int, expires_ms: int) -> bool: ...
+    def redeem_link_code(self, code: str, channel: str, handle: str, mention_id: str, now_ms: int, keep: int) -> tuple[str, str, str]: ...
+
+    # -- agents and queues -----------------------------------------------------------------------------
+    def upsert_agent(self, agent_id: str, name: str, capacity: int, departments: str, channels: str, languages: str) -> bool: ...
+    def set_agent_status(self, agent_id: str, online: bool, ts_ms: int) -> tuple[str, list[tuple[str, str]], list[str]]: ...
+    def set_agent_capacity(self, agent_id: str, capacity: int, ts_ms: int) -> tuple[str, list[tuple[str, str]]]: ...
+    def drain_queues(self, ts_ms: int) -> list[tuple[str, str]]: ...
+    def get_agent(self, agent_id: str) -> dict[str, str] | None: ...
+    def list_agents(self) -> list[dict[str, str]]: ...
+    def agent_case_ids(self, agent_id: str) -> list[str]: ...
+    def queue_case_ids(self, queue: str) -> list[str]: ...
+    def queue_names(self) -> list[str]: ...
+
+    # -- knowledge base ------------------------------------------------------------------------------
+    def kb_put_articles(self, articles: Sequence[dict[str, str]]) -> int: ...
+    def kb_articles(self) -> list[dict[str, str]]: ...
+    def kb_versions(self) -> tuple[int, int]: ...
+    def kb_add_feedback(self, article_id: str, terms: Iterable[str]) -> None: ...
+    def kb_feedback(self) -> dict[tuple[str, str], int]: ...
+
+    # -- rules, tasks, outbox ------------------------------------------------------------------------
+    def rule_stats(self) -> dict[str, int]: ...
+    def record_rule_outcome(self, rule: str, outcome: str, n: int) -> None: ...
+    def tasks(self, limit: int) -> list[dict[str, str]]: ...
+    def post_outbox(self, channel: str, reply_id: str, data: bytes) -> bool: ...
+    def read_outbox(self, channel: str, count: int) -> list[dict[str, Any]]: ...
+
+
+class RedisCrmStore:
+    """:class:`CrmStore` on Redis (standalone, or any server speaking the same commands and Lua).
+
+    >>> RedisCrmStore.__name__
+    'RedisCrmStore'
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "pulse:") -> None:
+        self.client = client
+        self.keys = CrmKeys(prefix)
+        self.prefix = prefix
+        self._scripts = {
+            name: client.register_script(getattr(_lua, name))
+            for name in _lua.__all__
+        }
+
+    def _run(self, name: str, *args: Any, pipe: Any = None) -> Any:
+        script = self._scripts[name]
+        return script(keys=[], args=[self.prefix, *args], client=pipe or self.client)
+
+    # -- processing mentions ---------------------------------------------------------------
+    def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For each ``{mention_id, channel, handle, customer_id, in_reply_to, history}``: what is known."""
+        if not requests:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for q in requests:
+            self._run("CONTEXT", q["mention_id"], q["channel"], q["handle"], q.get("customer_id") or "",
+                      q.get("in_reply_to") or "", "1" if q.get("history") else "0", q.get("history") or 0,
+                      pipe=pipe)
+        out = []
+        for raw in pipe.execute():
+            if _s(raw[0]) == "duplicate":
+                out.append({"duplicate": _pairs(raw[1])})
+                continue
+            out.append({
+                "customer_id": _s(raw[1]),
+                "customer": _pairs(raw[2]),
+                "thread_case": _s(raw[3]),
+                "thread_status": _s(raw[4]),
+                "thread_customer": _s(raw[5]),
+                "history": [orjson.loads(h) for h in raw[6] if h],
+            })
+        return out
+
+    def commit_plans(self, plans: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+        """Apply each plan atomically (in order); a plan whose mention was already done returns its record."""
+        if not plans:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            self._run("COMMIT", orjson.dumps(plan), pipe=pipe)
+        out = []
+        for raw in pipe.execute():
+            rec = _pairs(raw[1])
+            rec["duplicate"] = "1" if _s(raw[0]) == "duplicate" else "0"
+            out.append(rec)
+        return out
+
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]:
+        raw = self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s)
+        return {"outcome": _s(raw[0]), "case_id": _s(raw[1]), "response_ms": _s(raw[2]) if len(raw) > 2 else ""}
+
+    # -- cases ------------------------------------------------------------------------------
+    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, data: bytes) -> tuple[str, str]:
+        raw = self._run("REPLY_CASE", case_id, reply_id, ts_ms, by, self.keys.outbox(channel), data)
+        return _s(raw[0]), _s(raw[1])
+
+    def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]:
+        raw = self._run("RESOLVE", case_id, ts_ms, by, DRAIN_LIMIT)
+        moved = _flat_pairs(raw[1]) if len(raw) > 1 else []
+        return _s(raw[0]), moved
+
+    def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
+        return _flat_pairs(self._run("SLA_SCAN", now_ms, limit))
+
+    def get_case(self, case_id: str) -> dict[str, str] | None:
+        raw = self.client.hgetall(self.keys.case(case_id))
+        return _hash(raw) if raw else None
+
+    def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for cid in case_ids:
+            pipe.hgetall(self.keys.case(cid))
+        return [_hash(raw) if raw else None for raw in pipe.execute()]
+
+    def case_events(self, case_id: str) -> list[dict[str, Any]]:
+        return [orjson.loads(e) for e in self.client.lrange(self.keys.case_events(case_id), 0, -1)]
+
+    def case_tags(self, case_id: str) -> list[str]:
+        return sorted(_s(t) for t in self.client.smembers(self.keys.case_tags(case_id)))
+
+    def case_ids(self, *, open_only: bool, limit: int) -> list[str]:
+        if open_only:
+            return [_s(c) for c in self.client.zrange(self.keys.cases_open, 0, limit - 1)]
+        return [_s(c) for c in self.client.zrevrange(self.keys.cases_all, 0, limit - 1)]
+
+    def case_stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in _hash(self.client.hgetall(self.keys.cases_stats)).items()}
+
+    # -- customers and identity ------------------------------------------------------------------
+    def get_customer(self, customer_id: str) -> dict[str, str] | None:
+        raw = self.client.hgetall(self.keys.customer(customer_id))
+        return _hash(raw) if raw else None
+
+    def customer_handles(self, customer_id: str) -> list[str]:
+        return sorted(_s(h) for h in self.client.smembers(self.keys.customer_handles(customer_id)))
+
+    def customer_history(self, customer_id: str, n: int) -> list[dict[str, Any]]:
+        ids = self.client.zrevrange(self.keys.customer_mentions(customer_id), 0, n - 1)
+        if not ids:
+            return []
+        data = self.client.hmget(self.keys.customer_mention_data(customer_id), ids)
+        return [orjson.loads(d) for d in data if d]
+
+    def customer_case_ids(self, customer_id: str, n: int) -> list[str]:
+        return [_s(c) for c in self.client.zrevrange(self.keys.customer_cases(customer_id), 0, n - 1)]
+
+    def customer_tags(self, customer_id: str) -> list[str]:
+        return sorted(_s(t) for t in self.client.smembers(self.keys.customer_tags(customer_id)))
+
+    def customer_merged(self, customer_id: str) -> list[str]:
+        return sorted(_s(t) for t in self.client.smembers(self.keys.customer_merged(customer_id)))
+
+    def lookup_identity(self, channel: str, handle: str) -> str | None:
+        value = self.client.get(self.keys.identity(channel, handle))
+        return _s(value) if value is not None else None
+
+    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]:
+        """Store rows (id, CRM fields, ``channel:handle`` list), each atomically; returns per-row outcome."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid, fields, handles in rows:
+            self._run("IMPORT_CUSTOMER", cid, orjson.dumps(fields), orjson.dumps(handles), now_ms, keep, pipe=pipe)
+        out: list[tuple[str, Any]] = []
+        for raw in pipe.execute():
+            status = _s(raw[0])
+            if status == "ok":
+                out.append(("created" if int(raw[1]) else "updated", [_s(p) for p in raw[2]]))
+            else:
+                out.append((status, _s(raw[1])))
+        return out
+
+    def merge_prospect(self, prospect_id: str, customer_id: str, now_ms: int, keep: int) -> bool:
+        return bool(self._run("MERGE", prospect_id, customer_id, now_ms, keep))
+
+    def count_customers(self) -> int:
+        return int(self.client.scard(self.keys.customers))
+
+    # -- link codes -------------------------------------------------------------------------------
+    def put_link_code(self, code: str, customer_id: str, created_ms: int, expires_ms: int) -> bool:
+        # kept 30 days after expiry so a late use says "expired" rather than "unknown"
+        keep_until = expires_ms + 30 * 86400 * 1000
+        return bool(self._run("LINK_PUT", code, customer_id, created_ms, expires_ms, keep_until))
+
+    def redeem_link_code(self, code: str, channel: str, handle: str, mention_id: str, now_ms: int, keep: int) -> tuple[str, str, str]:
+        raw = [*self._run("REDEEM", code, channel, handle, mention_id, now_ms, keep), "", ""]
+        return _s(raw[0]), _s(raw[1]), _s(raw[2])
+
+    # -- agents and queues -----------------------------------------------------------------------------
+    def upsert_agent(self, agent_id: str, name: str, capacity: int, departments: str, channels: str, languages: str) -> bool:
+        return bool(self._run("AGENT_UPSERT", agent_id, name, capacity, departments, channels, languages))
+
+    def set_agent_status(self, agent_id: str, online: bool, ts_ms: int) -> tuple[str, list[tuple[str, str]], list[str]]:
+        raw = self._run("AGENT_STATUS", agent_id, "online" if online else "offline", ts_ms, DRAIN_LIMIT)
+        released = [_s(c) for c in raw[2]] if len(raw) > 2 else []
+        return _s(raw[0]), _flat_pairs(raw[1]), released
+
+    def set_agent_capacity(self, agent_id: str, capacity: int, ts_ms: int) -> tuple[str, list[tuple[str, str]]]:
+        raw = self._run("CAPACITY", agent_id, capacity, ts_ms, DRAIN_LIMIT)
+        return _s(raw[0]), _flat_pairs(raw[1])
+
+    def drain_queues(self, ts_ms: int) -> list[tuple[str, str]]:
+        return _flat_pairs(self._run("DRAIN", ts_ms, DRAIN_LIMIT))
+
+    def get_agent(self, agent_id: str) -> dict[str, str] | None:
+        raw = self.client.hgetall(self.keys.agent(agent_id))
+        return _hash(raw) if raw else None
+
+    def list_agents(self) -> list[dict[str, str]]:
+        ids = sorted(_s(a) for a in self.client.smembers(self.keys.agents_all))
+        pipe = self.client.pipeline(transaction=False)
+        for a in ids:
+            pipe.hgetall(self.keys.agent(a))
+        return [_hash(raw) for raw in pipe.execute() if raw]
+
+    def agent_case_ids(self, agent_id: str) -> list[str]:
+        return sorted(_s(c) for c in self.client.smembers(self.keys.agent_cases(agent_id)))
+
+    def queue_case_ids(self, queue: str) -> list[str]:
+        return [_s(c) for c in self.client.zrange(self.keys.queue(queue), 0, -1)]
+
+    def queue_names(self) -> list[str]:
+        return sorted(_s(q) for q in self.client.smembers(self.keys.queues))
+
+    # -- knowledge base ------------------------------------------------------------------------------
+    def kb_put_articles(self, articles: Sequence[dict[str, str]]) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        for a in articles:
+            pipe.delete(self.keys.kb_article(a["id"]))
+            pipe.hset(self.keys.kb_article(a["id"]), mapping=a)
+            pipe.sadd(self.keys.kb_articles, a["id"])
+        pipe.incr(self.keys.kb_version)
+        pipe.execute()
+        return len(articles)
+
+    def kb_articles(self) -> list[dict[str, str]]:
+        ids = sorted(_s(a) for a in self.client.smembers(self.keys.kb_articles))
+        pipe = self.client.pipeline(transaction=False)
+        for a in ids:
+            pipe.hgetall(self.keys.kb_article(a))
+        return [_hash(raw) for raw in pipe.execute() if raw]
+
+    def kb_versions(self) -> tuple[int, int]:
+        a, b = self.client.mget(self.keys.kb_version, self.keys.kb_feedback_version)
+        return int(a or 0), int(b or 0)
+
+    def kb_add_feedback(self, article_id: str, terms: Iterable[str]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for t in terms:
+            pipe.hincrby(self.keys.kb_feedback, f"{t}|{article_id}", 1)
+        pipe.incr(self.keys.kb_feedback_version)
+        pipe.execute()
+
+    def kb_feedback(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for k, v in _hash(self.client.hgetall(self.keys.kb_feedback)).items():
+            term, _, article = k.partition("|")
+            out[(term, article)] = int(v)
+        return out
+
+    # -- rules, tasks, outbox ------------------------------------------------------------------------
+    def rule_stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in _hash(self.client.hgetall(self.keys.rules_stats)).items()}
+
+    def record_rule_outcome(self, rule: str, outcome: str, n: int) -> None:
+        self.client.hincrby(self.keys.rules_stats, f"{rule}|{outcome}", n)
+
+    def tasks(self, limit: int) -> list[dict[str, str]]:
+        ids = self.client.zrange(self.keys.tasks_open, 0, limit - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for t in ids:
+            pipe.hgetall(self.keys.task(_s(t)))
+        return [_hash(raw) for raw in pipe.execute() if raw]
+
+    def post_outbox(self, channel: str, reply_id: str, data: bytes) -> bool:
+        return bool(self._run("OUTBOX", self.keys.outbox(channel), reply_id, data))
+
+    def read_outbox(self, channel: str, count: int) -> list[dict[str, Any]]:
+        """The last ``count`` items of a channel's outbox, oldest first, as Mention-shaped dicts."""
+        entries = self.client.xrevrange(self.keys.outbox(channel), count=count)
+        out = []
+        for _eid, fields in reversed(entries):
+            f = _hash(fields)
+            out.append(orjson.loads(f["data"]))
+        return out
+
+
+def _flat_pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
+    return [(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+
+def make_store(target: str | redis.Redis, prefix: str = "pulse:") -> CrmStore:
+    """The store for ``target``: a Redis URL or an existing client (the only adapter today).
+
+    >>> make_store("redis://localhost:1/0", prefix="x:").keys.customer("c1")
+    'x:customer:c1'
+    """
+    client = redis.Redis.from_url(target) if isinstance(target, str) else target
+    return RedisCrmStore(client, prefix)
