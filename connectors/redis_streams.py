@@ -17,7 +17,7 @@ import logging
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -43,6 +43,8 @@ _PAYLOAD = PAYLOAD_FIELD.encode()
 _FMT = FMT_FIELD.encode()
 
 StopMode = Literal["never", "eof", "drained"]
+#: Stream entries as redis-py returns them: ``[(entry id, {field: value})]``.
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 def stream_key(prefix: str, n: int) -> str:
@@ -195,10 +197,10 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
                 return
 
     # -- reading -----------------------------------------------------------------------------
-    def _read_replay(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _read_replay(self) -> Entries:
         assert self._replay_from is not None and self._replay_to is not None
-        entries = self._r.xrange(self._key, min=f"({self._replay_from}", max="+", count=self._batch_size)
-        entries = [e for e in entries if _id_tuple(e[0]) <= self._replay_to]
+        found: Any = self._r.xrange(self._key, min=f"({self._replay_from}", max="+", count=self._batch_size)
+        entries: Entries = [e for e in found if _id_tuple(e[0]) <= self._replay_to]
         if not entries:
             self._replay_from = None
             return []
@@ -207,9 +209,9 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
             self._replay_from = None
         return entries
 
-    def _read_claimed(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _read_claimed(self) -> Entries:
         assert self._claim_cursor is not None
-        reply = self._r.xautoclaim(
+        reply: Any = self._r.xautoclaim(
             self._key,
             self._group,
             self._consumer,
@@ -225,15 +227,15 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
             self._r.xack(self._key, self._group, *gone)
         return [(eid, fields) for eid, fields in claimed if fields]
 
-    def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = self._r.xreadgroup(
+    def _read_new(self) -> Entries:
+        reply: Any = self._r.xreadgroup(
             self._group, self._consumer, {self._key: ">"}, count=self._batch_size
         )
         if not reply:
             return []
-        return reply[0][1]
+        return reply[0][1]  # type: ignore[no-any-return]
 
-    def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _read(self) -> Entries:
         while self._replay_from is not None:
             entries = self._read_replay()
             if entries:

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -264,7 +265,7 @@ class OutboxRelay:
         """Deliver up to ``count`` entries (waiting up to ``block_ms`` for new ones); what happened."""
         stats = RelayStats()
         start = "0" if self._backlog else ">"
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.key: start}, count=count,
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.key: start}, count=count,
                                        block=None if self._backlog else block_ms)
         entries = reply[0][1] if reply else []
         if self._backlog and not entries:

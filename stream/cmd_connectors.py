@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -119,7 +119,7 @@ def firehose_serve(
 
 
 # ---- ingest (push) ----------------------------------------------------------------------------------
-def _lines(stream: IO[bytes], on_bytes: Callable[[int], None] | None) -> Iterator[bytes]:
+def _lines(stream: Iterable[bytes], on_bytes: Callable[[int], None] | None) -> Iterator[bytes]:
     for line in stream:
         if on_bytes is not None:
             on_bytes(len(line))
