@@ -214,6 +214,10 @@ def _parse_row(row: dict[str, Any], fields: dict[str, str], handle_cols: dict[st
         elif name == "products":
             items = [str(v).strip() for v in raw if str(v).strip()] if isinstance(raw, list | tuple) else _split(_text(raw))
             out["products"] = orjson.dumps(items).decode()
+        elif name == "handles" and isinstance(raw, dict):
+            for channel, handle in raw.items():
+                if handle is not None and str(handle).strip():
+                    handles.append(f"{str(channel).strip().lower()}:{normalize_handle(str(handle))}")
         elif name == "handles":
             text = _text(raw)
             for item in _split(text) if text else []:
