@@ -140,8 +140,23 @@ DEFAULT_BRANDS: tuple[Brand, ...] = (
 )
 
 
+_HOUR_PREFIX: dict[int, str] = {}
+
+
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    """ISO 8601 of an epoch second, as ``datetime.isoformat`` writes it (hour prefix cached: hot path).
+
+    >>> _iso(1709514061) == datetime.fromtimestamp(1709514061, UTC).isoformat()
+    True
+    """
+    hour, rest = divmod(ts, 3600)
+    prefix = _HOUR_PREFIX.get(hour)
+    if prefix is None:
+        if len(_HOUR_PREFIX) > 100_000:
+            _HOUR_PREFIX.clear()
+        prefix = _HOUR_PREFIX[hour] = datetime.fromtimestamp(hour * 3600, UTC).isoformat()[:14]
+    minute, second = divmod(rest, 60)
+    return f"{prefix}{minute:02d}:{second:02d}+00:00"
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,24 @@ def test_call_volume_per_queue_per_quarter_hour_rises_in_incidents() -> None:
         assert mine > 1.5 * theirs
 
 
+def test_calls_fall_as_social_answers_grow() -> None:
+    # fast growth of social traffic (15% a day): more brand answers on social, fewer calls, Monday to Friday
+    w = World(seed=3, n_customers=100, rate_per_hour=200, growth_per_day=0.15)
+    calls: collections.Counter[str] = collections.Counter()
+    answers: collections.Counter[str] = collections.Counter()
+    for r in w.events(until=w.start + timedelta(days=5), kinds={"mention", "calls"}):
+        p = r.payload
+        assert isinstance(p, dict)
+        if r.fmt == "calls":
+            calls[p["ts"][:10]] += p["calls"]
+        elif p["from_brand"]:
+            answers[p["ts"][:10]] += 1
+    days = sorted(calls)
+    assert len(days) == 5
+    assert answers[days[-1]] > 1.2 * answers[days[0]]
+    assert calls[days[-1]] < 0.85 * calls[days[0]]
+
+
 def test_churn_follows_a_hidden_process_driven_by_bad_experiences() -> None:
     w = World(seed=5, n_customers=400, rate_per_hour=400, posts_per_customer_day=4, renewal_days=7)
     neg: collections.Counter[str] = collections.Counter()
