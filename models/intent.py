@@ -1,0 +1,177 @@
+"""Query vs comment: does a mention ask the brand for something (a reply, an action) or just say something?
+
+Transparent cues (a question mark, a question word or auxiliary opening the text, request phrases such as
+"how do I", "can you", "help", "DM me"; editable in ``models/taxonomies/intent.toml``) give a rule prior
+that works before any learning, and also feed an online logistic model over the shared word features.
+The default model is warm-started on ``tweet_acts_5000.csv`` (QUE + REQ = query, the rest = comment;
+:func:`warm_start_intent`) and keeps learning from agents' corrections.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from models._online import OnlineTextClassifier
+from models.text import NormalisedText, TextNormalizer, read_taxonomy_file
+
+__all__ = ["INTENTS", "IntentClassifier", "intent_from_act", "warm_start_intent"]
+
+#: Labels: ``query`` needs a reply or an action; ``comment`` does not.
+INTENTS = ("query", "comment")
+#: Speech acts of the tweet_acts data set that a service team treats as a query.
+QUERY_ACTS = frozenset({"QUE", "REQ"})
+
+
+def intent_from_act(act: str) -> str:
+    """Map a tweet_acts speech act to an intent label.
+
+    >>> intent_from_act("QUE"), intent_from_act("REQ"), intent_from_act("EXP")
+    ('query', 'query', 'comment')
+    """
+    return "query" if act.strip().upper() in QUERY_ACTS else "comment"
+
+
+class _Cues:
+    """Intent cue tables of one taxonomy folder, compiled once."""
+
+    def __init__(self, taxonomy_dir: str | None) -> None:
+        cfg = read_taxonomy_file("intent.toml", taxonomy_dir)
+        self.wh = frozenset(str(w).lower() for w in cfg.get("wh_words", []))
+        self.openers = frozenset(str(w).lower() for w in cfg.get("question_openers", []))
+        self.request_words = frozenset(str(w).lower() for w in cfg.get("request_words", []))
+        phrases = sorted({str(p).lower().strip() for p in cfg.get("request_phrases", []) if str(p).strip()})
+        self.phrases = re.compile(
+            r"(?<= )(?:" + "|".join(re.escape(p) for p in phrases) + r")(?= )" if phrases else r"(?!x)x"
+        )
+
+
+@lru_cache(maxsize=16)
+def _cues(taxonomy_dir: str | None) -> _Cues:
+    return _Cues(taxonomy_dir)
+
+
+class IntentClassifier(OnlineTextClassifier):
+    """Classify a mention as ``query`` or ``comment``: rule cues as a prior, an online model on top.
+
+    Parameters
+    ----------
+    normalizer
+        The shared :class:`~models.text.TextNormalizer` (``None``: the default tables).
+    learning_rate
+        AdaGrad step of the online logistic model.
+    l2
+        L2 penalty of the online model.
+    prior_weight
+        How many labelled examples the rule prior is worth; its weight fades as the model learns.
+    balanced
+        Weight examples by inverse class frequency (queries are rarer than comments).
+
+    Examples
+    --------
+    >>> model = IntentClassifier()
+    >>> model.predict_one({"text": "How do I reset my password?", "channel": "twitter"})
+    'query'
+    >>> model.predict_one({"text": "Lovely weather at the airport today", "channel": "twitter"})
+    'comment'
+    >>> stream = [("my parcel never came, sort it out", "query"), ("great job team", "comment")] * 20
+    >>> for text, label in stream:
+    ...     model.learn_one({"text": text, "channel": "twitter"}, label)
+    >>> model.predict_one({"text": "my parcel never came", "channel": "twitter"})
+    'query'
+    >>> model.n_learned
+    40
+    """
+
+    def __init__(
+        self,
+        normalizer: TextNormalizer | None = None,
+        learning_rate: float = 0.1,
+        l2: float = 0.0,
+        prior_weight: float = 20.0,
+        balanced: bool = True,
+    ) -> None:
+        super().__init__(
+            normalizer=normalizer,
+            learning_rate=learning_rate,
+            l2=l2,
+            prior_weight=prior_weight,
+            balanced=balanced,
+        )
+
+    @classmethod
+    def _unit_test_params(cls):  # type: ignore[no-untyped-def]
+        yield {}
+        yield {"prior_weight": 0.0, "balanced": False}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return INTENTS
+
+    def cues(self, norm: NormalisedText) -> dict[str, float]:
+        """The transparent cues of a normalised mention (also the online model's named features).
+
+        >>> model = IntentClassifier()
+        >>> cues = model.cues(model.normalise_one({"text": "@acme can u help me pls?"}))
+        >>> cues["_i_request"], cues["_i_question"], cues["_i_opener"]
+        (1.0, 1.0, 1.0)
+        """
+        cues = _cues(self.text_normalizer.taxonomy_dir)
+        key = ("intent", id(cues))
+        memo = norm.memo.get(key)
+        if memo is not None:
+            return memo
+        words = norm.words
+        first = ""
+        for w in words:
+            if not w.startswith("<"):
+                first = w
+                break
+        n_phrases = len(cues.phrases.findall(norm.joined)) if len(words) < 400 else 0
+        wh_any = any(w in cues.wh for w in words[:40])
+        req_word = any(w in cues.request_words for w in words[:40])
+        result = norm.memo[key] = {
+            "_i_question": 1.0 if norm.n_questions else 0.0,
+            "_i_wh_first": 1.0 if first in cues.wh else 0.0,
+            "_i_opener": 1.0 if first in cues.openers or first in cues.wh else 0.0,
+            "_i_wh_any": 1.0 if wh_any else 0.0,
+            "_i_request": min(n_phrases, 2) / 2.0,
+            "_i_request_word": 1.0 if req_word else 0.0,
+        }
+        return result
+
+    def extra_features(self, norm: NormalisedText) -> dict[str, float]:
+        return self.cues(norm)
+
+    def rule_says_query(self, norm: NormalisedText) -> bool:
+        """The rule-only decision (the baseline the benchmark compares against)."""
+        c = self.cues(norm)
+        return bool(c["_i_question"] or c["_i_request"] or (c["_i_wh_first"] and len(norm.words) > 2))
+
+    def prior_proba(self, norm: NormalisedText) -> dict[str, float]:
+        c = self.cues(norm)
+        score = -2.0
+        score += 2.2 * c["_i_question"] + 2.0 * c["_i_request"] + 1.2 * c["_i_wh_first"]
+        score += 0.4 * c["_i_opener"] + 0.3 * c["_i_request_word"]
+        p = 1.0 / (1.0 + pow(2.718281828459045, -score))
+        return {"query": p, "comment": 1.0 - p}
+
+
+def warm_start_intent(model: IntentClassifier, path: Path, epochs: int = 2) -> int:
+    """Learn from the tweet_acts CSV (``text``, ``act``) in a seeded order; returns examples learned."""
+    import random
+
+    import polars as pl
+
+    frame = pl.read_csv(path, columns=["text", "act"]).drop_nulls()
+    rows: list[tuple[str, str]] = list(zip(frame["text"].to_list(), frame["act"].to_list(), strict=True))
+    rng = random.Random(42)
+    n = 0
+    for _ in range(epochs):
+        rng.shuffle(rows)
+        for text, act in rows:
+            model.learn_one({"text": text, "channel": "twitter"}, intent_from_act(act))
+            n += 1
+    return n
+
