@@ -45,7 +45,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.http11 import Request, Response
 
 from connectors.records import RawRecord
@@ -232,6 +232,12 @@ class FirehoseServer(BackgroundServer):
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
+        try:
+            await self._stream(ws)
+        except ConnectionClosed:
+            log.info("firehose client %s disconnected", ws.remote_address)
+
+    async def _stream(self, ws: ServerConnection) -> None:
         after = int(dict(parse_qsl(urlsplit(ws.request.path if ws.request else "/").query)).get("after", 0))
         loop = asyncio.get_running_loop()
         seq = after
@@ -299,16 +305,23 @@ class _WebSocketPartition(StatefulSourcePartition[RawRecord, Any]):
         self._next_awake: datetime | None = None
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
         self._thread = threading.Thread(target=self._run, name=f"ws-source {source.url}", daemon=True)
         self._thread.start()
 
     # client thread ---------------------------------------------------------------------------
     def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
+        self._task = loop.create_task(self._client(self._last))
+        self._loop = loop
         try:
-            self._loop.run_until_complete(self._client(self._last))
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass  # close() cancelled the client
         finally:
-            self._loop.close()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     async def _put(self, item: list[tuple[Any, RawRecord]] | _End) -> bool:
         while not self._stop.is_set():
@@ -332,8 +345,12 @@ class _WebSocketPartition(StatefulSourcePartition[RawRecord, Any]):
                     compression=None,
                     proxy=None,
                     additional_headers=src.headers,
+                    close_timeout=1,
                 ) as ws:
                     log.info("connected to %s", url)
+                    # Leaving without the closing handshake: when we stop, the server may be
+                    # blocked sending into a full socket and would never see our close frame.
+                    self._transport = ws.transport
                     async for frame in ws:
                         items, ended = decode_frame(frame, src.url, src.fmt)
                         if items:
@@ -346,6 +363,7 @@ class _WebSocketPartition(StatefulSourcePartition[RawRecord, Any]):
                                 else:
                                     last = seq
                             if not await self._put(items):
+                                ws.transport.abort()
                                 return
                         if ended:
                             if src.finite:
@@ -406,7 +424,18 @@ class _WebSocketPartition(StatefulSourcePartition[RawRecord, Any]):
 
     def close(self) -> None:
         self._stop.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(self._abort, task)
+            except RuntimeError:  # the loop has finished already
+                pass
         self._thread.join(timeout=5)
+
+    def _abort(self, task: asyncio.Task[None]) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        task.cancel()
 
 
 class WebSocketSource(FixedPartitionedSource[RawRecord, Any]):
