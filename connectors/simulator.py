@@ -264,6 +264,12 @@ def _public_handle(i: int) -> str:
 class World:
     """The simulated world: brands, customers, incidents, and the event stream.
 
+    ``seed`` fixes everything; ``n_customers`` CRM customers (plus a tenth as many prospects without a
+    record) belong to ``brands`` (default :data:`DEFAULT_BRANDS`); ``start`` is the first event time.
+    ``rate_per_hour`` is the mean number of posts per hour (brand replies come on top), growing by
+    ``growth_per_day``; each customer posts about ``posts_per_customer_day`` times a day and renews (a
+    ``churn`` outcome) every ``renewal_days``; no incident starts in the first ``warmup_hours``.
+
     ``events()`` yields :class:`~connectors.records.RawRecord` in event-time order: ``mention`` records
     (payload shaped like a Mention, ``ts`` an ISO string), ``calls`` (per queue per 15 minutes) and
     ``churn`` outcomes. Every call regenerates the same stream from the seed.
@@ -288,6 +294,7 @@ class World:
         growth_per_day: float = 0.01,
         renewal_days: int = 14,
         posts_per_customer_day: float = 1.0,
+        warmup_hours: float = 6.0,
     ) -> None:
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
@@ -307,6 +314,7 @@ class World:
         self.growth_per_day = growth_per_day
         self.renewal_days = max(1, renewal_days)
         self.posts_per_customer_day = posts_per_customer_day
+        self.warmup_hours = max(0.0, warmup_hours)
         self._schedule_cache: dict[int, tuple[list[Incident], list[Burst]]] = {}
         self._horizon = self.start
         self._build_people()
@@ -403,7 +411,9 @@ class World:
             return self._schedule_cache[day]
         rng = random.Random(f"{self.seed}:schedule:{day}")
         day_start = self.start + timedelta(days=day)
-        earliest = 6 * _HOUR if day == 0 else 0  # let detectors warm up
+        earliest = (
+            min(int(self.warmup_hours * _HOUR), _DAY - 2 * _HOUR) if day == 0 else 0
+        )  # detectors warm up
         weights = [b.weight for b in self.brands]
         incidents: list[Incident] = []
         n_inc = rng.choices((0, 1, 2), (0.3, 0.5, 0.2))[0]
@@ -453,7 +463,8 @@ class World:
         return incidents, bursts
 
     def _days(self, start: datetime, end: datetime) -> range:
-        first = max(0, (start - self.start) // timedelta(days=1))
+        # an incident or burst that starts late in a day runs on into the next: look one day back
+        first = max(0, (start - self.start) // timedelta(days=1) - 1)
         last = max(first, (end - self.start) // timedelta(days=1))
         return range(first, last + 1)
 
@@ -1282,7 +1293,11 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
     ``speed=0`` emits batches as fast as the flow takes them (start defaults to :data:`DEFAULT_START`);
     ``speed=X`` paces records X times faster than real time (``1.0`` is real time) and the world starts
     *now*, so a live dashboard shows current times. ``limit`` bounds the number of records, ``until``
-    the event time; with neither it runs forever. ``kinds`` keeps only some record fmts.
+    the event time; with neither it runs forever. ``kinds`` keeps only some record fmts. The world's
+    shape comes from ``n_customers``, ``brands``, ``rate_per_hour``, ``warmup_hours`` (no incident
+    before then) and any other :class:`World` keyword in ``world_options``; :meth:`world_for` rebuilds
+    that world (customers for a CRM import, ground-truth incidents), and :attr:`world` is the one the
+    last partition used. ``on_progress(emitted, limit or 0)`` is called after every batch.
 
     Delivery guarantee: exactly-once with recovery. The resume state (:class:`SimState`) holds the number
     of records emitted, the world's start and the pacing anchor; a resumed partition regenerates the
@@ -1313,6 +1328,8 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
         kinds: Collection[str] | None = None,
         batch_size: int = 1000,
         on_progress: ProgressCallback | None = None,
+        warmup_hours: float = 6.0,
+        **world_options: Any,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
@@ -1326,6 +1343,8 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
         self.n_customers = n_customers
         self.brands = tuple(brands) if brands else None
         self.rate_per_hour = rate_per_hour
+        self.warmup_hours = warmup_hours
+        self.world_options = world_options
         self.kinds = None if kinds is None else tuple(sorted(kinds))
         self.batch_size = batch_size
         self.on_progress = on_progress
@@ -1340,6 +1359,8 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
             brands=self.brands,
             start=start,
             rate_per_hour=self.rate_per_hour,
+            warmup_hours=self.warmup_hours,
+            **self.world_options,
         )
 
     def _report(self, emitted: int) -> None:

@@ -232,6 +232,25 @@ def test_incidents_are_bursts_of_negative_posts_sharing_terms() -> None:
     ]
 
 
+def test_ground_truth_windows_include_events_running_past_midnight() -> None:
+    w = World(seed=7)
+    month = w.start + timedelta(days=30)
+    incidents = w.incidents_between(w.start, month)
+    bursts = w.bursts_between(w.start, month)
+    day = timedelta(days=1)
+    assert any((i.start - w.start) // day != (i.end - w.start) // day for i in incidents + bursts)  # type: ignore[operator]
+    for i in incidents:
+        assert i in w.incidents_between(i.end - timedelta(minutes=1), i.end)
+        assert i.start >= w.start + timedelta(hours=6)  # warm-up
+    for b in bursts:
+        assert b in w.bursts_between(b.end - timedelta(minutes=1), b.end)
+    assert 15 < len(incidents) < 60  # about one a day
+    # without a warm-up, incidents may start right away (a live demo shows one sooner)
+    six = timedelta(hours=6)
+    assert not any(World(seed=s).incidents_between(w.start, w.start + six) for s in range(20))
+    assert any(World(seed=s, warmup_hours=0).incidents_between(w.start, w.start + six) for s in range(20))
+
+
 def test_traffic_series_counts_and_labels() -> None:
     w, recs = _day()
     inc = w.incidents[0]
