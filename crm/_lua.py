@@ -685,11 +685,11 @@ end
 return 0
 """
 
-#: ARGV: prefix, code, customer id, created (ms), expires (ms), keep until (ms). 0 when the code exists.
+#: ARGV: prefix, code, customer id, created (ms), expires (ms), keep for (ms of wall time). 0 when the code exists.
 LINK_PUT = _LIB + r"""
 local lk = K('linkcode', ARGV[2])
 if redis.call('EXISTS', lk) == 1 then return 0 end
 redis.call('HSET', lk, 'code', ARGV[2], 'customer_id', ARGV[3], 'created_ms', ARGV[4], 'expires_ms', ARGV[5])
-redis.call('PEXPIREAT', lk, ARGV[6])
+redis.call('PEXPIRE', lk, ARGV[6])
 return 1
 """

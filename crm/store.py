@@ -263,9 +263,10 @@ class RedisCrmStore:
 
     # -- link codes -------------------------------------------------------------------------------
     def put_link_code(self, code: str, customer_id: str, created_ms: int, expires_ms: int) -> bool:
-        # kept 30 days after expiry so a late use says "expired" rather than "unknown"
-        keep_until = expires_ms + 30 * 86400 * 1000
-        return bool(self._run("LINK_PUT", code, customer_id, created_ms, expires_ms, keep_until))
+        # validity is event time; the key lives (wall time) its lifetime plus 30 days, so a late use
+        # says "expired" rather than "unknown"
+        keep_for = max(0, expires_ms - created_ms) + 30 * 86400 * 1000
+        return bool(self._run("LINK_PUT", code, customer_id, created_ms, expires_ms, keep_for))
 
     def redeem_link_code(self, code: str, channel: str, handle: str, mention_id: str, now_ms: int, keep: int) -> tuple[str, str, str]:
         raw = [*self._run("REDEEM", code, channel, handle, mention_id, now_ms, keep), "", ""]
