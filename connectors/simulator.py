@@ -721,6 +721,7 @@ _VOCAB_KEYS = {
     "news": "news",
 }
 _CATS = tuple(tx.CATEGORIES)
+_DEPARTMENT_TOPIC = {"sales": "pricing", "marketing": "campaign", "pr": "news"}
 _SERVICE_CATS = frozenset(c for c, t in tx.CATEGORIES.items() if t[2] == "service")
 
 
@@ -884,10 +885,12 @@ class _Run:
         else:
             templates = tx.TEMPLATES[cat]
             template = templates[int(rng.random() * len(templates))]
-            if cat not in _SERVICE_CATS:
-                topic_name = {"sales": "pricing", "marketing": "campaign", "pr": "news"}[truth[2]]
-                if cat == "chatter":
-                    topic_name = "chatter"
+            if cat == "chatter":
+                topic_name = "chatter"
+            elif cat not in _SERVICE_CATS:
+                topic_name = _DEPARTMENT_TOPIC[truth[2]]
+            elif "{thing" not in template and "{problem" not in template:
+                topic_name = "general"  # the text names no topic, so the truth does not either
         text = template.format_map(_Slots(rng, vocab, things, problems, fixed)).strip().replace("  ", " ")
         style = self._style(kind, idx, handle, brand.industry, channel)
         text = self._noise(text, style, truth[1], rng.random())
