@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 try:  # Typer >= 0.20 ships its own copy of click
     from typer._click import exceptions as _cx
 except ImportError:  # pragma: no cover - older Typer uses click itself
-    from click import exceptions as _cx
+    from click import exceptions as _cx  # type: ignore[no-redef]
 
 from stream.keys import Keys
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
@@ -47,7 +47,7 @@ class _PulseTyper(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = typer.main.get_command(self)
         try:
-            rv = command.main(*args, standalone_mode=False, **kwargs)
+            rv = command.main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
             # Without standalone mode click returns an Exit's code instead of exiting.
             if isinstance(rv, int) and rv:
                 sys.exit(rv)

@@ -193,13 +193,15 @@ def timeseries(client: redis.Redis, keys: Keys, minutes: int = 60, gran: str = "
 
 def recent_mentions(client: redis.Redis, keys: Keys, n: int = 50) -> list[bytes]:
     """The newest enriched mentions (JSON bytes), newest first."""
-    return list(client.zrevrange(keys.latest, 0, n - 1))
+    members: list[bytes] = client.zrevrange(keys.latest, 0, n - 1)  # type: ignore[assignment]
+    return members
 
 
 def recent_dead_letters(client: redis.Redis, keys: Keys, n: int = 50) -> list[dict[str, str]]:
     """The newest dead letters, newest first, as text fields."""
     out = []
-    for _id, fields in client.xrevrange(keys.dlq, count=n):
+    entries: list[Any] = client.xrevrange(keys.dlq, count=n) or []  # type: ignore[assignment]
+    for _id, fields in entries:
         out.append({_decode(k): _decode(v) if isinstance(v, bytes) and _is_text(v) else repr(v)
                     for k, v in fields.items()})
     return out

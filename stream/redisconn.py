@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -17,7 +18,7 @@ __all__ = ["RedisUnavailable", "connect", "embedded_url", "ensure_redis_url"]
 
 log = logging.getLogger(__name__)
 
-_EMBEDDED: object | None = None
+_EMBEDDED: Any = None
 
 
 class RedisUnavailable(RuntimeError):
@@ -35,8 +36,8 @@ def embedded_url(data_dir: str | Path = ".pulse") -> str:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         _EMBEDDED = LiteRedis(str(path / "redis.db"))
-        log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)  # type: ignore[attr-defined]
-    return f"unix://{_EMBEDDED.socket_file}"  # type: ignore[attr-defined]
+        log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)
+    return f"unix://{_EMBEDDED.socket_file}"
 
 
 def ensure_redis_url(url: str | None, data_dir: str | Path = ".pulse") -> str:
