@@ -1,0 +1,321 @@
+"""The command centre: a live wall display for incident managers (KPI tiles, trends, latest mentions).
+
+Filters (brand, time range, live) sit in the page header; everything below them is one fragment that
+reruns on its own every few seconds, reading cached figures from :mod:`dashboard.data`.
+
+User text (mention texts, authors, dead-letter payloads) only ever reaches the screen inside dataframes,
+which show it as plain text; nothing written by users goes through Markdown or HTML.
+
+>>> format_minutes(51.2), format_minutes(135.0), format_minutes(None)
+('51 min', '2 h 15 min', '–')
+>>> format_delta(0.80, 0.75, "pp"), format_delta(12.0, 10.0, "%"), format_delta(None, 3.0, "min")
+('+5.0 pp', '+20 %', None)
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import altair as alt
+import pandas as pd
+import redis
+import streamlit as st
+
+from dashboard.data import (
+    TIME_RANGES,
+    CommandCentre,
+    DashboardSettings,
+    RedisUnavailable,
+    load_brands,
+    load_command_centre,
+)
+
+__all__ = ["channel_colour", "format_delta", "format_minutes", "mentions_chart", "render", "response_chart",
+           "sentiment_chart"]
+
+log = logging.getLogger(__name__)
+
+ALL_BRANDS = "All brands"
+SENTIMENT_COLOURS = {"negative": "#e5484d", "neutral": "#7d8897", "positive": "#3ecf8e"}
+RESPONSE_COLOURS = {"mean": "#4f8cff", "p90": "#f2a541"}
+CHART_HEIGHT = 240
+#: One colour per channel everywhere, so a channel keeps its colour whatever the filter.
+CHANNEL_COLOURS = {"twitter": "#4f8cff", "facebook": "#8b7cf6", "instagram": "#f472b6", "linkedin": "#2ec4d6",
+                   "review": "#f2a541", "forum": "#3ecf8e", "blog": "#facc15", "email": "#94a3b8",
+                   "calls": "#e5484d"}
+_SPARE_COLOURS = ["#c084fc", "#fb923c", "#a3e635", "#67e8f9", "#fda4af", "#d6d3d1"]
+
+
+# -- formatting ---------------------------------------------------------------------------------------
+
+def format_minutes(value: float | None) -> str:
+    """A duration in minutes for a tile: ``51 min``, ``2 h 15 min``."""
+    if value is None:
+        return "–"
+    if value < 1:
+        return f"{value * 60:.0f} s"
+    if value < 60:
+        return f"{value:.0f} min"
+    hours, minutes = divmod(round(value), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def format_delta(now: float | None, before: float | None, unit: str) -> str | None:
+    """The change from ``before`` to ``now``: ``%`` relative, ``pp`` for shares, else absolute in ``unit``."""
+    if now is None or before is None:
+        return None
+    if unit == "%":
+        if before == 0:
+            return None
+        return f"{(now - before) / before * 100:+.0f} %"
+    if unit == "pp":
+        return f"{(now - before) * 100:+.1f} pp"
+    return f"{now - before:+.1f} {unit}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+# -- the page -----------------------------------------------------------------------------------------
+
+def render(settings: DashboardSettings) -> None:
+    """Draw the page: header with filters, then the live panel."""
+    try:
+        brands = load_brands(settings.redis_url, settings.prefix)
+    except (RedisUnavailable, redis.RedisError, OSError):
+        brands = []  # the live panel says why, and retries on every refresh
+    title, brand_col, range_col, live_col = st.columns([3.2, 1.6, 2.6, 0.8], vertical_alignment="bottom")
+    with title:
+        st.title(":material/monitoring: Command centre", anchor=False)
+    with brand_col:
+        choice = st.selectbox("Brand", [ALL_BRANDS, *brands], key="cc_brand")
+    with range_col:
+        minutes = st.segmented_control("Time range (latest data)", list(TIME_RANGES), default=60,
+                                       format_func=TIME_RANGES.__getitem__, required=True, key="cc_minutes")
+    with live_col:
+        live = st.toggle("Live", value=settings.refresh_seconds > 0, key="cc_live",
+                         help=f"Refresh every {settings.refresh_seconds:g} s", disabled=settings.refresh_seconds <= 0)
+    brand = None if choice == ALL_BRANDS else choice
+    every = settings.refresh_seconds if live and settings.refresh_seconds > 0 else None
+    st.fragment(_live_panel, run_every=every)(settings, brand, int(minutes or 60), brands)
+
+
+def _live_panel(settings: DashboardSettings, brand: str | None, minutes: int, shown_brands: list[str]) -> None:
+    try:
+        view = load_command_centre(settings.redis_url, settings.prefix, brand, minutes)
+    except (RedisUnavailable, redis.RedisError, OSError) as exc:
+        st.error(f"**Redis is unreachable** at `{settings.display_url}`. The page retries on every refresh; "
+                 "check that Redis is running and `REDIS_URL` points at it.", icon=":material/cloud_off:")
+        st.text(str(exc))
+        return
+    if view.brands != shown_brands:
+        # A brand appeared (or Redis came back): redraw the header so the brand filter lists it.
+        st.rerun(scope="app")
+    if not view.has_data:
+        st.info(f"**Waiting for data** under the key prefix `{settings.prefix}` in {settings.display_url}. "
+                "Start a flow, e.g. `pulse demo`, `pulse run --source sim` or `pulse replay FILE --format twcs`; "
+                "this page fills in by itself.", icon=":material/hourglass_empty:")
+        _dead_letter_panel(view)
+        return
+    _status_line(view)
+    _kpi_tiles(view)
+    charts = st.columns(3)
+    with charts[0], st.container(border=True):
+        st.subheader("Mentions per channel", anchor=False)
+        st.altair_chart(mentions_chart(view), width="stretch")
+    with charts[1], st.container(border=True):
+        st.subheader("Sentiment", anchor=False)
+        st.altair_chart(sentiment_chart(view), width="stretch")
+    with charts[2], st.container(border=True):
+        st.subheader("First response time", anchor=False)
+        if view.response.empty:
+            st.caption("No brand replies in this range yet.")
+        else:
+            st.altair_chart(response_chart(view), width="stretch")
+    left, right = st.columns([2.2, 1.25])
+    with left, st.container(border=True):
+        st.subheader("Latest mentions", anchor=False)
+        _latest_table(view)
+    with right, st.container(border=True):
+        st.subheader("Channels", anchor=False)
+        _breakdown_table(view.channels, "channel")
+        if view.brand is None and len(view.brands_table) > 1:
+            st.subheader("Brands", anchor=False)
+            _breakdown_table(view.brands_table, "brand")
+    _dead_letter_panel(view)
+
+
+def _status_line(view: CommandCentre) -> None:
+    assert view.start is not None and view.end is not None
+    fmt = "%d %b %Y %H:%M" if view.gran == "m" else "%d %b %Y %H:00"
+    scope = view.brand or f"all {len(view.brands)} brands"
+    grain = "minute" if view.gran == "m" else "hour"
+    st.caption(f"{scope} · event time {view.start.strftime(fmt)} – {view.end.strftime('%H:%M')} UTC · "
+               f"per-{grain} windows · {view.totals.get('accepted', 0):,} mentions accepted in total · "
+               f"updated {datetime.now().strftime('%H:%M:%S')}")
+
+
+def _kpi_tiles(view: CommandCentre) -> None:
+    k, p, spark = view.kpis, view.previous, view.sparklines
+    versus = f"vs previous {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
+    tiles = [
+        ("Mentions / min", _number(k["mentions_per_min"], 1),
+         format_delta(k["mentions_per_min"], p["mentions_per_min"], "%"), "off", "mentions_per_min",
+         f"{_number(k['mentions'])} mentions in the range, per minute of data."),
+        ("Distinct authors", _number(k["authors"]), format_delta(k["authors"], p["authors"], "%"), "off",
+         "authors", "Distinct authors in the range (HyperLogLog, per brand)."),
+        ("First response, mean", format_minutes(k["mean_response_min"]),
+         format_delta(k["mean_response_min"], p["mean_response_min"], "min"), "inverse", "mean_response_min",
+         f"Mean time to the brand's first reply, over {_number(k['responses'])} replies posted in the range."),
+        ("First response, p90", format_minutes(k["p90_response_min"]),
+         format_delta(k["p90_response_min"], p["p90_response_min"], "min"), "inverse", "p90_response_min",
+         "90th percentile of first response times of replies posted in the range."),
+        ("Answer rate", _percent(k["answer_rate"]), format_delta(k["answer_rate"], p["answer_rate"], "pp"),
+         "normal", "answer_rate", "Replies ÷ customer queries in the range."),
+        ("Negative share", _percent(k["negative_share"]),
+         format_delta(k["negative_share"], p["negative_share"], "pp"), "inverse", "negative_share",
+         "Share of mentions classified negative."),
+    ]
+    columns = st.columns(len(tiles) + 1)
+    for column, (label, value, delta, colour, spark_key, help_text) in zip(columns, tiles, strict=False):
+        with column:
+            st.metric(label, value, delta, delta_color=colour, border=True, help=help_text,
+                      chart_data=spark.get(spark_key) or None, chart_type="area",
+                      delta_description=versus if delta else None)
+    share = k["dead_letter_share"]
+    with columns[-1]:
+        st.metric("Dead letters", _number(k["dead_letters"]),
+                  None if share is None else f"{share * 100:.2f} % of offered", delta_color="off", border=True,
+                  delta_arrow="off", height="stretch", help="Records the flow could not accept (all time); see the list below.")
+
+
+def channel_colour(channel: str) -> str:
+    """The chart colour of a channel (known channels have fixed ones)."""
+    if channel in CHANNEL_COLOURS:
+        return CHANNEL_COLOURS[channel]
+    return _SPARE_COLOURS[sum(channel.encode()) % len(_SPARE_COLOURS)]
+
+
+def _time_axis(view: CommandCentre) -> alt.X:
+    fmt = "%H:%M" if view.gran == "m" else "%d %b %H:00"
+    return alt.X("start:T", title=None, axis=alt.Axis(format=fmt, labelAngle=0, tickCount=6, grid=False))
+
+
+def mentions_chart(view: CommandCentre) -> alt.Chart:
+    """Stacked areas of mentions per window, one band per channel."""
+    frame = view.by_channel.pivot_table(index="start", columns="channel", values="mentions", fill_value=0,
+                                        aggfunc="sum")
+    frame = frame.reset_index().melt(id_vars="start", var_name="channel", value_name="mentions")
+    channels = sorted(frame["channel"].unique())
+    return (
+        alt.Chart(frame, height=CHART_HEIGHT)
+        .mark_area(interpolate="monotone", opacity=0.88)
+        .encode(
+            _time_axis(view),
+            alt.Y("mentions:Q", stack="zero", title="mentions"),
+            alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
+                      legend=alt.Legend(orient="bottom", title=None, columns=8, symbolType="circle")),
+            tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "channel:N", "mentions:Q"],
+        )
+    )
+
+
+def sentiment_chart(view: CommandCentre) -> alt.Chart:
+    """Stacked areas of mentions per sentiment (negative at the bottom, where a surge shows first)."""
+    frame = view.sentiment.assign(order=view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2}))
+    return (
+        alt.Chart(frame, height=CHART_HEIGHT)
+        .mark_area(interpolate="monotone", opacity=0.9)
+        .encode(
+            _time_axis(view),
+            alt.Y("mentions:Q", stack="zero", title="mentions"),
+            alt.Color("sentiment:N",
+                      scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
+                      legend=alt.Legend(orient="bottom", title=None)),
+            alt.Order("order:Q"),
+            tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "sentiment:N", "mentions:Q"],
+        )
+    )
+
+
+def response_chart(view: CommandCentre) -> alt.Chart:
+    """Mean and p90 first response time (minutes) of the replies posted in each window."""
+    base = alt.Chart(view.response, height=CHART_HEIGHT).encode(
+        _time_axis(view),
+        alt.Y("minutes:Q", title="minutes"),
+        alt.Color("statistic:N",
+                  scale=alt.Scale(domain=list(RESPONSE_COLOURS), range=list(RESPONSE_COLOURS.values())),
+                  legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "statistic:N",
+                 alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
+    )
+    return base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)
+
+
+def _latest_table(view: CommandCentre) -> None:
+    if view.latest.empty:
+        st.caption("No mentions yet.")
+        return
+    # Styling colours the cells; the text itself stays plain text in the grid.
+    styled = view.latest.style.map(lambda v: f"color: {SENTIMENT_COLOURS.get(v, 'inherit')}", subset=["sentiment"])
+    st.dataframe(
+        styled,
+        hide_index=True,
+        placeholder="–",
+        height=420,
+        column_order=["time", "brand", "channel", "author", "sentiment", "intent", "text"],
+        column_config={
+            "time": st.column_config.DatetimeColumn("time (UTC)", format="DD MMM HH:mm:ss", width="small"),
+            "brand": st.column_config.TextColumn("brand", width="small"),
+            "channel": st.column_config.TextColumn("channel", width="small"),
+            "author": st.column_config.TextColumn("author", width="small"),
+            "sentiment": st.column_config.TextColumn("sentiment", width="small"),
+            "intent": st.column_config.TextColumn("intent", width="small"),
+            "text": st.column_config.TextColumn("text", width="large"),
+        },
+    )
+
+
+def _breakdown_table(frame: pd.DataFrame, by: str) -> None:
+    st.dataframe(
+        frame,
+        hide_index=True,
+        placeholder="–",
+        column_config={
+            by: st.column_config.TextColumn(by),
+            "mentions": st.column_config.NumberColumn("mentions", format="%d"),
+            "negative share": st.column_config.ProgressColumn("negative", min_value=0.0, max_value=1.0,
+                                                              format="percent", width="small"),
+            "answer rate": st.column_config.ProgressColumn("answered", min_value=0.0, max_value=1.0,
+                                                           format="percent", width="small"),
+            "mean first response (min)": st.column_config.NumberColumn("1st resp.", format="%.0f min",
+                                                                       width="small"),
+        },
+    )
+
+
+def _dead_letter_panel(view: CommandCentre) -> None:
+    total = view.totals.get("dead_letters", 0)
+    shown = len(view.dead_letters)
+    with st.expander(f"Dead letters · {total:,} in total" + (f", latest {shown} below" if shown else ""),
+                     icon=":material/report:"):
+        if view.dead_letters.empty:
+            st.caption("No dead letters: every record offered so far was accepted.")
+            return
+        st.dataframe(
+            view.dead_letters,
+            hide_index=True,
+            placeholder="–",
+            column_config={
+                "received": st.column_config.TextColumn("received (UTC)", width="small"),
+                "reason": st.column_config.TextColumn("reason", width="medium"),
+                "source": st.column_config.TextColumn("source", width="small"),
+                "raw": st.column_config.TextColumn("raw record", width="large"),
+            },
+        )
