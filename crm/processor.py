@@ -307,6 +307,14 @@ class CrmProcessor:
     def customer_360(self, customer_id: str) -> dict[str, Any]:
         return customer_360(self.store, customer_id)
 
+    def rule_stats(self) -> dict[str, dict[str, int]]:
+        """Per rule: ``{"hits": n, "next_negative": n, "next_positive": n, ...}`` (outcomes as recorded)."""
+        out: dict[str, dict[str, int]] = {name: {"hits": 0} for name in self.rules.names}
+        for key, n in self.store.rule_stats().items():
+            rule, _, what = key.rpartition("|")
+            out.setdefault(rule, {"hits": 0})[what] = n
+        return out
+
     # -- internals ------------------------------------------------------------------------------------
     def _brand_reply(self, m: _Mention) -> dict[str, Any]:
         if not m.in_reply_to:

@@ -366,13 +366,16 @@ class _Compiler:
     def condition(self, i: int, name: str, path: str, spec: Any, roots: set[str]) -> Callable[[dict[str, Any]], bool]:
         parts = tuple(path.split("."))
         root = parts[0]
+        if len(parts) > 2 and not (root == "mention" and parts[1] == "meta"):
+            # only meta nests: "customer.tier = { within = ... }" is a misspelt operator, not a path
+            field_path = ".".join(parts[:-1])
+            raise self.fail(i, name, f"{field_path}: unknown operator {parts[-1]!r} (use {', '.join(_OPS)})",
+                            field_path)
         if root not in ("mention", "customer", "history") or len(parts) < 2:
             raise self.fail(i, name, f"{path}: conditions start with mention., customer. or history.", path)
         if root == "mention" and parts[1] not in MENTION_FIELDS:
             raise self.fail(i, name, f"{path}: the enriched mention has no field {parts[1]!r}", path)
-        if root == "mention" and len(parts) > 2 and parts[1] != "meta":
-            raise self.fail(i, name, f"{path}: only mention.meta has sub-fields", path)
-        if root == "history" and (parts[1] not in HISTORY_FIELDS or len(parts) > 2):
+        if root == "history" and parts[1] not in HISTORY_FIELDS:
             raise self.fail(i, name, f"{path}: history has no field {'.'.join(parts[1:])!r} "
                                      f"(use {', '.join(sorted(HISTORY_FIELDS))})", path)
         roots.add(root)
@@ -408,10 +411,12 @@ class _Compiler:
             if not isinstance(text, str) or not text.strip():
                 raise bad(f"{what} must be a non-empty string")
             try:
-                names = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+                parsed = [(f, spec or "") for _, f, spec, _ in string.Formatter().parse(text) if f is not None]
             except ValueError as exc:
                 raise bad(f"{what}: bad template ({exc})") from None
-            for f in names:
+            for f, spec in parsed:
+                if "{" in spec:
+                    raise bad(f"{what}: template field {{{f}}} has a nested field in its format")
                 if f.split(".")[0] not in ("mention", "customer", "history") or "[" in f:
                     raise bad(f"{what}: template field {{{f}}} must start with mention., customer. or history.")
             return text
