@@ -195,7 +195,7 @@ def run(
     speed: Annotated[float, typer.Option("--speed", help="For sim and file sources: 0 = as fast as possible, X = X times real time.")] = 60.0,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed for a bare 'sim' (same seed, same world).")] = 7,
     limit: Annotated[int | None, typer.Option("--limit", help="Stop the simulator after this many events (default: endless).", show_default=False)] = None,
-    bounded: Annotated[bool, typer.Option("--bounded", help="Redis Streams: stop once the streams are drained.")] = False,
+    bounded: Annotated[bool, typer.Option("--bounded", help="Redis Streams: stop once the streams are drained and the producer marked the end (pulse ingest --eof).")] = False,
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory (resume after a crash).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
     redis_url: RedisUrlOpt = None,
@@ -325,7 +325,9 @@ def demo(
     signal.signal(signal.SIGTERM, stop)
 
     def go() -> None:
-        run_flow(build_source("sim", speed=speed, seed=seed, settings=settings), settings, url)
+        # The first simulated incident comes after ten minutes of event time: the wall display shows
+        # normal traffic, then a spike and its alert.
+        run_flow(build_source("sim", speed=speed, seed=seed, warmup_hours=1 / 6, settings=settings), settings, url)
 
     try:
         _guard(go)

@@ -13,18 +13,19 @@ __all__ = ["build_source"]
 
 def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limit: int | None = None,
                  fmt: str = "jsonl", mapping: str | None = None, bounded: bool = False,
-                 settings: Settings | None = None) -> Source[RawRecord]:
+                 warmup_hours: float = 6.0, settings: Settings | None = None) -> Source[RawRecord]:
     """The source for ``spec``; raises ``ValueError`` with a one-line message for anything unusable.
 
-    ``seed`` overrides the seed of a bare ``sim``; ``limit`` bounds the simulator; ``fmt``/``mapping``
-    apply to ``file:``; ``bounded`` makes Redis Streams stop once drained.
+    ``seed`` overrides the seed of a bare ``sim``; ``limit`` bounds the simulator (``warmup_hours``: no
+    injected incident before that much event time); ``fmt``/``mapping`` apply to ``file:``; ``bounded``
+    makes Redis Streams stop once drained after the producer marked the end (``pulse ingest --eof``).
     """
     parsed = parse_source(spec)
     if isinstance(parsed, SimSpec):
         from connectors.simulator import SimulatorSource
 
         use_seed = parsed.seed if spec.startswith("sim:") or seed is None else seed
-        return SimulatorSource(seed=use_seed, limit=limit, speed=speed)
+        return SimulatorSource(seed=use_seed, limit=limit, speed=speed, warmup_hours=warmup_hours)
     if isinstance(parsed, FileSpec):
         from connectors.files import FileSource
 
@@ -37,5 +38,5 @@ def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limi
         from connectors.redis_streams import RedisStreamSource
 
         return RedisStreamSource(parsed.url, parsed.prefix, parsed.partitions, group=parsed.group,
-                                 stop="drained" if bounded else "never")
+                                 stop="eof" if bounded else "never")
     raise ValueError(f"unsupported source {spec!r}")
