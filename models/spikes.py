@@ -230,7 +230,7 @@ class SpikeDetector(base.AnomalyDetector):
         mu = max(y_hat * y_hat - _ANSCOMBE, 0.0)
         z1 = (y - y_hat) / sigma
         best = _Assessment(z=z1, rel=z1 / max(self.point_threshold, 1e-9), scale=1, observed=n,
-                           expected=_from_anscombe(y_hat), y_hat=y_hat, sigma=sigma, mu=mu)
+                           expected=_from_anscombe(y_hat), y_hat=y_hat, sigma=sigma, mu=mu, z_now=z1)
         for k in s.scales:
             if len(s.recent_n) < k - 1:
                 break
@@ -242,7 +242,7 @@ class SpikeDetector(base.AnomalyDetector):
             rel = zk / max(self.threshold, 1e-9)
             if rel > best.rel:
                 best = _Assessment(z=zk, rel=rel, scale=k, observed=obs, expected=exp, y_hat=y_hat,
-                                   sigma=sigma, mu=mu)
+                                   sigma=sigma, mu=mu, z_now=z1)
         return best
 
     # -- River protocol ----------------------------------------------------------------------------------
@@ -251,16 +251,16 @@ class SpikeDetector(base.AnomalyDetector):
         """Why a point scores what it scores, without learning it.
 
         Returns ``score``, ``z`` (sigmas above the expectation at the deciding scale), ``scale`` (number
-        of windows summed), ``observed`` and ``expected`` (sums over that many windows) and ``expected_now``
-        (the count expected for this window alone). Unusable points give zeros.
+        of windows summed), ``observed`` and ``expected`` (sums over that many windows), ``expected_now``
+        and ``z_now`` (the count expected for this window alone, and its z). Unusable points give zeros.
         """
         placed = self._place(x)
         a = self._assess(placed[0], placed[2], placed[3]) if placed is not None else None
         if a is None:
             return {"score": 0.0, "z": 0.0, "scale": 1, "observed": placed[0] if placed else 0.0,
-                    "expected": 0.0, "expected_now": 0.0}
+                    "expected": 0.0, "expected_now": 0.0, "z_now": 0.0}
         return {"score": _score_of_rel(a.rel), "z": a.z, "scale": a.scale, "observed": a.observed,
-                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat)}
+                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat), "z_now": a.z_now}
 
     def score_one(self, x: dict[str, Any]) -> float:
         """Spike score in [0, 1): 0 at or below the expectation, 0.5 at a threshold."""
@@ -287,9 +287,9 @@ class SpikeDetector(base.AnomalyDetector):
         if a is None:
             n = _count_of(x)
             return {"score": 0.0, "z": 0.0, "scale": 1, "observed": n or 0.0, "expected": 0.0,
-                    "expected_now": 0.0}
+                    "expected_now": 0.0, "z_now": 0.0}
         return {"score": _score_of_rel(a.rel), "z": a.z, "scale": a.scale, "observed": a.observed,
-                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat)}
+                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat), "z_now": a.z_now}
 
     def _learn(self, x: dict[str, Any]) -> _Assessment | None:
         placed = self._place(x)
@@ -366,6 +366,7 @@ class _Assessment:
     y_hat: float
     sigma: float
     mu: float
+    z_now: float
 
 
 @dataclass
@@ -564,6 +565,7 @@ class _Series:
     negative_detector: SpikeDetector | None = None
     last_window: float | None = None
     incident: _Incident | None = None
+    since_resolved: int = 1_000_000  # windows since the last incident resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +573,8 @@ class SpikeObservation:
     """What the alerter made of one window: its score, what was expected, and any alerts to publish.
 
     ``score`` and ``z`` are those that decide (the negative mentions' when they are given), ``expected``
-    is the count of mentions expected in this window.
+    is the count of mentions expected in this window, ``in_incident`` whether an incident is open after
+    it and ``spiking`` whether this window itself is part of the spike.
     """
 
     score: float
@@ -579,6 +582,7 @@ class SpikeObservation:
     z: float
     in_incident: bool
     alerts: tuple[dict[str, Any], ...] = ()
+    spiking: bool = False  # this window is part of a spike (not one of the quiet windows before it resolves)
 
 
 def _iso(t: float) -> str:
@@ -598,7 +602,8 @@ class SpikeAlerter:
     Feed it one window at a time per series (brand x channel, or brand x topic with ``channel=None``).
     An incident opens when a window scores 0.5 or more and the mentions behind the score are at least
     ``min_excess`` above and ``min_ratio`` times the expectation; it stays open while windows keep a z of
-    ``release`` times the threshold and resolves after ``close_after`` quieter windows. The alert dicts
+    ``release`` times the threshold and stay a sigma above their own expectation, and resolves after
+    ``close_after`` quieter windows. The alert dicts
     carry the fields of ``stream.schema.Alert`` and keep the same ``id`` for the whole incident: one
     when it opens, one each time it grows (higher severity or 1.5x the last reported count), and one
     when it resolves; ``message`` starts with ``open:``, ``update:`` or ``resolved:``.
@@ -623,7 +628,8 @@ class SpikeAlerter:
     min_ratio
         Least ratio of observed to expected mentions for an incident to open.
     release
-        Fraction of the threshold z below which a window counts as quiet.
+        Fraction of the threshold below which a window counts as quiet (so does a window less than one
+        sigma above its own expectation).
     close_after
         Number of consecutive quiet windows that resolve an incident.
     max_series
@@ -734,8 +740,9 @@ class SpikeAlerter:
             driver = series.negative_detector.assess_and_learn_one({"count": min(neg or 0.0, n), "ts": t})
         series.last_window = t
         alerts += self._track(key, series, t, n, total, driver, neg, sample_ids, top_terms)
-        return SpikeObservation(driver["score"], total["expected_now"], driver["z"], series.incident is not None,
-                                tuple(alerts))
+        inc = series.incident
+        return SpikeObservation(driver["score"], total["expected_now"], driver["z"], inc is not None,
+                                tuple(alerts), spiking=inc is not None and inc.quiet == 0)
 
     def close_all(self) -> list[dict[str, Any]]:
         """Resolve every open incident (end of a bounded replay) and return the resolved alerts."""
@@ -793,8 +800,11 @@ class SpikeAlerter:
         inc = series.incident
         score, expected = driver["score"], total["expected_now"]
         if inc is None:
+            series.since_resolved += 1
+            # A sum of windows that still holds the last incident's windows is not a new incident.
             opens = (score >= 0.5 and driver["observed"] - driver["expected"] >= self.min_excess
-                     and driver["observed"] >= self.min_ratio * driver["expected"])
+                     and driver["observed"] >= self.min_ratio * driver["expected"]
+                     and driver["scale"] <= series.since_resolved)
             if not opens:
                 return []
             brand, channel, topic = key
@@ -806,13 +816,17 @@ class SpikeAlerter:
             inc.reported_observed = n
             return [self._alert(key, inc, "open")]
 
-        hot = _rel_of_score(score) >= self.release and driver["observed"] > driver["expected"]
+        # Still spiking: the evidence is there (sums of windows included) and this very window is
+        # above normal; sums alone would keep an incident open until the spike left them.
+        hot = (_rel_of_score(score) >= self.release and driver["observed"] > driver["expected"]
+               and driver["z_now"] >= 1.0)
         if not hot:
             inc.quiet += 1
             inc.windows += 1
             inc.last_observed, inc.last_expected = n, expected
             if inc.quiet >= self.close_after:
                 series.incident = None
+                series.since_resolved = inc.quiet
                 return [self._alert(key, inc, "resolved")]
             return []
         inc.quiet = 0
