@@ -1,0 +1,104 @@
+"""Data for the dashboard tests: a two-hour conversation log run through the real flow into a real Redis.
+
+Rows are built here, and the figures the dashboard should show are computed from the rows with plain
+arithmetic (:func:`expected_figures`), independently of the flow and of ``dashboard/``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import orjson
+import redis
+from bytewax.testing import TestingSource, run_main
+
+from connectors.records import RawRecord
+from stream.flow import build_flow
+from stream.keys import Keys
+from stream.settings import Settings
+from stream.sinks import RedisSink
+
+__all__ = ["NASTY_TEXT", "add_mentions", "clean_prefix", "conversation", "expected_figures", "seed_redis"]
+
+#: A mention that would be bold text and a script if anything rendered user text as Markdown/HTML.
+NASTY_TEXT = "**bold** <script>alert(1)</script> awful service, I hate this"
+T0_MS = 1_704_103_200_000  # 2024-01-01 10:00 UTC
+MINUTES = 120
+BAD_RECORDS = [b'{"id": "broken", "channel": ', b"\xff\xfe not utf-8",
+               orjson.dumps({"id": "x1", "brand": "acme", "author": "a", "text": "no channel", "ts": T0_MS})]
+
+
+def conversation() -> list[dict[str, Any]]:
+    """Customer mentions every minute for two hours (2-4 a minute), brand replies to every other query.
+
+    Replies never land after the last customer mention, so the newest window is that mention's minute.
+    """
+    rows: list[dict[str, Any]] = []
+    channels = ("twitter", "forum", "facebook", "twitter")
+    last_ms = T0_MS + (MINUTES - 1) * 60_000 + 50_000
+    for m in range(MINUTES):
+        for k in range(2 + m % 3):
+            ts = T0_MS + m * 60_000 + k * 10_000
+            brand = "acme" if (m + k) % 2 == 0 else "globex"
+            channel = channels[k]
+            query = k % 2 == 0
+            mid = f"{channel}:m{m}k{k}"
+            rows.append({"id": mid, "channel": channel, "brand": brand, "author": f"user{(m * 7 + k) % 150}",
+                         "text": "how do I reset my router?" if query else "love the new app, great job",
+                         "ts": ts})
+            delay_ms = (m % 20 + 1) * 60_000 + k * 7_000
+            if query and (m + k) % 4 < 2 and ts + delay_ms <= last_ms:
+                rows.append({"id": f"{channel}:r{m}k{k}", "channel": channel, "brand": brand,
+                             "author": f"{brand}_care", "text": "sorry about that, please DM us",
+                             "ts": ts + delay_ms, "from_brand": True, "in_reply_to": mid})
+    rows.append({"id": "twitter:nasty", "channel": "twitter", "brand": "acme", "author": "mallory",
+                 "text": NASTY_TEXT, "ts": last_ms})
+    rows.sort(key=lambda d: d["ts"])
+    return rows
+
+
+def seed_redis(redis_url: str, prefix: str) -> list[dict[str, Any]]:
+    """Run the rows, three bad records and one duplicate through the real flow into Redis; return the rows."""
+    rows = conversation()
+    payloads = [orjson.dumps(r) for r in rows] + BAD_RECORDS + [orjson.dumps(rows[0])]
+    records = [RawRecord("test:dashboard", i, p, "jsonl") for i, p in enumerate(payloads)]
+    settings = Settings(prefix=prefix, flush_seconds=0.05)
+    run_main(build_flow(TestingSource(records, batch_size=100), settings, RedisSink(redis_url, Keys(prefix))))
+    return rows
+
+
+def add_mentions(redis_url: str, prefix: str, rows: list[dict[str, Any]], source: str = "test:late") -> None:
+    """Run more rows through a separate flow run (its own source name, so the first run's counts stay)."""
+    records = [RawRecord(source, i, orjson.dumps(r), "jsonl") for i, r in enumerate(rows)]
+    settings = Settings(prefix=prefix, flush_seconds=0.05)
+    run_main(build_flow(TestingSource(records), settings, RedisSink(redis_url, Keys(prefix))))
+
+
+def clean_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix``."""
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+
+
+def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str | None = None) -> dict[str, Any]:
+    """What the command centre should show for the last ``minutes`` of the rows (plain arithmetic)."""
+    end = max(r["ts"] for r in rows) // 60_000 * 60_000
+    lo, hi = end - (minutes - 1) * 60_000, end + 60_000
+    by_id = {r["id"]: r for r in rows}
+    mine = [r for r in rows if brand is None or r["brand"] == brand]
+    customers = [r for r in mine if not r.get("from_brand") and lo <= r["ts"] < hi]
+    replies = [r for r in mine if r.get("from_brand") and lo <= r["ts"] < hi]
+    waits = sorted(r["ts"] - by_id[r["in_reply_to"]]["ts"] for r in replies)
+    queries = sum(r["text"].startswith("how do I") for r in customers)
+    authors = sum(len({r["author"] for r in customers if r["brand"] == b}) for b in {r["brand"] for r in customers})
+    return {
+        "mentions": len(customers),
+        "mentions_per_min": len(customers) / minutes,
+        "authors": authors,
+        "mean_response_min": statistics.fmean(waits) / 60_000,
+        "p90_response_min": statistics.quantiles(waits, n=10, method="inclusive")[8] / 60_000,
+        "answer_rate": len(replies) / queries,
+        "dead_letters": len(BAD_RECORDS),
+    }

@@ -1,0 +1,161 @@
+"""The dashboard as Streamlit runs it (AppTest), against a real Redis filled by the real flow."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from dashboard_seed import NASTY_TEXT, clean_prefix, expected_figures, seed_redis
+from streamlit.testing.v1 import AppTest
+
+from dashboard.command_centre import format_minutes
+from dashboard.data import read_command_centre
+from stream.keys import Keys
+from stream.metrics import snapshot
+from stream.redisconn import connect
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def seeded(redis_url: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """One prefix with two hours of conversations, shared by this module's tests (read only)."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    client = connect(redis_url)
+    rows = seed_redis(redis_url, prefix)
+    yield prefix, rows
+    clean_prefix(client, prefix)
+    client.close()
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, url: str, prefix: str, refresh: str = "2") -> AppTest:
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("PULSE_PREFIX", prefix)
+    monkeypatch.setenv("PULSE_DASHBOARD_REFRESH", refresh)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def _metrics(at: AppTest) -> dict[str, tuple[str, str | None]]:
+    return {m.label: (m.value, m.delta) for m in at.metric}
+
+
+def _markdown_texts(at: AppTest) -> list[str]:
+    """Every piece of text the app rendered through Markdown."""
+    out: list[str] = []
+    for kind in ("markdown", "caption", "title", "header", "subheader", "info", "error", "warning", "success"):
+        out.extend(str(e.value) for e in at.get(kind))
+    out.extend(e.label for e in at.expander)
+    return out
+
+
+def test_command_centre_shows_kpis_charts_and_tables(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                     seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    prefix, rows = seeded
+    exp = expected_figures(rows, minutes=60)
+    at = _app(monkeypatch, redis_url, prefix)
+    assert not at.exception
+    shown = _metrics(at)
+    assert shown["Mentions / min"][0] == f"{exp['mentions_per_min']:.1f}"
+    authors = int(shown["Distinct authors"][0].replace(",", ""))
+    assert abs(authors - exp["authors"]) <= max(2, exp["authors"] * 0.02)  # HyperLogLog
+    assert shown["First response, mean"][0] == format_minutes(exp["mean_response_min"])
+    assert shown["First response, p90"][0] == format_minutes(exp["p90_response_min"])
+    assert shown["Answer rate"][0] == f"{exp['answer_rate'] * 100:.1f} %"
+    assert shown["Dead letters"][0] == str(exp["dead_letters"])
+    # The negative share agrees with `pulse metrics` over the same hour of windows.
+    view = read_command_centre(connect(redis_url), Keys(prefix), None, 60)
+    doc = snapshot(connect(redis_url), Keys(prefix), view.start, view.end)
+    negative = sum(b["sentiment"]["negative"] for b in doc["brands"].values())
+    mentions = sum(b["mentions"] for b in doc["brands"].values())
+    assert mentions == exp["mentions"]
+    assert shown["Negative share"][0] == f"{negative / mentions * 100:.1f} %"
+    # Two hours of data: every tile that compares has a delta against the hour before.
+    for label in ("Mentions / min", "First response, mean", "Answer rate", "Negative share"):
+        assert shown[label][1], label
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 3
+    titles = [s.value for s in at.subheader]
+    assert titles[:3] == ["Mentions per channel", "Sentiment", "First response time"]
+    assert "Latest mentions" in titles and "Channels" in titles and "Brands" in titles
+    latest = at.dataframe[0].value
+    assert {"time", "brand", "channel", "author", "sentiment", "intent", "text"} <= set(latest.columns)
+    assert latest.iloc[0]["text"] == NASTY_TEXT and latest.iloc[0]["author"] == "mallory"
+    assert len(latest) == 50
+    channels = at.dataframe[1].value
+    assert set(channels["channel"]) == {"twitter", "forum", "facebook"}
+    assert channels["mentions"].sum() == exp["mentions"]
+    dead = at.dataframe[-1].value
+    assert len(dead) == exp["dead_letters"]
+    assert any(reason.startswith("json:") for reason in dead["reason"])
+    assert any(reason.startswith("encoding:") for reason in dead["reason"])
+    assert "3 in total" in at.expander[0].label
+
+
+def test_user_text_is_never_rendered_as_markdown(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                 seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    prefix, _ = seeded
+    at = _app(monkeypatch, redis_url, prefix)
+    assert not at.exception
+    assert NASTY_TEXT in set(at.dataframe[0].value["text"])
+    for text in _markdown_texts(at):
+        assert "<script>" not in text and "**bold**" not in text and "mallory" not in text
+    assert not at.get("html")
+
+
+def test_brand_filter_narrows_every_figure(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                           seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    prefix, rows = seeded
+    exp = expected_figures(rows, minutes=60, brand="acme")
+    at = _app(monkeypatch, redis_url, prefix)
+    assert at.selectbox(key="cc_brand").options == ["All brands", "acme", "globex"]
+    at.selectbox(key="cc_brand").select("acme").run()
+    assert not at.exception
+    shown = _metrics(at)
+    assert shown["Mentions / min"][0] == f"{exp['mentions_per_min']:.1f}"
+    assert shown["First response, mean"][0] == format_minutes(exp["mean_response_min"])
+    assert shown["Answer rate"][0] == f"{exp['answer_rate'] * 100:.1f} %"
+    assert set(at.dataframe[0].value["brand"]) == {"acme"}
+    assert "Brands" not in [s.value for s in at.subheader]
+    assert at.caption[0].value.startswith("acme ·")
+
+
+def test_time_ranges_read_minute_and_hour_windows(redis_url: str,
+                                                  seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    prefix, rows = seeded
+    client = connect(redis_url)
+    quarter = read_command_centre(client, Keys(prefix), None, 15)
+    exp = expected_figures(rows, minutes=15)
+    assert quarter.gran == "m" and quarter.kpis["mentions"] == exp["mentions"]
+    assert quarter.by_channel["start"].nunique() == 15
+    assert quarter.previous["mentions"] == expected_figures(rows, minutes=30)["mentions"] - exp["mentions"]
+    day = read_command_centre(client, Keys(prefix), None, 1440)
+    assert day.gran == "h"
+    assert day.kpis["mentions"] == len([r for r in rows if not r.get("from_brand")])
+    # Less than a day of data before the range: no made-up comparison.
+    assert day.previous["mentions"] is None
+
+
+def test_empty_prefix_says_waiting_for_data(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                            key_prefix: str, r: redis.Redis) -> None:
+    at = _app(monkeypatch, redis_url, key_prefix)
+    assert not at.exception
+    assert any("Waiting for data" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart") and not at.metric and not at.error
+
+
+def test_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, key_prefix: str) -> None:
+    at = _app(monkeypatch, "redis://127.0.0.1:1/0", key_prefix)
+    assert not at.exception
+    assert any("Redis is unreachable" in e.value and "127.0.0.1:1" in e.value for e in at.error)
+    assert not at.metric
+
+
+def test_bad_refresh_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                              key_prefix: str) -> None:
+    at = _app(monkeypatch, redis_url, key_prefix, refresh="often")
+    assert not at.exception
+    assert any("PULSE_DASHBOARD_REFRESH" in e.value for e in at.error)

@@ -1,0 +1,117 @@
+"""The real dashboard (`streamlit run`) in headless Chromium against a real Redis with data; screenshot saved."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from dashboard_seed import add_mentions, clean_prefix, expected_figures, seed_redis
+
+from stream.redisconn import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ROOT / ".pulse" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is absent: install Debian's chromium (make test does when root)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    pytest.fail(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    client = connect(redis_url)
+    rows = seed_redis(redis_url, prefix)
+    exp = expected_figures(rows, minutes=60)
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=prefix, PULSE_DASHBOARD_REFRESH="2")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        _wait_healthy(port, proc, log)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1920, "height": 1400})
+                dialogs: list[str] = []
+                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+                charts = page.locator("[data-testid='stVegaLiteChart'] svg")
+                charts.first.wait_for(state="visible", timeout=60_000)
+                page.wait_for_function(
+                    "document.querySelectorAll(\"[data-testid='stVegaLiteChart'] svg\").length >= 3",
+                    timeout=60_000)
+                page.locator("[data-testid='stDataFrame']").first.wait_for(state="visible", timeout=30_000)
+                # Give the grid and the charts a moment to paint before the picture.
+                page.wait_for_timeout(1500)
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                shot = SCREENSHOTS / "command_centre.png"
+                page.screenshot(path=str(shot), full_page=True)
+                body = page.locator("body").inner_text()
+                for text in ("Command centre", "Mentions / min", "Distinct authors", "First response, p90",
+                             "Answer rate", "Negative share", "Dead letters", "Mentions per channel",
+                             "Sentiment", "First response time", "Latest mentions", "Channels"):
+                    assert text in body, text
+                assert f"{exp['mentions_per_min']:.1f}" in body
+                assert f"{exp['answer_rate'] * 100:.1f} %" in body
+                # The hostile mention is in the table as text: nothing bold, no script, no alert.
+                assert page.locator("strong", has_text="bold").count() == 0
+                assert page.locator("script", has_text="alert(1)").count() == 0
+                assert not dialogs
+                assert "<script>alert(1)</script>" not in page.content()
+                assert shot.stat().st_size > 50_000
+                assert page.title() == "Social Pulse"
+                assert "all 2 brands" in body
+                # Live: a new brand's mention reaches the open page without a reload.
+                newest = max(r["ts"] for r in rows)
+                add_mentions(redis_url, prefix, [{"id": "blog:new1", "channel": "blog", "brand": "initech",
+                                                  "author": "newbie", "text": "first post about initech",
+                                                  "ts": newest}])
+                page.get_by_text("all 3 brands", exact=False).first.wait_for(state="visible", timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        clean_prefix(client, prefix)
+        client.close()
