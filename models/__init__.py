@@ -1,1 +1,35 @@
-"""models"""
+"""Online models of Social Pulse, following River's protocol (dict in; ``learn_one`` / ``predict_one`` /
+``predict_proba_one`` / ``score_one``).
+
+Text (one normalisation pass per mention, shared by the three classifiers):
+
+- :class:`TextNormalizer` — tokens, negation scope, slang/leetspeak/abbreviations from per-channel TOML
+  taxonomies (``models/taxonomies``), and a VADER-lexicon polarity prior;
+- :class:`IntentClassifier` (query / comment), :class:`SentimentClassifier` (negative / neutral /
+  positive, score in [-1, 1]), :class:`DepartmentClassifier` (service / sales / marketing / pr);
+- :class:`MentionClassifier` — the flow's entry point: ``classify_one(x)`` and
+  ``learn_one(model, x, label)``.
+
+Around the models: :mod:`models.registry` (defaults warm-started from the shipped data, Redis
+checkpoints, rollback) and :mod:`models.prequential` (prequential metrics per model and channel).
+"""
+
+from __future__ import annotations
+
+from models.classifiers import TEXT_MODELS, MentionClassifier
+from models.department import DepartmentClassifier
+from models.intent import IntentClassifier
+from models.prequential import PrequentialMetrics
+from models.sentiment import SentimentClassifier
+from models.text import NormalisedText, TextNormalizer
+
+__all__ = [
+    "TEXT_MODELS",
+    "DepartmentClassifier",
+    "IntentClassifier",
+    "MentionClassifier",
+    "NormalisedText",
+    "PrequentialMetrics",
+    "SentimentClassifier",
+    "TextNormalizer",
+]

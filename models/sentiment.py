@@ -72,7 +72,7 @@ class SentimentClassifier(OnlineTextClassifier):
     def __init__(
         self,
         normalizer: TextNormalizer | None = None,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         l2: float = 0.0,
         prior_weight: float = 20.0,
         balanced: bool = True,
@@ -90,7 +90,7 @@ class SentimentClassifier(OnlineTextClassifier):
     @classmethod
     def _unit_test_params(cls):  # type: ignore[no-untyped-def]
         yield {}
-        yield {"prior_weight": 0.0, "learning_rate": 0.2}
+        yield {"prior_weight": 0.0, "learning_rate": 0.05}
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -572,6 +572,11 @@ class TextNormalizer(base.Transformer):
         yield {}
         yield {"n_bits": 12, "max_chars": 280}
 
+    @property
+    def config(self) -> tuple[str | None, int, int]:
+        """The parameters that decide the output: two normalisers with equal configs agree."""
+        return (self.taxonomy_dir, self.n_bits, self.max_chars)
+
     def learn_one(self, x: dict[str, Any]) -> None:
         """Nothing to learn: the tables are data, edited in TOML."""
         return None

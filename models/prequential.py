@@ -1,0 +1,331 @@
+"""Prequential (test-then-train) metrics per model and channel, and the scores the CLI and benchmarks use.
+
+:class:`PrequentialMetrics` is what the flow keeps: every prediction is observed (prediction drift), and
+when a label arrives as feedback the prediction made for that mention is scored against it (accuracy,
+macro F1 and macro recall overall and over a rolling window, confusion matrix, label drift, ADWIN drift
+alarms on the error stream). :meth:`PrequentialMetrics.write` stores absolute values in Redis hashes
+(``{prefix}model:{name}:metrics:{channel}``, channel ``all`` for every channel), so writing twice is
+harmless. :func:`classification_scores`, :func:`holdout_scores` and :func:`prequential_scores` score a
+model on a labelled stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from river import drift
+
+from models.registry import metrics_key
+
+__all__ = [
+    "ALL_CHANNELS",
+    "PrequentialMetrics",
+    "classification_scores",
+    "holdout_scores",
+    "majority_scores",
+    "prequential_scores",
+    "read_metrics",
+]
+
+#: The channel name under which metrics over every channel are kept.
+ALL_CHANNELS = "all"
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    denom = 2 * tp + fp + fn
+    return 2 * tp / denom if denom else 0.0
+
+
+def _scores_from_confusion(confusion: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Accuracy, macro recall (over true classes), macro F1 (over true and predicted classes)."""
+    labels = sorted(set(confusion) | {p for row in confusion.values() for p in row})
+    n = sum(sum(row.values()) for row in confusion.values())
+    correct = sum(confusion.get(c, {}).get(c, 0) for c in labels)
+    per_class: dict[str, dict[str, float]] = {}
+    recalls, f1s = [], []
+    for c in labels:
+        tp = confusion.get(c, {}).get(c, 0)
+        support = sum(confusion.get(c, {}).values())
+        predicted = sum(row.get(c, 0) for row in confusion.values())
+        fp, fn = predicted - tp, support - tp
+        recall = tp / support if support else 0.0
+        precision = tp / predicted if predicted else 0.0
+        f1 = _f1(tp, fp, fn)
+        per_class[c] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+        }
+        if support:
+            recalls.append(recall)
+        f1s.append(f1)
+    return {
+        "n": n,
+        "accuracy": round(correct / n, 4) if n else 0.0,
+        "macro_recall": round(sum(recalls) / len(recalls), 4) if recalls else 0.0,
+        "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else 0.0,
+        "per_class": per_class,
+        "confusion": {t: dict(sorted(row.items())) for t, row in sorted(confusion.items())},
+    }
+
+
+def classification_scores(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, Any]:
+    """Accuracy, macro-averaged recall and F1, per-class scores and the confusion matrix.
+
+    Macro recall averages over the classes that occur in ``y_true`` (a class never present has no
+    recall); macro F1 averages over every class that occurs in either sequence.
+
+    >>> s = classification_scores(["a", "a", "b", "c"], ["a", "b", "b", "c"])
+    >>> s["accuracy"], s["macro_recall"], s["macro_f1"]
+    (0.75, 0.8333, 0.7778)
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions")
+    confusion: dict[str, dict[str, int]] = {}
+    for t, p in zip(y_true, y_pred, strict=True):
+        row = confusion.setdefault(str(t), {})
+        row[str(p)] = row.get(str(p), 0) + 1
+    return _scores_from_confusion(confusion)
+
+
+def majority_scores(train_labels: Sequence[Any], y_true: Sequence[Any]) -> dict[str, Any]:
+    """The majority-class baseline: always predict the most frequent training label.
+
+    >>> majority_scores(["a", "a", "b"], ["a", "b"])["accuracy"]
+    0.5
+    """
+    counts: dict[Any, int] = {}
+    for y in train_labels:
+        counts[y] = counts.get(y, 0) + 1
+    top = max(sorted(counts, key=str), key=counts.__getitem__) if counts else None
+    scores = classification_scores(list(y_true), [top] * len(y_true))
+    scores["majority_class"] = top
+    return scores
+
+
+def holdout_scores(
+    model: Any, rows: Iterable[tuple[dict[str, Any], Any]], on_step: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Score ``model`` on labelled rows without learning (``predict_one`` only)."""
+    y_true, y_pred = [], []
+    for x, y in rows:
+        y_true.append(y)
+        y_pred.append(model.predict_one(x))
+        if on_step is not None:
+            on_step()
+    return classification_scores(y_true, y_pred)
+
+
+def prequential_scores(
+    model: Any,
+    rows: Iterable[tuple[dict[str, Any], Any]],
+    on_step: Callable[[], None] | None = None,
+    window: int = 1000,
+) -> dict[str, Any]:
+    """Test-then-train over labelled rows in order: predict each row, then learn from it.
+
+    Returns the overall scores plus ``rolling`` (the last ``window`` rows). The model learns.
+    """
+    tracker = PrequentialMetrics(window=window)
+    y_true, y_pred = [], []
+    for x, y in rows:
+        pred = model.predict_one(x)
+        model.learn_one(x, y)
+        tracker.observe_label("model", ALL_CHANNELS, str(y), str(pred))
+        y_true.append(y)
+        y_pred.append(pred)
+        if on_step is not None:
+            on_step()
+    scores = classification_scores(y_true, y_pred)
+    snap = tracker.snapshot().get("model", {}).get(ALL_CHANNELS, {})
+    scores["rolling"] = {
+        "window": window,
+        "accuracy": snap.get("rolling_accuracy", 0.0),
+        "macro_f1": snap.get("rolling_macro_f1", 0.0),
+    }
+    scores["drifts_detected"] = snap.get("drifts_detected", 0)
+    return scores
+
+
+def _tv_distance(recent: dict[str, int], total: dict[str, int]) -> float:
+    """Total variation distance between the recent window and everything before it."""
+    n_recent = sum(recent.values())
+    reference = {k: total.get(k, 0) - recent.get(k, 0) for k in total}
+    n_ref = sum(reference.values())
+    if not n_recent or not n_ref:
+        return 0.0
+    keys = set(recent) | set(reference)
+    return 0.5 * sum(abs(recent.get(k, 0) / n_recent - reference.get(k, 0) / n_ref) for k in keys)
+
+
+class _Track:
+    """Metrics of one model on one channel."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.confusion: dict[str, dict[str, int]] = {}
+        self.recent_pairs: deque[tuple[str, str]] = deque()
+        self.recent_confusion: dict[str, dict[str, int]] = {}
+        self.labels_total: dict[str, int] = {}
+        self.labels_recent: dict[str, int] = {}
+        self.preds: deque[str] = deque()
+        self.preds_total: dict[str, int] = {}
+        self.preds_recent: dict[str, int] = {}
+        self.n_predictions = 0
+        self.adwin = drift.ADWIN()
+        self.drifts = 0
+        self.dirty = True
+
+    def prediction(self, pred: str) -> None:
+        self.n_predictions += 1
+        self.preds_total[pred] = self.preds_total.get(pred, 0) + 1
+        self.preds_recent[pred] = self.preds_recent.get(pred, 0) + 1
+        self.preds.append(pred)
+        if len(self.preds) > self.window:
+            old = self.preds.popleft()
+            self.preds_recent[old] -= 1
+        self.dirty = True
+
+    def label(self, y: str, pred: str) -> None:
+        row = self.confusion.setdefault(y, {})
+        row[pred] = row.get(pred, 0) + 1
+        rrow = self.recent_confusion.setdefault(y, {})
+        rrow[pred] = rrow.get(pred, 0) + 1
+        self.labels_total[y] = self.labels_total.get(y, 0) + 1
+        self.labels_recent[y] = self.labels_recent.get(y, 0) + 1
+        self.recent_pairs.append((y, pred))
+        if len(self.recent_pairs) > self.window:
+            oy, op = self.recent_pairs.popleft()
+            self.recent_confusion[oy][op] -= 1
+            if not self.recent_confusion[oy][op]:
+                del self.recent_confusion[oy][op]
+                if not self.recent_confusion[oy]:
+                    del self.recent_confusion[oy]
+            self.labels_recent[oy] -= 1
+        self.adwin.update(0.0 if y == pred else 1.0)
+        if self.adwin.drift_detected:
+            self.drifts += 1
+        self.dirty = True
+
+    def snapshot(self) -> dict[str, Any]:
+        overall = _scores_from_confusion(self.confusion)
+        rolling = _scores_from_confusion(self.recent_confusion)
+        n_preds = sum(self.preds_recent.values())
+        n_labels = sum(self.labels_recent.values())
+        return {
+            "n_labels": overall["n"],
+            "n_predictions": self.n_predictions,
+            "accuracy": overall["accuracy"],
+            "macro_f1": overall["macro_f1"],
+            "macro_recall": overall["macro_recall"],
+            "rolling_accuracy": rolling["accuracy"],
+            "rolling_macro_f1": rolling["macro_f1"],
+            "window": self.window,
+            "confusion": overall["confusion"],
+            "label_dist": {k: round(v / n_labels, 4) for k, v in sorted(self.labels_recent.items()) if v}
+            if n_labels
+            else {},
+            "prediction_dist": {k: round(v / n_preds, 4) for k, v in sorted(self.preds_recent.items()) if v}
+            if n_preds
+            else {},
+            "label_drift": round(_tv_distance(self.labels_recent, self.labels_total), 4),
+            "prediction_drift": round(_tv_distance(self.preds_recent, self.preds_total), 4),
+            "drifts_detected": self.drifts,
+        }
+
+
+class PrequentialMetrics:
+    """Prequential metrics per model and channel, kept in memory and written to Redis as absolute values.
+
+    Parameters
+    ----------
+    window
+        Rows in the rolling window (rolling accuracy / macro F1, and the "recent" side of drift).
+
+    Examples
+    --------
+    >>> pm = PrequentialMetrics(window=4)
+    >>> for pred in ["negative", "negative", "positive", "neutral"]:
+    ...     pm.observe_prediction("sentiment", "twitter", pred)
+    >>> pm.observe_label("sentiment", "twitter", "negative", "negative")
+    >>> pm.observe_label("sentiment", "twitter", "positive", "neutral")
+    >>> snap = pm.snapshot()["sentiment"]
+    >>> snap["twitter"]["accuracy"], snap["all"]["n_predictions"], snap["twitter"]["confusion"]
+    (0.5, 4, {'negative': {'negative': 1}, 'positive': {'neutral': 1}})
+    >>> snap["twitter"]["prediction_dist"]
+    {'negative': 0.5, 'neutral': 0.25, 'positive': 0.25}
+    """
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = window
+        self._tracks: dict[tuple[str, str], _Track] = {}
+
+    def _track(self, model: str, channel: str) -> _Track:
+        key = (model, channel)
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(self.window)
+        return track
+
+    def observe_prediction(self, model: str, channel: str, prediction: str) -> None:
+        """Count a prediction (for prediction drift), on ``channel`` and on ``all``."""
+        self._track(model, channel).prediction(prediction)
+        if channel != ALL_CHANNELS:
+            self._track(model, ALL_CHANNELS).prediction(prediction)
+
+    def observe_label(self, model: str, channel: str, label: str, prediction: str) -> None:
+        """Score the prediction made for a mention against the label that arrived for it."""
+        self._track(model, channel).label(label, prediction)
+        if channel != ALL_CHANNELS:
+            self._track(model, ALL_CHANNELS).label(label, prediction)
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{model: {channel: metrics}}`` with plain JSON-able values."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for (model, channel), track in sorted(self._tracks.items()):
+            out.setdefault(model, {})[channel] = track.snapshot()
+        return out
+
+    def write(self, client: Any, prefix: str, *, only_changed: bool = True) -> int:
+        """Write each (model, channel) as a Redis hash of absolute values; returns hashes written."""
+        pipe = client.pipeline(transaction=False)
+        written = 0
+        now = datetime.now(UTC).isoformat()
+        for (model, channel), track in self._tracks.items():
+            if only_changed and not track.dirty:
+                continue
+            snap = track.snapshot()
+            mapping = {
+                k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in snap.items()
+            }
+            mapping["updated_at"] = now
+            pipe.hset(metrics_key(prefix, model, channel), mapping=mapping)
+            track.dirty = False
+            written += 1
+        if written:
+            pipe.execute()
+        return written
+
+
+def read_metrics(client: Any, prefix: str, model: str, channel: str = ALL_CHANNELS) -> dict[str, Any]:
+    """Read back what :meth:`PrequentialMetrics.write` stored (numbers as floats, dicts decoded)."""
+    raw = client.hgetall(metrics_key(prefix, model, channel)) or {}
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.decode() if isinstance(k, bytes) else str(k)
+        text = v.decode() if isinstance(v, bytes) else str(v)
+        if text.startswith("{"):
+            out[key] = orjson.loads(text)
+        elif key == "updated_at":
+            out[key] = text
+        else:
+            try:
+                out[key] = float(text)
+            except ValueError:
+                out[key] = text
+    return out
