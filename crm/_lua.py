@@ -337,6 +337,17 @@ if cust ~= '' then
     redis.call('SADD', K('customer', cust, 'handles'), plan.channel .. ':' .. plan.author)
   end
   is_prospect = redis.call('HGET', ck, 'kind') == 'prospect'
+  if is_prospect and tonumber(plan.pttl) > 0 then
+    -- an anonymous author's profile lives while they keep posting (wall-clock time)
+    for _, key in ipairs({ck, K('customer', cust, 'handles'), K('customer', cust, 'mentions'),
+        K('customer', cust, 'mdata'), K('customer', cust, 'tags'), K('customer', cust, 'cases'),
+        K('rules', 'pending', cust)}) do
+      redis.call('EXPIRE', key, tonumber(plan.pttl))
+    end
+    if redis.call('GET', K('identity', plan.channel, plan.author)) == cust then
+      redis.call('EXPIRE', K('identity', plan.channel, plan.author), tonumber(plan.pttl))
+    end
+  end
   -- rule outcomes: the customer's next mention after a hit tells whether the initiative landed
   local pend = redis.call('HGETALL', K('rules', 'pending', cust))
   for i = 1, #pend, 2 do
@@ -477,6 +488,8 @@ REPLY = _LIB + r"""
 local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cid = redis.call('GET', K('thread', irt))
 if not cid then
+  -- the mention was processed and opened no case: nothing to answer for
+  if redis.call('EXISTS', K('crm', 'done', irt)) == 1 then return {'no_case', ''} end
   local existing = redis.call('GET', K('crm', 'early', irt))
   if not existing then
     redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}), 'EX', tonumber(ARGV[6]))
@@ -639,24 +652,41 @@ MERGE = _LIB + r"""
 return merge_prospect(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
 """
 
-#: ARGV: prefix, customer id, fields JSON (object of strings), handles JSON (list of channel:handle), now, keep.
-#: Stores the row only if none of its handles belongs to another customer; prospects on them are merged.
+#: ARGV: prefix, customer id, fields JSON (object of strings), handles JSON (list of channel:handle), now, keep,
+#: soft handles JSON. Stores the row only if none of its handles belongs to another customer (soft handles
+#: owned by someone else are skipped instead); prospects on them are merged.
 IMPORT_CUSTOMER = _LIB + r"""
 local cid = ARGV[2]
 local fields = cjson.decode(ARGV[3])
 local handles = cjson.decode(ARGV[4])
+local soft = cjson.decode(ARGV[7])
 local ck = K('customer', cid)
 local kind = redis.call('HGET', ck, 'kind')
 if kind == 'prospect' or kind == 'merged' then return {'conflict', 'id ' .. cid .. ' names a prospect profile'} end
-local prospects = {}
+local prospects, link, skipped = {}, {}, {}
+local function owner_of(h)
+  return follow_merges(redis.call('GET', P .. 'identity:' .. h) or '')
+end
 for _, h in ipairs(handles) do
-  local owner = follow_merges(redis.call('GET', P .. 'identity:' .. h) or '')
+  local owner = owner_of(h)
   if owner ~= '' and owner ~= cid then
     if redis.call('HGET', K('customer', owner), 'kind') == 'prospect' then
       table.insert(prospects, owner)
     else
       return {'conflict', 'handle ' .. h .. ' already belongs to customer ' .. owner}
     end
+  end
+  table.insert(link, h)
+end
+local soft_linked = 0
+for _, h in ipairs(soft) do
+  local owner = owner_of(h)
+  if owner ~= '' and owner ~= cid and redis.call('HGET', K('customer', owner), 'kind') ~= 'prospect' then
+    table.insert(skipped, h); table.insert(skipped, owner)
+  else
+    if owner ~= '' and owner ~= cid then table.insert(prospects, owner) end
+    table.insert(link, h)
+    soft_linked = soft_linked + 1
   end
 end
 local created = 0
@@ -665,7 +695,7 @@ local args = {}
 for k2, v in pairs(fields) do table.insert(args, k2); table.insert(args, v) end
 redis.call('HSET', ck, 'id', cid, 'kind', 'customer', unpack(args))
 redis.call('SADD', K('customers'), cid)
-for _, h in ipairs(handles) do
+for _, h in ipairs(link) do
   redis.call('SET', P .. 'identity:' .. h, cid)
   redis.call('SADD', K('customer', cid, 'handles'), h)
 end
@@ -673,7 +703,7 @@ local merged = {}
 for _, pid in ipairs(prospects) do
   if merge_prospect(pid, cid, ARGV[5], tonumber(ARGV[6])) == 1 then table.insert(merged, pid) end
 end
-return {'ok', created, merged}
+return {'ok', created, merged, soft_linked, skipped}
 """
 
 #: ARGV: prefix, stream, reply id, data JSON. Writes an outbox item once per reply id.

@@ -4,7 +4,8 @@ A customer file has one row per customer: ``customer_id`` (or ``id``), ``name``,
 ``tier``, ``value``, ``tenure_months``, ``products`` (``;``/``,``/``|`` separated, or a list column in
 Parquet) and known social handles, either as a column per channel (``twitter``, ``instagram``,
 ``twitter_handle``, …) or one ``handles`` column of ``channel:handle`` items. The email address is also
-linked as the customer's handle on the ``email`` channel. Other columns are kept as extra fields.
+linked as the customer's handle on the ``email`` channel unless another customer has it (then the
+report carries a warning instead). Other columns are kept as extra fields.
 
 Rows that cannot be stored are rejected with their line and reason; nothing about them is written:
 a missing id, a duplicate id, a handle that two rows claim, a handle already linked to another
@@ -145,6 +146,8 @@ class ImportReport:
     handles: int = 0
     merged_prospects: list[str] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
+    #: Things stored differently than asked, e.g. an email shared by two customers is not linked as a handle.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -155,6 +158,7 @@ class ImportReport:
             "rows": self.rows, "created": self.created, "updated": self.updated, "handles": self.handles,
             "merged_prospects": self.merged_prospects,
             "rejected": [{"line": r.line, "customer_id": r.customer_id, "reason": r.reason} for r in self.rejected],
+            "warnings": self.warnings,
         }
 
 
@@ -260,9 +264,12 @@ def _parse_row(row: dict[str, Any], fields: dict[str, str], handle_cols: dict[st
             handle = normalize_handle(h)
             if handle:
                 handles.append(f"{channel}:{handle}")
-    if out.get("email"):
-        handles.append(f"email:{normalize_handle(out['email'])}")
     return cid, out, list(dict.fromkeys(handles))
+
+
+def _email_handle(fields: dict[str, str]) -> str | None:
+    email = fields.get("email")
+    return f"email:{normalize_handle(email)}" if email and "@" in email else None
 
 
 def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_ms: int, keep: int = 50,
@@ -296,7 +303,20 @@ def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_
         parsed.append((line, cid, out, handles))
         for h in handles:
             claims.setdefault(h, []).append((line, cid))
-    # a handle two customers claim is ambiguous: neither row is trusted with it
+    # an email is linked as the customer's handle on the email channel only when no one else shares it
+    emails: dict[str, list[int]] = {}
+    for n, (_line, cid, out, _handles) in enumerate(parsed):
+        h = _email_handle(out)
+        if h and h not in claims:
+            emails.setdefault(h, []).append(n)
+    soft: dict[str, str] = {}
+    for h, rows_with in emails.items():
+        if len({parsed[n][1] for n in rows_with}) == 1:
+            soft[parsed[rows_with[0]][1]] = h
+        else:
+            who = ", ".join(f"{parsed[n][1]} (line {parsed[n][0]})" for n in rows_with)
+            report.warnings.append(f"{h} is shared by customers {who}: not linked as a handle")
+    # a social handle two customers claim is ambiguous: neither row is trusted with it
     disputed: dict[str, str] = {}
     for h, owners in claims.items():
         if len({c for _, c in owners}) > 1:
@@ -311,7 +331,8 @@ def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_
             rows.append((line, cid, out, handles))
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        results = store.import_customers([(c, f, h) for _, c, f, h in chunk], now_ms, keep)
+        results = store.import_customers([(c, f, h, [soft[c]] if c in soft else []) for _, c, f, h in chunk],
+                                         now_ms, keep)
         for (line, cid, _out, handles), (status, detail) in zip(chunk, results, strict=True):
             if status == "created":
                 report.created += 1
@@ -320,8 +341,11 @@ def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_
             else:
                 report.rejected.append(RejectedRow(line, cid, str(detail)))
                 continue
-            report.handles += len(handles)
-            report.merged_prospects.extend(detail)
+            merged, linked_soft, skipped = detail
+            report.handles += len(handles) + linked_soft
+            report.merged_prospects.extend(merged)
+            report.warnings.extend(f"line {line} (customer {cid}): {h} belongs to customer {owner}: not linked"
+                                   for h, owner in skipped)
         if progress is not None:
             progress(len(chunk))
     report.rejected.sort(key=lambda r: r.line)

@@ -264,7 +264,8 @@ class CrmProcessor:
 
         Idempotent by reply id; a reply that arrives before its mention is held and applied when the case
         opens. Returns ``{"reply_id", "case_id", "outcome", "response_ms"}`` with outcome ``replied``,
-        ``duplicate``, ``pending`` (mention not seen yet), ``resolved`` (case closed) or ``not_a_reply``.
+        ``duplicate``, ``pending`` (mention not seen yet), ``no_case`` (the mention opened no case),
+        ``resolved`` (case closed) or ``not_a_reply``.
         """
         return self._brand_reply(_parse(reply))
 
@@ -435,6 +436,7 @@ class CrmProcessor:
             "rule_hits": [h.to_dict() for h in hits], "outbox": outbox_items, "tasks": tasks, "tags": tags,
             "link": m.link,
         }
+        partial = {k: v for k, v in partial.items() if v}  # stored per mention: keep it small
         summary = {"id": m.id, "ts": m.ts_ms, "channel": m.channel, "text": m.text[:280], "sentiment": m.sentiment,
                    "score": m.sentiment_score, "intent": m.intent}
         return {
@@ -447,7 +449,7 @@ class CrmProcessor:
             "open": 1 if open_case else 0, "case": case_fields, "sla": s.sla_ms_table(m.channel),
             "warn": repr(s.sla_warn_fraction), "tags": tags, "hits": [h.rule for h in hits], "tasks": tasks,
             "outbox": outbox, "webhooks": webhooks, "result": orjson.dumps(partial, default=str).decode(),
-            "ttl": s.processed_ttl_seconds,
+            "ttl": s.processed_ttl_seconds, "pttl": s.prospect_ttl_seconds,
         }
 
     @staticmethod

@@ -79,8 +79,11 @@ class CrmSettings:
     link_code_prefix: str = "LINK"
     #: Recent mentions kept per customer (history for Customer 360 and rules).
     history_keep: int = 50
-    #: How long (seconds) the outcome of a processed mention is kept for idempotent replays.
-    processed_ttl_seconds: int = 30 * 86400
+    #: How long (seconds, wall time) the outcome of a processed mention is kept so replays do nothing twice
+    #: (about 150 bytes per mention without a case).
+    processed_ttl_seconds: int = 7 * 86400
+    #: A prospect profile (an unknown author) is forgotten after this many seconds without a mention; 0 = never.
+    prospect_ttl_seconds: int = 90 * 86400
     #: KB suggestions per case and the weight of learned feedback against BM25.
     kb_top_k: int = 3
     kb_feedback_weight: float = 0.6

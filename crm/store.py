@@ -79,7 +79,7 @@ class CrmStore(Protocol):
     def customer_tags(self, customer_id: str) -> list[str]: ...
     def customer_merged(self, customer_id: str) -> list[str]: ...
     def lookup_identity(self, channel: str, handle: str) -> str | None: ...
-    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]: ...
+    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]: ...
     def merge_prospect(self, prospect_id: str, customer_id: str, now_ms: int, keep: int) -> bool: ...
     def count_customers(self) -> int: ...
 
@@ -241,16 +241,25 @@ class RedisCrmStore:
         value = self.client.get(self.keys.identity(channel, handle))
         return _s(value) if value is not None else None
 
-    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]:
-        """Store rows (id, CRM fields, ``channel:handle`` list), each atomically; returns per-row outcome."""
+    def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str], list[str]]], now_ms: int,
+                         keep: int) -> list[tuple[str, Any]]:
+        """Store rows (id, CRM fields, handles, soft handles), each atomically.
+
+        A handle owned by another customer rejects the row; a soft handle (an email) is then just not
+        linked. Returns per row ``("created"|"updated", (merged prospects, soft linked, [(handle, owner)]))``
+        or ``("conflict", reason)``.
+        """
         pipe = self.client.pipeline(transaction=False)
-        for cid, fields, handles in rows:
-            self._run("IMPORT_CUSTOMER", cid, orjson.dumps(fields), orjson.dumps(handles), now_ms, keep, pipe=pipe)
+        for cid, fields, handles, soft in rows:
+            self._run("IMPORT_CUSTOMER", cid, orjson.dumps(fields), orjson.dumps(handles), now_ms, keep,
+                      orjson.dumps(soft), pipe=pipe)
         out: list[tuple[str, Any]] = []
         for raw in pipe.execute():
             status = _s(raw[0])
             if status == "ok":
-                out.append(("created" if int(raw[1]) else "updated", [_s(p) for p in raw[2]]))
+                skipped = [(_s(raw[4][i]), _s(raw[4][i + 1])) for i in range(0, len(raw[4]) - 1, 2)]
+                out.append(("created" if int(raw[1]) else "updated",
+                            ([_s(p) for p in raw[2]], int(raw[3]), skipped)))
             else:
                 out.append((status, _s(raw[1])))
         return out

@@ -119,3 +119,18 @@ def test_unreadable_files_raise_clear_errors(store, tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(CustomerImportError, match="cannot read it"):
         import_customers(store, tmp_path / "bad.parquet", now_ms=T0)
+
+
+def test_shared_email_is_a_warning_not_a_rejection(store):
+    df = pl.DataFrame({"customer_id": ["F1", "F2"], "email": ["family@example.com", "Family@example.com"]})
+    rep = import_customers(store, df, now_ms=T0)
+    assert rep.created == 2 and not rep.rejected
+    assert rep.warnings == ["email:family@example.com is shared by customers F1 (line 2), F2 (line 3): "
+                            "not linked as a handle"]
+    assert store.lookup_identity("email", "family@example.com") is None
+    solo = import_customers(store, pl.DataFrame({"customer_id": ["S1"], "email": ["solo@example.com"]}), now_ms=T0)
+    assert solo.handles == 1 and store.lookup_identity("email", "solo@example.com") == "S1"
+    later = import_customers(store, pl.DataFrame({"customer_id": ["S2"], "email": ["solo@example.com"]}), now_ms=T0)
+    assert later.created == 1 and later.warnings == [
+        "line 2 (customer S2): email:solo@example.com belongs to customer S1: not linked"]
+    assert store.lookup_identity("email", "solo@example.com") == "S1"
