@@ -305,7 +305,7 @@ def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_
             claims.setdefault(h, []).append((line, cid))
     # an email is linked as the customer's handle on the email channel only when no one else shares it
     emails: dict[str, list[int]] = {}
-    for n, (_line, cid, out, _handles) in enumerate(parsed):
+    for n, (_line, _cid, out, _handles) in enumerate(parsed):
         h = _email_handle(out)
         if h and h not in claims:
             emails.setdefault(h, []).append(n)

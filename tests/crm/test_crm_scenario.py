@@ -58,7 +58,7 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def sim_mentions(world) -> list[dict[str, Any]]:
-    return [r.payload for r in world.events(until=world.start + timedelta(hours=30)) if r.fmt == "mention"]
+    return [r.payload for r in world.events(until=world.start + timedelta(hours=3)) if r.fmt == "mention"]
 
 
 @pytest.fixture()
