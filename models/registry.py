@@ -62,6 +62,7 @@ __all__ = [
     "metrics_key",
     "model_key",
     "models_key",
+    "new_model",
     "register_default",
     "rollback",
     "save",
@@ -122,6 +123,15 @@ def _spec(name: str) -> DefaultSpec:
     if spec is None:
         raise ValueError(f"unknown model {name!r}; expected one of {list(_DEFAULTS)}")
     return spec
+
+
+def new_model(name: str) -> Any:
+    """An untrained model of a registered name (its prior alone, for the text models).
+
+    >>> new_model("intent").n_learned
+    0
+    """
+    return _spec(name).build()
 
 
 def build_default(name: str, data_dir: Path | str | None = None) -> tuple[Any, int]:
