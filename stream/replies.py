@@ -11,7 +11,9 @@ Events emitted (plain tuples, cheap to pickle):
 - ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
   where ``retract`` is ``None`` or ``(old_reply_ts_ms, old_response_ms)`` when an earlier reply
   arrived after a later one had been counted;
-- ``("unanswered", brand, channel, mention_id, mention_ts_ms)``.
+- ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``: ``sign`` is ``1``, or ``-1`` when a
+  reply within the SLA arrives after the query was judged unanswered (input that is not in event-time
+  order, e.g. several partitions read at different paces), so the end result does not depend on order.
 
 >>> from stream.schema import Mention, parse_ts
 >>> q = Mention(id="t:1", channel="twitter", brand="acme", author="bob", text="help?",
@@ -100,9 +102,10 @@ class ReplyMatchLogic(StatefulLogic[tuple[Mention, str], tuple[Any, ...], dict[s
         out: list[tuple[Any, ...]] = [
             ("response", entry[_RBRAND], entry[_CHANNEL], mention_id, entry[_MTS], entry[_RTS], response_ms, retract)
         ]
-        if entry[_QUERY] and not entry[_UNANSWERED] and response_ms > self.sla_ms:
-            entry[_UNANSWERED] = True
-            out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, entry[_MTS]))
+        late = response_ms > self.sla_ms
+        if entry[_QUERY] and entry[_UNANSWERED] != late:
+            entry[_UNANSWERED] = late
+            out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, entry[_MTS], 1 if late else -1))
         return out
 
     def _sweep(self, final: bool) -> list[tuple[Any, ...]]:
@@ -115,7 +118,7 @@ class ReplyMatchLogic(StatefulLogic[tuple[Mention, str], tuple[Any, ...], dict[s
                 final or mts < deadline
             ):
                 entry[_UNANSWERED] = True
-                out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, mts))
+                out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, mts, 1))
             if final or entry[_TOUCHED] < forget_before:
                 del self.entries[mention_id]
         return out

@@ -86,8 +86,11 @@ class RedisWriter:
                 pipe.zadd(k.response_times(brand, channel), {mention_id: response_ms})
                 pipe.zadd(k.response_times_at(brand, channel), {mention_id: mention_ts})
             elif kind == "unanswered":
-                _, brand, channel, mention_id, mention_ts = item
-                pipe.zadd(k.unanswered(brand, channel), {mention_id: mention_ts})
+                _, brand, channel, mention_id, mention_ts, sign = item
+                if sign > 0:
+                    pipe.zadd(k.unanswered(brand, channel), {mention_id: mention_ts})
+                else:
+                    pipe.zrem(k.unanswered(brand, channel), mention_id)
             elif kind == "latest":
                 latest.append((item[1], item[2]))
             elif kind == "stats":

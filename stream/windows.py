@@ -14,7 +14,7 @@ Input events (tuples):
 
 - ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id)``
 - ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
-- ``("unanswered", brand, channel, mention_id, mention_ts_ms)``
+- ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``
 
 Output: ``("window", brand, channel, gran, start_ms, counters, new_authors)`` and
 ``("late", brand, channel, mention_id, ts_ms)``.
@@ -100,7 +100,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             if retract is not None:
                 self._add(retract[0], (("response_ms_sum", -retract[1]), ("response_count", -1)))
         elif kind == "unanswered":
-            self._add(value[4], (("unanswered", 1),))
+            self._add(value[4], (("unanswered", value[5]),))
         return [], StatefulLogic.RETAIN
 
     def _add(self, ts_ms: int, updates: tuple[tuple[str, int], ...]) -> None:
