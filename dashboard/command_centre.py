@@ -14,7 +14,6 @@ which show it as plain text; nothing written by users goes through Markdown or H
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import altair as alt
@@ -33,8 +32,6 @@ from dashboard.data import (
 
 __all__ = ["channel_colour", "format_delta", "format_minutes", "mentions_chart", "render", "response_chart",
            "sentiment_chart"]
-
-log = logging.getLogger(__name__)
 
 ALL_BRANDS = "All brands"
 SENTIMENT_COLOURS = {"negative": "#e5484d", "neutral": "#7d8897", "positive": "#3ecf8e"}
@@ -116,9 +113,10 @@ def _live_panel(settings: DashboardSettings, brand: str | None, minutes: int, sh
         return
     if view.brands != shown_brands:
         # A brand appeared (or Redis came back): redraw the header so the brand filter lists it.
+        load_brands.clear()
         st.rerun(scope="app")
     if not view.has_data:
-        st.info(f"**Waiting for data** under the key prefix `{settings.prefix}` in {settings.display_url}. "
+        st.info(f"**Waiting for data** under the key prefix `{settings.prefix}` in `{settings.display_url}`. "
                 "Start a flow, e.g. `pulse demo`, `pulse run --source sim` or `pulse replay FILE --format twcs`; "
                 "this page fills in by itself.", icon=":material/hourglass_empty:")
         _dead_letter_panel(view)
@@ -204,7 +202,17 @@ def channel_colour(channel: str) -> str:
 
 def _time_axis(view: CommandCentre) -> alt.X:
     fmt = "%H:%M" if view.gran == "m" else "%d %b %H:00"
-    return alt.X("start:T", title=None, axis=alt.Axis(format=fmt, labelAngle=0, tickCount=6, grid=False))
+    # A UTC scale: the wall screen's own time zone must not shift the axis away from the UTC caption.
+    return alt.X("start:T", title=None, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format=fmt, labelAngle=0, tickCount=6, grid=False))
+
+
+def _with_window(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the window start as UTC text for tooltips (Vega would show the viewer's local time)."""
+    return frame.assign(window=pd.to_datetime(frame["start"], utc=True).dt.strftime("%d %b %H:%M UTC"))
+
+
+_WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")
 
 
 def mentions_chart(view: CommandCentre) -> alt.Chart:
@@ -214,14 +222,14 @@ def mentions_chart(view: CommandCentre) -> alt.Chart:
     frame = frame.reset_index().melt(id_vars="start", var_name="channel", value_name="mentions")
     channels = sorted(frame["channel"].unique())
     return (
-        alt.Chart(frame, height=CHART_HEIGHT)
+        alt.Chart(_with_window(frame), height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.88)
         .encode(
             _time_axis(view),
             alt.Y("mentions:Q", stack="zero", title="mentions"),
             alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
                       legend=alt.Legend(orient="bottom", title=None, columns=8, symbolType="circle")),
-            tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "channel:N", "mentions:Q"],
+            tooltip=[_WINDOW_TOOLTIP, "channel:N", "mentions:Q"],
         )
     )
 
@@ -230,7 +238,7 @@ def sentiment_chart(view: CommandCentre) -> alt.Chart:
     """Stacked areas of mentions per sentiment (negative at the bottom, where a surge shows first)."""
     frame = view.sentiment.assign(order=view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2}))
     return (
-        alt.Chart(frame, height=CHART_HEIGHT)
+        alt.Chart(_with_window(frame), height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.9)
         .encode(
             _time_axis(view),
@@ -239,20 +247,20 @@ def sentiment_chart(view: CommandCentre) -> alt.Chart:
                       scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
                       legend=alt.Legend(orient="bottom", title=None)),
             alt.Order("order:Q"),
-            tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "sentiment:N", "mentions:Q"],
+            tooltip=[_WINDOW_TOOLTIP, "sentiment:N", "mentions:Q"],
         )
     )
 
 
 def response_chart(view: CommandCentre) -> alt.Chart:
     """Mean and p90 first response time (minutes) of the replies posted in each window."""
-    base = alt.Chart(view.response, height=CHART_HEIGHT).encode(
+    base = alt.Chart(_with_window(view.response), height=CHART_HEIGHT).encode(
         _time_axis(view),
         alt.Y("minutes:Q", title="minutes"),
         alt.Color("statistic:N",
                   scale=alt.Scale(domain=list(RESPONSE_COLOURS), range=list(RESPONSE_COLOURS.values())),
                   legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=[alt.Tooltip("start:T", title="window", format="%d %b %H:%M"), "statistic:N",
+        tooltip=[_WINDOW_TOOLTIP, "statistic:N",
                  alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
     )
     return base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)

@@ -159,3 +159,15 @@ def test_bad_refresh_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, r
     at = _app(monkeypatch, redis_url, key_prefix, refresh="often")
     assert not at.exception
     assert any("PULSE_DASHBOARD_REFRESH" in e.value for e in at.error)
+
+
+def test_dashboard_doctests() -> None:
+    """The dashboard folder is outside the default doctest run (app.py is a script): run its modules here."""
+    import doctest
+
+    import dashboard.command_centre
+    import dashboard.data
+
+    for module in (dashboard.data, dashboard.command_centre):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1920, "height": 1400})
+                # A screen far from UTC: the axes must still read UTC, like the caption says.
+                page = browser.new_page(viewport={"width": 1920, "height": 1400}, timezone_id="Asia/Kolkata")
                 dialogs: list[str] = []
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
@@ -98,6 +100,9 @@ def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
                 assert "<script>alert(1)</script>" not in page.content()
                 assert shot.stat().st_size > 50_000
                 assert page.title() == "Social Pulse"
+                # The data's last hour is 11:00-12:00 UTC (16:30-17:30 in Kolkata).
+                ticks = charts.first.locator("g[aria-label^='X-axis'] g.role-axis-label text").all_text_contents()
+                assert ticks and all(re.fullmatch(r"1[12]:[0-5]\d", t) for t in ticks), ticks
                 assert "all 2 brands" in body
                 # Live: a new brand's mention reaches the open page without a reload.
                 newest = max(r["ts"] for r in rows)
