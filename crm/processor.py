@@ -216,8 +216,9 @@ class CrmProcessor:
     def process_batch(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`process` for many mentions in two round trips; a bad item gives ``{"mention_id", "error"}``.
 
-        Items are applied in order, so a follow-up later in the batch joins a case opened earlier in it.
-        Brand replies (``from_brand``) are handed to :meth:`on_brand_reply`.
+        Items are applied in order, so a follow-up later in the batch joins a case opened earlier in it
+        and a brand reply (``from_brand``, result as :meth:`on_brand_reply`) finds the case its mention
+        opened earlier in the batch.
         """
         results: list[dict[str, Any] | None] = [None] * len(items)
         todo: list[tuple[int, _Mention]] = []
@@ -228,36 +229,50 @@ class CrmProcessor:
                 mid = item.get("id") if isinstance(item, dict) else None
                 results[i] = {"mention_id": mid if isinstance(mid, str) else None, "error": str(exc)}
                 continue
-            if m.from_brand:
-                results[i] = self._brand_reply(m)
+            if m.from_brand and not m.in_reply_to:
+                results[i] = {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
                 continue
-            self._redeem_codes(m)
+            if not m.from_brand:
+                self._redeem_codes(m)
             todo.append((i, m))
-        if todo:
-            history_n = self.settings.history_keep if self.rules.uses_history else 0
-            contexts = self.store.load_contexts([
-                {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
-                 "in_reply_to": m.in_reply_to, "history": history_n}
-                for _, m in todo
-            ])
-            plans: list[tuple[int, dict[str, Any]]] = []
-            for (i, m), ctx in zip(todo, contexts, strict=True):
-                if "duplicate" in ctx:
-                    results[i] = self._result(ctx["duplicate"], duplicate=True)
-                else:
-                    plans.append((i, self._plan(m, ctx)))
-            records = self.store.commit_plans([p for _, p in plans])
-            for (i, _), rec in zip(plans, records, strict=True):
+        if not todo:
+            return [r or {"mention_id": None, "error": "not processed"} for r in results]
+        customer_mentions = [m for _, m in todo if not m.from_brand]
+        history_n = self.settings.history_keep if self.rules.uses_history else 0
+        contexts = iter(self.store.load_contexts([
+            {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
+             "in_reply_to": m.in_reply_to, "history": history_n}
+            for m in customer_mentions
+        ]))
+        ops: list[tuple[int, str, dict[str, Any]]] = []
+        for i, m in todo:
+            if m.from_brand:
+                ops.append((i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
+                                         "by": str(m.meta.get("agent") or m.author or ""),
+                                         "early_ttl_s": EARLY_REPLY_TTL_S}))
+                continue
+            ctx = next(contexts)
+            if "duplicate" in ctx:
+                results[i] = self._result(ctx["duplicate"], duplicate=True)
+            else:
+                ops.append((i, "commit", self._plan(m, ctx)))
+        records = self.store.apply_ops([(kind, payload) for _, kind, payload in ops])
+        for (i, kind, payload), rec in zip(ops, records, strict=True):
+            if kind == "reply":
+                results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,
+                              "outcome": rec["outcome"],
+                              "response_ms": int(rec["response_ms"]) if rec["response_ms"] else None}
+            else:
                 results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
-            self._clock = max(self._clock, max(m.ts_ms for _, m in todo))
-            if self.settings.auto_tick_ms > 0 and (
-                self._last_tick is None or self._clock - self._last_tick >= self.settings.auto_tick_ms
-            ):
-                alerts = self.tick(self._clock)
-                last = results[todo[-1][0]]
-                if alerts and last is not None:
-                    last["alerts"] = [*last["alerts"], *alerts]
-        return [r if r is not None else {"mention_id": None, "error": "not processed"} for r in results]
+        self._clock = max(self._clock, max(m.ts_ms for _, m in todo))
+        if customer_mentions and self.settings.auto_tick_ms > 0 and (
+            self._last_tick is None or self._clock - self._last_tick >= self.settings.auto_tick_ms
+        ):
+            alerts = self.tick(self._clock)
+            last = results[next(i for i, m in reversed(todo) if not m.from_brand)]
+            if alerts and last is not None:
+                last["alerts"] = [*last.get("alerts", []), *alerts]
+        return [r or {"mention_id": None, "error": "not processed"} for r in results]
 
     def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A brand/agent reply seen on a channel: marks its case replied, recording response times.

@@ -57,7 +57,7 @@ class CrmStore(Protocol):
 
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
-    def commit_plans(self, plans: Sequence[dict[str, Any]]) -> list[dict[str, str]]: ...
+    def apply_ops(self, ops: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
@@ -158,23 +158,33 @@ class RedisCrmStore:
             })
         return out
 
-    def commit_plans(self, plans: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-        """Apply each plan atomically (in order); a plan whose mention was already done returns its record."""
-        if not plans:
+    def apply_ops(self, ops: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+        """Apply, in order and each atomically, ``("commit", plan)`` and ``("reply", {...})`` operations.
+
+        A commit whose mention was already done returns its stored record (``duplicate`` = ``"1"``);
+        a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`.
+        """
+        if not ops:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for plan in plans:
-            self._run("COMMIT", orjson.dumps(plan), pipe=pipe)
+        for kind, payload in ops:
+            if kind == "reply":
+                self._run("REPLY", payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
+                          payload["early_ttl_s"], pipe=pipe)
+            else:
+                self._run("COMMIT", orjson.dumps(payload), pipe=pipe)
         out = []
-        for raw in pipe.execute():
+        for (kind, _), raw in zip(ops, pipe.execute(), strict=True):
+            if kind == "reply":
+                out.append(_reply_record(raw))
+                continue
             rec = _pairs(raw[1])
             rec["duplicate"] = "1" if _s(raw[0]) == "duplicate" else "0"
             out.append(rec)
         return out
 
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]:
-        raw = self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s)
-        return {"outcome": _s(raw[0]), "case_id": _s(raw[1]), "response_ms": _s(raw[2]) if len(raw) > 2 else ""}
+        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s))
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, data: bytes) -> tuple[str, str]:
@@ -378,6 +388,10 @@ class RedisCrmStore:
             f = _hash(fields)
             out.append(orjson.loads(f["data"]))
         return out
+
+
+def _reply_record(raw: Sequence[Any]) -> dict[str, str]:
+    return {"outcome": _s(raw[0]), "case_id": _s(raw[1]), "response_ms": _s(raw[2]) if len(raw) > 2 else ""}
 
 
 def _flat_pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ runs through the CRM with the simulator's own brand replies.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -53,12 +53,12 @@ def enrich(m: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return World(seed=5, n_customers=1000)
+    return World(seed=5, n_customers=1000, start=datetime(2024, 3, 4, 9, tzinfo=UTC))  # office hours
 
 
 @pytest.fixture(scope="module")
 def sim_mentions(world) -> list[dict[str, Any]]:
-    return [r.payload for r in world.events(until=world.start + timedelta(hours=3)) if r.fmt == "mention"]
+    return [r.payload for r in world.events(until=world.start + timedelta(hours=2)) if r.fmt == "mention"]
 
 
 @pytest.fixture()
