@@ -136,7 +136,8 @@ class IntentClassifier(OnlineTextClassifier):
             "_i_wh_first": 1.0 if first in cues.wh else 0.0,
             "_i_opener": 1.0 if first in cues.openers or first in cues.wh else 0.0,
             "_i_wh_any": 1.0 if wh_any else 0.0,
-            "_i_request": min(n_phrases, 2) / 2.0,
+            "_i_request": 1.0 if n_phrases else 0.0,
+            "_i_requests": 1.0 if n_phrases > 1 else 0.0,
             "_i_request_word": 1.0 if req_word else 0.0,
         }
         return result
@@ -152,7 +153,7 @@ class IntentClassifier(OnlineTextClassifier):
     def prior_proba(self, norm: NormalisedText) -> dict[str, float]:
         c = self.cues(norm)
         score = -2.0
-        score += 2.2 * c["_i_question"] + 2.0 * c["_i_request"] + 1.2 * c["_i_wh_first"]
+        score += 2.2 * c["_i_question"] + 2.4 * c["_i_request"] + 0.5 * c["_i_requests"] + 1.2 * c["_i_wh_first"]
         score += 0.4 * c["_i_opener"] + 0.3 * c["_i_request_word"]
         p = 1.0 / (1.0 + pow(2.718281828459045, -score))
         return {"query": p, "comment": 1.0 - p}

@@ -341,7 +341,8 @@ class Taxonomy:
             known = self._known(cand)
             if known is not None:
                 return known, elongated
-        word = candidates[1] if elongated else token
+        # An unknown elongated word keeps one letter of each run ("slooow" -> "slow", "yesss" -> "yes").
+        word = _ELONGATION.sub(r"\1", token) if elongated else token
         return (self._piece(word),), elongated
 
     def emoji_piece(self, char: str) -> _Piece:

@@ -1,0 +1,157 @@
+"""The text classifiers and MentionClassifier: priors, online learning, feedback, bad input, warm starts."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+
+import pytest
+
+from models import registry
+from models.classifiers import TEXT_MODELS, MentionClassifier
+from models.department import DepartmentClassifier
+from models.intent import IntentClassifier
+from models.sentiment import SentimentClassifier
+from models.text import TextNormalizer
+
+ODD = [
+    {"text": "", "channel": "twitter"},
+    {"text": "😂😂😂🔥", "channel": "instagram"},
+    {"text": "https://t.co/a https://t.co/b", "channel": "twitter"},
+    {"text": "help " * 2000, "channel": "email"},
+    {"text": "Der Flug hat drei Stunden Verspätung", "channel": "review"},
+    {"text": "航班延误了三个小时", "channel": "forum"},
+    {"text": None, "channel": None},
+    {"text": 123},
+    {},
+]
+
+
+@pytest.fixture(scope="module")
+def clf() -> MentionClassifier:
+    return MentionClassifier()
+
+
+@pytest.mark.parametrize("x", ODD)
+def test_classify_one_never_raises_and_is_well_formed(clf: MentionClassifier, x: dict) -> None:
+    out = clf.classify_one(x)
+    assert set(out) == {"intent", "intent_proba", "sentiment", "sentiment_score", "department", "keywords"}
+    assert out["intent"] in ("query", "comment") and 0.0 <= out["intent_proba"] <= 1.0
+    assert out["sentiment"] in ("negative", "neutral", "positive") and -1.0 <= out["sentiment_score"] <= 1.0
+    assert out["department"] in ("service", "sales", "marketing", "pr")
+    assert isinstance(out["keywords"], list) and len(out["keywords"]) <= 5
+
+
+def test_classify_one_is_pure(clf: MentionClassifier) -> None:
+    x = {"text": "Where is my refund?? worst airline ever", "channel": "twitter"}
+    before = pickle.dumps(clf)
+    first = clf.classify_one(x)
+    assert clf.classify_one(x) == first
+    assert pickle.dumps(clf) == before
+    assert x == {"text": "Where is my refund?? worst airline ever", "channel": "twitter"}
+
+
+def test_priors_give_sensible_answers_before_any_learning(clf: MentionClassifier) -> None:
+    q = clf.classify_one({"text": "@acme how do I change my booking?", "channel": "twitter"})
+    assert q["intent"] == "query" and q["department"] == "service"
+    c = clf.classify_one({"text": "Had an amazing time with the crew today, thank you!", "channel": "twitter"})
+    assert c["intent"] == "comment" and c["sentiment"] == "positive" and c["sentiment_score"] > 0.3
+    n = clf.classify_one({"text": "This game suxx0rs, totally pwn3d by hax0rs and lag", "channel": "forum"})
+    assert n["sentiment"] == "negative"
+    assert clf.classify_one({"text": "What's the price of the pro plan? any discount?"})["department"] == "sales"
+    assert clf.classify_one({"text": "Reporter here: will the CEO make a statement on the lawsuit?"})["department"] == "pr"
+    assert clf.classify_one({"text": "Enter our giveaway! Retweet and follow to win"})["department"] == "marketing"
+
+
+def test_feedback_routes_to_the_right_model_and_changes_it() -> None:
+    clf = MentionClassifier()
+    x = {"text": "loving the new tune on the radio", "channel": "twitter"}
+    assert clf.classify_one(x)["department"] != "marketing"
+    for _ in range(40):
+        clf.learn_one("department", x, "marketing")
+        clf.learn_one("department", {"text": "my order never arrived", "channel": "twitter"}, "service")
+    assert clf.classify_one(x)["department"] == "marketing"
+    assert clf.department.n_learned == 80 and clf.intent.n_learned == 0 and clf.sentiment.n_learned == 0
+    assert clf.department.class_counts == {"marketing": 40, "service": 40}
+
+
+@pytest.mark.parametrize(
+    ("model", "x", "label", "reason"),
+    [
+        ("mood", {"text": "hi"}, "happy", "unknown model 'mood'"),
+        ("sentiment", {"text": "hi"}, "angry", "unknown class 'angry' for SentimentClassifier"),
+        ("intent", {"text": "hi"}, None, "unknown class None"),
+        ("department", {"text": "hi"}, "legal", "expected one of \\['service', 'sales', 'marketing', 'pr'\\]"),
+        ("intent", {"text": ["not", "text"]}, "query", "text: expected a string, got list"),
+        ("intent", "not a dict", "query", "mention: expected a dict"),
+    ],
+)
+def test_bad_feedback_is_refused_with_a_reason_and_nothing_is_learned(
+    model: str, x: object, label: object, reason: str
+) -> None:
+    clf = MentionClassifier()
+    before = pickle.dumps(clf)
+    with pytest.raises(ValueError, match=reason):
+        clf.learn_one(model, x, label)  # type: ignore[arg-type]
+    assert pickle.dumps(clf) == before
+
+
+def test_labels_and_replace() -> None:
+    clf = MentionClassifier()
+    assert TEXT_MODELS == ("intent", "sentiment", "department")
+    assert clf.labels("sentiment") == ("negative", "neutral", "positive")
+    new = SentimentClassifier(prior_weight=5.0)
+    clf.replace("sentiment", new)
+    assert clf.sentiment is new
+    with pytest.raises(ValueError, match="must be a SentimentClassifier"):
+        clf.replace("sentiment", IntentClassifier())  # type: ignore[arg-type]
+
+
+def test_models_with_different_normalisers_each_read_their_own_tables(tmp_path: Path) -> None:
+    (tmp_path / "microblog.toml").write_text('[abbreviations]\nplsfix = "please fix"\n', encoding="utf-8")
+    custom = TextNormalizer(taxonomy_dir=str(tmp_path))
+    clf = MentionClassifier(intent=IntentClassifier(normalizer=custom))
+    out = clf.classify_one({"text": "plsfix", "channel": "twitter"})
+    assert out["intent"] == "query"  # "please fix" is a request phrase for the custom normaliser only
+    assert MentionClassifier().classify_one({"text": "plsfix", "channel": "twitter"})["intent"] == "comment"
+
+
+def test_each_model_learns_online_and_keeps_learning() -> None:
+    model = SentimentClassifier(prior_weight=5.0)
+    x = {"text": "the seat was a recliner", "channel": "twitter"}
+    for _ in range(30):
+        model.learn_one(x, "positive")
+        model.learn_one({"text": "the seat was broken", "channel": "twitter"}, "negative")
+    assert model.predict_one(x) == "positive"
+    snapshot = copy.deepcopy(model)
+    for _ in range(60):
+        model.learn_one(x, "neutral")
+    assert model.predict_one(x) == "neutral" and snapshot.predict_one(x) == "positive"
+
+
+def test_department_classes_come_from_the_taxonomy(tmp_path: Path) -> None:
+    (tmp_path / "departments.toml").write_text(
+        'default = "care"\n[departments.care]\nkeywords = ["help"]\n[departments.billing]\nkeywords = ["invoice"]\n',
+        encoding="utf-8",
+    )
+    model = DepartmentClassifier(normalizer=TextNormalizer(taxonomy_dir=str(tmp_path)))
+    assert model.classes == ("care", "billing")
+    assert model.predict_one({"text": "wrong invoice again"}) == "billing"
+    assert model.predict_one({"text": "hello"}) == "care"
+
+
+def test_warm_started_defaults_beat_their_priors_on_real_data(shared_data: Path, tmp_path: Path) -> None:
+    import polars as pl
+
+    sentiment = registry.load_default("sentiment", data_dir=shared_data, cache_dir=tmp_path)
+    intent = registry.load_default("intent", data_dir=shared_data, cache_dir=tmp_path)
+    assert sentiment.n_learned > 20_000 and intent.n_learned >= 10_000
+    frame = pl.read_csv(shared_data / "airline" / "Tweets.csv").sample(n=600, seed=1)
+    rows = list(zip(frame["text"].to_list(), frame["airline_sentiment"].to_list(), strict=True))
+    prior = SentimentClassifier()
+    warm = sum(sentiment.predict_one({"text": t}) == y for t, y in rows)
+    cold = sum(prior.predict_one({"text": t}) == y for t, y in rows)
+    assert warm > cold  # seen data, so this only shows the warm start took
+    assert intent.predict_one({"text": "Can anyone tell me when the new season starts?"}) == "query"
+    assert intent.predict_one({"text": "What a game last night, unbelievable finish"}) == "comment"

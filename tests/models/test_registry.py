@@ -1,0 +1,137 @@
+"""Registry: warm-start defaults with an on-disk cache, Redis checkpoints with versions and rollback."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import redis
+
+from models import registry
+from models.intent import IntentClassifier
+from models.sentiment import SentimentClassifier
+
+X = {"text": "can you help me with my booking?", "channel": "twitter"}
+
+
+def _tiny_data(folder: Path) -> Path:
+    """A small tweet_acts-shaped file, so the intent default warm-starts in a blink."""
+    (folder / "tweet_acts").mkdir(parents=True)
+    rows = ["text,act"]
+    for i in range(60):
+        rows.append(f'"how do I fix thing {i}?",QUE')
+        rows.append(f'"nice day number {i}",EXP')
+    (folder / "tweet_acts" / "tweet_acts_5000.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_load_default_builds_once_then_reads_the_cache(tmp_path: Path) -> None:
+    data = _tiny_data(tmp_path / "data")
+    cache = tmp_path / "cache"
+    first = registry.load_default("intent", data_dir=data, cache_dir=cache)
+    files = list(cache.glob("intent-*.pkl"))
+    assert len(files) == 1 and first.n_learned == 240
+    # The second call reads the file: prove it by altering the cached model on disk.
+    marked = pickle.loads(files[0].read_bytes())
+    marked.learn_one({"text": "cache marker"}, "comment")
+    files[0].write_bytes(pickle.dumps(marked))
+    second = registry.load_default("intent", data_dir=data, cache_dir=cache)
+    assert second.n_learned == 241 and second is not first
+
+
+def test_cache_is_rebuilt_when_data_changes_or_file_is_corrupt(tmp_path: Path) -> None:
+    data = _tiny_data(tmp_path / "data")
+    cache = tmp_path / "cache"
+    registry.load_default("intent", data_dir=data, cache_dir=cache)
+    old = next(cache.glob("intent-*.pkl"))
+    old.write_bytes(b"not a pickle")
+    rebuilt = registry.load_default("intent", data_dir=data, cache_dir=cache)
+    assert rebuilt.n_learned == 240
+    with open(data / "tweet_acts" / "tweet_acts_5000.csv", "a", encoding="utf-8") as fh:
+        fh.write('"where is it?",QUE\n')
+    again = registry.load_default("intent", data_dir=data, cache_dir=cache)
+    assert again.n_learned == 242
+    assert len(list(cache.glob("intent-*.pkl"))) == 1  # the stale file was replaced, not kept
+
+
+def test_missing_data_gives_an_untrained_model(tmp_path: Path) -> None:
+    model = registry.load_default("sentiment", data_dir=tmp_path / "nowhere", cache_dir=tmp_path / "c")
+    assert isinstance(model, SentimentClassifier) and model.n_learned == 0
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(ValueError, match="unknown model 'churnz'"):
+        registry.load_default("churnz")
+
+
+def test_save_load_versions_and_metadata(r: redis.Redis, key_prefix: str) -> None:
+    assert registry.load(r, key_prefix, "intent") is None
+    model = IntentClassifier()
+    model.learn_one(X, "query")
+    v1 = registry.save(r, key_prefix, "intent", model, {"accuracy": 0.9})
+    model.learn_one(X, "query")
+    v2 = registry.save(r, key_prefix, "intent", model, {"accuracy": 0.95})
+    assert (v1, v2) == (1, 2)
+    loaded = registry.load(r, key_prefix, "intent")
+    assert isinstance(loaded, IntentClassifier) and loaded.n_learned == 2
+    assert loaded.predict_proba_one(X) == model.predict_proba_one(X)
+    assert registry.load(r, key_prefix, "intent", version=1).n_learned == 1
+    meta = registry.info(r, key_prefix, "intent")
+    assert meta is not None
+    assert meta["version"] == 2 and meta["n_learned"] == 2 and meta["class_counts"] == {"query": 2}
+    assert meta["metrics"] == {"accuracy": 0.95}
+    assert [v["version"] for v in meta["versions"]] == [1, 2]
+    assert registry.list_models(r, key_prefix) == ["intent"]
+    assert r.type(registry.model_key(key_prefix, "intent")) == b"hash"
+    with pytest.raises(LookupError, match="no kept version 7"):
+        registry.load(r, key_prefix, "intent", version=7)
+
+
+def test_rollback_to_previous_and_to_a_given_version(r: redis.Redis, key_prefix: str) -> None:
+    model = IntentClassifier()
+    for _ in range(3):
+        model.learn_one(X, "query")
+        registry.save(r, key_prefix, "intent", model)
+    assert registry.rollback(r, key_prefix, "intent") == 2
+    assert registry.load(r, key_prefix, "intent").n_learned == 2
+    assert registry.rollback(r, key_prefix, "intent") == 1
+    with pytest.raises(LookupError, match="no version before 1"):
+        registry.rollback(r, key_prefix, "intent")
+    assert registry.rollback(r, key_prefix, "intent", version=3) == 3
+    assert registry.info(r, key_prefix, "intent")["rolled_back_from"] == 1
+    # A save after a rollback gets a fresh number; history is never overwritten.
+    assert registry.save(r, key_prefix, "intent", model) == 4
+    with pytest.raises(LookupError):
+        registry.rollback(r, key_prefix, "nothing")
+
+
+def test_old_versions_are_pruned_but_the_current_is_kept(r: redis.Redis, key_prefix: str) -> None:
+    model = IntentClassifier()
+    for _ in range(5):
+        registry.save(r, key_prefix, "intent", model, keep=2)
+    meta = registry.info(r, key_prefix, "intent")
+    assert [v["version"] for v in meta["versions"]] == [4, 5]
+    assert not r.exists(registry.version_key(key_prefix, "intent", 1))
+    registry.rollback(r, key_prefix, "intent", version=4)
+    registry.save(r, key_prefix, "intent", model, keep=1)  # version 6; current was 4
+    assert registry.load(r, key_prefix, "intent").n_learned == 0
+
+
+def test_corrupt_checkpoint_fails_its_checksum(r: redis.Redis, key_prefix: str) -> None:
+    registry.save(r, key_prefix, "sentiment", SentimentClassifier())
+    r.set(registry.version_key(key_prefix, "sentiment", 1), b"garbage")
+    with pytest.raises(ValueError, match="fails its checksum"):
+        registry.load(r, key_prefix, "sentiment")
+
+
+def test_load_current_prefers_the_checkpoint(r: redis.Redis, key_prefix: str, tmp_path: Path) -> None:
+    data = _tiny_data(tmp_path / "data")
+    default = registry.load_current(r, key_prefix, "intent", data_dir=data, cache_dir=tmp_path / "c")
+    assert default.n_learned == 240
+    fresh = IntentClassifier()
+    registry.save(r, key_prefix, "intent", fresh)
+    assert registry.load_current(r, key_prefix, "intent", data_dir=data, cache_dir=tmp_path / "c").n_learned == 0
+
+
+def test_bad_names_are_refused(r: redis.Redis, key_prefix: str) -> None:
+    with pytest.raises(ValueError, match="without ':'"):
+        registry.save(r, key_prefix, "a:b", IntentClassifier())
