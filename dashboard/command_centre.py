@@ -15,6 +15,7 @@ which show it as plain text; nothing written by users goes through Markdown or H
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import altair as alt
 import pandas as pd
@@ -154,18 +155,20 @@ def _status_line(view: CommandCentre) -> None:
     fmt = "%d %b %Y %H:%M" if view.gran == "m" else "%d %b %Y %H:00"
     scope = view.brand or f"all {len(view.brands)} brands"
     grain = "minute" if view.gran == "m" else "hour"
-    st.caption(f"{scope} · event time {view.start.strftime(fmt)} – {view.end.strftime('%H:%M')} UTC · "
-               f"per-{grain} windows · {view.totals.get('accepted', 0):,} mentions accepted in total · "
+    newest = view.newest or view.end
+    filling = f" · shaded: the {grain} still filling" if view.filling_from is not None else ""
+    st.caption(f"{scope} · event time {view.start.strftime(fmt)} – {newest.strftime('%H:%M:%S')} UTC · "
+               f"per-{grain} windows{filling} · {view.totals.get('accepted', 0):,} records accepted in total · "
                f"updated {datetime.now().strftime('%H:%M:%S')}")
 
 
 def _kpi_tiles(view: CommandCentre) -> None:
     k, p, spark = view.kpis, view.previous, view.sparklines
     versus = f"vs previous {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
-    tiles = [
+    tiles: list[tuple[str, str, str | None, Literal["normal", "inverse", "off"], str, str]] = [
         ("Mentions / min", _number(k["mentions_per_min"], 1),
          format_delta(k["mentions_per_min"], p["mentions_per_min"], "%"), "off", "mentions_per_min",
-         f"{_number(k['mentions'])} mentions in the range, per minute of data."),
+         f"{_number(k['mentions'])} mentions in the range, per minute of event time up to the newest one."),
         ("Distinct authors", _number(k["authors"]), format_delta(k["authors"], p["authors"], "%"), "off",
          "authors", "Distinct authors in the range (HyperLogLog, per brand)."),
         ("First response, mean", format_minutes(k["mean_response_min"]),
@@ -190,7 +193,8 @@ def _kpi_tiles(view: CommandCentre) -> None:
     with columns[-1]:
         st.metric("Dead letters", _number(k["dead_letters"]),
                   None if share is None else f"{share * 100:.2f} % of offered", delta_color="off", border=True,
-                  delta_arrow="off", height="stretch", help="Records the flow could not accept (all time); see the list below.")
+                  delta_arrow="off", height="stretch",
+                  help="Records the flow could not accept (all time); see the list below.")
 
 
 def channel_colour(channel: str) -> str:
@@ -215,13 +219,23 @@ def _with_window(frame: pd.DataFrame) -> pd.DataFrame:
 _WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")
 
 
-def mentions_chart(view: CommandCentre) -> alt.Chart:
+def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre) -> alt.LayerChart | alt.Chart:
+    """Shade the newest window while it is still filling, so its low counts read as "so far"."""
+    if view.filling_from is None or view.end is None:
+        return chart
+    band = pd.DataFrame({"start": [view.filling_from], "stop": [view.end], "note": ["still filling"]})
+    shade = alt.Chart(band).mark_rect(opacity=0.18, color="#9aa4b2").encode(
+        alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), tooltip=[alt.Tooltip("note:N", title="")])
+    return alt.LayerChart(layer=[shade, chart])
+
+
+def mentions_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
     """Stacked areas of mentions per window, one band per channel."""
     frame = view.by_channel.pivot_table(index="start", columns="channel", values="mentions", fill_value=0,
                                         aggfunc="sum")
     frame = frame.reset_index().melt(id_vars="start", var_name="channel", value_name="mentions")
     channels = sorted(frame["channel"].unique())
-    return (
+    chart = (
         alt.Chart(_with_window(frame), height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.88)
         .encode(
@@ -232,12 +246,13 @@ def mentions_chart(view: CommandCentre) -> alt.Chart:
             tooltip=[_WINDOW_TOOLTIP, "channel:N", "mentions:Q"],
         )
     )
+    return _with_filling(chart, view)
 
 
-def sentiment_chart(view: CommandCentre) -> alt.Chart:
+def sentiment_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
     """Stacked areas of mentions per sentiment (negative at the bottom, where a surge shows first)."""
     frame = view.sentiment.assign(order=view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2}))
-    return (
+    chart = (
         alt.Chart(_with_window(frame), height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.9)
         .encode(
@@ -250,9 +265,10 @@ def sentiment_chart(view: CommandCentre) -> alt.Chart:
             tooltip=[_WINDOW_TOOLTIP, "sentiment:N", "mentions:Q"],
         )
     )
+    return _with_filling(chart, view)
 
 
-def response_chart(view: CommandCentre) -> alt.Chart:
+def response_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
     """Mean and p90 first response time (minutes) of the replies posted in each window."""
     base = alt.Chart(_with_window(view.response), height=CHART_HEIGHT).encode(
         _time_axis(view),
@@ -263,7 +279,8 @@ def response_chart(view: CommandCentre) -> alt.Chart:
         tooltip=[_WINDOW_TOOLTIP, "statistic:N",
                  alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
     )
-    return base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)
+    lines = base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)
+    return _with_filling(lines, view)
 
 
 def _latest_table(view: CommandCentre) -> None:

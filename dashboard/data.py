@@ -132,6 +132,10 @@ class CommandCentre:
     gran: str
     start: datetime | None = None
     end: datetime | None = None
+    #: Event time of the newest mention: "now" in event time.
+    newest: datetime | None = None
+    #: Start of the newest window when it is still filling (the newest mention is not at its end).
+    filling_from: datetime | None = None
     kpis: dict[str, float | None] = field(default_factory=dict)
     previous: dict[str, float | None] = field(default_factory=dict)
     sparklines: dict[str, list[float | None]] = field(default_factory=dict)
@@ -199,7 +203,10 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     has_before = earliest_ms <= prev_start_ms
     authors_before = (sum(distinct_authors(client, keys, prev_start_ms, start_ms - 1, gran, chosen).values())
                       if has_before else None)
-    covered_minutes = (end_ms + length - max(start_ms, earliest_ms)) / 60_000
+    # Rates run to the newest event, not to the end of a window that is still filling.
+    newest_ms = min(max(_newest_event_ms(client, keys), end_ms), end_ms + length - 1)
+    covered_minutes = max(1.0, (newest_ms - max(start_ms, earliest_ms)) / 60_000)
+    filling = newest_ms < end_ms + length - 1_000 and n_windows > 1
     kpis = _kpis(current, cur_rt, covered_minutes, authors_now, stats)
     previous = (_kpis(before, prev_rt, minutes, authors_before or 0, stats) if has_before
                 else dict.fromkeys(kpis))
@@ -209,13 +216,21 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     return CommandCentre(
         brands=brands, brand=brand, minutes=minutes, gran=gran,
         start=starts[0], end=datetime.fromtimestamp((end_ms + length) / 1000, tz=UTC),
+        newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
+        filling_from=starts[-1] if filling else None,
         kpis=kpis, previous=previous,
-        sparklines=_sparklines(current, response, starts),
+        sparklines=_sparklines(current, response, starts[:-1] if filling else starts),
         by_channel=by_channel, sentiment=_sentiment_series(by_channel), response=response,
         channels=_breakdown(current, cur_rt, "channel"), brands_table=_breakdown(current, cur_rt, "brand"),
         latest=out.latest, dead_letters=out.dead_letters,
         totals=stats,
     )
+
+
+def _newest_event_ms(client: redis.Redis, keys: Keys) -> int:
+    """Event time of the newest mention in the latest-mentions set (0 when empty)."""
+    top = client.zrevrange(keys.latest, 0, 0, withscores=True)
+    return int(top[0][1]) if top else 0
 
 
 def _ms(dt: datetime) -> int:
@@ -282,7 +297,9 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
                 starts: list[datetime]) -> dict[str, list[float | None]]:
     sums: dict[datetime, dict[str, int]] = {s: {} for s in starts}
     for r in rows:
-        acc = sums.setdefault(r["start"], {})
+        acc = sums.get(r["start"])
+        if acc is None:  # the window still filling
+            continue
         for name in ("mentions", "queries", "negative", "response_count", "authors"):
             acc[name] = acc.get(name, 0) + r[name]
     ordered = [sums[s] for s in sorted(sums)]

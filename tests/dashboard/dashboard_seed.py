@@ -84,7 +84,8 @@ def clean_prefix(client: redis.Redis, prefix: str) -> None:
 
 def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str | None = None) -> dict[str, Any]:
     """What the command centre should show for the last ``minutes`` of the rows (plain arithmetic)."""
-    end = max(r["ts"] for r in rows) // 60_000 * 60_000
+    newest = max(r["ts"] for r in rows)
+    end = newest // 60_000 * 60_000
     lo, hi = end - (minutes - 1) * 60_000, end + 60_000
     by_id = {r["id"]: r for r in rows}
     mine = [r for r in rows if brand is None or r["brand"] == brand]
@@ -95,7 +96,8 @@ def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str |
     authors = sum(len({r["author"] for r in customers if r["brand"] == b}) for b in {r["brand"] for r in customers})
     return {
         "mentions": len(customers),
-        "mentions_per_min": len(customers) / minutes,
+        # A rate over the event time elapsed so far: the newest minute is still filling.
+        "mentions_per_min": len(customers) / ((newest - lo) / 60_000),
         "authors": authors,
         "mean_response_min": statistics.fmean(waits) / 60_000,
         "p90_response_min": statistics.quantiles(waits, n=10, method="inclusive")[8] / 60_000,
