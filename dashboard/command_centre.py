@@ -31,7 +31,7 @@ from dashboard.data import (
     load_command_centre,
 )
 
-__all__ = ["channel_colour", "format_delta", "format_minutes", "mentions_chart", "render", "response_chart",
+__all__ = ["channel_colour", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
            "sentiment_chart"]
 
 ALL_BRANDS = "All brands"
@@ -57,6 +57,17 @@ def format_minutes(value: float | None) -> str:
         return f"{value:.0f} min"
     hours, minutes = divmod(round(value), 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def format_rate(value: float | None) -> str:
+    """Mentions per minute: one decimal, two below one a minute so a quiet stream does not read 0.0.
+
+    >>> format_rate(60.04), format_rate(0.0169), format_rate(None)
+    ('60.0', '0.02', '–')
+    """
+    if value is None:
+        return "–"
+    return f"{value:,.2f}" if value < 1 else f"{value:,.1f}"
 
 
 def format_delta(now: float | None, before: float | None, unit: str) -> str | None:
@@ -156,7 +167,7 @@ def _status_line(view: CommandCentre) -> None:
     scope = view.brand or f"all {len(view.brands)} brands"
     grain = "minute" if view.gran == "m" else "hour"
     newest = view.newest or view.end
-    filling = f" · shaded: the {grain} still filling" if view.filling_from is not None else ""
+    filling = f" · shaded: the newest {grain}, so far" if view.filling_from is not None else ""
     st.caption(f"{scope} · event time {view.start.strftime(fmt)} – {newest.strftime('%H:%M:%S')} UTC · "
                f"per-{grain} windows{filling} · {view.totals.get('accepted', 0):,} records accepted in total · "
                f"updated {datetime.now().strftime('%H:%M:%S')}")
@@ -166,7 +177,7 @@ def _kpi_tiles(view: CommandCentre) -> None:
     k, p, spark = view.kpis, view.previous, view.sparklines
     versus = f"vs previous {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
     tiles: list[tuple[str, str, str | None, Literal["normal", "inverse", "off"], str, str]] = [
-        ("Mentions / min", _number(k["mentions_per_min"], 1),
+        ("Mentions / min", format_rate(k["mentions_per_min"]),
          format_delta(k["mentions_per_min"], p["mentions_per_min"], "%"), "off", "mentions_per_min",
          f"{_number(k['mentions'])} mentions in the range, per minute of event time up to the newest one."),
         ("Distinct authors", _number(k["authors"]), format_delta(k["authors"], p["authors"], "%"), "off",
@@ -204,10 +215,18 @@ def channel_colour(channel: str) -> str:
     return _SPARE_COLOURS[sum(channel.encode()) % len(_SPARE_COLOURS)]
 
 
+def _utc_datetime(when: datetime) -> alt.DateTime:
+    return alt.DateTime(year=when.year, month=when.month, date=when.day, hours=when.hour, minutes=when.minute,
+                        utc=True)
+
+
 def _time_axis(view: CommandCentre) -> alt.X:
     fmt = "%H:%M" if view.gran == "m" else "%d %b %H:00"
     # A UTC scale: the wall screen's own time zone must not shift the axis away from the UTC caption.
-    return alt.X("start:T", title=None, scale=alt.Scale(type="utc"),
+    assert view.start is not None and view.end is not None
+    # Every chart spans the whole range, so the three line up even when one has sparse data.
+    domain = [_utc_datetime(view.start), _utc_datetime(view.end)]
+    return alt.X("start:T", title=None, scale=alt.Scale(type="utc", domain=domain),
                  axis=alt.Axis(format=fmt, labelAngle=0, tickCount=6, grid=False))
 
 
@@ -223,7 +242,7 @@ def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre) -> alt
     """Shade the newest window while it is still filling, so its low counts read as "so far"."""
     if view.filling_from is None or view.end is None:
         return chart
-    band = pd.DataFrame({"start": [view.filling_from], "stop": [view.end], "note": ["still filling"]})
+    band = pd.DataFrame({"start": [view.filling_from], "stop": [view.end], "note": ["newest window, so far"]})
     shade = alt.Chart(band).mark_rect(opacity=0.18, color="#9aa4b2").encode(
         alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), tooltip=[alt.Tooltip("note:N", title="")])
     return alt.LayerChart(layer=[shade, chart])

@@ -211,7 +211,7 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     previous = (_kpis(before, prev_rt, minutes, authors_before or 0, stats) if has_before
                 else dict.fromkeys(kpis))
     starts = [datetime.fromtimestamp((start_ms + i * length) / 1000, tz=UTC) for i in range(n_windows)]
-    by_channel = _by_channel(current)
+    by_channel = _by_channel(current, starts)
     response = _response_series(cur_rt, start_ms, length)
     return CommandCentre(
         brands=brands, brand=brand, minutes=minutes, gran=gran,
@@ -258,13 +258,16 @@ def _kpis(rows: list[dict[str, Any]], responses: list[dict[str, Any]], minutes: 
     }
 
 
-def _by_channel(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _by_channel(rows: list[dict[str, Any]], starts: list[datetime]) -> pd.DataFrame:
+    """Counters per window x channel over every window of the range (zeros where nothing happened)."""
     columns = ["start", "channel", "mentions", "queries", "negative", "neutral", "positive", "response_count",
                "response_ms_sum", "authors"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)[columns]
-    return frame.groupby(["start", "channel"], as_index=False).sum().sort_values(["start", "channel"])
+    frame = pd.DataFrame(rows)[columns].groupby(["start", "channel"]).sum()
+    grid = pd.MultiIndex.from_product([starts, sorted({r["channel"] for r in rows})], names=["start", "channel"])
+    # A chart drawn over the windows that exist would bridge quiet minutes with a slope.
+    return frame.reindex(grid, fill_value=0).reset_index()
 
 
 def _sentiment_series(by_channel: pd.DataFrame) -> pd.DataFrame:
