@@ -30,13 +30,13 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         learning_rate: float = 0.05,
         l2: float = 0.0,
         prior_weight: float = 20.0,
-        balanced: bool = True,
+        balance: float = 1.0,
     ) -> None:
         self.normalizer = normalizer
         self.learning_rate = learning_rate
         self.l2 = l2
         self.prior_weight = prior_weight
-        self.balanced = balanced
+        self.balance = balance
         self._models: dict[str, linear_model.LogisticRegression] = {}
         self._counts: dict[str, int] = {}
         self._n = 0
@@ -130,9 +130,10 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         self._counts[label] = self._counts.get(label, 0) + 1
         self._n += 1
         weight = 1.0
-        if self.balanced:
+        if self.balance:
+            # Inverse class frequency (smoothed) to the power `balance`: 1 fully balanced, 0.5 milder.
             k = len(classes)
-            weight = (self._n + k) / (k * (self._counts[label] + 1))
+            weight = ((self._n + k) / (k * (self._counts[label] + 1))) ** self.balance
             weight = min(5.0, max(0.2, weight))
         x = self.features(norm)
         for c, model in self._models.items():

@@ -96,8 +96,9 @@ class DepartmentClassifier(OnlineTextClassifier):
     prior_weight
         How many re-routing examples the taxonomy is worth; its weight fades as feedback arrives
         (the keyword hits stay in the model as features).
-    balanced
-        Weight examples by inverse class frequency.
+    balance
+        Weight examples by inverse class frequency to this power (0: no weighting, 1: fully balanced,
+        which favours macro-averaged recall).
 
     Examples
     --------
@@ -121,14 +122,14 @@ class DepartmentClassifier(OnlineTextClassifier):
         learning_rate: float = 0.1,
         l2: float = 0.0,
         prior_weight: float = 30.0,
-        balanced: bool = True,
+        balance: float = 0.5,
     ) -> None:
         super().__init__(
             normalizer=normalizer,
             learning_rate=learning_rate,
             l2=l2,
             prior_weight=prior_weight,
-            balanced=balanced,
+            balance=balance,
         )
 
     @classmethod

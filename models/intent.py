@@ -65,8 +65,9 @@ class IntentClassifier(OnlineTextClassifier):
         L2 penalty of the online model.
     prior_weight
         How many labelled examples the rule prior is worth; its weight fades as the model learns.
-    balanced
-        Weight examples by inverse class frequency (queries are rarer than comments).
+    balance
+        Weight examples by inverse class frequency to this power (0: no weighting, 1: fully balanced,
+        which favours macro-averaged recall).
 
     Examples
     --------
@@ -90,20 +91,20 @@ class IntentClassifier(OnlineTextClassifier):
         learning_rate: float = 0.1,
         l2: float = 0.0,
         prior_weight: float = 20.0,
-        balanced: bool = True,
+        balance: float = 0.5,
     ) -> None:
         super().__init__(
             normalizer=normalizer,
             learning_rate=learning_rate,
             l2=l2,
             prior_weight=prior_weight,
-            balanced=balanced,
+            balance=balance,
         )
 
     @classmethod
     def _unit_test_params(cls):  # type: ignore[no-untyped-def]
         yield {}
-        yield {"prior_weight": 0.0, "balanced": False}
+        yield {"prior_weight": 0.0, "balance": 0.0}
 
     @property
     def classes(self) -> tuple[str, ...]:

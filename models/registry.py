@@ -26,6 +26,7 @@ tampering).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import pickle
@@ -82,13 +83,21 @@ DEFAULT_KEEP = 10
 
 @dataclass(frozen=True)
 class DefaultSpec:
-    """How to build a default model: an untrained model, then an optional warm start from the data."""
+    """How to build a default model: an untrained model, then an optional warm start from the data.
+
+    ``sources`` are the modules whose code decides the model (a change to one invalidates the cache).
+
+    >>> spec = DefaultSpec("intent", IntentClassifier, sources=("models.intent",))
+    >>> spec.build().classes
+    ('query', 'comment')
+    """
 
     name: str
     build: Callable[[], Any]
     warm_start: Callable[[Any, Path], int] | None = None
     data_files: tuple[str, ...] = ()
     version: str = "1"
+    sources: tuple[str, ...] = ()
 
 
 _DEFAULTS: dict[str, DefaultSpec] = {}
@@ -100,13 +109,17 @@ def register_default(
     warm_start: Callable[[Any, Path], int] | None = None,
     data_files: tuple[str, ...] = (),
     version: str = "1",
+    sources: tuple[str, ...] | None = None,
 ) -> None:
     """Declare a default model: ``build()`` makes it untrained; ``warm_start(model, data_dir)`` teaches it.
 
     ``data_files`` (relative to the data folder) are the files the warm start reads: a change to them
     invalidates the cache, and when one is missing the model is returned untrained with a warning.
+    ``sources`` (module names; default: the module defining ``build``) are hashed into the cache key too.
     """
-    _DEFAULTS[name] = DefaultSpec(name, build, warm_start, tuple(data_files), version)
+    if sources is None:
+        sources = (getattr(build, "__module__", "") or "models",)
+    _DEFAULTS[name] = DefaultSpec(name, build, warm_start, tuple(data_files), version, tuple(sources))
 
 
 def default_names() -> tuple[str, ...]:
@@ -154,7 +167,12 @@ def build_default(name: str, data_dir: Path | str | None = None) -> tuple[Any, i
 def _fingerprint(spec: DefaultSpec, folder: Path) -> str:
     h = hashlib.sha256()
     h.update(f"{spec.name}|{spec.version}|{river.__version__}|{platform.python_version()}".encode())
-    for path in sorted(_PACKAGE_DIR.glob("*.py")) + sorted(TAXONOMY_DIR.glob("*.toml")):
+    paths = []
+    for module in spec.sources:
+        found = importlib.util.find_spec(module)
+        if found is not None and found.origin and Path(found.origin).is_file():
+            paths.append(Path(found.origin))
+    for path in paths + sorted(TAXONOMY_DIR.glob("*.toml")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     for rel in spec.data_files:
@@ -417,16 +435,19 @@ def list_models(client: Any, prefix: str) -> list[str]:
     return sorted(_s(n) for n in client.smembers(models_key(prefix)))
 
 
+_TEXT_SOURCES = ("models.text", "models._online")
 register_default(
     "intent",
     IntentClassifier,
     lambda model, folder: warm_start_intent(model, folder / "tweet_acts" / "tweet_acts_5000.csv"),
     data_files=("tweet_acts/tweet_acts_5000.csv",),
+    sources=(*_TEXT_SOURCES, "models.intent"),
 )
 register_default(
     "sentiment",
     SentimentClassifier,
     lambda model, folder: warm_start_sentiment(model, folder / "airline" / "Tweets.csv"),
     data_files=("airline/Tweets.csv",),
+    sources=(*_TEXT_SOURCES, "models.sentiment"),
 )
-register_default("department", DepartmentClassifier)
+register_default("department", DepartmentClassifier, sources=(*_TEXT_SOURCES, "models.department"))

@@ -46,8 +46,9 @@ class SentimentClassifier(OnlineTextClassifier):
     prior_weight
         How many labelled examples the lexicon prior is worth; its weight fades as the model learns
         (the lexicon stays in the model as features).
-    balanced
-        Weight examples by inverse class frequency, which favours macro-averaged recall.
+    balance
+        Weight examples by inverse class frequency to this power (0: no weighting, 1: fully balanced,
+        which favours macro-averaged recall).
     neutral_band
         Compound scores within ``±neutral_band`` are neutral for the prior (VADER uses 0.05).
 
@@ -75,7 +76,7 @@ class SentimentClassifier(OnlineTextClassifier):
         learning_rate: float = 0.1,
         l2: float = 0.0,
         prior_weight: float = 20.0,
-        balanced: bool = True,
+        balance: float = 1.0,
         neutral_band: float = 0.05,
     ) -> None:
         super().__init__(
@@ -83,7 +84,7 @@ class SentimentClassifier(OnlineTextClassifier):
             learning_rate=learning_rate,
             l2=l2,
             prior_weight=prior_weight,
-            balanced=balanced,
+            balance=balance,
         )
         self.neutral_band = neutral_band
 

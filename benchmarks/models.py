@@ -1,0 +1,284 @@
+"""Text models: quality beside baselines, and predictions per second (one core).
+
+Run: ``.venv/bin/python benchmarks/models.py`` (needs ``../shared/data``). Prints one ``name=value`` line
+per figure. Quality:
+
+- sentiment on the airline tweets: a time-ordered split (oldest 80 % train, newest 20 % test) and
+  leave-one-airline-out (train on five airlines, test on the sixth, each in turn); macro recall, macro F1
+  and accuracy beside the majority class and VADER alone (``vaderSentiment``, ±0.05 thresholds); the
+  models evaluated are fresh ones trained on the training part only (never the shipped default, which
+  has seen the whole file);
+- intent on tweet_acts (QUE + REQ = query): a seeded 80/20 split, beside the majority class and the rule
+  cues alone;
+- department: no public data labels departments; the only labels are the airline complaints with a
+  ``negativereason`` (all service matters), so the figure is the share of those the prior routes to
+  service, and a feedback run shows the online part taking over;
+- prequential (test-then-train) accuracy and macro F1 over each file in order.
+
+Speed: predictions per second of each model alone (each normalising its own text), of the normaliser
+alone, and of ``MentionClassifier.classify_one`` (all three sharing one normalisation), measured as CPU
+time of this process (best of three passes; the machine is shared) and compared with VADER's
+``polarity_scores`` in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import polars as pl  # noqa: E402
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: E402
+
+from models import registry  # noqa: E402
+from models.classifiers import MentionClassifier  # noqa: E402
+from models.department import DepartmentClassifier  # noqa: E402
+from models.intent import IntentClassifier, intent_from_act  # noqa: E402
+from models.prequential import classification_scores, majority_scores, prequential_scores  # noqa: E402
+from models.sentiment import SentimentClassifier  # noqa: E402
+from models.text import TextNormalizer  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+Row = tuple[dict[str, Any], str]
+
+
+def emit(name: str, value: Any) -> None:
+    print(f"{name}={value}", flush=True)
+
+
+def fit(model: Any, rows: Sequence[Row], epochs: int = 2, seed: int = 42) -> Any:
+    """Train as the registry's warm start does: ``epochs`` seeded shuffled passes."""
+    rng = random.Random(seed)
+    order = list(rows)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for x, y in order:
+            model.learn_one(x, y)
+    return model
+
+
+def vader_label(analyzer: SentimentIntensityAnalyzer, text: str) -> str:
+    c = analyzer.polarity_scores(text)["compound"]
+    return "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
+
+
+def score_triplet(prefix: str, scores: dict[str, Any]) -> None:
+    emit(f"{prefix}_macro_recall", scores["macro_recall"])
+    emit(f"{prefix}_macro_f1", scores["macro_f1"])
+    emit(f"{prefix}_accuracy", scores["accuracy"])
+
+
+def airline_rows() -> tuple[list[Row], list[str]]:
+    frame = pl.read_csv(DATA / "airline" / "Tweets.csv")
+    frame = frame.with_columns(
+        pl.col("tweet_created").str.strptime(pl.Datetime, "%Y-%m-%d %H:%M:%S %z").alias("ts")
+    ).sort("ts", maintain_order=True)
+    rows = [
+        ({"text": t, "channel": "twitter"}, y)
+        for t, y in zip(frame["text"].to_list(), frame["airline_sentiment"].to_list(), strict=True)
+    ]
+    return rows, frame["airline"].to_list()
+
+
+def bench_sentiment(vader: SentimentIntensityAnalyzer) -> dict[str, Any]:
+    rows, airlines = airline_rows()
+    cut = int(len(rows) * 0.8)
+    train, test = rows[:cut], rows[cut:]
+    y_test = [y for _, y in test]
+    model = fit(SentimentClassifier(), train)
+    out: dict[str, Any] = {"time": {}}
+    out["time"]["model"] = classification_scores(y_test, [model.predict_one(x) for x, _ in test])
+    out["time"]["vader"] = classification_scores(y_test, [vader_label(vader, x["text"]) for x, _ in test])
+    prior = SentimentClassifier()
+    out["time"]["prior"] = classification_scores(y_test, [prior.predict_one(x) for x, _ in test])
+    out["time"]["majority"] = majority_scores([y for _, y in train], y_test)
+    emit("sentiment_time_split_train", len(train))
+    emit("sentiment_time_split_test", len(test))
+    for name in ("model", "vader", "prior", "majority"):
+        score_triplet(f"sentiment_time_{name}", out["time"][name])
+    emit(
+        "sentiment_time_recall_ratio_vs_vader",
+        round(out["time"]["model"]["macro_recall"] / out["time"]["vader"]["macro_recall"], 3),
+    )
+
+    per: dict[str, dict[str, dict[str, Any]]] = {}
+    for held in sorted(set(airlines)):
+        tr = [r for r, a in zip(rows, airlines, strict=True) if a != held]
+        te = [r for r, a in zip(rows, airlines, strict=True) if a == held]
+        ys = [y for _, y in te]
+        m = fit(SentimentClassifier(), tr)
+        per[held] = {
+            "model": classification_scores(ys, [m.predict_one(x) for x, _ in te]),
+            "vader": classification_scores(ys, [vader_label(vader, x["text"]) for x, _ in te]),
+            "majority": majority_scores([y for _, y in tr], ys),
+        }
+        key = held.lower().replace(" ", "_")
+        emit(f"sentiment_loao_{key}_n", len(te))
+        for name in ("model", "vader", "majority"):
+            emit(f"sentiment_loao_{key}_{name}_macro_recall", per[held][name]["macro_recall"])
+            emit(f"sentiment_loao_{key}_{name}_macro_f1", per[held][name]["macro_f1"])
+    out["loao"] = per
+    for name in ("model", "vader", "majority"):
+        for metric in ("macro_recall", "macro_f1", "accuracy"):
+            mean = round(statistics.fmean(p[name][metric] for p in per.values()), 4)
+            emit(f"sentiment_loao_mean_{name}_{metric}", mean)
+    wins = sum(p["model"]["macro_recall"] > p["vader"]["macro_recall"] for p in per.values())
+    emit("sentiment_loao_airlines_model_beats_vader_recall", f"{wins}/{len(per)}")
+
+    preq = prequential_scores(SentimentClassifier(), rows)
+    score_triplet("sentiment_prequential", preq)
+    return out
+
+
+def bench_intent() -> dict[str, Any]:
+    frame = pl.read_csv(DATA / "tweet_acts" / "tweet_acts_5000.csv")
+    rows = [
+        ({"text": t, "channel": "twitter"}, intent_from_act(a))
+        for t, a in zip(frame["text"].to_list(), frame["act"].to_list(), strict=True)
+    ]
+    shuffled = list(rows)
+    random.Random(42).shuffle(shuffled)
+    cut = int(len(shuffled) * 0.8)
+    train, test = shuffled[:cut], shuffled[cut:]
+    y_test = [y for _, y in test]
+    model = fit(IntentClassifier(), train)
+    rules = IntentClassifier()
+    out = {
+        "model": classification_scores(y_test, [model.predict_one(x) for x, _ in test]),
+        "rules": classification_scores(
+            y_test, ["query" if rules.rule_says_query(rules.normalise_one(x)) else "comment" for x, _ in test]
+        ),
+        "prior": classification_scores(y_test, [rules.predict_one(x) for x, _ in test]),
+        "majority": majority_scores([y for _, y in train], y_test),
+    }
+    emit("intent_split_train", len(train))
+    emit("intent_split_test", len(test))
+    emit("intent_test_query_share", round(y_test.count("query") / len(y_test), 4))
+    for name in ("model", "rules", "prior", "majority"):
+        score_triplet(f"intent_{name}", out[name])
+    preq = prequential_scores(IntentClassifier(), shuffled)
+    score_triplet("intent_prequential", preq)
+    return out
+
+
+def bench_department() -> dict[str, Any]:
+    frame = pl.read_csv(DATA / "airline" / "Tweets.csv").filter(
+        pl.col("negativereason").is_not_null() & (pl.col("negativereason") != "Can't Tell")
+    )
+    model = DepartmentClassifier()
+    preds = [model.predict_one({"text": t, "channel": "twitter"}) for t in frame["text"].to_list()]
+    share = round(preds.count("service") / len(preds), 4)
+    emit("department_complaints_n", len(preds))
+    emit("department_complaints_routed_to_service", share)
+    for dep in ("sales", "marketing", "pr"):
+        emit(f"department_complaints_routed_to_{dep}", round(preds.count(dep) / len(preds), 4))
+    # Feedback: an analyst re-routes "Flight Booking Problems" to sales; prequential accuracy over that stream.
+    reasons = frame["negativereason"].to_list()
+    texts = frame["text"].to_list()
+    stream = [
+        ({"text": t, "channel": "twitter"}, "sales" if r == "Flight Booking Problems" else "service")
+        for t, r in zip(texts, reasons, strict=True)
+    ]
+    random.Random(7).shuffle(stream)
+    fb = DepartmentClassifier()
+    before = classification_scores([y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]])
+    preq = prequential_scores(fb, stream[:-1000])
+    after = classification_scores([y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]])
+    emit("department_rerouting_feedback_examples", len(stream) - 1000)
+    score_triplet("department_rerouting_prior_only", before)
+    score_triplet("department_rerouting_after_feedback", after)
+    emit("department_rerouting_prequential_macro_recall", preq["macro_recall"])
+    return {"service_share": share, "before": before, "after": after}
+
+
+def rate(fn: Callable[[dict[str, Any]], Any], xs: Sequence[dict[str, Any]], passes: int = 3) -> float:
+    """Calls per CPU second (best of ``passes``), after one warm-up pass."""
+    for x in xs[:500]:
+        fn(x)
+    best = float("inf")
+    for _ in range(passes):
+        start = time.process_time()
+        for x in xs:
+            fn(x)
+        best = min(best, time.process_time() - start)
+    return len(xs) / best if best > 0 else float("inf")
+
+
+def bench_speed(vader: SentimentIntensityAnalyzer, cache_dir: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    sentiment, n_s = registry.build_default("sentiment", DATA)
+    t_sent = time.perf_counter() - started
+    started = time.perf_counter()
+    intent, n_i = registry.build_default("intent", DATA)
+    t_int = time.perf_counter() - started
+    emit("warm_start_sentiment_examples", n_s)
+    emit("warm_start_sentiment_s", round(t_sent, 2))
+    emit("warm_start_intent_examples", n_i)
+    emit("warm_start_intent_s", round(t_int, 2))
+    registry.load_default("sentiment", data_dir=DATA, cache_dir=cache_dir)
+    started = time.perf_counter()
+    registry.load_default("sentiment", data_dir=DATA, cache_dir=cache_dir)
+    emit("cached_load_sentiment_s", round(time.perf_counter() - started, 3))
+
+    # A department model that has learned from feedback runs its four online models too (worst case).
+    department = DepartmentClassifier()
+    frame = pl.read_csv(DATA / "airline" / "Tweets.csv")
+    texts = frame["text"].to_list()
+    deps = ("service", "sales", "marketing", "pr")
+    for i, t in enumerate(texts[:2000]):
+        department.learn_one({"text": t, "channel": "twitter"}, deps[i % 4])
+    xs = [{"text": t, "channel": "twitter"} for t in texts]
+    clf = MentionClassifier(intent=intent, sentiment=sentiment, department=department)
+    norm = TextNormalizer()
+    speeds = {
+        "vader": rate(lambda x: vader.polarity_scores(x["text"]), xs[:5000]),
+        "normalise": rate(norm.normalise_one, xs),
+        "intent": rate(intent.predict_one, xs),
+        "sentiment": rate(sentiment.predict_one, xs),
+        "department": rate(department.predict_one, xs),
+        "all_three_separately": rate(
+            lambda x: (intent.predict_one(x), sentiment.predict_one(x), department.predict_one(x)), xs
+        ),
+        "classify_one": rate(clf.classify_one, xs),
+    }
+    cold = MentionClassifier(intent=intent, sentiment=sentiment, department=DepartmentClassifier())
+    speeds["classify_one_department_prior_only"] = rate(cold.classify_one, xs)
+    for name, value in speeds.items():
+        emit(f"speed_{name}_per_s", round(value))
+    emit("speed_classify_one_vs_vader_ratio", round(speeds["classify_one"] / speeds["vader"], 2))
+    emit("speed_shared_vs_separate_ratio", round(speeds["classify_one"] / speeds["all_three_separately"], 2))
+    return speeds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-quality", action="store_true", help="only measure speed")
+    parser.add_argument("--skip-speed", action="store_true", help="only measure quality")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"benchmarks/models.py: data folder {DATA} is absent", file=sys.stderr)
+        return 2
+    vader = SentimentIntensityAnalyzer()
+    started = time.perf_counter()
+    if not args.skip_quality:
+        bench_sentiment(vader)
+        bench_intent()
+        bench_department()
+    if not args.skip_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_speed(vader, Path(tmp))
+    emit("benchmark_wall_s", round(time.perf_counter() - started, 1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
