@@ -7,7 +7,7 @@ User text (mention texts, authors, dead-letter payloads) only ever reaches the s
 which show it as plain text; nothing written by users goes through Markdown or HTML.
 
 >>> format_minutes(51.2), format_minutes(135.0), format_minutes(None)
-('51 min', '2 h 15 min', '–')
+('51 min', '2h 15m', '–')
 >>> format_delta(0.80, 0.75, "pp"), format_delta(12.0, 10.0, "%"), format_delta(None, 3.0, "min")
 ('+5.0 pp', '+20 %', None)
 """
@@ -48,7 +48,7 @@ _SPARE_COLOURS = ["#c084fc", "#fb923c", "#a3e635", "#67e8f9", "#fda4af", "#d6d3d
 # -- formatting ---------------------------------------------------------------------------------------
 
 def format_minutes(value: float | None) -> str:
-    """A duration in minutes for a tile: ``51 min``, ``2 h 15 min``."""
+    """A duration in minutes for a tile: ``51 min``, ``2h 15m`` (short enough for a narrow tile)."""
     if value is None:
         return "–"
     if value < 1:
@@ -56,7 +56,7 @@ def format_minutes(value: float | None) -> str:
     if value < 60:
         return f"{value:.0f} min"
     hours, minutes = divmod(round(value), 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours}h {minutes:02d}m" if minutes else f"{hours}h"
 
 
 def format_rate(value: float | None) -> str:
@@ -175,17 +175,17 @@ def _status_line(view: CommandCentre) -> None:
 
 def _kpi_tiles(view: CommandCentre) -> None:
     k, p, spark = view.kpis, view.previous, view.sparklines
-    versus = f"vs previous {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
+    versus = f"vs prev. {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
     tiles: list[tuple[str, str, str | None, Literal["normal", "inverse", "off"], str, str]] = [
         ("Mentions / min", format_rate(k["mentions_per_min"]),
          format_delta(k["mentions_per_min"], p["mentions_per_min"], "%"), "off", "mentions_per_min",
          f"{_number(k['mentions'])} mentions in the range, per minute of event time up to the newest one."),
         ("Distinct authors", _number(k["authors"]), format_delta(k["authors"], p["authors"], "%"), "off",
          "authors", "Distinct authors in the range (HyperLogLog, per brand)."),
-        ("First response, mean", format_minutes(k["mean_response_min"]),
+        ("Mean response", format_minutes(k["mean_response_min"]),
          format_delta(k["mean_response_min"], p["mean_response_min"], "min"), "inverse", "mean_response_min",
          f"Mean time to the brand's first reply, over {_number(k['responses'])} replies posted in the range."),
-        ("First response, p90", format_minutes(k["p90_response_min"]),
+        ("p90 response", format_minutes(k["p90_response_min"]),
          format_delta(k["p90_response_min"], p["p90_response_min"], "min"), "inverse", "p90_response_min",
          "90th percentile of first response times of replies posted in the range."),
         ("Answer rate", _percent(k["answer_rate"]), format_delta(k["answer_rate"], p["answer_rate"], "pp"),
