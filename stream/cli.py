@@ -317,7 +317,10 @@ def demo(
     if not no_dashboard:
         procs.append(_start_dashboard(settings, url))
         err.print(f"[bold green]dashboard:[/] http://localhost:{settings.dashboard_port}   (Ctrl-C stops the demo)")
-    err.print(f"redis: {url}  prefix: {settings.prefix}")
+    from stream.alert_push import AlertPushServer
+
+    push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
+    err.print(f"redis: {url}  prefix: {settings.prefix}  alert push: {push.url}")
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -332,6 +335,7 @@ def demo(
     try:
         _guard(go)
     finally:
+        push.stop()
         for p in procs:
             p.terminate()
             try:

@@ -1,0 +1,112 @@
+"""Alert push: a WebSocket server that sends every new alert to every connected client, as it happens.
+
+On connect a client receives the latest ``backlog`` alerts (from the ``alerts`` stream, oldest first),
+then each alert published on the ``alerts:live`` pub/sub channel, one JSON text frame per alert.
+Incident tooling (a pager bridge, a chat bot, the wall display) subscribes with any WebSocket client::
+
+    python -m websockets ws://localhost:8765/
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import redis.asyncio as aredis
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+
+from stream.keys import Keys
+
+__all__ = ["AlertPushServer"]
+
+log = logging.getLogger(__name__)
+
+
+class AlertPushServer:
+    """Relay ``{prefix}alerts:live`` to WebSocket clients.
+
+    >>> srv = AlertPushServer("redis://localhost:6379/0", Keys("pulse:"), port=0)
+    >>> srv.backlog
+    20
+    """
+
+    def __init__(self, redis_url: str, keys: Keys, host: str = "127.0.0.1", port: int = 8765,
+                 backlog: int = 20) -> None:
+        self.redis_url = redis_url
+        self.keys = keys
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self._clients: set[ServerConnection] = set()
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        client = aredis.Redis.from_url(self.redis_url)
+        try:
+            entries: list[Any] = await client.xrevrange(self.keys.alerts, count=self.backlog)
+            for _id, fields in reversed(entries):
+                await ws.send(fields[b"alert"].decode())
+        finally:
+            await client.aclose()
+        self._clients.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            self._clients.discard(ws)
+
+    async def _relay(self) -> None:
+        client = aredis.Redis.from_url(self.redis_url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe(self.keys.alerts_live)
+        try:
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None and msg.get("type") == "message":
+                    data = msg["data"]
+                    broadcast(self._clients, data.decode() if isinstance(data, bytes) else str(data))
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+    async def serve(self) -> None:
+        """Serve until cancelled (or :meth:`stop` when started with :meth:`start`)."""
+        self._stop = asyncio.Event()
+        async with serve(self._handler, self.host, self.port) as server:
+            self._server = server
+            self.port = server.sockets[0].getsockname()[1] if self.port == 0 else self.port
+            relay = asyncio.create_task(self._relay())
+            self._ready.set()
+            log.info("alert push on ws://%s:%d/", self.host, self.port)
+            try:
+                await self._stop.wait()
+            finally:
+                relay.cancel()
+
+    def start(self) -> AlertPushServer:
+        """Serve in a background thread; returns once the port is open."""
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+
+        self._thread = threading.Thread(target=run, name="alert-push", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError(f"alert push server did not start on {self.host}:{self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/"
