@@ -49,7 +49,7 @@ class AlertPushServer:
     async def _handler(self, ws: ServerConnection) -> None:
         client = aredis.Redis.from_url(self.redis_url)
         try:
-            entries: list[Any] = await client.xrevrange(self.keys.alerts, count=self.backlog)
+            entries: list[Any] = await client.xrevrange(self.keys.alerts, count=self.backlog) or []
             for _id, fields in reversed(entries):
                 await ws.send(fields[b"alert"].decode())
         finally:

@@ -280,11 +280,30 @@ def dashboard(
     settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
     url, _ = _redis(settings)
     proc = _start_dashboard(settings, url, headless)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        raise typer.Exit(proc.wait())
+        code = proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        raise typer.Exit(130) from None
+        code = 130
+    finally:
+        _stop_children([proc])
+    raise typer.Exit(code)
+
+
+def _interrupt(*_: Any) -> None:
+    """SIGTERM handler: unwind like Ctrl-C so child processes are stopped too."""
+    raise KeyboardInterrupt
+
+
+def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _start_dashboard(settings: Settings, url: str, headless: bool = True) -> subprocess.Popen[bytes]:
@@ -322,10 +341,7 @@ def demo(
     push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
     err.print(f"redis: {url}  prefix: {settings.prefix}  alert push: {push.url}")
 
-    def stop(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     def go() -> None:
         # The first simulated incident comes after ten minutes of event time: the wall display shows
@@ -336,12 +352,7 @@ def demo(
         _guard(go)
     finally:
         push.stop()
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_children(procs)
 
 
 # Commands contributed by other areas, each a module with ``register(app)``.
