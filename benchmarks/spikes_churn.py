@@ -33,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from connectors.simulator import CHANNELS, World  # noqa: E402
+from models.churn import ChurnFeatures, ChurnModel  # noqa: E402
 from models.spikes import SpikeAlerter, SpikeDetector  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
@@ -156,7 +158,10 @@ def _incident_opens(flags: list[bool], quiet_to_close: int = 3) -> list[int]:
 
 
 def score_alerts(series: Series, opens: list[int], from_minute: int, grace: int = 30) -> dict[str, float]:
+    """Alerts opened from ``from_minute`` on against the incidents that start from then on."""
     opens = [o for o in opens if o >= from_minute]
+    series = Series(series.name, series.counts, [(s, e) for s, e in series.incidents if s >= from_minute],
+                    series.bursts)
     detected: dict[int, int] = {}
     false = duplicates = 0
     for o in opens:
@@ -178,7 +183,7 @@ def score_alerts(series: Series, opens: list[int], from_minute: int, grace: int 
             "delay_sum": float(sum(detected.values()))}
 
 
-def run_spikes(days: int, seed: int) -> dict[str, float]:
+def run_synthetic_spikes(days: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     volumes = {"forum_quiet": 0.3, "instagram_small": 2.0, "facebook_mid": 8.0, "twitter_busy": 40.0}
     all_series = [spike_traffic(name, v, days, rng) for name, v in volumes.items()]
@@ -252,12 +257,206 @@ def _add(totals: dict[str, dict[str, float]], key: str, r: dict[str, float]) -> 
     t["detected_alerts"] += r["alerts"] - r["false"] - r["duplicates"]
 
 
+# ----------------------------------------------------------------------------------------------------
+# The simulator: spikes (its injected incidents and news bursts) and churn (its hidden process)
+# ----------------------------------------------------------------------------------------------------
+
+
+def roc_auc(labels: list[bool], scores: list[float]) -> float:
+    """Area under the ROC curve by ranks (ties share their mean rank)."""
+    pos = sum(labels)
+    neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+@dataclass
+class SimTraffic:
+    """Per-minute counts per brand x channel from one simulator run, with the ground truth."""
+
+    start: datetime
+    minutes: int
+    keys: list[tuple[str, str]]
+    total: dict[tuple[str, str], np.ndarray]
+    negative: dict[tuple[str, str], np.ndarray]  # truth labels
+    negative_noisy: dict[tuple[str, str], np.ndarray]  # as an imperfect sentiment model would label them
+    incidents: dict[tuple[str, str], list[tuple[int, int]]]
+    bursts: dict[tuple[str, str], list[tuple[int, int]]]
+
+
+def simulate(days: int, seed: int, customers: int, rate: float) -> tuple[SimTraffic, dict[str, float]]:
+    """One pass over the simulator: minute counts for the spike part, churn scored prequentially."""
+    world = World(seed=seed, n_customers=customers, rate_per_hour=rate)
+    start = world.start
+    until = start + timedelta(days=days)
+    minutes = days * 1440
+    keys = [(b.id, c) for b in world.brands for c in CHANNELS]
+    total = {k: np.zeros(minutes) for k in keys}
+    negative = {k: np.zeros(minutes) for k in keys}
+    noisy = {k: np.zeros(minutes) for k in keys}
+    # An imperfect sentiment model: finds 75 % of the negative posts, calls 8 % of the others negative.
+    noise = np.random.default_rng(seed + 1)
+    start_s = start.timestamp()
+
+    feats = ChurnFeatures()
+    feats_14 = ChurnFeatures(halflife_days=14.0)
+    model, model_14, model_zero = ChurnModel(), ChurnModel(), ChurnModel(use_prior=False)
+    prior_only = ChurnModel()
+    for c in world.customers():
+        crm = {"type": "crm", "customer_id": c["customer_id"], "tenure_days": c["tenure_days"],
+               "value": c["value"], "tier": c["tier"], "ts": start}
+        feats.learn_one(crm)
+        feats_14.learn_one(crm)
+    labels: list[bool] = []
+    scored: dict[str, list[float]] = {"model": [], "model_hl14": [], "model_no_prior": [], "prior_only": [],
+                                      "neg_share": []}
+    t_feat = t_pred = 0.0
+    n_events = n_preds = 0
+    for rec in world.events(until=until, kinds={"mention", "churn"}):
+        p = rec.payload
+        assert isinstance(p, dict)
+        if rec.fmt == "churn":
+            t0 = time.perf_counter()
+            x = feats.transform_one(p)
+            x14 = feats_14.transform_one(p)
+            scored["model"].append(model.predict_proba_one(x)[True])
+            scored["model_hl14"].append(model_14.predict_proba_one(x14)[True])
+            scored["model_no_prior"].append(model_zero.predict_proba_one(x)[True])
+            scored["prior_only"].append(prior_only.predict_proba_one(x)[True])
+            scored["neg_share"].append(x["neg_share"])
+            t_pred += time.perf_counter() - t0
+            n_preds += 1
+            churned = bool(p["churned"])
+            labels.append(churned)
+            model.learn_one(x, churned)
+            model_14.learn_one(x14, churned)
+            model_zero.learn_one(x, churned)
+            continue
+        meta = p.get("meta") or {}
+        if not p["from_brand"]:
+            minute = int((datetime.fromisoformat(p["ts"]).timestamp() - start_s) // 60)
+            if 0 <= minute < minutes:
+                k = (p["brand"], p["channel"])
+                total[k][minute] += 1
+                is_neg = meta.get("truth_sentiment") == "negative"
+                negative[k][minute] += is_neg
+                noisy[k][minute] += noise.random() < (0.75 if is_neg else 0.08)
+        cid = meta.get("truth_customer_id")
+        if p["from_brand"] or cid:
+            event = {"id": p["id"], "customer_id": cid, "ts": p["ts"], "text": p["text"],
+                     "sentiment": meta.get("truth_sentiment"), "intent": meta.get("truth_intent"),
+                     "from_brand": p["from_brand"], "in_reply_to": p["in_reply_to"]}
+            t0 = time.perf_counter()
+            feats.learn_one(event)
+            t_feat += time.perf_counter() - t0
+            feats_14.learn_one(event)
+            n_events += 1
+
+    churn: dict[str, float] = {"churn_outcomes": len(labels), "churn_churned": sum(labels)}
+    for name, vals in scored.items():
+        churn[f"churn_auc_{name}"] = roc_auc(labels, vals)
+    churn["churn_auc_ratio_model_vs_neg_share"] = churn["churn_auc_model"] / churn["churn_auc_neg_share"]
+    churn["churn_feature_events_per_s"] = n_events / t_feat if t_feat else float("nan")
+    churn["churn_transform_predict_per_s"] = n_preds / t_pred * 5 if t_pred else float("nan")
+
+    incidents: dict[tuple[str, str], list[tuple[int, int]]] = {k: [] for k in keys}
+    for i in world.incidents_between(start, until):
+        incidents[(i.brand, i.channel)].append((int((i.start - start).total_seconds() // 60),
+                                                int((i.end - start).total_seconds() // 60)))
+    bursts: dict[tuple[str, str], list[tuple[int, int]]] = {k: [] for k in keys}
+    for b in world.bursts_between(start, until):
+        bursts[(b.brand, b.channel)].append((int((b.start - start).total_seconds() // 60),
+                                             int((b.end - start).total_seconds() // 60)))
+    return SimTraffic(start, minutes, keys, total, negative, noisy, incidents, bursts), churn
+
+
+def sim_alert_opens(tr: SimTraffic) -> tuple[dict[str, dict[tuple[str, str], list[int]]], float]:
+    """Minutes at which each detector opens an incident, per brand x channel; and detector windows/s."""
+    opens: dict[str, dict[tuple[str, str], list[int]]] = {}
+    elapsed = windows = 0.0
+    for k in tr.keys:
+        counts = tr.total[k].tolist()
+        for variant, negs in (("detector", None), ("detector_neg", tr.negative[k].tolist()),
+                              ("detector_neg_noisy", tr.negative_noisy[k].tolist())):
+            alerter = SpikeAlerter(interval_s=60)
+            found = opens.setdefault(variant, {}).setdefault(k, [])
+            t0 = time.perf_counter()
+            for i, c in enumerate(counts):
+                alerts = alerter.update(k[0], k[1], tr.start + timedelta(minutes=i), c,
+                                        negative=negs[i] if negs is not None else None)
+                if alerts and any(a["message"].startswith("open") for a in alerts):
+                    found.append(i)
+            if variant == "detector":
+                elapsed += time.perf_counter() - t0
+                windows += len(counts)
+        for variant, values in (("baseline", counts), ("baseline_neg", tr.negative[k].tolist())):
+            base = RollingBaseline(60)
+            flags = []
+            for c in values:
+                flags.append(base.z(c) > 3.0)
+                base.learn(c)
+            opens.setdefault(variant, {})[k] = _incident_opens(flags)
+    return opens, windows / elapsed
+
+
+def score_sim_spikes(tr: SimTraffic, opens: dict[str, dict[tuple[str, str], list[int]]],
+                     from_minute: int, prefix: str) -> dict[str, float]:
+    """Alerts scored against the simulator's incidents that start from ``from_minute`` on."""
+    runs: dict[str, dict[str, float]] = {}
+    for variant, per_key in opens.items():
+        for k, found in per_key.items():
+            series = Series(name=f"{k[0]}_{k[1]}", counts=tr.total[k], incidents=tr.incidents[k],
+                            bursts=tr.bursts[k])
+            _add(runs, variant, score_alerts(series, found, from_minute))
+    days = (tr.minutes - from_minute) / 1440
+    out: dict[str, float] = {}
+    for who, r in runs.items():
+        out[f"{prefix}_{who}_precision"] = r["detected_alerts"] / r["alerts"] if r["alerts"] else 0.0
+        out[f"{prefix}_{who}_recall"] = r["detected"] / r["incidents"] if r["incidents"] else 0.0
+        out[f"{prefix}_{who}_delay_min"] = r["delay_sum"] / r["detected"] if r["detected"] else float("nan")
+        out[f"{prefix}_{who}_false_alerts_per_day"] = r["false"] / days
+        out[f"{prefix}_{who}_false_alerts_in_news_bursts"] = r["false_in_bursts"]
+        out[f"{prefix}_{who}_duplicate_alerts"] = r["duplicates"]
+    out[f"{prefix}_incidents"] = runs["detector"]["incidents"]
+    out[f"{prefix}_bursts"] = sum(1 for k in tr.keys for st, _ in tr.bursts[k] if st >= from_minute)
+    out[f"{prefix}_series"] = len(tr.keys)
+    out[f"{prefix}_days"] = days
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--days", type=int, default=56, help="days of traffic per series (spikes)")
-    ap.add_argument("--seed", type=int, default=7, help="random seed of the generators")
+    ap.add_argument("--days", type=int, default=28, help="days of simulated world")
+    ap.add_argument("--customers", type=int, default=3000, help="CRM customers in the simulated world")
+    ap.add_argument("--rate", type=float, default=1200.0, help="simulated mentions per hour (all brands)")
+    ap.add_argument("--synthetic-days", type=int, default=56, help="days of the synthetic spike series (0: skip)")
+    ap.add_argument("--seed", type=int, default=7, help="random seed of the simulator and generators")
     args = ap.parse_args(argv)
-    for k, v in run_spikes(args.days, args.seed).items():
+    t0 = time.perf_counter()
+    traffic, churn = simulate(args.days, args.seed, args.customers, args.rate)
+    figures: dict[str, float] = {"sim_generate_s": time.perf_counter() - t0}
+    figures.update(churn)
+    opens, windows_per_s = sim_alert_opens(traffic)
+    figures.update(score_sim_spikes(traffic, opens, from_minute=1440, prefix="sim_spikes"))
+    figures["sim_spikes_detector_windows_per_s"] = windows_per_s
+    early = score_sim_spikes(traffic, opens, from_minute=360, prefix="sim_spikes_from6h")
+    figures.update({k: v for k, v in early.items()
+                    if k.endswith(("_recall", "_precision", "_false_alerts_per_day", "_incidents"))})
+    if args.synthetic_days > 0:
+        figures.update({f"synthetic_{k}": v for k, v in run_synthetic_spikes(args.synthetic_days, args.seed).items()})
+    for k, v in figures.items():
         print(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -196,6 +197,27 @@ class ChurnFeatures(base.Transformer):
     def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         yield {}
         yield {"halflife_days": 7.0, "sla_h": 4.0, "max_customers": 100}
+
+    def _unit_test_dataset(self) -> list[tuple[dict[str, Any], None]]:
+        """A seeded stream of CRM records, mentions and replies of 40 customers (for the generic checks)."""
+        rng = random.Random(7)
+        t0 = 1_709_510_400.0  # 2024-03-04
+        rows: list[tuple[dict[str, Any], None]] = []
+        for i in range(40):
+            rows.append(({"type": "crm", "customer_id": f"C{i}", "tenure_days": rng.randrange(20, 2000),
+                          "value": round(rng.uniform(50, 3000), 2), "tier": rng.choice(("gold", "silver", "bronze")),
+                          "ts": t0}, None))
+        for k in range(160):
+            t = t0 + k * 900.0
+            cid = f"C{rng.randrange(40)}"
+            if rng.random() < 0.3 and k > 0:
+                rows.append(({"id": f"r{k}", "from_brand": True, "in_reply_to": f"m{k - 1}", "ts": t}, None))
+                continue
+            rows.append(({"id": f"m{k}", "customer_id": cid, "ts": t, "intent": rng.choice(("query", "comment")),
+                          "sentiment": rng.choice(("negative", "neutral", "positive")),
+                          "text": rng.choice(("where is my refund", "cancel my plan now", "love the app",
+                                              "switching to another provider", "ok"))}, None))
+        return rows
 
     def _halflife_s(self) -> float:
         return max(self.halflife_days, 1e-6) * _DAY_S

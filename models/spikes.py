@@ -57,7 +57,9 @@ def to_epoch_seconds(value: Any) -> float | None:
         secs = float(value)
         if not math.isfinite(secs):
             return None
-        return secs / 1000.0 if abs(secs) > 1e11 else secs
+        secs = secs / 1000.0 if abs(secs) > 1e11 else secs
+        # Years 1 to 9999, as datetime: anything else is not a timestamp.
+        return secs if -62_135_596_800.0 <= secs <= 253_402_300_799.0 else None
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -566,6 +568,11 @@ class _Series:
     last_window: float | None = None
     incident: _Incident | None = None
     since_resolved: int = 1_000_000  # windows since the last incident resolved
+    # Negative mentions: the last few windows (mentions, negatives) and the usual negative share.
+    recent: list[tuple[float, float]] = field(default_factory=list)
+    share_num: float = 0.0
+    share_den: float = 0.0
+    share_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,14 +610,15 @@ class SpikeAlerter:
     An incident opens when a window scores 0.5 or more and the mentions behind the score are at least
     ``min_excess`` above and ``min_ratio`` times the expectation; it stays open while windows keep a z of
     ``release`` times the threshold and stay a sigma above their own expectation, and resolves after
-    ``close_after`` quieter windows. The alert dicts
+    ``close_after`` quieter windows (more in a quiet series). The alert dicts
     carry the fields of ``stream.schema.Alert`` and keep the same ``id`` for the whole incident: one
     when it opens, one each time it grows (higher severity or 1.5x the last reported count), and one
     when it resolves; ``message`` starts with ``open:``, ``update:`` or ``resolved:``.
 
     When the window's count of *negative* mentions is given, a second detector watches it and decides:
-    an incident is a spike of complaints, while buzz (a news burst: many mentions, the usual share of
-    negative ones) raises no alert. Without it, every spike of mentions is an incident.
+    an incident is a spike of complaints whose share of the mentions is also above the usual one, while
+    buzz (a news burst: many mentions, the usual share of negative ones) raises no alert. Without it,
+    every spike of mentions is an incident.
 
     Windows missing between two updates count as zero mentions when ``interval_s`` is set (the flow may
     not emit empty windows); a window at or before the last one of its series is neither learned nor
@@ -631,7 +639,8 @@ class SpikeAlerter:
         Fraction of the threshold below which a window counts as quiet (so does a window less than one
         sigma above its own expectation).
     close_after
-        Number of consecutive quiet windows that resolve an incident.
+        Number of consecutive quiet windows that resolve an incident; more (up to 30) in a quiet series,
+        as many as it takes to expect 5 mentions.
     max_series
         Series kept; the least recently updated is forgotten beyond this.
     max_samples
@@ -735,11 +744,14 @@ class SpikeAlerter:
             series.negative_detector = self.detector.clone()
         total = series.detector.assess_and_learn_one({"count": n, "ts": t})
         driver = total
+        share_ok = True
         if series.negative_detector is not None:
             # Once negatives are known for a series, missing ones are treated as none of the mentions.
-            driver = series.negative_detector.assess_and_learn_one({"count": min(neg or 0.0, n), "ts": t})
+            neg = min(neg or 0.0, n)
+            driver = series.negative_detector.assess_and_learn_one({"count": neg, "ts": t})
+            share_ok = self._negative_share(series, t, n, neg, int(driver["scale"]))
         series.last_window = t
-        alerts += self._track(key, series, t, n, total, driver, neg, sample_ids, top_terms)
+        alerts += self._track(key, series, t, n, total, driver, neg, sample_ids, top_terms, share_ok)
         inc = series.incident
         return SpikeObservation(driver["score"], total["expected_now"], driver["z"], inc is not None,
                                 tuple(alerts), spiking=inc is not None and inc.quiet == 0)
@@ -771,8 +783,39 @@ class SpikeAlerter:
             driver = total
             if series.negative_detector is not None:
                 driver = series.negative_detector.assess_and_learn_one(x)
+                self._negative_share(series, tt, 0.0, 0.0, 1)
             out += self._track(key, series, tt, 0.0, total, driver, None, (), ())
         return out
+
+    def _negative_share(self, series: _Series, t: float, n: float, neg: float, scale: int) -> bool:
+        """Whether the negative share of the last ``scale`` windows is above the usual one.
+
+        A news burst brings many mentions with the usual share of negative ones: more negatives, but
+        no incident. An outage brings complaints: the share itself jumps. Binomial z >= 3 against the
+        share learned outside incidents (half-life 3 days); with too little history, any share passes.
+        """
+        keep = max(self.detector._scales(), default=1)
+        series.recent.append((n, neg))
+        if len(series.recent) > keep:
+            del series.recent[0]
+        window = series.recent[-max(1, scale):]
+        total = sum(a for a, _ in window)
+        negs = sum(b for _, b in window)
+        known = series.share_den >= 50  # mentions behind the usual share
+        z = 0.0
+        if known and total > 0:
+            p = min(max(series.share_num / series.share_den, 0.01), 0.99)
+            z = (negs - total * p) / math.sqrt(total * p * (1 - p))
+        elevated = z >= 3.0
+        if series.incident is None and not elevated:  # the usual share is learned outside incidents
+            if series.share_t is not None and t > series.share_t:
+                f = 0.5 ** ((t - series.share_t) / (3 * 86400.0))
+                series.share_num *= f
+                series.share_den *= f
+            series.share_t = t if series.share_t is None else max(series.share_t, t)
+            series.share_num += neg
+            series.share_den += n
+        return elevated or not known
 
     def _severity(self, a: dict[str, float]) -> str:
         # Both how unlikely (z) and how big (ratio): a quiet forum can only reach a modest z, and a
@@ -796,6 +839,7 @@ class SpikeAlerter:
         neg: float | None,
         sample_ids: Sequence[str],
         top_terms: Sequence[str],
+        share_ok: bool = True,
     ) -> list[dict[str, Any]]:
         inc = series.incident
         score, expected = driver["score"], total["expected_now"]
@@ -804,7 +848,7 @@ class SpikeAlerter:
             # A sum of windows that still holds the last incident's windows is not a new incident.
             opens = (score >= 0.5 and driver["observed"] - driver["expected"] >= self.min_excess
                      and driver["observed"] >= self.min_ratio * driver["expected"]
-                     and driver["scale"] <= series.since_resolved)
+                     and driver["scale"] <= series.since_resolved and share_ok)
             if not opens:
                 return []
             brand, channel, topic = key
@@ -824,7 +868,10 @@ class SpikeAlerter:
             inc.quiet += 1
             inc.windows += 1
             inc.last_observed, inc.last_expected = n, expected
-            if inc.quiet >= self.close_after:
+            # A quiet series needs more quiet windows to show it is back to normal: as many as it
+            # takes to expect a handful of mentions (a forum at 0.3 a minute is often silent mid-incident).
+            needed = max(self.close_after, min(30, math.ceil(5.0 / max(expected, 1e-3))))
+            if inc.quiet >= needed:
                 series.incident = None
                 series.since_resolved = inc.quiet
                 return [self._alert(key, inc, "resolved")]
