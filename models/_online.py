@@ -88,7 +88,7 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         """Normalise a mention dict with this model's normaliser (never raises)."""
         return self.text_normalizer.normalise_one(x)
 
-    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         """Learn from one labelled mention; an unknown label or unreadable text raises ``ValueError``."""
         label = self.check_label(y)
         text = require_text(x)
@@ -96,11 +96,11 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         norm = self.text_normalizer.normalise(text, channel if isinstance(channel, str) else None)
         self.learn_normalised(norm, label)
 
-    def predict_proba_one(self, x: dict[str, Any]) -> dict[str, float]:
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         """Class probabilities for a mention dict; pure, and never raises on bad input."""
         return self.predict_proba_normalised(self.normalise_one(x))
 
-    def predict_one(self, x: dict[str, Any]) -> str:
+    def predict_one(self, x: dict[Any, Any], **kwargs: Any) -> Any:
         """The most probable class."""
         proba = self.predict_proba_one(x)
         return max(proba, key=proba.__getitem__)
@@ -109,7 +109,9 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
     def features(self, norm: NormalisedText) -> dict[Any, float]:
         """The online models' input: shared word features plus this model's named cues (a new dict)."""
         feats = dict(norm.features)
-        feats.update(self.extra_features(norm))
+        for name, value in self.extra_features(norm).items():
+            if value:
+                feats[name] = value
         return feats
 
     def _new_model(self) -> linear_model.LogisticRegression:
@@ -141,11 +143,13 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
 
     def predict_proba_normalised(self, norm: NormalisedText) -> dict[str, float]:
         """Class probabilities for an already normalised mention (pure)."""
-        prior = self.prior_proba(norm)
         if not self._n or not self._models:
-            return prior
+            return self.prior_proba(norm)
         online = self._online_proba(self.features(norm))
         lam = self.prior_weight / (self.prior_weight + self._n) if self.prior_weight > 0 else 0.0
+        if lam < 1e-3:  # the prior's share no longer shows in the output: skip computing it
+            return online
+        prior = self.prior_proba(norm)
         return {c: lam * prior.get(c, 0.0) + (1.0 - lam) * online.get(c, 0.0) for c in self.classes}
 
     def _online_proba(self, x: dict[Any, float]) -> dict[str, float]:

@@ -35,6 +35,7 @@ class _Routing:
             raise ValueError(f"departments.toml: default {self.default!r} is not a listed department")
         self.hit_weight = float(cfg.get("hit_weight", 1.2))
         self.default_bias = float(cfg.get("default_bias", 0.8))
+        self.feature_names = {name: f"_d_{name}" for name in self.names}
         self.by_word: dict[str, tuple[str, ...]] = {}
         self.by_phrase: dict[str, tuple[str, ...]] = {}
         for name, table in tables.items():
@@ -155,7 +156,9 @@ class DepartmentClassifier(OnlineTextClassifier):
         return self.routing.hits(norm)
 
     def extra_features(self, norm: NormalisedText) -> dict[str, float]:
-        return {f"_d_{name}": min(n, 3) / 3.0 for name, n in self.routing.hits(norm).items()}
+        routing = self.routing
+        names = routing.feature_names
+        return {names[name]: min(n, 3) / 3.0 for name, n in routing.hits(norm).items() if n}
 
     def prior_proba(self, norm: NormalisedText) -> dict[str, float]:
         routing = self.routing

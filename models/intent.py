@@ -130,8 +130,9 @@ class IntentClassifier(OnlineTextClassifier):
                 first = w
                 break
         n_phrases = len(cues.phrases.findall(norm.joined)) if len(words) < 400 else 0
-        wh_any = any(w in cues.wh for w in words[:40])
-        req_word = any(w in cues.request_words for w in words[:40])
+        head = words[:40]
+        wh_any = not cues.wh.isdisjoint(head)
+        req_word = not cues.request_words.isdisjoint(head)
         result = norm.memo[key] = {
             "_i_question": 1.0 if norm.n_questions else 0.0,
             "_i_wh_first": 1.0 if first in cues.wh else 0.0,

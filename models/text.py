@@ -556,8 +556,8 @@ class TextNormalizer(base.Transformer):
     ['fail', 'help', 'bag', 'lost']
     >>> n.n_questions, round(n.compound, 3) < 0
     (1, True)
-    >>> sorted(k for k in norm.transform_one(x) if isinstance(k, str))[:3]
-    ['_caps', '_compound', '_elong']
+    >>> sorted(k for k in norm.transform_one(x) if isinstance(k, str))
+    ['_caps', '_compound', '_emoji', '_hashtag', '_len', '_lex_neg', '_lex_pos', '_q']
     """
 
     def __init__(self, taxonomy_dir: str | None = None, n_bits: int = 18, max_chars: int = 5000) -> None:
@@ -578,11 +578,11 @@ class TextNormalizer(base.Transformer):
         """The parameters that decide the output: two normalisers with equal configs agree."""
         return (self.taxonomy_dir, self.n_bits, self.max_chars)
 
-    def learn_one(self, x: dict[str, Any]) -> None:
+    def learn_one(self, x: dict[Any, Any]) -> None:
         """Nothing to learn: the tables are data, edited in TOML."""
         return None
 
-    def transform_one(self, x: dict[str, Any]) -> dict[Any, float]:
+    def transform_one(self, x: dict[Any, Any]) -> dict[Any, Any]:
         """Hashed words and named cues of a mention dict (a fresh dict the caller may change)."""
         return dict(self.normalise_one(x).features)
 
@@ -714,19 +714,24 @@ class TextNormalizer(base.Transformer):
         neg = -neg_sum / denom if denom else 0.0
         neu = neu_count / denom if denom else 1.0
 
-        n_words = len(words)
-        feats["_q"] = 1.0 if n_q else 0.0
-        feats["_excl"] = min(n_excl, 3) / 3.0
-        feats["_url"] = 1.0 if n_url else 0.0
-        feats["_user"] = min(n_user, 3) / 3.0
-        feats["_hashtag"] = min(n_tag, 3) / 3.0
-        feats["_emoji"] = min(n_emoji, 3) / 3.0
-        feats["_len"] = min(n_words, 60) / 60.0
-        feats["_caps"] = n_caps / n_alpha if n_alpha else 0.0
-        feats["_elong"] = 1.0 if n_elong else 0.0
-        feats["_compound"] = compound
-        feats["_lex_pos"] = pos
-        feats["_lex_neg"] = neg
+        # Named cues; zeros are left out (they add nothing to a linear model and cost a lookup).
+        dense = (
+            ("_q", 1.0 if n_q else 0.0),
+            ("_excl", min(n_excl, 3) / 3.0),
+            ("_url", 1.0 if n_url else 0.0),
+            ("_user", min(n_user, 3) / 3.0),
+            ("_hashtag", min(n_tag, 3) / 3.0),
+            ("_emoji", min(n_emoji, 3) / 3.0),
+            ("_len", min(len(words), 60) / 60.0),
+            ("_caps", n_caps / n_alpha if n_alpha else 0.0),
+            ("_elong", 1.0 if n_elong else 0.0),
+            ("_compound", compound),
+            ("_lex_pos", pos),
+            ("_lex_neg", neg),
+        )
+        for name, value in dense:
+            if value:
+                feats[name] = value
 
         keywords: list[str] = []
         seen: set[str] = set()

@@ -430,6 +430,7 @@ def register(app: typer.Typer) -> None:
         after = holdout_scores(holdout_model, _tracked(test_rows, f"evaluate ({name}) holdout, after"))
         majority = majority_scores([y for _, y in train_rows], [y for _, y in test_rows])
         preq = prequential_scores(copy.deepcopy(clf), _tracked(rows, f"evaluate ({name}) prequential"))
+        split = f"time ({time_col})" if time_col else f"random (seed {seed})"
         result = {
             "model": name,
             "source": source,
@@ -437,7 +438,7 @@ def register(app: typer.Typer) -> None:
             "rows": len(rows),
             "skipped": sum(skipped.values()),
             "holdout": {
-                "split": f"time ({time_col})" if time_col else f"random (seed {seed})",
+                "split": split,
                 "train": len(train_rows),
                 "test": len(test_rows),
                 "before_training": before,
@@ -449,7 +450,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
             return
-        print(f"{name} on {input} ({len(rows)} rows; model: {source}; split: {result['holdout']['split']})")
+        print(f"{name} on {input} ({len(rows)} rows; model: {source}; split: {split})")
         for label, s in (
             ("holdout, before training", before),
             ("holdout, after training", after),
