@@ -410,6 +410,19 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+def _label(y: Any) -> float | None:
+    """1.0 for churned, 0.0 for retained, None for anything that is not a yes/no."""
+    if isinstance(y, str):
+        return {"true": 1.0, "1": 1.0, "yes": 1.0, "false": 0.0, "0": 0.0, "no": 0.0}.get(y.strip().lower())
+    if isinstance(y, bool):
+        return float(y)
+    try:
+        v = float(y)  # ints and numpy booleans
+    except (TypeError, ValueError):
+        return None
+    return v if v in (0.0, 1.0) else None
+
+
 class ChurnModel(base.Classifier):
     """Online logistic regression for churn, starting from a prior and learning from outcomes.
 
@@ -499,17 +512,9 @@ class ChurnModel(base.Classifier):
         return self.predict_proba_one(x)[True] >= 0.5
 
     def learn_one(self, x: dict[str, Any], y: Any) -> None:
-        if y is None:
-            return
-        if isinstance(y, str):
-            label = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(y.lower())
-            if label is None:
-                logger.debug("churn model ignored label %r", y)
-                return
-            y = label
-        try:
-            target = 1.0 if bool(y) else 0.0
-        except (TypeError, ValueError):
+        target = _label(y)
+        if target is None:
+            logger.debug("churn model ignored label %r", y)
             return
         values = list(self._values(x))
         err = _sigmoid(self._logit(x)) - target
