@@ -278,6 +278,13 @@ class PrequentialMetrics:
         if channel != ALL_CHANNELS:
             self._track(model, ALL_CHANNELS).prediction(prediction)
 
+    def observe_classification(self, channel: str, result: dict[str, Any]) -> None:
+        """Count the predictions of one ``MentionClassifier.classify_one`` result (the flow's hot path)."""
+        for model in ("intent", "sentiment", "department"):
+            pred = result.get(model)
+            if isinstance(pred, str):
+                self.observe_prediction(model, channel, pred)
+
     def observe_label(self, model: str, channel: str, label: str, prediction: str) -> None:
         """Score the prediction made for a mention against the label that arrived for it."""
         self._track(model, channel).label(label, prediction)

@@ -155,3 +155,9 @@ def test_warm_started_defaults_beat_their_priors_on_real_data(shared_data: Path,
     assert warm > cold  # seen data, so this only shows the warm start took
     assert intent.predict_one({"text": "Can anyone tell me when the new season starts?"}) == "query"
     assert intent.predict_one({"text": "What a game last night, unbelievable finish"}) == "comment"
+
+
+def test_brand_posts_are_never_queries(clf: MentionClassifier) -> None:
+    x = {"text": "Can you DM us your booking number?", "channel": "twitter", "from_brand": True}
+    assert clf.classify_one(x)["intent"] == "comment"
+    assert clf.classify_one({**x, "from_brand": False})["intent"] == "query"

@@ -81,3 +81,12 @@ def test_write_is_idempotent_and_readable(r: redis.Redis, key_prefix: str) -> No
     assert again["confusion"]["positive"] == {"neutral": 1}
     assert r.exists(registry.metrics_key(key_prefix, "sentiment", ALL_CHANNELS))
     assert read_metrics(r, key_prefix, "sentiment", "nowhere") == {}
+
+
+def test_observe_classification_counts_all_three_models() -> None:
+    pm = PrequentialMetrics()
+    pm.observe_classification("email", {"intent": "query", "sentiment": "negative", "department": "service",
+                                         "sentiment_score": -0.5, "keywords": ["refund"]})
+    snap = pm.snapshot()
+    assert set(snap) == {"intent", "sentiment", "department"}
+    assert snap["department"]["email"]["prediction_dist"] == {"service": 1.0}
