@@ -249,7 +249,7 @@ class ChurnFeatures(base.Transformer):
 
     # -- River protocol ----------------------------------------------------------------------------------
 
-    def learn_one(self, x: dict[str, Any]) -> None:
+    def learn_one(self, x: dict[Any, Any]) -> None:
         if not isinstance(x, dict):
             return
         try:
@@ -357,7 +357,7 @@ class ChurnFeatures(base.Transformer):
         if t is not None and c.t == 0.0:
             c.t = t
 
-    def transform_one(self, x: dict[str, Any]) -> dict[str, float]:
+    def transform_one(self, x: dict[Any, Any]) -> dict[Any, Any]:
         cid = x.get("customer_id") if isinstance(x, dict) else None
         c = self._customers.get(cid) if isinstance(cid, str) else None
         if c is None:
@@ -504,14 +504,14 @@ class ChurnModel(base.Classifier):
     def _logit(self, x: dict[str, Any]) -> float:
         return self._weight("_bias") + sum(self._weight(k) * v for k, v in self._values(x))
 
-    def predict_proba_one(self, x: dict[str, Any]) -> dict[bool, float]:
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[base.typing.ClfTarget, float]:
         p = _sigmoid(self._logit(x))
         return {True: p, False: 1.0 - p}
 
-    def predict_one(self, x: dict[str, Any]) -> bool:
+    def predict_one(self, x: dict[Any, Any], **kwargs: Any) -> bool:
         return self.predict_proba_one(x)[True] >= 0.5
 
-    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         target = _label(y)
         if target is None:
             logger.debug("churn model ignored label %r", y)

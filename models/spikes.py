@@ -264,7 +264,7 @@ class SpikeDetector(base.AnomalyDetector):
         return {"score": _score_of_rel(a.rel), "z": a.z, "scale": a.scale, "observed": a.observed,
                 "expected": a.expected, "expected_now": _from_anscombe(a.y_hat), "z_now": a.z_now}
 
-    def score_one(self, x: dict[str, Any]) -> float:
+    def score_one(self, x: dict[Any, Any]) -> float:
         """Spike score in [0, 1): 0 at or below the expectation, 0.5 at a threshold."""
         placed = self._place(x)
         if placed is None:
@@ -280,7 +280,7 @@ class SpikeDetector(base.AnomalyDetector):
             return 0.0
         return _from_anscombe(self._state.predict(placed[2], placed[3]))
 
-    def learn_one(self, x: dict[str, Any]) -> None:
+    def learn_one(self, x: dict[Any, Any]) -> None:
         self._learn(x)
 
     def assess_and_learn_one(self, x: dict[str, Any]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from models.spikes import SpikeAlerter, SpikeDetector
+from models.spikes import SpikeAlerter, SpikeDetector, to_epoch_seconds
 
 __all__ = ["SpikeRun", "register", "run_spikes"]
 
@@ -92,23 +92,19 @@ def _times(col: pl.Series) -> list[datetime | None]:
     if col.dtype.is_numeric():
         out: list[datetime | None] = []
         for v in col.cast(pl.Float64, strict=False).to_list():
-            try:
-                out.append(datetime.fromtimestamp(v / 1000 if abs(v) > 1e11 else v, tz=UTC) if v is not None else None)
-            except (OverflowError, OSError, ValueError):
-                out.append(None)
+            secs = to_epoch_seconds(v) if v is not None else None
+            out.append(datetime.fromtimestamp(secs, tz=UTC) if secs is not None else None)
         return out
     text = col.cast(pl.String, strict=False).str.strip_chars()
     out = []
     for v in text.to_list():
-        if not v:
-            out.append(None)
-            continue
-        try:
-            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            out.append(None)
-            continue
-        out.append(dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC))
+        secs = to_epoch_seconds(v) if v else None
+        if secs is None and v:
+            try:  # epoch seconds or milliseconds in a column that also holds text
+                secs = to_epoch_seconds(float(v))
+            except ValueError:
+                secs = None
+        out.append(datetime.fromtimestamp(secs, tz=UTC) if secs is not None else None)
     return out
 
 
@@ -152,7 +148,9 @@ def run_spikes(
         for done, i in enumerate(order, 1):
             v = values[i]
             neg = negatives[i]
-            obs = alerter.observe(brand, channel, times[i], v if v is not None else float("nan"),
+            when = times[i]
+            assert when is not None  # only rows with a time are in ``order``
+            obs = alerter.observe(brand, channel, when, v if v is not None else float("nan"),
                                   topic=None, negative=neg if negative_col else None)
             scores[i] = round(min(1.0, max(0.0, obs.score)), 6)
             alerting[i] = obs.spiking
