@@ -16,20 +16,26 @@ checkpoints, rollback) and :mod:`models.prequential` (prequential metrics per mo
 
 from __future__ import annotations
 
+from models.churn import ChurnFeatures, ChurnModel
 from models.classifiers import TEXT_MODELS, MentionClassifier
 from models.department import DepartmentClassifier
 from models.intent import IntentClassifier
 from models.prequential import PrequentialMetrics
 from models.sentiment import SentimentClassifier
+from models.spikes import SpikeAlerter, SpikeDetector
 from models.text import NormalisedText, TextNormalizer
 
 __all__ = [
     "TEXT_MODELS",
+    "ChurnFeatures",
+    "ChurnModel",
     "DepartmentClassifier",
     "IntentClassifier",
     "MentionClassifier",
     "NormalisedText",
     "PrequentialMetrics",
     "SentimentClassifier",
+    "SpikeAlerter",
+    "SpikeDetector",
     "TextNormalizer",
 ]
