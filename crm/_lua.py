@@ -54,35 +54,78 @@ local function has_skill(list, v)
   return string.find(',' .. list .. ',', ',' .. v .. ',', 1, true) ~= nil
 end
 
--- the agent a case goes to, or nil: online, below capacity, serving the queue (and, for skill_based,
--- the channel and language); least_loaded / skill_based take the lowest load, round_robin the agent
--- whose last assignment is oldest; ties by last assignment, then id, so the choice is deterministic.
+local function depts_of(depts)
+  if not depts or depts == '' or depts == '*' then return {'*'} end
+  local out = {}
+  for d in string.gmatch(depts, '[^,]+') do table.insert(out, d) end
+  return out
+end
+
+-- keep the zsets of agents with room (online, load < capacity) in step with the agent's hash: per
+-- department (``*`` for agents serving every queue) agents:avail:{dept} scored by load (least loaded
+-- first) and agents:rr:{dept} scored by last-assignment stamp (round robin); agents:avail holds them all
+local function refresh_agent(id)
+  local ak = K('agent', id)
+  local a = redis.call('HMGET', ak, 'status', 'capacity', 'load', 'seq', 'departments', 'avail_in')
+  local load = tonumber(a[3]) or 0
+  local room = a[1] == 'online' and load < (tonumber(a[2]) or 0)
+  local depts = depts_of(a[5])
+  local now_in = ''
+  if room then now_in = table.concat(depts, ',') end
+  if a[6] and a[6] ~= '' and a[6] ~= now_in then
+    for d in string.gmatch(a[6], '[^,]+') do
+      redis.call('ZREM', K('agents', 'avail', d), id)
+      redis.call('ZREM', K('agents', 'rr', d), id)
+    end
+  end
+  if room then
+    for _, d in ipairs(depts) do
+      redis.call('ZADD', K('agents', 'avail', d), load, id)
+      redis.call('ZADD', K('agents', 'rr', d), tonumber(a[4]) or 0, id)
+    end
+    redis.call('ZADD', K('agents', 'avail'), load, id)
+  else
+    redis.call('ZREM', K('agents', 'avail'), id)
+  end
+  if a[6] ~= now_in then redis.call('HSET', ak, 'avail_in', now_in) end
+end
+
+-- the agent a case goes to, or nil: an agent with room who serves the queue (and, for skill_based,
+-- the channel and language); least_loaded / skill_based walk the queue's agents by load, round_robin
+-- by oldest last assignment; ties go to the smaller id, so the choice is deterministic.
 local function pick_agent(queue, channel, lang, strategy, prefer)
-  if prefer and prefer ~= '' then
-    local a = redis.call('HMGET', K('agent', prefer), 'status', 'capacity', 'load', 'departments')
-    if a[1] == 'online' and (tonumber(a[3]) or 0) < (tonumber(a[2]) or 0) and has_skill(a[4], queue) then
-      return prefer
-    end
+  if prefer and prefer ~= '' and redis.call('ZSCORE', K('agents', 'avail'), prefer) then
+    if has_skill(redis.call('HGET', K('agent', prefer), 'departments'), queue) then return prefer end
   end
-  local best, bload, bseq = nil, 0, 0
-  for _, id in ipairs(redis.call('SMEMBERS', K('agents', 'online'))) do
-    local a = redis.call('HMGET', K('agent', id), 'capacity', 'load', 'departments', 'channels', 'languages', 'seq')
-    local cap, load = tonumber(a[1]) or 0, tonumber(a[2]) or 0
-    if load < cap and has_skill(a[3], queue)
-        and (strategy ~= 'skill_based' or (has_skill(a[4], channel) and has_skill(a[5], lang))) then
-      local seq = tonumber(a[6]) or 0
-      local better
-      if best == nil then
-        better = true
-      elseif strategy == 'round_robin' then
-        better = seq < bseq or (seq == bseq and id < best)
-      else
-        better = load < bload or (load == bload and (seq < bseq or (seq == bseq and id < best)))
+  local kind = 'avail'
+  if strategy == 'round_robin' then kind = 'rr' end
+  local skills = strategy == 'skill_based'
+  -- merge two sorted walks: the queue's own agents and the agents who serve every queue
+  local walks = {{key = K('agents', kind, queue), items = {}, pos = 1, start = 0},
+                 {key = K('agents', kind, '*'), items = {}, pos = 1, start = 0}}
+  local function peek(w)
+    if w.pos > #w.items then
+      w.items = redis.call('ZRANGE', w.key, w.start, w.start + 15, 'WITHSCORES')
+      w.pos = 1
+      w.start = w.start + 16
+      if #w.items == 0 then return nil, nil end
+    end
+    return w.items[w.pos], tonumber(w.items[w.pos + 1])
+  end
+  while true do
+    local best, bid, bscore = nil, nil, nil
+    for _, w in ipairs(walks) do
+      local id, score = peek(w)
+      if id and (bid == nil or score < bscore or (score == bscore and id < bid)) then
+        best, bid, bscore = w, id, score
       end
-      if better then best, bload, bseq = id, load, seq end
     end
+    if not best then return nil end
+    best.pos = best.pos + 2
+    if not skills then return bid end
+    local a = redis.call('HMGET', K('agent', bid), 'channels', 'languages')
+    if has_skill(a[1], channel) and has_skill(a[2], lang) then return bid end
   end
-  return best
 end
 
 local function assign_to(cid, agent, now)
@@ -92,13 +135,15 @@ local function assign_to(cid, agent, now)
   redis.call('HSET', ak, 'seq', seq, 'last_assigned_ms', ms(now))
   redis.call('HINCRBY', ak, 'assigned_total', 1)
   redis.call('ZADD', K('agents', 'load'), load, agent)
+  refresh_agent(agent)
   redis.call('SADD', K('agent', agent, 'cases'), cid)
   local ck = K('case', cid)
-  local f = redis.call('HMGET', ck, 'queue', 'status', 'assigned_ms')
-  redis.call('ZREM', K('queue', f[1]), cid)
-  redis.call('HSET', ck, 'agent', agent, 'queued', '0', 'last_assigned_ms', ms(now))
-  if not f[3] or f[3] == '' then redis.call('HSET', ck, 'assigned_ms', ms(now)) end
-  if f[2] == 'open' then redis.call('HSET', ck, 'status', 'assigned') end
+  local f = redis.call('HMGET', ck, 'queue', 'status', 'assigned_ms', 'queued')
+  if f[4] == '1' then redis.call('ZREM', K('queue', f[1]), cid) end
+  local set = {'agent', agent, 'queued', '0', 'last_assigned_ms', ms(now)}
+  if not f[3] or f[3] == '' then table.insert(set, 'assigned_ms'); table.insert(set, ms(now)) end
+  if f[2] == 'open' then table.insert(set, 'status'); table.insert(set, 'assigned') end
+  redis.call('HSET', ck, unpack(set))
   stat('assigned')
   event(cid, now, 'assigned', {agent = agent})
 end
@@ -111,6 +156,7 @@ local function release(cid, agent, clear)
       local load = redis.call('HINCRBY', ak, 'load', -1)
       if load < 0 then redis.call('HSET', ak, 'load', 0); load = 0 end
       redis.call('ZADD', K('agents', 'load'), load, agent)
+      refresh_agent(agent)
     end
   end
   if clear then redis.call('HSET', K('case', cid), 'agent', '') end
@@ -133,41 +179,70 @@ local function try_assign(cid, now, prefer)
   return false
 end
 
-local function free_slots()
-  local n = 0
-  for _, id in ipairs(redis.call('SMEMBERS', K('agents', 'online'))) do
-    local a = redis.call('HMGET', K('agent', id), 'capacity', 'load')
-    local f = (tonumber(a[1]) or 0) - (tonumber(a[2]) or 0)
-    if f > 0 then n = n + f end
+-- walk waiting cases oldest first across the given queues (a k-way merge of their heads) and give each
+-- to choose(case fields) if it names an agent; stops after `limit` cases looked at or when done() says so
+local function walk_queues(queues, now, limit, out, choose, done)
+  local heads = {}
+  for _, q in ipairs(queues) do table.insert(heads, {q = q, items = {}, pos = 1, skipped = 0, done = false}) end
+  local function peek(h)
+    if h.done then return nil, nil end
+    if h.pos > #h.items then
+      -- cases before `skipped` were looked at and left; assigned ones are gone from the queue
+      h.items = redis.call('ZRANGE', K('queue', h.q), h.skipped, h.skipped + 15, 'WITHSCORES')
+      h.pos = 1
+      if #h.items == 0 then h.done = true; return nil, nil end
+    end
+    return h.items[h.pos], tonumber(h.items[h.pos + 1])
   end
-  return n
-end
-
--- assign waiting cases, oldest first across all queues, while any agent has room
-local function drain(now, limit, out)
-  local free = free_slots()
-  if free <= 0 then return out end
-  local cands = {}
-  for _, q in ipairs(redis.call('SMEMBERS', K('queues'))) do
-    local items = redis.call('ZRANGE', K('queue', q), 0, limit - 1, 'WITHSCORES')
-    for i = 1, #items, 2 do table.insert(cands, {items[i], tonumber(items[i + 1])}) end
-  end
-  table.sort(cands, function(a, b)
-    if a[2] ~= b[2] then return a[2] < b[2] end
-    return a[1] < b[1]
-  end)
-  for _, c in ipairs(cands) do
-    if free <= 0 then break end
-    local f = redis.call('HMGET', K('case', c[1]), 'queue', 'channel', 'lang', 'strategy')
-    local agent = pick_agent(f[1], f[2], f[3], f[4], nil)
+  local examined = 0
+  while examined < limit and not done() do
+    local best, bid, bscore = nil, nil, nil
+    for _, h in ipairs(heads) do
+      local id, score = peek(h)
+      if id and (bid == nil or score < bscore or (score == bscore and id < bid)) then
+        best, bid, bscore = h, id, score
+      end
+    end
+    if not best then break end
+    best.pos = best.pos + 2
+    examined = examined + 1
+    local agent = choose(redis.call('HMGET', K('case', bid), 'queue', 'channel', 'lang', 'strategy'))
     if agent then
-      assign_to(c[1], agent, now)
-      free = free - 1
-      table.insert(out, c[1])
+      assign_to(bid, agent, now)
+      table.insert(out, bid)
       table.insert(out, agent)
+    else
+      best.skipped = best.skipped + 1
     end
   end
   return out
+end
+
+-- assign waiting cases to any agent with room, oldest first
+local function drain(now, limit, out)
+  local avail = K('agents', 'avail')
+  return walk_queues(redis.call('SMEMBERS', K('queues')), now, limit, out,
+    function(f) return pick_agent(f[1], f[2], f[3], f[4], nil) end,
+    function() return redis.call('ZCARD', avail) == 0 end)
+end
+
+-- one agent got room (a case resolved, back online, more capacity): the oldest waiting cases it can
+-- take go to it. Nobody else's room changed, and nothing waits that someone with room could take,
+-- so only this agent needs looking at.
+local function drain_agent(agent, now, limit, out)
+  local avail = K('agents', 'avail')
+  if not redis.call('ZSCORE', avail, agent) then return out end
+  local a = redis.call('HMGET', K('agent', agent), 'departments', 'channels', 'languages')
+  local queues = {}
+  for _, q in ipairs(redis.call('SMEMBERS', K('queues'))) do
+    if has_skill(a[1], q) then table.insert(queues, q) end
+  end
+  return walk_queues(queues, now, limit, out,
+    function(f)
+      if f[4] ~= 'skill_based' or (has_skill(a[2], f[2]) and has_skill(a[3], f[3])) then return agent end
+      return nil
+    end,
+    function() return not redis.call('ZSCORE', avail, agent) end)
 end
 
 local function set_deadline(cid, now, sla_ms, warn_frac)
@@ -414,11 +489,10 @@ if cid == '' and plan.open == 1 then
   local ck = K('case', cid)
   if redis.call('EXISTS', ck) == 0 then
     cev = 'opened'
-    local args = {}
+    local args = {'status', 'open', 'created_ms', ms(ts), 'customer_id', cust, 'mentions', 1, 'queued', '0',
+      'agent', '', 'last_customer_ms', ms(ts), 'last_mention_id', mid}
     for k2, v in pairs(plan.case) do table.insert(args, k2); table.insert(args, v) end
     redis.call('HSET', ck, unpack(args))
-    redis.call('HSET', ck, 'status', 'open', 'created_ms', ms(ts), 'customer_id', cust, 'mentions', 1,
-      'queued', '0', 'agent', '', 'last_customer_ms', ms(ts), 'last_mention_id', mid)
     redis.call('SET', K('thread', mid), cid)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
     set_deadline(cid, ts, plan.case.sla_ms, plan.warn)
@@ -536,7 +610,9 @@ end
 stat('resolved')
 stat('resolution_ms_sum', res)
 event(cid, ts, 'resolved', {by = by})
-return {'resolved', drain(ts, tonumber(ARGV[5]), {})}
+local moved = {}
+if f[3] and f[3] ~= '' then moved = drain_agent(f[3], ts, tonumber(ARGV[5]), moved) end
+return {'resolved', moved}
 """
 
 #: ARGV: prefix, agent id, name, capacity, departments, channels, languages.
@@ -550,6 +626,7 @@ redis.call('HSETNX', ak, 'seq', 0)
 redis.call('HSETNX', ak, 'status', 'offline')
 redis.call('SADD', K('agents', 'all'), ARGV[2])
 redis.call('ZADD', K('agents', 'load'), redis.call('HGET', ak, 'load'), ARGV[2])
+refresh_agent(ARGV[2])
 return created
 """
 
@@ -561,18 +638,32 @@ if redis.call('EXISTS', ak) == 0 then return {'unknown', {}} end
 redis.call('HSET', ak, 'status', st, 'status_ms', ts)
 if st == 'online' then
   redis.call('SADD', K('agents', 'online'), id)
-  return {'online', drain(ts, limit, {})}
+  refresh_agent(id)
+  return {'online', drain_agent(id, ts, limit, {})}
 end
 redis.call('SREM', K('agents', 'online'), id)
+refresh_agent(id)
 local cases = redis.call('SMEMBERS', K('agent', id, 'cases'))
+local order = {}
 for _, cid in ipairs(cases) do
   local f = redis.call('HMGET', K('case', cid), 'queue', 'created_ms', 'status')
   release(cid, id, true)
   if f[3] == 'assigned' then redis.call('HSET', K('case', cid), 'status', 'open') end
   enqueue(cid, f[1], tonumber(f[2]) or tonumber(ts))
   event(cid, ts, 'unassigned', {agent = id, reason = 'agent_offline'})
+  table.insert(order, {cid, tonumber(f[2]) or 0})
 end
-local moved = drain(ts, limit, {})
+-- cases already waiting could not go to anyone with room; only the released ones need placing
+table.sort(order, function(x, y) if x[2] ~= y[2] then return x[2] < y[2] end return x[1] < y[1] end)
+local moved = {}
+for _, c in ipairs(order) do
+  local f = redis.call('HMGET', K('case', c[1]), 'queue', 'channel', 'lang', 'strategy')
+  local agent = pick_agent(f[1], f[2], f[3], f[4], nil)
+  if agent then
+    assign_to(c[1], agent, ts)
+    table.insert(moved, c[1]); table.insert(moved, agent)
+  end
+end
 return {'offline', moved, cases}
 """
 
@@ -581,7 +672,8 @@ CAPACITY = _LIB + r"""
 local ak = K('agent', ARGV[2])
 if redis.call('EXISTS', ak) == 0 then return {'unknown', {}} end
 redis.call('HSET', ak, 'capacity', ARGV[3])
-return {'ok', drain(ARGV[4], tonumber(ARGV[5]), {})}
+refresh_agent(ARGV[2])
+return {'ok', drain_agent(ARGV[2], ARGV[4], tonumber(ARGV[5]), {})}
 """
 
 #: ARGV: prefix, ts, drain limit.

@@ -6,8 +6,8 @@ Strategies (chosen per department/channel in :class:`crm.settings.CrmSettings`):
 - ``least_loaded``: the agent with the fewest unresolved cases, below capacity (Chatwoot's "balanced");
 - ``skill_based``: only agents whose channels and languages cover the case, then the least loaded.
 
-Every strategy respects capacity and the agent's departments (an agent without departments serves
-every queue). A case no agent can take waits in its department queue, oldest first, and is assigned
+Ties go to the smaller agent id. Every strategy respects capacity and the agent's departments (an
+agent without departments serves every queue). A case no agent can take waits in its department queue, oldest first, and is assigned
 as soon as an agent frees up (a case is resolved, an agent comes online or gets more capacity).
 An agent going offline hands their unresolved cases back to the queue, which is drained at once.
 The choice and the load update happen in one server-side script, so concurrent workers never

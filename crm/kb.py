@@ -255,20 +255,23 @@ class KnowledgeBase:
         terms = list(dict.fromkeys(tokenize(query) + [t for x in extra_terms for t in tokenize(str(x))]))
         if not terms:
             return []
-        bm = np.asarray(self._index.get_scores(terms), dtype=float)
-        top = float(bm.max()) if bm.size else 0.0
-        scores = bm / top if top > 0 else np.zeros(len(self._articles))
+        scores = self._index.get_scores(terms)
+        top = float(scores.max())
+        if top > 0:
+            scores = scores / top
+        boosted: dict[int, float] = {}
         if self._feedback:
-            boost = np.zeros(len(self._articles))
             for t in terms:
-                for pos, count in self._feedback.get(t, {}).items():
-                    boost[pos] += math.log1p(count)
-            if boost.any():
-                scores = scores + self.feedback_weight * np.tanh(boost / len(terms))
-        k = max(1, min(k, len(self._articles)))
-        order = sorted(np.flatnonzero(scores > 0), key=lambda i: (-scores[i], self._articles[i]["id"]))[:k]
-        return [{"id": self._articles[i]["id"], "title": self._articles[i]["title"],
-                 "score": round(float(scores[i]), 4)} for i in order]
+                for pos, count in self._feedback.get(t, ()).items() if t in self._feedback else ():
+                    boosted[pos] = boosted.get(pos, 0.0) + math.log1p(count)
+        if top <= 0 and not boosted:
+            return []
+        final = {int(i): float(scores[i]) for i in np.flatnonzero(scores > 0)} if top > 0 else {}
+        for pos, b in boosted.items():
+            final[pos] = final.get(pos, 0.0) + self.feedback_weight * math.tanh(b / len(terms))
+        arts = self._articles
+        order = sorted(final, key=lambda i: (-final[i], arts[i]["id"]))[:max(1, k)]
+        return [{"id": arts[i]["id"], "title": arts[i]["title"], "score": round(final[i], 4)} for i in order]
 
     def record_choice(self, article_id: str, query: str) -> None:
         """An agent answered a case (whose text is ``query``) with this article: learn from it."""

@@ -158,6 +158,15 @@ class CrmKeys:
     def agents_online(self) -> str:
         return f"{self.prefix}agents:online"
 
+    def agents_avail(self, department: str | None = None) -> str:
+        """Sorted set of online agents with room (load < capacity), score = load; per department
+        (``*`` = agents serving every queue), or all of them without one."""
+        return f"{self.prefix}agents:avail" + (f":{department}" if department else "")
+
+    def agents_rr(self, department: str) -> str:
+        """Per department: online agents with room, score = last-assignment stamp (round-robin order)."""
+        return f"{self.prefix}agents:rr:{department}"
+
     @property
     def agents_seq(self) -> str:
         """Counter stamped on an agent at each assignment (round robin picks the oldest stamp)."""

@@ -238,7 +238,7 @@ class CrmProcessor:
         if not todo:
             return [r or {"mention_id": None, "error": "not processed"} for r in results]
         customer_mentions = [m for _, m in todo if not m.from_brand]
-        history_n = self.settings.history_keep if self.rules.uses_history else 0
+        history_n = self.settings.rules_history if self.rules.uses_history else 0
         contexts = iter(self.store.load_contexts([
             {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
              "in_reply_to": m.in_reply_to, "history": history_n}

@@ -124,8 +124,9 @@ def _render(template: str, ctx: dict[str, Any]) -> str:
 def _get(ctx: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = ctx
     for part in path:
-        if not isinstance(value, Mapping):
-            return None
+        if type(value) is not dict:  # plain dicts only (fast path; no ABC checks per condition)
+            if not isinstance(value, Mapping):
+                return None
         value = value.get(part)
         if value is None:
             return None
@@ -225,7 +226,15 @@ class Rule:
     def matches(self, ctx: dict[str, Any]) -> bool:
         if not self.all_of and not self.any_of:
             return False
-        return all(c(ctx) for c in self.all_of) and (not self.any_of or any(c(ctx) for c in self.any_of))
+        for check in self.all_of:
+            if not check(ctx):
+                return False
+        if not self.any_of:
+            return True
+        for check in self.any_of:
+            if check(ctx):
+                return True
+        return False
 
     def render(self, ctx: dict[str, Any]) -> list[dict[str, Any]]:
         out = []

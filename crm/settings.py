@@ -79,6 +79,8 @@ class CrmSettings:
     link_code_prefix: str = "LINK"
     #: Recent mentions kept per customer (history for Customer 360 and rules).
     history_keep: int = 50
+    #: How many of them rules see as ``history.recent_*``.
+    rules_history: int = 10
     #: How long (seconds, wall time) the outcome of a processed mention is kept so replays do nothing twice
     #: (about 150 bytes per mention without a case).
     processed_ttl_seconds: int = 7 * 86400
@@ -172,8 +174,8 @@ class CrmSettings:
                 raise CrmError(f"{where}: priority_thresholds.{name}: expected a number")
         if self.link_code_ttl_hours <= 0:
             raise CrmError(f"{where}: link_code_ttl_hours must be > 0")
-        if self.history_keep < 1 or self.kb_top_k < 1:
-            raise CrmError(f"{where}: history_keep and kb_top_k must be >= 1")
+        if self.history_keep < 1 or self.kb_top_k < 1 or self.rules_history < 1:
+            raise CrmError(f"{where}: history_keep, rules_history and kb_top_k must be >= 1")
 
 
 def _coerce(name: str, value: Any, default: Any, where: str) -> Any:

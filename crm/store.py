@@ -32,13 +32,16 @@ DRAIN_LIMIT = 500
 def _s(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+    it = iter(flat)
+    return {k: v if isinstance(v, str) else _s(v) for k, v in zip(it, it, strict=False)}
 
 
 def _hash(raw: dict[Any, Any]) -> dict[str, str]:
@@ -121,7 +124,14 @@ class RedisCrmStore:
     """
 
     def __init__(self, client: redis.Redis, prefix: str = "pulse:") -> None:
-        self.client = client
+        # the store reads text: a client on the same server that decodes replies (hiredis does it in C)
+        pool = client.connection_pool
+        if pool.connection_kwargs.get("decode_responses"):
+            self.client = client
+        else:
+            kwargs = dict(pool.connection_kwargs, decode_responses=True)
+            self.client = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs))
         self.keys = CrmKeys(prefix)
         self.prefix = prefix
         self._scripts = {
