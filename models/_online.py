@@ -10,6 +10,7 @@ prior (rules or a lexicon, usable before any learning) and one River ``LogisticR
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 from river import base, linear_model, optim
@@ -19,6 +20,18 @@ from models.text import MENTION_INPUT, NormalisedText, TextNormalizer, require_t
 __all__ = ["OnlineTextClassifier"]
 
 _DEFAULT_NORMALIZER = TextNormalizer()
+
+
+def _p_true(model: linear_model.LogisticRegression, x: dict[Any, float]) -> float:
+    """P(y = True) of a River logistic regression: ``predict_proba_one(x)[True]`` without the dict.
+
+    The flow runs up to eight of these per mention, so the raw dot product is read directly.
+    """
+    z = model._raw_dot_one(x)
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-min(z, 50.0)))
+    e = math.exp(max(z, -50.0))
+    return e / (1.0 + e)
 
 
 class OnlineTextClassifier(base.Classifier, abc.ABC):
@@ -156,12 +169,12 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         classes = self.classes
         if len(classes) == 2:
             model = self._models.get(classes[0])
-            p = model.predict_proba_one(x)[True] if model is not None else 0.5
+            p = _p_true(model, x) if model is not None else 0.5
             return {classes[0]: p, classes[1]: 1.0 - p}
         scores = {}
         for c in classes:
             model = self._models.get(c)
-            scores[c] = model.predict_proba_one(x)[True] if model is not None else 0.0
+            scores[c] = _p_true(model, x) if model is not None else 0.0
         total = sum(scores.values())
         if total <= 0.0:
             return {c: 1.0 / len(classes) for c in classes}

@@ -88,10 +88,10 @@ _Piece = tuple[str, float, float, bool, int, int, bool]
 # An item is a piece in context: the piece, then (written in CAPS, elongated, from a hashtag).
 _Item = tuple[str, float, float, bool, int, int, bool, bool, bool, bool]
 _Fast = tuple[
-    tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[tuple[float, bool, int], ...],
+    tuple[str, ...], dict[int, float], tuple[float, ...], tuple[tuple[float, bool, int], ...],
     tuple[str, ...], tuple[str, ...],
 ]
-_Chunk = tuple[tuple["_Item", ...], tuple[int, ...], "_Fast | None"]
+_Chunk = tuple[tuple["_Item", ...], "tuple[int, ...] | None", "_Fast | None"]
 #: Punctuation inside a chunk: ends a negation scope.
 _RESET: _Item = ("", 0.0, 0.0, False, 0, 0, False, False, False, False)
 
@@ -179,29 +179,34 @@ class Taxonomy:
     pattern: re.Pattern[str]
     cache: dict[str, tuple[tuple[_Piece, ...], bool]] = field(default_factory=dict)
     emoji_cache: dict[str, _Piece] = field(default_factory=dict)
-    chunks: dict[str, _Chunk] = field(default_factory=dict)
+    chunks: dict[int, dict[str, _Chunk]] = field(default_factory=dict)
 
-    def chunk(self, chunk: str) -> _Chunk:
+    def chunk(self, chunk: str, mask: int) -> _Chunk:
         """Normalise one whitespace-separated chunk into items and counters (memoised).
 
         Items are words in order (a ``_RESET`` item where punctuation ends a negation scope); the
         counters are ``(?, !, urls, handles, hashtags, emoji, caps words, alphabetic words,
-        elongated words)``. The third element, when not ``None``, is the chunk pre-digested for the
-        common case where no negation scope is open and the chunk neither negates nor says "but":
-        ``(words, hashes, boosters, (valence, caps, offset) per scored word, keywords, hashtag keywords)``.
+        elongated words)``, or ``None`` for the commonest chunk, one plain lowercase word. The third
+        element, when not ``None``, is the chunk pre-digested for the common case where no negation
+        scope is open and the chunk neither negates nor says "but": ``(words, {hashed word: 1.0},
+        boosters, (valence, caps, offset) per scored word, keywords, hashtag keywords)``, hashed with
+        ``mask`` (one cache per mask).
         """
-        hit = self.chunks.get(chunk)
+        cache = self.chunks.get(mask)
+        if cache is None:
+            cache = self.chunks[mask] = {}
+        hit = cache.get(chunk)
         if hit is not None:
             return hit
-        result = self._chunk(chunk)
+        result = self._chunk(chunk, mask)
         # URLs and long chunks rarely repeat: caching them would only churn the cache.
-        if len(chunk) <= 40 and result[1][2] == 0:
-            if len(self.chunks) >= _CACHE_LIMIT:
-                self.chunks.clear()
-            self.chunks[chunk] = result
+        if len(chunk) <= 40 and (result[1] is None or result[1][2] == 0):
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[chunk] = result
         return result
 
-    def _chunk(self, chunk: str) -> _Chunk:
+    def _chunk(self, chunk: str, mask: int) -> _Chunk:
         items: list[_Item] = []
         n_q = n_excl = n_url = n_user = n_tag = n_emoji = n_caps = n_alpha = n_elong = 0
         for m in self.pattern.finditer(chunk):
@@ -245,7 +250,9 @@ class Taxonomy:
                     items.extend((*p, False, elongated, True) for p in pieces)
             else:  # email
                 items.append((*_EMAIL, False, False, False))
-        stats = (n_q, n_excl, n_url, n_user, n_tag, n_emoji, n_caps, n_alpha, n_elong)
+        stats: tuple[int, ...] | None = (n_q, n_excl, n_url, n_user, n_tag, n_emoji, n_caps, n_alpha, n_elong)
+        if stats == _ONE_WORD:
+            stats = None
         fast = None
         if not any(it[3] or it[0] == "but" for it in items):
             plain = [it for it in items if it[0]]
@@ -256,7 +263,7 @@ class Taxonomy:
                     scored.append((valence, it[7], i))
             fast = (
                 tuple(it[0] for it in plain),
-                tuple(it[4] for it in plain),
+                {it[4] & mask: 1.0 for it in plain},
                 tuple(it[2] for it in plain),
                 tuple(scored),
                 tuple(it[0] for it in plain if it[6] and not it[9]),
@@ -609,10 +616,17 @@ class TextNormalizer(base.Transformer):
         n_q = n_excl = n_url = n_user = n_tag = n_emoji = n_caps = n_alpha = n_elong = 0
         neg_left = 0
         scope = tax.negation_scope
+        cache = tax.chunks.get(mask)
+        if cache is None:
+            cache = {}
         chunk_of = tax.chunk
         for chunk in text.split():
-            items, st, fast = chunk_of(chunk)
-            if st != _ONE_WORD:
+            hit = cache.get(chunk)
+            if hit is None:
+                hit = chunk_of(chunk, mask)
+                cache = tax.chunks[mask]
+            items, st, fast = hit
+            if st is not None:
                 q, e, u, us, t, em, c, a, el = st
                 n_q += q
                 n_excl += e
@@ -626,15 +640,14 @@ class TextNormalizer(base.Transformer):
             else:
                 n_alpha += 1
             if fast is not None and not neg_left:
-                cw, ch, cb, cs, ck, ct = fast
+                cw, cf, cb, cs, ck, ct = fast
                 if cs:
                     offset = len(words)
                     for valence, caps, i in cs:
                         scored.append((valence, caps, offset + i, False))
-                words.extend(cw)
-                boosts.extend(cb)
-                for h in ch:
-                    feats[h & mask] = 1.0
+                words += cw
+                boosts += cb
+                feats.update(cf)
                 if ck:
                     content_kw.extend(ck)
                 if ct:

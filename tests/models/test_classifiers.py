@@ -161,3 +161,14 @@ def test_brand_posts_are_never_queries(clf: MentionClassifier) -> None:
     x = {"text": "Can you DM us your booking number?", "channel": "twitter", "from_brand": True}
     assert clf.classify_one(x)["intent"] == "comment"
     assert clf.classify_one({**x, "from_brand": False})["intent"] == "query"
+
+
+def test_fast_probability_matches_rivers_own() -> None:
+    from models._online import _p_true
+
+    model = SentimentClassifier()
+    for text, label in [("awful delay", "negative"), ("great crew", "positive"), ("gate 4", "neutral")] * 10:
+        model.learn_one({"text": text}, label)
+    x = model.features(model.normalise_one({"text": "awful crew at gate 4"}))
+    for lr in model._models.values():
+        assert _p_true(lr, x) == pytest.approx(lr.predict_proba_one(x)[True], abs=1e-12)
