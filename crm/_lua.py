@@ -31,7 +31,7 @@ local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
 
-local function event(cid, ts, name, extra)
+local function ev_json(ts, name, extra)
   local parts = {'{"ts":' .. ms(ts), '"event":' .. cjson.encode(name)}
   if extra then
     local names = {}
@@ -41,7 +41,11 @@ local function event(cid, ts, name, extra)
       table.insert(parts, cjson.encode(k2) .. ':' .. cjson.encode(extra[k2]))
     end
   end
-  redis.call('RPUSH', K('case', cid, 'events'), table.concat(parts, ',') .. '}')
+  return table.concat(parts, ',') .. '}'
+end
+
+local function event(cid, ts, name, extra)
+  redis.call('RPUSH', K('case', cid, 'events'), ev_json(ts, name, extra))
 end
 
 local function stat(name, by)
@@ -63,17 +67,14 @@ end
 
 -- keep the zsets of agents with room (online, load < capacity) in step with the agent's hash: per
 -- department (``*`` for agents serving every queue) agents:avail:{dept} scored by load (least loaded
--- first) and agents:rr:{dept} scored by last-assignment stamp (round robin); agents:avail holds them all
-local function refresh_agent(id)
-  local ak = K('agent', id)
-  local a = redis.call('HMGET', ak, 'status', 'capacity', 'load', 'seq', 'departments', 'avail_in')
-  local load = tonumber(a[3]) or 0
-  local room = a[1] == 'online' and load < (tonumber(a[2]) or 0)
-  local depts = depts_of(a[5])
+-- first) and agents:rr:{dept} scored by last-assignment stamp (round robin)
+local function set_room(id, status, cap, load, seq, depts_field, avail_in)
+  local room = status == 'online' and load < cap
+  local depts = depts_of(depts_field)
   local now_in = ''
   if room then now_in = table.concat(depts, ',') end
-  if a[6] and a[6] ~= '' and a[6] ~= now_in then
-    for d in string.gmatch(a[6], '[^,]+') do
+  if avail_in and avail_in ~= '' and avail_in ~= now_in then
+    for d in string.gmatch(avail_in, '[^,]+') do
       redis.call('ZREM', K('agents', 'avail', d), id)
       redis.call('ZREM', K('agents', 'rr', d), id)
     end
@@ -81,20 +82,40 @@ local function refresh_agent(id)
   if room then
     for _, d in ipairs(depts) do
       redis.call('ZADD', K('agents', 'avail', d), load, id)
-      redis.call('ZADD', K('agents', 'rr', d), tonumber(a[4]) or 0, id)
+      redis.call('ZADD', K('agents', 'rr', d), seq, id)
     end
-    redis.call('ZADD', K('agents', 'avail'), load, id)
-  else
-    redis.call('ZREM', K('agents', 'avail'), id)
   end
-  if a[6] ~= now_in then redis.call('HSET', ak, 'avail_in', now_in) end
+  if (avail_in or '') ~= now_in then redis.call('HSET', K('agent', id), 'avail_in', now_in) end
+end
+
+local function refresh_agent(id)
+  local a = redis.call('HMGET', K('agent', id), 'status', 'capacity', 'load', 'seq', 'departments', 'avail_in')
+  set_room(id, a[1], tonumber(a[2]) or 0, tonumber(a[3]) or 0, tonumber(a[4]) or 0, a[5], a[6])
+end
+
+-- the agent's side of an assignment: one more case, a new round-robin stamp
+local function agent_take(agent, cid, now)
+  local ak = K('agent', agent)
+  local a = redis.call('HMGET', ak, 'status', 'capacity', 'load', 'departments', 'avail_in', 'assigned_total')
+  local seq = redis.call('INCR', K('agents', 'seq'))
+  local load = (tonumber(a[3]) or 0) + 1
+  redis.call('HSET', ak, 'load', load, 'seq', seq, 'last_assigned_ms', ms(now), 'assigned_total',
+    (tonumber(a[6]) or 0) + 1)
+  redis.call('ZADD', K('agents', 'load'), load, agent)
+  redis.call('SADD', K('agent', agent, 'cases'), cid)
+  set_room(agent, a[1], tonumber(a[2]) or 0, load, seq, a[4], a[5])
+end
+
+local function has_room(id)
+  local a = redis.call('HMGET', K('agent', id), 'status', 'capacity', 'load')
+  return a[1] == 'online' and (tonumber(a[3]) or 0) < (tonumber(a[2]) or 0)
 end
 
 -- the agent a case goes to, or nil: an agent with room who serves the queue (and, for skill_based,
 -- the channel and language); least_loaded / skill_based walk the queue's agents by load, round_robin
 -- by oldest last assignment; ties go to the smaller id, so the choice is deterministic.
 local function pick_agent(queue, channel, lang, strategy, prefer)
-  if prefer and prefer ~= '' and redis.call('ZSCORE', K('agents', 'avail'), prefer) then
+  if prefer and prefer ~= '' and has_room(prefer) then
     if has_skill(redis.call('HGET', K('agent', prefer), 'departments'), queue) then return prefer end
   end
   local kind = 'avail'
@@ -129,14 +150,7 @@ local function pick_agent(queue, channel, lang, strategy, prefer)
 end
 
 local function assign_to(cid, agent, now)
-  local ak = K('agent', agent)
-  local seq = redis.call('INCR', K('agents', 'seq'))
-  local load = redis.call('HINCRBY', ak, 'load', 1)
-  redis.call('HSET', ak, 'seq', seq, 'last_assigned_ms', ms(now))
-  redis.call('HINCRBY', ak, 'assigned_total', 1)
-  redis.call('ZADD', K('agents', 'load'), load, agent)
-  refresh_agent(agent)
-  redis.call('SADD', K('agent', agent, 'cases'), cid)
+  agent_take(agent, cid, now)
   local ck = K('case', cid)
   local f = redis.call('HMGET', ck, 'queue', 'status', 'assigned_ms', 'queued')
   if f[4] == '1' then redis.call('ZREM', K('queue', f[1]), cid) end
@@ -220,18 +234,16 @@ end
 
 -- assign waiting cases to any agent with room, oldest first
 local function drain(now, limit, out)
-  local avail = K('agents', 'avail')
   return walk_queues(redis.call('SMEMBERS', K('queues')), now, limit, out,
     function(f) return pick_agent(f[1], f[2], f[3], f[4], nil) end,
-    function() return redis.call('ZCARD', avail) == 0 end)
+    function() return false end)
 end
 
 -- one agent got room (a case resolved, back online, more capacity): the oldest waiting cases it can
 -- take go to it. Nobody else's room changed, and nothing waits that someone with room could take,
 -- so only this agent needs looking at.
 local function drain_agent(agent, now, limit, out)
-  local avail = K('agents', 'avail')
-  if not redis.call('ZSCORE', avail, agent) then return out end
+  if not has_room(agent) then return out end
   local a = redis.call('HMGET', K('agent', agent), 'departments', 'channels', 'languages')
   local queues = {}
   for _, q in ipairs(redis.call('SMEMBERS', K('queues'))) do
@@ -242,7 +254,7 @@ local function drain_agent(agent, now, limit, out)
       if f[4] ~= 'skill_based' or (has_skill(a[2], f[2]) and has_skill(a[3], f[3])) then return agent end
       return nil
     end,
-    function() return not redis.call('ZSCORE', avail, agent) end)
+    function() return not has_room(agent) end)
 end
 
 local function set_deadline(cid, now, sla_ms, warn_frac)
@@ -359,8 +371,8 @@ end
 #: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n.
 CONTEXT = _LIB + r"""
 local mid, channel, handle, given, irt = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local done = K('crm', 'done', mid)
-if redis.call('EXISTS', done) == 1 then return {'duplicate', redis.call('HGETALL', done)} end
+local prev = redis.call('GET', K('crm', 'done', mid))
+if prev then return {'duplicate', prev} end
 local cust = ''
 if given ~= '' and redis.call('EXISTS', K('customer', given)) == 1 then
   cust = given
@@ -386,12 +398,14 @@ end
 return {'ok', cust, rec, tc, tstatus, tcust, hist}
 """
 
-#: ARGV: prefix, plan JSON (see ``crm.processor``). Applies one processed mention atomically, once.
+#: ARGV: prefix, plan JSON (see ``crm.processor``), the mention's result JSON (stored as is), its history
+#: summary JSON. Applies one processed mention atomically, once.
 COMMIT = _LIB + r"""
 local plan = cjson.decode(ARGV[2])
 local mid, ts = plan.mid, tonumber(plan.ts)
 local done = K('crm', 'done', mid)
-if redis.call('EXISTS', done) == 1 then return {'duplicate', redis.call('HGETALL', done)} end
+local prev = redis.call('GET', done)
+if prev then return {'duplicate', prev} end
 
 -- who: an unknown author becomes a prospect unless someone linked the handle meanwhile
 local cust = plan.cust or ''
@@ -401,57 +415,44 @@ if plan.prospect == 1 then
 end
 cust = follow_merges(cust)
 local is_prospect = false
+local cset = {}          -- customer fields written once at the end
+local c = {}
 if cust ~= '' then
   local ck = K('customer', cust)
-  if plan.prospect == 1 and cust == plan.cust then
-    if redis.call('HSETNX', ck, 'kind', 'prospect') == 1 then
-      redis.call('HSET', ck, 'id', cust, 'channel', plan.channel, 'handle', plan.author, 'first_seen_ms', ms(ts))
-      redis.call('ZADD', K('prospects'), ts, cust)
-    end
+  if plan.prospect == 1 and cust == plan.cust and redis.call('HSETNX', ck, 'kind', 'prospect') == 1 then
+    cset = {'id', cust, 'channel', plan.channel, 'handle', plan.author, 'first_seen_ms', ms(ts)}
+    redis.call('ZADD', K('prospects'), ts, cust)
     redis.call('SET', K('identity', plan.channel, plan.author), cust, 'NX')
     redis.call('SADD', K('customer', cust, 'handles'), plan.channel .. ':' .. plan.author)
   end
-  is_prospect = redis.call('HGET', ck, 'kind') == 'prospect'
-  if is_prospect and tonumber(plan.pttl) > 0 then
-    -- an anonymous author's profile lives while they keep posting (wall-clock time)
-    for _, key in ipairs({ck, K('customer', cust, 'handles'), K('customer', cust, 'mentions'),
-        K('customer', cust, 'mdata'), K('customer', cust, 'tags'), K('customer', cust, 'cases'),
-        K('rules', 'pending', cust)}) do
-      redis.call('EXPIRE', key, tonumber(plan.pttl))
-    end
-    if redis.call('GET', K('identity', plan.channel, plan.author)) == cust then
-      redis.call('EXPIRE', K('identity', plan.channel, plan.author), tonumber(plan.pttl))
-    end
-  end
+  c = redis.call('HMGET', ck, 'kind', 'mentions', plan.sentiment, 'queries', 'sentiment_sum', 'reach',
+    'last_seen_ms', 'followers', 'churn_ts', 'pending', 'cases_total', 'cases_open')
+  is_prospect = c[1] == 'prospect'
   -- rule outcomes: the customer's next mention after a hit tells whether the initiative landed
-  local pend = redis.call('HGETALL', K('rules', 'pending', cust))
-  for i = 1, #pend, 2 do
-    if tonumber(pend[i + 1]) < ts then
-      redis.call('HINCRBY', K('rules', 'stats'), pend[i] .. '|next_' .. plan.sentiment, 1)
-      redis.call('HDEL', K('rules', 'pending', cust), pend[i])
+  if c[10] == '1' then
+    local pk = K('rules', 'pending', cust)
+    local pend = redis.call('HGETALL', pk)
+    local left = 0
+    for i = 1, #pend, 2 do
+      if tonumber(pend[i + 1]) < ts then
+        redis.call('HINCRBY', K('rules', 'stats'), pend[i] .. '|next_' .. plan.sentiment, 1)
+        redis.call('HDEL', pk, pend[i])
+      else
+        left = left + 1
+      end
     end
+    if left == 0 then table.insert(cset, 'pending'); table.insert(cset, '0') end
   end
   redis.call('ZADD', K('customer', cust, 'mentions'), ts, mid)
-  redis.call('HSET', K('customer', cust, 'mdata'), mid, plan.summary)
+  redis.call('HSET', K('customer', cust, 'mdata'), mid, ARGV[4])
   trim_history(cust, tonumber(plan.keep))
-  redis.call('HINCRBY', ck, 'mentions', 1)
-  redis.call('HINCRBY', ck, plan.sentiment, 1)
-  if plan.query == 1 then redis.call('HINCRBY', ck, 'queries', 1) end
-  redis.call('HINCRBYFLOAT', ck, 'sentiment_sum', plan.score)
-  redis.call('HINCRBY', ck, 'reach', tonumber(plan.reach))
-  local c = redis.call('HMGET', ck, 'last_seen_ms', 'followers', 'churn_ts')
-  if ts > (tonumber(c[1]) or 0) then redis.call('HSET', ck, 'last_seen_ms', ms(ts)) end
-  if plan.followers ~= '' and tonumber(plan.followers) > (tonumber(c[2]) or -1) then
-    redis.call('HSET', ck, 'followers', plan.followers)
-  end
-  if plan.churn ~= '' and not is_prospect and ts >= (tonumber(c[3]) or 0) then
-    redis.call('HSET', ck, 'churn_risk', plan.churn, 'churn_ts', ms(ts))
-    redis.call('ZADD', K('churn'), plan.churn, cust)
-  end
 end
 
 -- which case: a follow-up in the thread of this customer's case joins it (reopening it when resolved)
 local cid, cev = '', 'none'
+local agent, status, prio, queue = '', '', '', ''
+local known = false
+local cases_total, cases_open = 0, 0
 if plan.in_reply_to ~= '' and cust ~= '' then
   local tc = redis.call('GET', K('thread', plan.in_reply_to))
   if tc then
@@ -467,7 +468,7 @@ if plan.in_reply_to ~= '' and cust ~= '' then
         cev = 'reopened'
         redis.call('HSET', ck, 'status', 'open', 'resolved_ms', '')
         redis.call('HINCRBY', ck, 'reopened', 1)
-        redis.call('HINCRBY', K('customer', cust), 'cases_open', 1)
+        cases_open = 1
         stat('reopened')
         set_deadline(cid, ts, sla, plan.warn)
         event(cid, ts, 'reopened', {mention_id = mid})
@@ -489,26 +490,51 @@ if cid == '' and plan.open == 1 then
   local ck = K('case', cid)
   if redis.call('EXISTS', ck) == 0 then
     cev = 'opened'
-    local args = {'status', 'open', 'created_ms', ms(ts), 'customer_id', cust, 'mentions', 1, 'queued', '0',
-      'agent', '', 'last_customer_ms', ms(ts), 'last_mention_id', mid}
-    for k2, v in pairs(plan.case) do table.insert(args, k2); table.insert(args, v) end
+    local pc = plan.case
+    local sla = tonumber(pc.sla_ms)
+    local due = ts + sla
+    local warn = due - math.floor(sla * tonumber(plan.warn))
+    local picked = pick_agent(pc.queue, pc.channel, pc.lang, pc.strategy, nil)
+    agent, status, prio, queue = picked or '', 'open', pc.priority, pc.queue
+    local args = {'created_ms', ms(ts), 'customer_id', cust, 'mentions', 1, 'agent', agent,
+      'last_customer_ms', ms(ts), 'last_mention_id', mid, 'awaiting_since', ms(ts), 'due_ms', ms(due),
+      'warn_ms', ms(warn)}
+    if picked then
+      status = 'assigned'
+      for _, v in ipairs({'status', 'assigned', 'queued', '0', 'assigned_ms', ms(ts), 'last_assigned_ms', ms(ts)}) do
+        table.insert(args, v)
+      end
+    else
+      for _, v in ipairs({'status', 'open', 'queued', '1'}) do table.insert(args, v) end
+    end
+    for k2, v in pairs(pc) do table.insert(args, k2); table.insert(args, v) end
     redis.call('HSET', ck, unpack(args))
     redis.call('SET', K('thread', mid), cid)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
-    set_deadline(cid, ts, plan.case.sla_ms, plan.warn)
+    redis.call('ZADD', K('cases', 'open'), due, cid)
+    redis.call('ZADD', K('cases', 'sla'), warn, cid)
     if cust ~= '' then
       redis.call('ZADD', K('customer', cust, 'cases'), ts, cid)
-      redis.call('HINCRBY', K('customer', cust), 'cases_total', 1)
-      redis.call('HINCRBY', K('customer', cust), 'cases_open', 1)
+      cases_total, cases_open = 1, 1
     end
     stat('opened')
-    event(cid, ts, 'opened', {mention_id = mid, priority = plan.case.priority, queue = plan.case.queue})
-    try_assign(cid, ts, nil)
+    local evs = {ev_json(ts, 'opened', {mention_id = mid, priority = pc.priority, queue = pc.queue})}
+    if picked then
+      agent_take(picked, cid, ts)
+      stat('assigned')
+      table.insert(evs, ev_json(ts, 'assigned', {agent = picked}))
+    else
+      redis.call('ZADD', K('queue', pc.queue), ts, cid)
+      redis.call('SADD', K('queues'), pc.queue)
+    end
+    redis.call('RPUSH', K('case', cid, 'events'), unpack(evs))
+    known = true
     local early = redis.call('GET', K('crm', 'early', mid))
     if early then
       local e = cjson.decode(early)
       apply_reply(cid, e.id, e.ts, e.by)
       redis.call('DEL', K('crm', 'early', mid))
+      known = false
     end
   else
     cev = 'exists'
@@ -543,17 +569,51 @@ for _, w in ipairs(plan.webhooks) do
   end
 end
 
-local agent, status, prio, queue = '', '', '', ''
-if cid ~= '' then
+-- the customer's counters, in one write
+if cust ~= '' then
+  local ck = K('customer', cust)
+  local function put(name, value) table.insert(cset, name); table.insert(cset, value) end
+  put('mentions', (tonumber(c[2]) or 0) + 1)
+  put(plan.sentiment, (tonumber(c[3]) or 0) + 1)
+  if plan.query == 1 then put('queries', (tonumber(c[4]) or 0) + 1) end
+  put('sentiment_sum', string.format('%.10g', (tonumber(c[5]) or 0) + tonumber(plan.score)))
+  put('reach', (tonumber(c[6]) or 0) + tonumber(plan.reach))
+  if ts > (tonumber(c[7]) or 0) then put('last_seen_ms', ms(ts)) end
+  if plan.followers ~= '' and tonumber(plan.followers) > (tonumber(c[8]) or -1) then put('followers', plan.followers) end
+  if plan.churn ~= '' and not is_prospect and ts >= (tonumber(c[9]) or 0) then
+    put('churn_risk', plan.churn)
+    put('churn_ts', ms(ts))
+    redis.call('ZADD', K('churn'), plan.churn, cust)
+  end
+  if cases_total > 0 then put('cases_total', (tonumber(c[11]) or 0) + cases_total) end
+  if cases_open > 0 then put('cases_open', (tonumber(c[12]) or 0) + cases_open) end
+  if #plan.hits > 0 then put('pending', '1') end
+  redis.call('HSET', ck, unpack(cset))
+  if is_prospect and tonumber(plan.pttl) > 0 then
+    -- an anonymous author's profile lives while they keep posting (wall-clock time)
+    local ttl = tonumber(plan.pttl)
+    for _, key in ipairs({ck, K('customer', cust, 'handles'), K('customer', cust, 'mentions'),
+        K('customer', cust, 'mdata')}) do
+      redis.call('EXPIRE', key, ttl)
+    end
+    if cases_total > 0 then redis.call('EXPIRE', K('customer', cust, 'cases'), ttl) end
+    if #plan.tags > 0 then redis.call('EXPIRE', K('customer', cust, 'tags'), ttl) end
+    if #plan.hits > 0 then redis.call('EXPIRE', K('rules', 'pending', cust), ttl) end
+    if redis.call('GET', K('identity', plan.channel, plan.author)) == cust then
+      redis.call('EXPIRE', K('identity', plan.channel, plan.author), ttl)
+    end
+  end
+end
+
+if cid ~= '' and not known then
   local f = redis.call('HMGET', K('case', cid), 'agent', 'status', 'priority', 'queue')
   agent, status, prio, queue = f[1] or '', f[2] or '', f[3] or '', f[4] or ''
 end
 local pflag = '0'
 if is_prospect then pflag = '1' end
-local rec = {'r', plan.result, 'case_id', cid, 'case_event', cev, 'agent', agent, 'status', status,
-  'customer_id', cust, 'prospect', pflag, 'priority', prio, 'queue', queue}
-redis.call('HSET', done, unpack(rec))
-redis.call('EXPIRE', done, tonumber(plan.ttl))
+local rec = cjson.encode({r = ARGV[3], case_id = cid, case_event = cev, agent = agent, status = status,
+  customer_id = cust, prospect = pflag, priority = prio, queue = queue})
+redis.call('SET', done, rec, 'EX', tonumber(plan.ttl))
 return {'ok', rec}
 """
 

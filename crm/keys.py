@@ -158,10 +158,10 @@ class CrmKeys:
     def agents_online(self) -> str:
         return f"{self.prefix}agents:online"
 
-    def agents_avail(self, department: str | None = None) -> str:
-        """Sorted set of online agents with room (load < capacity), score = load; per department
-        (``*`` = agents serving every queue), or all of them without one."""
-        return f"{self.prefix}agents:avail" + (f":{department}" if department else "")
+    def agents_avail(self, department: str) -> str:
+        """Per department (``*`` = agents serving every queue): online agents with room (load < capacity),
+        score = load."""
+        return f"{self.prefix}agents:avail:{department}"
 
     def agents_rr(self, department: str) -> str:
         """Per department: online agents with room, score = last-assignment stamp (round-robin order)."""

@@ -155,8 +155,8 @@ class RedisCrmStore:
                       pipe=pipe)
         out = []
         for raw in pipe.execute():
-            if _s(raw[0]) == "duplicate":
-                out.append({"duplicate": _pairs(raw[1])})
+            if raw[0] == "duplicate":
+                out.append({"duplicate": orjson.loads(raw[1])})
                 continue
             out.append({
                 "customer_id": _s(raw[1]),
@@ -182,14 +182,16 @@ class RedisCrmStore:
                 self._run("REPLY", payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
                           payload["early_ttl_s"], pipe=pipe)
             else:
-                self._run("COMMIT", orjson.dumps(payload), pipe=pipe)
+                plan = dict(payload)
+                result, summary = plan.pop("result"), plan.pop("summary")
+                self._run("COMMIT", orjson.dumps(plan), result, summary, pipe=pipe)
         out = []
         for (kind, _), raw in zip(ops, pipe.execute(), strict=True):
             if kind == "reply":
                 out.append(_reply_record(raw))
                 continue
-            rec = _pairs(raw[1])
-            rec["duplicate"] = "1" if _s(raw[0]) == "duplicate" else "0"
+            rec = orjson.loads(raw[1])
+            rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
             out.append(rec)
         return out
 
