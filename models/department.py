@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 
 from models._online import OnlineTextClassifier
-from models.text import NormalisedText, TextNormalizer, read_taxonomy_file
+from models.text import NormalisedText, TextNormalizer, on_reload, read_taxonomy_file
 
 __all__ = ["DEPARTMENTS", "DepartmentClassifier", "load_departments"]
 
@@ -80,6 +80,9 @@ def load_departments(taxonomy_dir: str | None = None) -> _Routing:
     ('service', 'sales', 'marketing', 'pr')
     """
     return _Routing(taxonomy_dir)
+
+
+on_reload(load_departments.cache_clear)
 
 
 class DepartmentClassifier(OnlineTextClassifier):

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from models._online import OnlineTextClassifier
-from models.text import NormalisedText, TextNormalizer, read_taxonomy_file
+from models.text import NormalisedText, TextNormalizer, on_reload, read_taxonomy_file
 
 __all__ = ["INTENTS", "IntentClassifier", "intent_from_act", "warm_start_intent"]
 
@@ -50,6 +50,9 @@ class _Cues:
 @lru_cache(maxsize=16)
 def _cues(taxonomy_dir: str | None) -> _Cues:
     return _Cues(taxonomy_dir)
+
+
+on_reload(_cues.cache_clear)
 
 
 class IntentClassifier(OnlineTextClassifier):

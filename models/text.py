@@ -23,6 +23,7 @@ import math
 import re
 import tomllib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "load_taxonomy",
     "kind_for_channel",
     "mention_text",
+    "on_reload",
     "read_taxonomy_file",
     "reload_taxonomies",
     "require_text",
@@ -57,7 +59,9 @@ _B_INCR = 0.293
 _C_INCR = 0.733
 _N_SCALAR = -0.74
 _ALPHA = 15.0
-_CACHE_LIMIT = 200_000
+# Memo sizes (entries per channel kind): a chunk entry takes about 1 KB, so at most ~50 MB per kind.
+_TOKEN_CACHE_LIMIT = 100_000
+_CHUNK_CACHE_LIMIT = 50_000
 
 _ENGLISH_STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -201,7 +205,7 @@ class Taxonomy:
         result = self._chunk(chunk, mask)
         # URLs and long chunks rarely repeat: caching them would only churn the cache.
         if len(chunk) <= 40 and (result[1] is None or result[1][2] == 0):
-            if len(cache) >= _CACHE_LIMIT:
+            if len(cache) >= _CHUNK_CACHE_LIMIT:
                 cache.clear()
             cache[chunk] = result
         return result
@@ -276,7 +280,7 @@ class Taxonomy:
         hit = self.cache.get(token)
         if hit is not None:
             return hit
-        if len(self.cache) >= _CACHE_LIMIT:
+        if len(self.cache) >= _TOKEN_CACHE_LIMIT:
             self.cache.clear()
         result = self._resolve(token)
         self.cache[token] = result
@@ -452,11 +456,26 @@ def load_taxonomy(kind: str, taxonomy_dir: str | None = None) -> Taxonomy:
     )
 
 
+_RELOAD_HOOKS: list[Callable[[], None]] = []
+
+
+def on_reload(hook: Callable[[], None]) -> None:
+    """Register a cache to forget when :func:`reload_taxonomies` runs (models that read their own TOML)."""
+    _RELOAD_HOOKS.append(hook)
+
+
 def reload_taxonomies() -> None:
-    """Forget every loaded table, so edited TOML files take effect on the next mention."""
+    """Forget every loaded table, so edited TOML files take effect on the next mention.
+
+    >>> reload_taxonomies()
+    >>> load_taxonomy("forum").kind
+    'forum'
+    """
     load_taxonomy.cache_clear()
     _base_config.cache_clear()
     _taxonomy_for.cache_clear()
+    for hook in _RELOAD_HOOKS:
+        hook()
 
 
 @lru_cache(maxsize=256)

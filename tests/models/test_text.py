@@ -153,3 +153,23 @@ def test_shipped_files_load() -> None:
     for kind in ("microblog", "forum", "review", "formal", "social", "longform"):
         tax = load_taxonomy(kind)
         assert tax.kind == kind and tax.lexicon and tax.negations
+
+
+def test_edited_tables_apply_after_reload(tmp_path: Path) -> None:
+    from models.department import DepartmentClassifier
+
+    (tmp_path / "forum.toml").write_text('[abbreviations]\nnvm = "never mind"\n', encoding="utf-8")
+    (tmp_path / "departments.toml").write_text(
+        'default = "care"\n[departments.care]\nkeywords = ["help"]\n', encoding="utf-8"
+    )
+    norm = TextNormalizer(taxonomy_dir=str(tmp_path))
+    dep = DepartmentClassifier(normalizer=norm)
+    assert norm.normalise("wtb", "forum").words == ["wtb"] and dep.classes == ("care",)
+    (tmp_path / "forum.toml").write_text('[abbreviations]\nwtb = "want to buy"\n', encoding="utf-8")
+    (tmp_path / "departments.toml").write_text(
+        'default = "care"\n[departments.care]\nkeywords = ["help"]\n[departments.shop]\nkeywords = ["buy"]\n',
+        encoding="utf-8",
+    )
+    reload_taxonomies()
+    assert norm.normalise("wtb", "forum").words == ["want", "to", "buy"]
+    assert dep.classes == ("care", "shop") and dep.predict_one({"text": "wtb", "channel": "forum"}) == "shop"
