@@ -135,3 +135,12 @@ def test_load_current_prefers_the_checkpoint(r: redis.Redis, key_prefix: str, tm
 def test_bad_names_are_refused(r: redis.Redis, key_prefix: str) -> None:
     with pytest.raises(ValueError, match="without ':'"):
         registry.save(r, key_prefix, "a:b", IntentClassifier())
+
+
+def test_mention_classifier_default_uses_the_registry(tmp_path: Path) -> None:
+    from models.classifiers import MentionClassifier
+
+    data = _tiny_data(tmp_path / "data")  # intent data only: sentiment starts from its prior
+    clf = MentionClassifier.default(data_dir=data, cache_dir=tmp_path / "cache")
+    assert clf.intent.n_learned == 240 and clf.sentiment.n_learned == 0 and clf.department.n_learned == 0
+    assert clf.classify_one({"text": "how do I fix thing 3?"})["intent"] == "query"
