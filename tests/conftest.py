@@ -52,27 +52,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def make_mentions(n: int, *, brands: tuple[str, ...] = ("acme", "globex"), channels: tuple[str, ...] = ("twitter", "forum"),
-                  start_ms: int = 1_704_103_200_000, step_ms: int = 7_000, reply_every: int = 3) -> list[dict]:
-    """A deterministic conversation log: customer mentions (every other one a query) and brand replies.
-
-    Every ``reply_every``-th customer mention gets a reply from its brand ``(i % 50 + 1)`` minutes later.
-    """
-    out: list[dict] = []
-    for i in range(n):
-        brand, channel = brands[i % len(brands)], channels[(i // len(brands)) % len(channels)]
-        ts = start_ms + i * step_ms
-        out.append({"id": f"{channel}:{i}", "channel": channel, "brand": brand, "author": f"user{i % 97}",
-                    "text": "how do I reset my router?" if i % 2 else "love the new app, great job",
-                    "ts": ts})
-        if i % reply_every == 0:
-            out.append({"id": f"{channel}:r{i}", "channel": channel, "brand": brand, "author": f"{brand}_care",
-                        "text": "we're on it, please DM us", "ts": ts + (i % 50 + 1) * 60_000, "from_brand": True,
-                        "in_reply_to": f"{channel}:{i}"})
-    out.sort(key=lambda d: d["ts"])
-    return out
-
-
 @pytest.fixture()
 def write_jsonl(tmp_path: Path):
     """Write dicts (or raw bytes lines) to a JSONL file and return its path."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,21 +12,10 @@ import orjson
 import polars as pl
 import pytest
 import redis
-from conftest import make_mentions
+from pulse_testkit import PULSE, make_mentions, pulse
 
 from stream.keys import Keys
 from stream.metrics import totals
-
-PULSE = [sys.executable, "-m", "stream.cli"]
-
-
-def pulse(*args: str, redis_url: str, prefix: str, check: bool = True, timeout: float = 120,
-          extra_env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=prefix, **(extra_env or {}))
-    proc = subprocess.run([*PULSE, *args], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pulse {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-    return proc
 
 
 def _polars_first_response(path: Path) -> dict[str, dict[str, float]]:

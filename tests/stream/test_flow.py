@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 from bytewax.testing import TestingSource, cluster_main, run_main
-from conftest import make_mentions
+from pulse_testkit import make_mentions
 
 from connectors.records import RawRecord
 from stream.flow import build_flow

@@ -6,15 +6,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
-from conftest import make_mentions
-from test_cli_replay import PULSE, pulse
+from pulse_testkit import PULSE, make_mentions, pulse
 
 from connectors.redis_streams import append_records, mark_eof
 from stream.keys import Keys

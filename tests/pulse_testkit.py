@@ -1,0 +1,41 @@
+"""Helpers shared by tests: generated conversations and running the ``pulse`` command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def make_mentions(n: int, *, brands: tuple[str, ...] = ("acme", "globex"), channels: tuple[str, ...] = ("twitter", "forum"),
+                  start_ms: int = 1_704_103_200_000, step_ms: int = 7_000, reply_every: int = 3) -> list[dict]:
+    """A deterministic conversation log: customer mentions (every other one a query) and brand replies.
+
+    Every ``reply_every``-th customer mention gets a reply from its brand ``(i % 50 + 1)`` minutes later.
+    """
+    out: list[dict] = []
+    for i in range(n):
+        brand, channel = brands[i % len(brands)], channels[(i // len(brands)) % len(channels)]
+        ts = start_ms + i * step_ms
+        out.append({"id": f"{channel}:{i}", "channel": channel, "brand": brand, "author": f"user{i % 97}",
+                    "text": "how do I reset my router?" if i % 2 else "love the new app, great job",
+                    "ts": ts})
+        if i % reply_every == 0:
+            out.append({"id": f"{channel}:r{i}", "channel": channel, "brand": brand, "author": f"{brand}_care",
+                        "text": "we're on it, please DM us", "ts": ts + (i % 50 + 1) * 60_000, "from_brand": True,
+                        "in_reply_to": f"{channel}:{i}"})
+    out.sort(key=lambda d: d["ts"])
+    return out
+
+
+PULSE = [sys.executable, "-m", "stream.cli"]
+
+
+def pulse(*args: str, redis_url: str, prefix: str, check: bool = True, timeout: float = 120,
+          extra_env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=prefix, **(extra_env or {}))
+    proc = subprocess.run([*PULSE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pulse {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
