@@ -190,9 +190,13 @@ def bench_department() -> dict[str, Any]:
     ]
     random.Random(7).shuffle(stream)
     fb = DepartmentClassifier()
-    before = classification_scores([y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]])
+    before = classification_scores(
+        [y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]]
+    )
     preq = prequential_scores(fb, stream[:-1000])
-    after = classification_scores([y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]])
+    after = classification_scores(
+        [y for _, y in stream[-1000:]], [fb.predict_one(x) for x, _ in stream[-1000:]]
+    )
     emit("department_rerouting_feedback_examples", len(stream) - 1000)
     score_triplet("department_rerouting_prior_only", before)
     score_triplet("department_rerouting_after_feedback", after)

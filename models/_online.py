@@ -95,7 +95,9 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         """``y`` as a label of this model, or :class:`ValueError` naming the labels it accepts."""
         if isinstance(y, str) and y in self.classes:
             return y
-        raise ValueError(f"unknown class {y!r} for {type(self).__name__}; expected one of {list(self.classes)}")
+        raise ValueError(
+            f"unknown class {y!r} for {type(self).__name__}; expected one of {list(self.classes)}"
+        )
 
     def normalise_one(self, x: dict[str, Any]) -> NormalisedText:
         """Normalise a mention dict with this model's normaliser (never raises)."""

@@ -158,7 +158,9 @@ class IntentClassifier(OnlineTextClassifier):
     def prior_proba(self, norm: NormalisedText) -> dict[str, float]:
         c = self.cues(norm)
         score = -2.0
-        score += 2.2 * c["_i_question"] + 2.4 * c["_i_request"] + 0.5 * c["_i_requests"] + 1.2 * c["_i_wh_first"]
+        score += (
+            2.2 * c["_i_question"] + 2.4 * c["_i_request"] + 0.5 * c["_i_requests"] + 1.2 * c["_i_wh_first"]
+        )
         score += 0.4 * c["_i_opener"] + 0.3 * c["_i_request_word"]
         p = 1.0 / (1.0 + pow(2.718281828459045, -score))
         return {"query": p, "comment": 1.0 - p}
@@ -180,4 +182,3 @@ def warm_start_intent(model: IntentClassifier, path: Path, epochs: int = 2) -> i
             model.learn_one({"text": text, "channel": "twitter"}, intent_from_act(act))
             n += 1
     return n
-

@@ -307,9 +307,7 @@ class PrequentialMetrics:
             if only_changed and not track.dirty:
                 continue
             snap = track.snapshot()
-            mapping = {
-                k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in snap.items()
-            }
+            mapping = {k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in snap.items()}
             mapping["updated_at"] = now
             pipe.hset(metrics_key(prefix, model, channel), mapping=mapping)
             track.dirty = False

@@ -92,8 +92,12 @@ _Piece = tuple[str, float, float, bool, int, int, bool]
 # An item is a piece in context: the piece, then (written in CAPS, elongated, from a hashtag).
 _Item = tuple[str, float, float, bool, int, int, bool, bool, bool, bool]
 _Fast = tuple[
-    tuple[str, ...], dict[int, float], tuple[float, ...], tuple[tuple[float, bool, int], ...],
-    tuple[str, ...], tuple[str, ...],
+    tuple[str, ...],
+    dict[int, float],
+    tuple[float, ...],
+    tuple[tuple[float, bool, int], ...],
+    tuple[str, ...],
+    tuple[str, ...],
 ]
 _Chunk = tuple[tuple["_Item", ...], "tuple[int, ...] | None", "_Fast | None"]
 #: Punctuation inside a chunk: ends a negation scope.
@@ -376,9 +380,7 @@ def _build_pattern(emoticons: dict[str, tuple[str, float]]) -> re.Pattern[str]:
         r"(?P<url>(?:https?://|www\.)\S+)"
         r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
         r"|(?P<handle>(?<![\w@])@\w+)"
-        r"|(?P<hashtag>(?<![\w#&])#\w+)"
-        + emo_group
-        + r"|(?P<word>\w(?:[\w'’@$]*\w)?)"
+        r"|(?P<hashtag>(?<![\w#&])#\w+)" + emo_group + r"|(?P<word>\w(?:[\w'’@$]*\w)?)"
         rf"|(?P<emoji>{_EMOJI_CLASS})"
         r"|(?P<punct>[!?.,;:…。？！]+)"
     )
@@ -423,16 +425,20 @@ def load_taxonomy(kind: str, taxonomy_dir: str | None = None) -> Taxonomy:
                 float(value.get("polarity", 0.0)),
             )
         else:
-            raise ValueError(f"taxonomy {kind!r}: slang entry {key!r} must be {{means = ..., polarity = ...}}")
+            raise ValueError(
+                f"taxonomy {kind!r}: slang entry {key!r} must be {{means = ..., polarity = ...}}"
+            )
     emoticons: dict[str, tuple[str, float]] = {}
     for key, value in table("emoticons").items():
         name = str(value.get("name", "emoticon")) if isinstance(value, dict) else str(value)
         polarity = float(value.get("polarity", 0.0)) if isinstance(value, dict) else 0.0
         emoticons[str(key)] = (name, lexicon_base.get(str(key), polarity))
     negation_cfg = table("negation")
-    negations = frozenset(vader_negations) | frozenset(
-        str(w).lower() for w in (base_cfg.get("negation", {}) or {}).get("words", [])
-    ) | frozenset(str(w).lower() for w in (kind_cfg.get("negation", {}) or {}).get("words", []))
+    negations = (
+        frozenset(vader_negations)
+        | frozenset(str(w).lower() for w in (base_cfg.get("negation", {}) or {}).get("words", []))
+        | frozenset(str(w).lower() for w in (kind_cfg.get("negation", {}) or {}).get("words", []))
+    )
     boosters = dict(vader_boosters)
     boosters.update({str(k).lower(): float(v) for k, v in table("boosters").items()})
     leet = {ord(str(k)[0]): str(v) for k, v in table("leet").items() if str(k)}

@@ -42,9 +42,15 @@ TextColOpt = Annotated[str, typer.Option("--text-col", help="Column holding the 
 LabelColOpt = Annotated[str, typer.Option("--label-col", help="Column holding the true label.")]
 ChannelColOpt = Annotated[
     str | None,
-    typer.Option("--channel-col", help="Column holding each row's channel (picks the slang tables).", show_default=False),
+    typer.Option(
+        "--channel-col",
+        help="Column holding each row's channel (picks the slang tables).",
+        show_default=False,
+    ),
 ]
-ChannelOpt = Annotated[str, typer.Option("--channel", help="Channel of every row when --channel-col is not given.")]
+ChannelOpt = Annotated[
+    str, typer.Option("--channel", help="Channel of every row when --channel-col is not given.")
+]
 LabelMapOpt = Annotated[
     str | None,
     typer.Option(
@@ -56,18 +62,31 @@ LabelMapOpt = Annotated[
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start from an untrained model (its prior alone).")]
 RedisUrlOpt = Annotated[
     str | None,
-    typer.Option("--redis-url", help="Redis URL for checkpoints (default: $REDIS_URL, else the embedded server under .pulse/).", show_default=False),
+    typer.Option(
+        "--redis-url",
+        help="Redis URL for checkpoints (default: $REDIS_URL, else the embedded server under .pulse/).",
+        show_default=False,
+    ),
 ]
 PrefixOpt = Annotated[
-    str | None, typer.Option("--prefix", help="Key prefix (default 'pulse:', or $PULSE_PREFIX).", show_default=False)
+    str | None,
+    typer.Option("--prefix", help="Key prefix (default 'pulse:', or $PULSE_PREFIX).", show_default=False),
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False),
+    typer.Option(
+        "--config",
+        help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).",
+        show_default=False,
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Folder of the shipped data sets used for the default warm start (default ../shared/data).", show_default=False),
+    typer.Option(
+        "--data-dir",
+        help="Folder of the shipped data sets used for the default warm start (default ../shared/data).",
+        show_default=False,
+    ),
 ]
 
 #: Files at least this long show a progress bar (on stderr, so ``--json`` output stays clean).
@@ -202,7 +221,9 @@ def _sort_by_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
 
 def _settings(config: Path | None, redis_url: str | None, prefix: str | None) -> Settings:
     try:
-        return Settings.load({"redis_url": redis_url, "prefix": prefix}, config_path=config if config is not None else True)
+        return Settings.load(
+            {"redis_url": redis_url, "prefix": prefix}, config_path=config if config is not None else True
+        )
     except SettingsError as exc:
         raise ModelInputError(str(exc)) from None
 
@@ -259,7 +280,9 @@ def _tracked(rows: list[Any], label: str) -> Iterator[Any]:
 def _skipped_note(command: str, skipped: dict[str, int]) -> None:
     if skipped:
         total = sum(skipped.values())
-        worst = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:3])
+        worst = ", ".join(
+            f"{reason}: {n}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:3]
+        )
         print(f"pulse {command}: skipped {total} row(s) ({worst})", file=sys.stderr)
 
 
@@ -271,7 +294,9 @@ def register(app: typer.Typer) -> None:
         path: Annotated[Path, typer.Argument(help="CSV file of mentions.", show_default=False)],
         model: ModelOpt,
         text_col: TextColOpt,
-        output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: the input columns plus 'prediction'.")],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="CSV to write: the input columns plus 'prediction'.")
+        ],
         channel_col: ChannelColOpt = None,
         channel: ChannelOpt = "twitter",
         fresh: FreshOpt = False,
@@ -303,7 +328,10 @@ def register(app: typer.Typer) -> None:
             raise _fail("classify", f"cannot write {output}: {exc.strerror or exc}") from None
         counts = out["prediction"].value_counts(sort=True).rows()
         summary = ", ".join(f"{label} {n}" for label, n in counts)
-        print(f"pulse classify: {len(predictions)} rows -> {output} with {name} model ({source}): {summary}", file=sys.stderr)
+        print(
+            f"pulse classify: {len(predictions)} rows -> {output} with {name} model ({source}): {summary}",
+            file=sys.stderr,
+        )
 
     @app.command("train")
     def train(
@@ -314,7 +342,12 @@ def register(app: typer.Typer) -> None:
         channel_col: ChannelColOpt = None,
         channel: ChannelOpt = "twitter",
         label_map: LabelMapOpt = None,
-        epochs: Annotated[int, typer.Option("--epochs", help="Passes over the file (later passes shuffled, seeded).", min=1, max=20)] = 1,
+        epochs: Annotated[
+            int,
+            typer.Option(
+                "--epochs", help="Passes over the file (later passes shuffled, seeded).", min=1, max=20
+            ),
+        ] = 1,
         fresh: FreshOpt = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
         redis_url: RedisUrlOpt = None,
@@ -387,9 +420,15 @@ def register(app: typer.Typer) -> None:
         label_map: LabelMapOpt = None,
         time_col: Annotated[
             str | None,
-            typer.Option("--time-col", help="Split by time on this column (oldest rows train) instead of a seeded shuffle.", show_default=False),
+            typer.Option(
+                "--time-col",
+                help="Split by time on this column (oldest rows train) instead of a seeded shuffle.",
+                show_default=False,
+            ),
         ] = None,
-        test_size: Annotated[float, typer.Option("--test-size", help="Share of rows held out for testing.", min=0.05, max=0.95)] = 0.2,
+        test_size: Annotated[
+            float, typer.Option("--test-size", help="Share of rows held out for testing.", min=0.05, max=0.95)
+        ] = 0.2,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the random split.")] = 42,
         fresh: FreshOpt = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout.")] = False,
@@ -401,7 +440,11 @@ def register(app: typer.Typer) -> None:
         """Score the current model on a labelled CSV: holdout (before/after training) and prequential."""
         try:
             name = _check_model(model)
-            needed = [text_col, label_col] + ([channel_col] if channel_col else []) + ([time_col] if time_col else [])
+            needed = (
+                [text_col, label_col]
+                + ([channel_col] if channel_col else [])
+                + ([time_col] if time_col else [])
+            )
             frame = read_table(input, needed)
             if time_col:
                 frame = _sort_by_time(frame, time_col)

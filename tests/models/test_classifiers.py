@@ -55,13 +55,25 @@ def test_classify_one_is_pure(clf: MentionClassifier) -> None:
 def test_priors_give_sensible_answers_before_any_learning(clf: MentionClassifier) -> None:
     q = clf.classify_one({"text": "@acme how do I change my booking?", "channel": "twitter"})
     assert q["intent"] == "query" and q["department"] == "service"
-    c = clf.classify_one({"text": "Had an amazing time with the crew today, thank you!", "channel": "twitter"})
+    c = clf.classify_one(
+        {"text": "Had an amazing time with the crew today, thank you!", "channel": "twitter"}
+    )
     assert c["intent"] == "comment" and c["sentiment"] == "positive" and c["sentiment_score"] > 0.3
     n = clf.classify_one({"text": "This game suxx0rs, totally pwn3d by hax0rs and lag", "channel": "forum"})
     assert n["sentiment"] == "negative"
-    assert clf.classify_one({"text": "What's the price of the pro plan? any discount?"})["department"] == "sales"
-    assert clf.classify_one({"text": "Reporter here: will the CEO make a statement on the lawsuit?"})["department"] == "pr"
-    assert clf.classify_one({"text": "Enter our giveaway! Retweet and follow to win"})["department"] == "marketing"
+    assert (
+        clf.classify_one({"text": "What's the price of the pro plan? any discount?"})["department"] == "sales"
+    )
+    assert (
+        clf.classify_one({"text": "Reporter here: will the CEO make a statement on the lawsuit?"})[
+            "department"
+        ]
+        == "pr"
+    )
+    assert (
+        clf.classify_one({"text": "Enter our giveaway! Retweet and follow to win"})["department"]
+        == "marketing"
+    )
 
 
 def test_feedback_routes_to_the_right_model_and_changes_it() -> None:
@@ -82,7 +94,12 @@ def test_feedback_routes_to_the_right_model_and_changes_it() -> None:
         ("mood", {"text": "hi"}, "happy", "unknown model 'mood'"),
         ("sentiment", {"text": "hi"}, "angry", "unknown class 'angry' for SentimentClassifier"),
         ("intent", {"text": "hi"}, None, "unknown class None"),
-        ("department", {"text": "hi"}, "legal", "expected one of \\['service', 'sales', 'marketing', 'pr'\\]"),
+        (
+            "department",
+            {"text": "hi"},
+            "legal",
+            "expected one of \\['service', 'sales', 'marketing', 'pr'\\]",
+        ),
         ("intent", {"text": ["not", "text"]}, "query", "text: expected a string, got list"),
         ("intent", "not a dict", "query", "mention: expected a dict"),
     ],

@@ -85,8 +85,16 @@ def test_write_is_idempotent_and_readable(r: redis.Redis, key_prefix: str) -> No
 
 def test_observe_classification_counts_all_three_models() -> None:
     pm = PrequentialMetrics()
-    pm.observe_classification("email", {"intent": "query", "sentiment": "negative", "department": "service",
-                                         "sentiment_score": -0.5, "keywords": ["refund"]})
+    pm.observe_classification(
+        "email",
+        {
+            "intent": "query",
+            "sentiment": "negative",
+            "department": "service",
+            "sentiment_score": -0.5,
+            "keywords": ["refund"],
+        },
+    )
     snap = pm.snapshot()
     assert set(snap) == {"intent", "sentiment", "department"}
     assert snap["department"]["email"]["prediction_dist"] == {"service": 1.0}

@@ -129,7 +129,9 @@ def test_load_current_prefers_the_checkpoint(r: redis.Redis, key_prefix: str, tm
     assert default.n_learned == 240
     fresh = IntentClassifier()
     registry.save(r, key_prefix, "intent", fresh)
-    assert registry.load_current(r, key_prefix, "intent", data_dir=data, cache_dir=tmp_path / "c").n_learned == 0
+    assert (
+        registry.load_current(r, key_prefix, "intent", data_dir=data, cache_dir=tmp_path / "c").n_learned == 0
+    )
 
 
 def test_bad_names_are_refused(r: redis.Redis, key_prefix: str) -> None:

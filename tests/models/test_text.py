@@ -25,7 +25,9 @@ def words(text: str, channel: str | None = "twitter") -> list[str]:
 
 
 def test_urls_handles_hashtags_emoji_emoticons_become_tokens() -> None:
-    out = words("@AcmeHelp see https://t.co/AbC and www.acme.com #CustomerService 😡 :( <3 mail me at a.b@c.com")
+    out = words(
+        "@AcmeHelp see https://t.co/AbC and www.acme.com #CustomerService 😡 :( <3 mail me at a.b@c.com"
+    )
     assert out[:3] == ["<user>", "see", "<url>"]
     assert out.count("<url>") == 2
     assert "<hashtag>" in out and "customer" in out and "service" in out
@@ -42,14 +44,32 @@ def test_elongations_collapse_and_add_emphasis() -> None:
 
 
 def test_abbreviations_expand() -> None:
-    assert words("pls thx u r the best, smh") == ["please", "thanks", "you", "are", "the", "best", "shaking", "my", "head"]
+    assert words("pls thx u r the best, smh") == [
+        "please",
+        "thanks",
+        "you",
+        "are",
+        "the",
+        "best",
+        "shaking",
+        "my",
+        "head",
+    ]
 
 
 @pytest.mark.parametrize(
     ("token", "plain", "sign"),
-    [("pwn3d", "owned", 1), ("hax0r", "hacker", -1), ("w@r3z", "software", -1), ("suxx0rs", "sucks", -1), ("r0xx0rs", "rocks", 1)],
+    [
+        ("pwn3d", "owned", 1),
+        ("hax0r", "hacker", -1),
+        ("w@r3z", "software", -1),
+        ("suxx0rs", "sucks", -1),
+        ("r0xx0rs", "rocks", 1),
+    ],
 )
-def test_leetspeak_and_gamer_slang_map_to_plain_words_with_polarity(token: str, plain: str, sign: int) -> None:
+def test_leetspeak_and_gamer_slang_map_to_plain_words_with_polarity(
+    token: str, plain: str, sign: int
+) -> None:
     n = NORM.normalise(f"this {token}", "forum")
     assert plain in n.words
     assert (n.compound > 0) == (sign > 0) and n.compound != 0
@@ -86,9 +106,25 @@ def test_keywords_skip_stop_words_and_put_hashtags_first() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "😂😂😂", "🙏🏽👍🏻❤️‍🔥", "https://a.b/c http://x.y/z?q=1", "@a @b @c", "!!!???...", "x" * 10_000,
-     "word " * 2_000, "Das ist nicht gut", "这家航空公司的服务太差了", "خدمة سيئة جدا", "\x00\ud800 broken surrogate",
-     "#", "@", "http://", ":):(:D"],
+    [
+        "",
+        "   ",
+        "😂😂😂",
+        "🙏🏽👍🏻❤️‍🔥",
+        "https://a.b/c http://x.y/z?q=1",
+        "@a @b @c",
+        "!!!???...",
+        "x" * 10_000,
+        "word " * 2_000,
+        "Das ist nicht gut",
+        "这家航空公司的服务太差了",
+        "خدمة سيئة جدا",
+        "\x00\ud800 broken surrogate",
+        "#",
+        "@",
+        "http://",
+        ":):(:D",
+    ],
 )
 def test_odd_text_never_raises(text: str) -> None:
     n = NORM.normalise(text, "twitter")
@@ -123,7 +159,12 @@ def test_prior_tracks_vader_on_plain_english() -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     vader = SentimentIntensityAnalyzer()
-    for text in ["I love this!", "This is terrible.", "The flight leaves at 5pm", "The service was not good."]:
+    for text in [
+        "I love this!",
+        "This is terrible.",
+        "The flight leaves at 5pm",
+        "The service was not good.",
+    ]:
         ours = NORM.normalise(text).compound
         theirs = vader.polarity_scores(text)["compound"]
         assert abs(ours - theirs) < 0.35, (text, ours, theirs)
