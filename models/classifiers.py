@@ -127,9 +127,10 @@ class MentionClassifier:
         A mention with ``"from_brand": True`` (the brand's own account) is always a ``comment``.
         """
         norms = self._normalise(x)
-        intent_p = self.intent.predict_proba_normalised(norms[id(self.intent)])
         if isinstance(x, dict) and x.get("from_brand") is True:
             intent_p = {"query": 0.0, "comment": 1.0}  # the brand's own posts never wait for a reply
+        else:
+            intent_p = self.intent.predict_proba_normalised(norms[id(self.intent)])
         sent_norm = norms[id(self.sentiment)]
         sent_p = self.sentiment.predict_proba_normalised(sent_norm)
         dep_p = self.department.predict_proba_normalised(norms[id(self.department)])
