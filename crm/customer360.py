@@ -35,7 +35,8 @@ def customer_360(store: CrmStore, customer_id: str, *, mentions: int = 20, cases
         hops += 1
     rec = customer_from_hash(raw)
     case_ids = store.customer_case_ids(customer_id, cases)
-    open_cases, past_cases = [], []
+    open_cases: list[dict[str, Any]] = []
+    past_cases: list[dict[str, Any]] = []
     for h in store.get_cases(case_ids):
         if not h:
             continue

@@ -306,9 +306,9 @@ def import_customers(store: CrmStore, source: str | Path | pl.DataFrame, *, now_
     # an email is linked as the customer's handle on the email channel only when no one else shares it
     emails: dict[str, list[int]] = {}
     for n, (_line, _cid, out, _handles) in enumerate(parsed):
-        h = _email_handle(out)
-        if h and h not in claims:
-            emails.setdefault(h, []).append(n)
+        email = _email_handle(out)
+        if email and email not in claims:
+            emails.setdefault(email, []).append(n)
     soft: dict[str, str] = {}
     for h, rows_with in emails.items():
         if len({parsed[n][1] for n in rows_with}) == 1:

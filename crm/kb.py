@@ -104,7 +104,8 @@ def parse_articles_csv_text(text: str, name: str = "") -> tuple[list[dict[str, s
 
 def _parse_text_file(path: Path) -> dict[str, str]:
     lines = path.read_text(encoding="utf-8").splitlines()
-    title, tags, body = "", "", []
+    title, tags = "", ""
+    body: list[str] = []
     for line in lines:
         stripped = line.strip()
         if not title:
@@ -262,7 +263,7 @@ class KnowledgeBase:
         boosted: dict[int, float] = {}
         if self._feedback:
             for t in terms:
-                for pos, count in self._feedback.get(t, ()).items() if t in self._feedback else ():
+                for pos, count in self._feedback.get(t, {}).items():
                     boosted[pos] = boosted.get(pos, 0.0) + math.log1p(count)
         if top <= 0 and not boosted:
             return []

@@ -126,6 +126,7 @@ class RedisCrmStore:
     def __init__(self, client: redis.Redis, prefix: str = "pulse:") -> None:
         # the store reads text: a client on the same server that decodes replies (hiredis does it in C)
         pool = client.connection_pool
+        self.client: Any
         if pool.connection_kwargs.get("decode_responses"):
             self.client = client
         else:

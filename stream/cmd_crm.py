@@ -280,6 +280,7 @@ def show_cmd(
     json: Json = False, redis_url: RedisUrl = None, prefix: Prefix = None, config: Config = None,
 ) -> None:
     """Show a case (with its timeline) or a customer's 360 view."""
+    data: dict[str, Any]
     with _crm(redis_url, prefix, config) as (store, _):
         case = store.get_case(item_id)
         if case is not None:
