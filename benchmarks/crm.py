@@ -11,6 +11,8 @@ key prefix that is deleted at the end. Prints one ``name=value`` line per figure
   queueing and draining as slots free up (each opened case counted once, resolves included in the time);
 - ``baseline_writes_per_s``: the floor of Redis work per case in this process: one pipelined
   HSET (the case's fields) + ZADD + SET per case, no logic; ``ratio_vs_baseline`` = cases_per_s / it;
+- ``cpu_us_per_case_python`` / ``cpu_us_per_case_redis``: CPU time per case in this process and in the
+  redis-server during the ``cases_per_s`` run (stable on a shared machine, unlike rates);
 - ``kb_search_per_s`` and ``rules_eval_per_s``: the two in-process parts alone.
 
 Usage: ``.venv/bin/python benchmarks/crm.py [--cases 20000] [--customers 100000] [--agents 100]``
@@ -105,6 +107,12 @@ def add_agents(store, n: int, capacity: int, rng: random.Random) -> None:
                                       languages="en,es" if i % 4 else "en"), online=True, now_ms=T0)
 
 
+def redis_cpu(client) -> float:
+    """CPU seconds the redis-server process has used (user + sys)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def cleanup(client, prefix: str) -> None:
     batch = []
     for key in client.scan_iter(match=prefix + "*", count=5000):
@@ -158,15 +166,20 @@ def main() -> None:
         baseline = len(base) / (time.perf_counter() - t)
 
         batch = mentions(args.cases, args.customers, rng, "q")
+        cpu0, rcpu0 = time.process_time(), redis_cpu(client)
         t = time.perf_counter()
         opened = 0
         for i in range(0, len(batch), args.batch):
             for res in proc.process_batch(batch[i:i + args.batch]):
                 opened += res.get("case_event") == "opened" and res.get("assigned_agent") is not None
         el = time.perf_counter() - t
+        cpu, rcpu = time.process_time() - cpu0, redis_cpu(client) - rcpu0
         assert opened == len(batch), f"only {opened} of {len(batch)} opened and assigned"
         cases_per_s = len(batch) / el
         print(f"cases_per_s={cases_per_s:.0f}")
+        # CPU per case does not depend on how busy the shared machine is
+        print(f"cpu_us_per_case_python={cpu / len(batch) * 1e6:.0f}")
+        print(f"cpu_us_per_case_redis={rcpu / len(batch) * 1e6:.0f}")
 
         single = mentions(min(3000, args.cases), args.customers, rng, "s")
         t = time.perf_counter()

@@ -122,13 +122,17 @@ local function pick_agent(queue, channel, lang, strategy, prefer)
   if strategy == 'round_robin' then kind = 'rr' end
   local skills = strategy == 'skill_based'
   -- merge two sorted walks: the queue's own agents and the agents who serve every queue
-  local walks = {{key = K('agents', kind, queue), items = {}, pos = 1, start = 0},
-                 {key = K('agents', kind, '*'), items = {}, pos = 1, start = 0}}
+  -- pages start small (usually the first agent is the one) and grow while skills filter agents out
+  local walks = {{key = K('agents', kind, queue), items = {}, pos = 1, start = 0, size = 1},
+                 {key = K('agents', kind, '*'), items = {}, pos = 1, start = 0, size = 1}}
   local function peek(w)
     if w.pos > #w.items then
-      w.items = redis.call('ZRANGE', w.key, w.start, w.start + 15, 'WITHSCORES')
+      if w.done then return nil, nil end
+      w.items = redis.call('ZRANGE', w.key, w.start, w.start + w.size - 1, 'WITHSCORES')
       w.pos = 1
-      w.start = w.start + 16
+      w.start = w.start + w.size
+      if #w.items < 2 * w.size then w.done = true end
+      if w.size < 32 then w.size = w.size * 4 end
       if #w.items == 0 then return nil, nil end
     end
     return w.items[w.pos], tonumber(w.items[w.pos + 1])
