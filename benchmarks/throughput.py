@@ -64,7 +64,7 @@ def passthrough(records: list[RawRecord]) -> float:
 
 def full_flow(records: list[RawRecord], url: str, prefix: str) -> float:
     settings = Settings(prefix=prefix)
-    flow = build_flow(TestingSource(records, batch_size=1000), settings, RedisSink(url, Keys(prefix)))
+    flow = build_flow(TestingSource(records, batch_size=1000), settings, RedisSink(url, Keys(prefix)), redis_url=url)
     started = time.perf_counter()
     run_main(flow)
     return time.perf_counter() - started

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -333,6 +333,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         poll_seconds: float = 0.05,
         claim_idle_ms: int = 0,
         default_fmt: str = "jsonl",
+        streams: Sequence[str] | None = None,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -348,8 +349,12 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         self.poll_seconds = poll_seconds
         self.claim_idle_ms = claim_idle_ms
         self.default_fmt = default_fmt
+        #: Explicit stream keys (e.g. the feedback stream) instead of ``{prefix}in:{n}``.
+        self.streams = list(streams) if streams is not None else None
 
     def list_parts(self) -> list[str]:
+        if self.streams is not None:
+            return list(self.streams)
         return [stream_key(self.prefix, n) for n in range(self.partitions)]
 
     def build_part(

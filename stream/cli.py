@@ -205,7 +205,7 @@ def run(
 ) -> None:
     """Run the flow on a source; unbounded sources run until stopped (Ctrl-C)."""
     from stream.runner import run_flow
-    from stream.sources import build_source
+    from stream.sources import build_source, feedback_source, is_endless
 
     settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
 
@@ -213,8 +213,10 @@ def run(
         src = build_source(source, speed=speed, seed=seed, limit=limit, fmt=fmt,
                            mapping=str(mapping) if mapping else None, bounded=bounded, settings=settings)
         url, _ = _redis(settings)
-        log.info("running the flow on %s", source)
-        run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir)
+        live = is_endless(source, limit=limit, bounded=bounded)
+        log.info("running the flow on %s%s", source, " with the live feedback input" if live else "")
+        run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir,
+                 feedback=feedback_source(url, settings) if live else None)
 
     _guard(go)
 
@@ -328,7 +330,7 @@ def demo(
 ) -> None:
     """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C."""
     from stream.runner import run_flow
-    from stream.sources import build_source
+    from stream.sources import build_source, feedback_source
 
     settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
     url, _ = _redis(settings)
@@ -346,7 +348,8 @@ def demo(
     def go() -> None:
         # The first simulated incident comes after ten minutes of event time: the wall display shows
         # normal traffic, then a spike and its alert.
-        run_flow(build_source("sim", speed=speed, seed=seed, warmup_hours=1 / 6, settings=settings), settings, url)
+        run_flow(build_source("sim", speed=speed, seed=seed, warmup_hours=1 / 6, settings=settings), settings, url,
+                 feedback=feedback_source(url, settings))
 
     try:
         _guard(go)

@@ -16,11 +16,18 @@ from stream.settings import Settings
 __all__ = ["build_flow"]
 
 
-def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], flow_id: str = "social_pulse") -> Dataflow:
-    """Wire the flow: parse -> dead letters -> dedupe -> classify -> replies -> windows -> Redis."""
-    s = steps.Steps(settings)
+def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], redis_url: str | None = None,
+               feedback: Source[RawRecord] | None = None, flow_id: str = "social_pulse") -> Dataflow:
+    """Wire the flow: parse -> dead letters -> dedupe -> classify -> replies -> windows -> Redis.
+
+    ``redis_url`` lets the models start from their Redis checkpoint and look up mentions named by
+    feedback; ``feedback`` is an extra (endless) input of labels for live runs.
+    """
+    s = steps.Steps(settings, redis_url)
     flow = Dataflow(flow_id)
     raw = op.input("read", flow, source)  # RawRecord
+    if feedback is not None:
+        raw = op.merge("with_feedback", raw, op.input("read_feedback", flow, feedback))
     parsed = op.map("parse", raw, steps.parse)  # Parsed(source, key, record)
     split = op.branch("split_dead_letters", parsed, steps.is_valid)  # trues: records, falses: DeadLetter
     keyed = op.key_on("shard_by_id", split.trues, steps.shard_by_record_key)  # (shard, Parsed)
@@ -32,14 +39,16 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], f
     mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
     calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
     enriched = op.map("classify", mentions, s.classify)  # Enriched
+    rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
+                             s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
     to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
     matched = op.key_rm("unkey_replies", op.stateful("match_replies", to_match, s.reply_match))  # response/unanswered
     window_events = op.merge("window_events", op.map("mention_event", enriched, steps.mention_event), matched)
     windowed = op.stateful("window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key),
                            s.window)  # ("window", ...) | ("late", ...)
-    latest = op.map("latest_mentions", enriched, steps.latest_item)  # ("latest", json, ts_ms)
+    latest = op.map("mention_items", enriched, steps.mention_item)  # ("mention", json, ts_ms, id, features)
     dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
     out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), op.key_rm("unkey_windows", windowed),
-                   matched, latest, calls)
+                   matched, latest, calls, rejected)
     op.output("write_redis", out, sink)
     return flow

@@ -110,7 +110,21 @@ class Keys:
 
     @property
     def feedback(self) -> str:
+        """Stream of labels from agents and analysts (``{mention_id, model, label}``) the flow learns from."""
         return f"{self.prefix}feedback"
+
+    def features(self, hour: str) -> str:
+        """Hash ``mention id -> what the models saw and predicted``, per hour of event time (``YYYYmmddHH``).
+
+        Feedback names only a mention id; its text is looked up here. One hash per hour keeps the write
+        to one command per batch (and lets whole hours expire).
+        """
+        return f"{self.prefix}x:{hour}"
+
+    @property
+    def features_hours(self) -> str:
+        """Sorted set of the hours that have a features hash (score = hour start, epoch ms)."""
+        return f"{self.prefix}x:hours"
 
     def input_stream(self, n: int) -> str:
         return f"{self.prefix}in:{n}"

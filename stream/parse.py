@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from connectors.records import RawRecord
-from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Mention, SchemaError
+from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Feedback, Mention, SchemaError
 
 __all__ = ["Parsed", "parse_record"]
 
-Record = Mention | CallVolume | ChurnOutcome | DeadLetter
+Record = Mention | CallVolume | ChurnOutcome | Feedback | DeadLetter
 
 
 class Parsed(NamedTuple):
@@ -58,7 +58,7 @@ def _twcs_to_mention(row: dict[str, Any]) -> Mention:
     )
 
 
-def _from_dict(d: Any, fmt: str) -> Mention | CallVolume | ChurnOutcome:
+def _from_dict(d: Any, fmt: str) -> Mention | CallVolume | ChurnOutcome | Feedback:
     if not isinstance(d, dict):
         raise SchemaError("record", f"expected a JSON object, got {type(d).__name__}")
     kind = d.get("type") if fmt in ("jsonl", "mention") else fmt
@@ -66,6 +66,8 @@ def _from_dict(d: Any, fmt: str) -> Mention | CallVolume | ChurnOutcome:
         return CallVolume.from_dict(d)
     if kind == "churn":
         return ChurnOutcome.from_dict(d)
+    if kind == "feedback":
+        return Feedback.from_dict(d)
     if kind == "twcs":
         return _twcs_to_mention(d)
     if kind not in (None, "mention", "jsonl"):
@@ -73,9 +75,11 @@ def _from_dict(d: Any, fmt: str) -> Mention | CallVolume | ChurnOutcome:
     return Mention.from_dict(d)
 
 
-def _identity(record: Mention | CallVolume | ChurnOutcome) -> str:
+def _identity(record: Mention | CallVolume | ChurnOutcome | Feedback) -> str:
     if isinstance(record, Mention):
         return record.id
+    if isinstance(record, Feedback):
+        return f"feedback:{record.mention_id}:{record.model}:{record.label}"
     if isinstance(record, CallVolume):
         return f"calls:{record.brand}:{record.queue}:{record.ts.isoformat()}"
     return f"churn:{record.customer_id}:{record.ts.isoformat()}"

@@ -37,10 +37,14 @@ def recovery_config(recovery_dir: str | Path | None, partitions: int = 1) -> Rec
 
 def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
              recovery_dir: str | Path | None = None, process_id: int | None = None,
-             addresses: list[str] | None = None) -> None:
-    """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted."""
-    sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep)
-    flow = build_flow(source, settings, sink)
+             addresses: list[str] | None = None, feedback: Source[RawRecord] | None = None) -> None:
+    """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted.
+
+    ``feedback`` adds the live feedback input (endless: only for unbounded runs).
+    """
+    sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
+                     settings.features_retention_seconds)
+    flow = build_flow(source, settings, sink, redis_url=redis_url, feedback=feedback)
     cli_main(
         flow,
         workers_per_process=workers,

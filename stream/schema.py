@@ -32,6 +32,7 @@ __all__ = [
     "ChurnOutcome",
     "DeadLetter",
     "Enriched",
+    "Feedback",
     "Mention",
     "SchemaError",
     "parse_ts",
@@ -340,6 +341,31 @@ class ChurnOutcome:
         if "churned" not in d:
             raise SchemaError("churned", "missing")
         return cls(customer_id=_str(d, "customer_id") or "", ts=parse_ts(d["ts"]), churned=_bool(d, "churned"))
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A label for a mention's prediction, from an agent or analyst: the models learn from it.
+
+    >>> Feedback.from_dict({"mention_id": "twitter:1", "model": "sentiment", "label": "negative"}).model
+    'sentiment'
+    """
+
+    mention_id: str
+    model: str
+    label: str
+    author: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Feedback:
+        mention_id = _str(d, "mention_id") or ""
+        if not mention_id:
+            raise SchemaError("mention_id", "empty")
+        return cls(mention_id=mention_id, model=_str(d, "model") or "", label=_str(d, "label") or "",
+                   author=_str(d, "author", required=False, default="") or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "feedback", **dataclasses.asdict(self)}
 
 
 @dataclass(frozen=True, slots=True)

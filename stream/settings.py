@@ -53,6 +53,10 @@ class Settings:
     flush_seconds: float = 0.5
     #: Bytewax epoch (snapshot) interval in seconds when recovery is on.
     epoch_seconds: float = 2.0
+    #: How long (seconds) a mention's model input is kept for feedback to refer to.
+    features_retention_seconds: float = 2 * 86400.0
+    #: Checkpoint the models to Redis after this many accepted feedback labels (and on a clean stop).
+    checkpoint_every: int = 50
     #: How many latest mentions the dashboard table keeps.
     latest_keep: int = 200
     #: Port of the dashboard.

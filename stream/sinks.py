@@ -8,6 +8,7 @@ authors go into HyperLogLogs, response times into sorted sets keyed by mention i
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -50,8 +51,10 @@ class RedisWriter:
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
-                 latest_keep: int = 200, dlq_maxlen: int = 1_000_000) -> None:
+                 latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
+                 features_retention_s: float = 2 * 86400) -> None:
         self.client = client
+        self.features_ttl = max(1, int(features_retention_s))
         self.keys = keys
         self.retention = int(minute_retention_s)
         self.latest_keep = latest_keep
@@ -62,37 +65,48 @@ class RedisWriter:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
         latest: list[tuple[bytes, int]] = []
+        # Many small writes to the same key in one batch become one command per key.
+        zadds: dict[str, dict[str, float]] = defaultdict(dict)
+        zrems: dict[str, list[str]] = defaultdict(list)
+        features: dict[int, dict[str, bytes]] = defaultdict(dict)
         for item in items:
             kind = item[0]
             if kind == "window":
-                _, brand, channel, gran, start, counters, new_authors = item
+                _, brand, channel, gran, start, counters, new_authors, first = item
                 bucket = k.bucket_id(gran, start)
                 ttl = self.retention * _ROLLUP_RETENTION[gran]
                 wkey = k.window(brand, channel, bucket, gran)
+                hkey = k.authors(brand, channel, bucket, gran)
                 pipe.hset(wkey, mapping=counters)
-                pipe.expire(wkey, ttl)
                 if new_authors:
-                    hkey = k.authors(brand, channel, bucket, gran)
                     pipe.pfadd(hkey, *new_authors)
                     pipe.expire(hkey, ttl)
                     if gran == "d":
                         pipe.pfadd(k.brand_authors(brand), *new_authors)
-                pipe.zadd(k.windows_index(brand, channel, gran), {bucket: start})
-                if gran == "d":
-                    pipe.sadd(k.brands, brand)
-                    pipe.sadd(k.channels(brand), channel)
+                if first:  # a rewrite keeps the expiry and index entry set by the first write
+                    pipe.expire(wkey, ttl)
+                    zadds[k.windows_index(brand, channel, gran)][bucket] = start
+                    if gran == "d":
+                        pipe.sadd(k.brands, brand)
+                        pipe.sadd(k.channels(brand), channel)
             elif kind == "response":
                 _, brand, channel, mention_id, mention_ts, _reply_ts, response_ms, _ = item
-                pipe.zadd(k.response_times(brand, channel), {mention_id: response_ms})
-                pipe.zadd(k.response_times_at(brand, channel), {mention_id: mention_ts})
+                zadds[k.response_times(brand, channel)][mention_id] = response_ms
+                zadds[k.response_times_at(brand, channel)][mention_id] = mention_ts
             elif kind == "unanswered":
                 _, brand, channel, mention_id, mention_ts, sign = item
+                ua = k.unanswered(brand, channel)
                 if sign > 0:
-                    pipe.zadd(k.unanswered(brand, channel), {mention_id: mention_ts})
+                    zadds[ua][mention_id] = mention_ts
+                    if mention_id in zrems.get(ua, ()):
+                        zrems[ua].remove(mention_id)
                 else:
-                    pipe.zrem(k.unanswered(brand, channel), mention_id)
-            elif kind == "latest":
-                latest.append((item[1], item[2]))
+                    zadds.get(ua, {}).pop(mention_id, None)
+                    zrems[ua].append(mention_id)
+            elif kind == "mention":
+                _, body, ts_ms, mention_id, feats = item
+                latest.append((body, ts_ms))
+                features[ts_ms - ts_ms % 3_600_000][mention_id] = feats
             elif kind == "stats":
                 _, source, counts = item
                 pipe.hset(k.stats, mapping={f"{source}|{name}": n for name, n in counts.items()})
@@ -115,6 +129,18 @@ class RedisWriter:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
                                                    source="flow", key=f"sink:{hash(repr(item))}"))
+        for key, members in zadds.items():
+            if members:
+                pipe.zadd(key, members)
+        for key, gone in zrems.items():
+            if gone:
+                pipe.zrem(key, *gone)
+        for hour_ms, by_id in features.items():
+            hour = k.bucket_id("h", hour_ms)
+            pipe.hset(k.features(hour), mapping=by_id)
+            pipe.expire(k.features(hour), self.features_ttl)
+            pipe.zadd(k.features_hours, {hour: hour_ms})
+            pipe.zremrangebyscore(k.features_hours, "-inf", hour_ms - self.features_ttl * 1000)
         if latest:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
@@ -155,12 +181,15 @@ class RedisSink(DynamicSink[Any]):
     Delivery: at-least-once from Bytewax, made exactly-once in effect by idempotent writes.
     """
 
-    def __init__(self, url: str, keys: Keys, minute_retention_s: float = 7 * 86400, latest_keep: int = 200) -> None:
+    def __init__(self, url: str, keys: Keys, minute_retention_s: float = 7 * 86400, latest_keep: int = 200,
+                 features_retention_s: float = 2 * 86400) -> None:
         self.url = url
         self.keys = keys
         self.minute_retention_s = minute_retention_s
         self.latest_keep = latest_keep
+        self.features_retention_s = features_retention_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         client = redis.Redis.from_url(self.url)
-        return _RedisSinkPartition(RedisWriter(client, self.keys, self.minute_retention_s, self.latest_keep))
+        return _RedisSinkPartition(RedisWriter(client, self.keys, self.minute_retention_s, self.latest_keep,
+                                               features_retention_s=self.features_retention_s))

@@ -8,7 +8,7 @@ from connectors.records import RawRecord
 from connectors.spec import FileSpec, RedisSpec, SimSpec, WebSocketSpec, parse_source
 from stream.settings import Settings
 
-__all__ = ["build_source"]
+__all__ = ["build_source", "feedback_source", "is_endless"]
 
 
 def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limit: int | None = None,
@@ -40,3 +40,22 @@ def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limi
         return RedisStreamSource(parsed.url, parsed.prefix, parsed.partitions, group=parsed.group,
                                  stop="eof" if bounded else "never")
     raise ValueError(f"unsupported source {spec!r}")
+
+
+def is_endless(spec: str, *, limit: int | None = None, bounded: bool = False) -> bool:
+    """Whether ``spec`` runs until stopped (then the live feedback input joins the flow)."""
+    parsed = parse_source(spec, check_files=False)
+    if isinstance(parsed, SimSpec):
+        return limit is None
+    if isinstance(parsed, RedisSpec):
+        return not bounded
+    return False
+
+
+def feedback_source(redis_url: str, settings: Settings) -> Source[RawRecord]:
+    """The feedback stream ``{prefix}feedback`` as a source (consumer group, acked after processing)."""
+    from connectors.redis_streams import RedisStreamSource
+    from stream.keys import Keys
+
+    return RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-feedback",
+                             streams=[Keys(settings.prefix).feedback])

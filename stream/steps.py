@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from connectors.records import RawRecord
 from stream.counters import CounterLogic
 from stream.dedupe import DedupeLogic
-from stream.enrich import RuleClassifier
+from stream.keys import Keys
+from stream.learning import ModelHost, features_of
 from stream.parse import Parsed, parse_record
 from stream.replies import ReplyMatchLogic, reply_target
-from stream.schema import CallVolume, DeadLetter, Enriched, Mention
+from stream.schema import CallVolume, DeadLetter, Enriched, Feedback, Mention
 from stream.settings import Settings
 from stream.shards import shard_of
 from stream.windows import WindowLogic, window_key
@@ -68,8 +70,13 @@ def brand_channel_key(event: tuple[Any, ...]) -> str:
     return window_key(event[1], event[2])
 
 
-def latest_item(e: Enriched) -> tuple[str, bytes, int]:
-    return ("latest", e.to_json(), e.mention.ts_ms)
+def feedback_only(record: Any) -> Feedback | None:
+    return record if isinstance(record, Feedback) else None
+
+
+def mention_item(e: Enriched) -> tuple[str, bytes, int, str, bytes]:
+    """For the sink: the mention for the latest-mentions table, and its model input for feedback."""
+    return ("mention", e.to_json(), e.mention.ts_ms, e.mention.id, features_of(e))
 
 
 def dead_letter_item(p: Parsed) -> tuple[str, DeadLetter]:
@@ -79,9 +86,10 @@ def dead_letter_item(p: Parsed) -> tuple[str, DeadLetter]:
 class Steps:
     """State builders and stateful step functions, configured from :class:`Settings`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, redis_url: str | None) -> None:
         self.settings = settings
-        self._classifier = RuleClassifier()
+        self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
+                                checkpoint_every=settings.checkpoint_every)
 
     def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
         return DedupeLogic(self.settings.dedupe_seconds, resume)
@@ -98,4 +106,8 @@ class Steps:
                            s.flush_seconds, resume)
 
     def classify(self, mention: Mention) -> Enriched:
-        return self._classifier.enrich(mention)
+        return self.models.classify(mention)
+
+    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter] | None:
+        rejected = self.models.learn(feedback)
+        return None if rejected is None else ("dlq", rejected)

@@ -16,13 +16,14 @@ Input events (tuples):
 - ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
 - ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``
 
-Output: ``("window", brand, channel, gran, start_ms, counters, new_authors)`` and
+Output: ``("window", brand, channel, gran, start_ms, counters, new_authors, first)`` (``first``: the window
+has not been written before, so the sink also sets its expiry and indexes it) and
 ``("late", brand, channel, mention_id, ts_ms)``.
 
 >>> logic = WindowLogic(horizon_ms=3_600_000, lateness_ms=60_000, flush_seconds=0.0, resume_state=None)
 >>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1"))
 >>> out, _ = logic.on_notify()
->>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _ in out]
+>>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out]
 [('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
 """
 
@@ -61,7 +62,8 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.horizon_ms = horizon_ms
         self.lateness_ms = lateness_ms
         self.flush = timedelta(seconds=flush_seconds)
-        state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "wm": 0, "fin": {}}
+        state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "wm": 0, "fin": {},
+                                 "wr": set()}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
@@ -72,6 +74,8 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         #: which windows are final.
         self.watermark: int = state["wm"]
         self.final_before: dict[str, int] = state["fin"]
+        #: Windows already written once (their expiry and index entry are set).
+        self.written: set[tuple[str, int]] = state["wr"]
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -148,9 +152,10 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         brand, channel = self.brand_channel
         out = [
             ("window", brand, channel, gran, start, dict(self.windows[(gran, start)]),
-             self.new_authors.pop((gran, start), []))
+             self.new_authors.pop((gran, start), []), (gran, start) not in self.written)
             for gran, start in sorted(self.dirty)
         ]
+        self.written.update(self.dirty)
         self.dirty.clear()
         self._due = None
         # Windows that ended before the horizon are final: forget them (they are written).
@@ -162,6 +167,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             if start + GRANULARITIES[gran] <= self.final_before[gran]:
                 del self.windows[(gran, start)]
                 self.authors.pop((gran, start), None)
+                self.written.discard((gran, start))
         return out
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
@@ -183,4 +189,5 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "bc": self.brand_channel,
             "wm": self.watermark,
             "fin": dict(self.final_before),
+            "wr": set(self.written),
         }

@@ -32,7 +32,8 @@ def _free_port() -> int:
 
 def _run(records: list[RawRecord], redis_url: str, prefix: str, workers: int) -> None:
     settings = Settings(prefix=prefix, flush_seconds=0.05)
-    flow = build_flow(TestingSource(records, batch_size=50), settings, RedisSink(redis_url, Keys(prefix)))
+    flow = build_flow(TestingSource(records, batch_size=50), settings, RedisSink(redis_url, Keys(prefix)),
+                      redis_url=redis_url)
     if workers == 1:
         run_main(flow)
     else:
