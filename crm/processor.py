@@ -9,10 +9,14 @@ Result of :meth:`CrmProcessor.process` (all plain values)::
 
     {"mention_id", "customer_id", "prospect": bool, "case_id" (or None),
      "case_event": "opened" | "appended" | "reopened" | "none", "case_status", "priority", "queue",
+     (priority/queue/status are the case's; "exists" only if the case outlived its mention's record)
      "assigned_agent" (or None), "suggestions": [{"id", "title", "score"}] (for a newly opened case),
      "alerts": [Alert dicts: kind "rule" from rules; "sla_breach" timers due by this mention's time],
      "rule_hits": [{"rule", "actions"}], "outbox": [reply Mention dicts posted], "tasks": [...],
      "tags": [...], "link": None | {"code", "status", ...}, "duplicate": bool}
+
+A brand reply (``from_brand`` true) given to ``process`` gives the result of :meth:`CrmProcessor.on_brand_reply`:
+``{"reply_id", "case_id", "outcome", "response_ms"}``.
 
 >>> parse_ts_ms("2024-05-01T10:00:00Z"), parse_ts_ms(1714557600)
 (1714557600000, 1714557600000)
