@@ -39,7 +39,7 @@ from crm.cases import case_id_for, priority_for, reply_to_case, resolve_case
 from crm.customer360 import customer_360
 from crm.customers import customer_from_hash, influence_score
 from crm.errors import CaseError, CrmInputError, KnowledgeBaseError, LinkCodeError
-from crm.identity import normalize_handle, prospect_id, resolve_identity
+from crm.identity import normalize_handle, prospect_id
 from crm.kb import KnowledgeBase
 from crm.linkcodes import find_link_codes, redeem_link_code
 from crm.rules import RuleSet, history_summary, load_rules
@@ -200,12 +200,36 @@ class CrmProcessor:
     def identify(self, mention: dict[str, Any]) -> dict[str, Any]:
         """Who wrote a mention: ``{"customer_id", "prospect", "link"}``; redeems link codes in the text.
 
-        Read-only apart from link codes (prospect profiles are stored by :meth:`process`).
+        Read-only apart from link codes (prospect profiles are stored by :meth:`process`). Raises
+        :class:`crm.errors.CrmInputError` for a record it cannot use.
         """
-        m = _parse(mention)
-        self._redeem_codes(m)
-        ident = resolve_identity(self.store, m.channel, m.author)
-        return {"customer_id": ident.customer_id, "prospect": ident.prospect, "link": m.link}
+        result = self.identify_batch([mention])[0]
+        if "error" in result:
+            raise CrmInputError(result["error"])
+        return result
+
+    def identify_batch(self, mentions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`identify` for many mentions in two round trips; a bad one gives ``{"error": ...}``."""
+        out: list[dict[str, Any]] = []
+        parsed: list[tuple[int, _Mention]] = []
+        for i, item in enumerate(mentions):
+            try:
+                m = _parse(item)
+            except CrmInputError as exc:
+                out.append({"customer_id": None, "prospect": False, "link": None, "error": str(exc)})
+                continue
+            if not m.from_brand:
+                self._redeem_codes(m)
+            out.append({"customer_id": None, "prospect": False, "link": m.link})
+            if m.author:
+                parsed.append((i, m))
+        owners = self.store.resolve_identities([(m.channel, m.author) for _, m in parsed])
+        for (i, m), owner in zip(parsed, owners, strict=True):
+            if owner is None:
+                out[i].update(customer_id=prospect_id(m.channel, m.author), prospect=True)
+            else:
+                out[i].update(customer_id=owner[0], prospect=owner[1] == "prospect")
+        return out
 
     def process(self, enriched: dict[str, Any]) -> dict[str, Any]:
         """What the CRM does with one enriched mention (see the module docstring for the result).

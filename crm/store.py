@@ -82,6 +82,7 @@ class CrmStore(Protocol):
     def customer_tags(self, customer_id: str) -> list[str]: ...
     def customer_merged(self, customer_id: str) -> list[str]: ...
     def lookup_identity(self, channel: str, handle: str) -> str | None: ...
+    def resolve_identities(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str] | None]: ...
     def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str], list[str]]], now_ms: int, keep: int) -> list[tuple[str, Any]]: ...
     def merge_prospect(self, prospect_id: str, customer_id: str, now_ms: int, keep: int) -> bool: ...
     def count_customers(self) -> int: ...
@@ -263,6 +264,29 @@ class RedisCrmStore:
     def lookup_identity(self, channel: str, handle: str) -> str | None:
         value = self.client.get(self.keys.identity(channel, handle))
         return _s(value) if value is not None else None
+
+    def resolve_identities(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str] | None]:
+        """For each (channel, handle): (owner id after merges, its kind) or None, in two round trips."""
+        pipe = self.client.pipeline(transaction=False)
+        for channel, handle in pairs:
+            pipe.get(self.keys.identity(channel, handle))
+        owners = pipe.execute()
+        out: list[tuple[str, str] | None] = [None] * len(pairs)
+        todo = [(i, o) for i, o in enumerate(owners) if o]
+        for _ in range(8):  # follow merges (a prospect merged into a customer points at it)
+            if not todo:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for _, owner in todo:
+                pipe.hmget(self.keys.customer(owner), "kind", "merged_into")
+            again = []
+            for (i, owner), (kind, merged) in zip(todo, pipe.execute(), strict=True):
+                if merged:
+                    again.append((i, merged))
+                else:
+                    out[i] = (owner, kind or "customer")
+            todo = again
+        return out
 
     def import_customers(self, rows: Sequence[tuple[str, dict[str, str], list[str], list[str]]], now_ms: int,
                          keep: int) -> list[tuple[str, Any]]:

@@ -127,3 +127,15 @@ def test_customer_360_has_everything(store, processor, mention, ann, agents):
     assert store.client.zscore(store.keys.churn, ann) == 0.0
     with pytest.raises(CrmError, match="no customer or prospect"):
         customer_360(store, "nobody")
+
+
+def test_identify_batch_matches_identify(store, processor, mention, ann):
+    processor.process(mention(id="forum:1", channel="forum", author="lurker", intent="comment"))
+    code = issue_link_code(store, ann, now_ms=T0)
+    batch = [mention(author="@Ann_Archer"), mention(channel="forum", author="lurker"), mention(author="newbie"),
+             mention(channel="review", author="x", text=f"code {code.code}"), mention(author=""), {"id": 3}]
+    got = processor.identify_batch(batch)
+    assert [(g["customer_id"], g["prospect"]) for g in got[:5]] == [
+        (ann, False), ("p:forum:lurker", True), ("p:twitter:newbie", True), (ann, False), (None, False)]
+    assert got[3]["link"]["status"] == "linked" and "error" in got[5]
+    assert [processor.identify(m)["customer_id"] for m in batch[:3]] == [g["customer_id"] for g in got[:3]]
