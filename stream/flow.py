@@ -38,17 +38,24 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     fresh = op.filter_map("drop_duplicates", checked, steps.fresh_record)  # Mention | CallVolume | ChurnOutcome
     mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
     calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
-    enriched = op.map("classify", mentions, s.classify)  # Enriched
+    classified = op.map("classify", mentions, s.classify)  # Enriched
+    outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
+    churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", classified, outcomes_in), steps.churn_key)
+    enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
     to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
     matched = op.key_rm("unkey_replies", op.stateful("match_replies", to_match, s.reply_match))  # response/unanswered
     window_events = op.merge("window_events", op.map("mention_event", enriched, steps.mention_event), matched)
-    windowed = op.stateful("window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key),
-                           s.window)  # ("window", ...) | ("late", ...)
+    windowed = op.key_rm("unkey_windows", op.stateful(
+        "window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key), s.window))
+    split_closed = op.branch("split_closed_minutes", windowed, steps.is_closed_minute)  # trues: ("closed", ...)
+    alerts = op.key_rm("unkey_alerts", op.stateful(
+        "detect_spikes", op.key_on("key_by_brand", split_closed.trues, steps.brand_of), s.spikes))  # ("alert", Alert)
+    churn_scores = op.filter_map("churn_scores", enriched, steps.churn_item)  # ("churn", customer, risk)
     latest = op.map("mention_items", enriched, steps.mention_item)  # ("mention", json, ts_ms, id, features)
     dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
-    out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), op.key_rm("unkey_windows", windowed),
-                   matched, latest, calls, rejected)
+    out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), split_closed.falses, alerts,
+                   matched, latest, calls, rejected, churn_scores)
     op.output("write_redis", out, sink)
     return flow

@@ -95,6 +95,11 @@ class Keys:
         return f"{self.prefix}alerts:seen"
 
     @property
+    def alerts_current(self) -> str:
+        """Hash of alert id -> its newest state (an incident's open/update/resolved share one id)."""
+        return f"{self.prefix}alerts:current"
+
+    @property
     def alerts_live(self) -> str:
         """Pub/sub channel for alert push."""
         return f"{self.prefix}alerts:live"

@@ -125,6 +125,8 @@ class RedisWriter:
                 pipe.hset(k.calls, f"{calls.brand}|{calls.queue}|{minute}", calls.calls)
             elif kind == "alert":
                 self.alert(pipe, item[1])
+            elif kind == "churn":
+                zadds[k.churn][item[1]] = item[2]
             else:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
@@ -157,10 +159,12 @@ class RedisWriter:
         )
 
     def alert(self, pipe: redis.client.Pipeline, alert: Alert) -> None:
-        """Append an alert once (by id) to the alerts stream and publish it for live push."""
+        """Append an alert's state once to the alerts stream, keep it current by id, publish it live."""
         body = alert.to_json()
+        state = alert.message.split(":", 1)[0]
         self._append_once(keys=[self.keys.alerts, self.keys.alerts_seen],
-                          args=[alert.id, 100_000, "alert", body], client=pipe)
+                          args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "alert", body], client=pipe)
+        pipe.hset(self.keys.alerts_current, alert.id, body)
         pipe.publish(self.keys.alerts_live, body)
 
 

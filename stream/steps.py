@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from connectors.records import RawRecord
+from stream.churn import ChurnLogic, customer_key
 from stream.counters import CounterLogic
 from stream.dedupe import DedupeLogic
+from stream.incidents import SpikeLogic
 from stream.keys import Keys
 from stream.learning import ModelHost, features_of
 from stream.parse import Parsed, parse_record
 from stream.replies import ReplyMatchLogic, reply_target
-from stream.schema import CallVolume, DeadLetter, Enriched, Feedback, Mention
+from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.settings import Settings
 from stream.shards import shard_of
 from stream.windows import WindowLogic, window_key
@@ -63,11 +65,32 @@ def reply_target_key(e: Enriched) -> tuple[str, tuple[Mention, str]] | None:
 
 def mention_event(e: Enriched) -> tuple[Any, ...]:
     m = e.mention
-    return ("mention", m.brand, m.channel, m.ts_ms, m.author, m.from_brand, e.intent, e.sentiment, m.id)
+    return ("mention", m.brand, m.channel, m.ts_ms, m.author, m.from_brand, e.intent, e.sentiment, m.id,
+            e.keywords)
 
 
 def brand_channel_key(event: tuple[Any, ...]) -> str:
     return window_key(event[1], event[2])
+
+
+def churn_outcome_only(record: Any) -> ChurnOutcome | None:
+    return record if isinstance(record, ChurnOutcome) else None
+
+
+def churn_key(_: Any) -> str:
+    return "churn"
+
+
+def churn_item(e: Enriched) -> tuple[str, str, float] | None:
+    return None if e.mention.from_brand else ("churn", customer_key(e), e.churn_risk)
+
+
+def is_closed_minute(item: tuple[Any, ...]) -> bool:
+    return item[0] == "closed"
+
+
+def brand_of(item: tuple[Any, ...]) -> str:
+    return str(item[1])
 
 
 def feedback_only(record: Any) -> Feedback | None:
@@ -104,6 +127,12 @@ class Steps:
         s = self.settings
         return WindowLogic(int(s.window_horizon_seconds * 1000), int(s.allowed_lateness_seconds * 1000),
                            s.flush_seconds, resume)
+
+    def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
+        return ChurnLogic(resume)
+
+    def spikes(self, resume: Any) -> SpikeLogic:
+        return SpikeLogic(resume)
 
     def classify(self, mention: Mention) -> Enriched:
         return self.models.classify(mention)

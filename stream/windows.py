@@ -12,23 +12,29 @@ of the last flush, never against records of the batch being processed.
 
 Input events (tuples):
 
-- ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id)``
+- ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords)``
 - ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
 - ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``
 
 Output: ``("window", brand, channel, gran, start_ms, counters, new_authors, first)`` (``first``: the window
-has not been written before, so the sink also sets its expiry and indexes it) and
-``("late", brand, channel, mention_id, ts_ms)``.
+has not been written before, so the sink also sets its expiry and indexes it),
+``("late", brand, channel, mention_id, ts_ms)``, and once per minute window, when the watermark has
+passed its end plus the allowed lateness (or at the end of a bounded input),
+``("closed", brand, channel, start_ms, mentions, negative, sample_ids, top_terms)`` for spike detection.
 
 >>> logic = WindowLogic(horizon_ms=3_600_000, lateness_ms=60_000, flush_seconds=0.0, resume_state=None)
->>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1"))
+>>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1",
+...                    ("outage",)))
 >>> out, _ = logic.on_notify()
 >>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out]
 [('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
+>>> logic.on_eof()[0][-1]
+('closed', 'acme', 'twitter', 1704103200000, 1, 1, ['t:1'], ['outage'])
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +49,9 @@ COUNTERS = ("mentions", "queries", "comments", "negative", "neutral", "positive"
             "response_ms_sum", "response_count", "unanswered", "authors", "late")
 
 _GRANS = tuple(GRANULARITIES.items())
+#: What a closed minute carries for the spike detector: a few mention ids and the commonest keywords.
+_SAMPLES = 10
+_TERMS = 8
 
 
 def window_key(brand: str, channel: str) -> str:
@@ -63,7 +72,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.lateness_ms = lateness_ms
         self.flush = timedelta(seconds=flush_seconds)
         state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "wm": 0, "fin": {},
-                                 "wr": set()}
+                                 "wr": set(), "s": {}, "t": {}, "cl": -1}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
@@ -76,6 +85,11 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.final_before: dict[str, int] = state["fin"]
         #: Windows already written once (their expiry and index entry are set).
         self.written: set[tuple[str, int]] = state["wr"]
+        #: Per open minute: sample mention ids (negative first) and keyword counts; and the newest minute
+        #: start already reported closed.
+        self.samples: dict[tuple[int, bool], list[str]] = state["s"]
+        self.terms: dict[int, Counter[str]] = state["t"]
+        self.closed_until: int = state["cl"]
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -118,13 +132,21 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             self._mark(key)
 
     def _on_mention(self, value: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id = value
+        _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords = value
         is_late = ts_ms < self.watermark - self.lateness_ms
         if ts_ms > self.high_water:
             self.high_water = ts_ms
         minute = self._window("m", 60_000, ts_ms)
         if minute is None:
             return [("late", brand, channel, mention_id, ts_ms)]
+        if not from_brand:
+            start = minute[0][1]
+            # Negative mentions first: they are what an incident manager opens.
+            samples = self.samples.setdefault((start, sentiment == "negative"), [])
+            if len(samples) < _SAMPLES:
+                samples.append(mention_id)
+            if keywords:
+                self.terms.setdefault(start, Counter()).update(keywords)
         for gran, length in _GRANS:
             found = minute if gran == "m" else self._window(gran, length, ts_ms)
             if found is None:
@@ -146,7 +168,24 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             self._mark(key)
         return []
 
-    def _emit(self) -> list[tuple[Any, ...]]:
+    def _close_minutes(self, final: bool) -> list[tuple[Any, ...]]:
+        """Report each minute once its end is behind the watermark by the allowed lateness."""
+        assert self.brand_channel is not None
+        brand, channel = self.brand_channel
+        horizon = self.watermark - self.lateness_ms
+        out = []
+        for gran, start in sorted(k for k in self.windows if k[0] == "m"):
+            if start <= self.closed_until or (not final and start + 60_000 > horizon):
+                continue
+            c = self.windows[(gran, start)]
+            terms = self.terms.pop(start, Counter())
+            samples = self.samples.pop((start, True), []) + self.samples.pop((start, False), [])
+            out.append(("closed", brand, channel, start, c["mentions"], c["negative"], samples[:_SAMPLES],
+                        [t for t, _ in terms.most_common(_TERMS)]))
+            self.closed_until = start
+        return out
+
+    def _emit(self, final: bool = False) -> list[tuple[Any, ...]]:
         if self.brand_channel is None:
             return []
         brand, channel = self.brand_channel
@@ -160,6 +199,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self._due = None
         # Windows that ended before the horizon are final: forget them (they are written).
         self.watermark = self.high_water
+        out.extend(self._close_minutes(final))
         for gran, length in _GRANS:
             cutoff = self.watermark - self.horizon_ms - length * (gran != "m")
             self.final_before[gran] = max(self.final_before.get(gran, -1), cutoff - cutoff % length)
@@ -174,7 +214,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         return self._emit(), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
-        return self._emit(), StatefulLogic.RETAIN
+        return self._emit(final=True), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return self._due
@@ -190,4 +230,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "wm": self.watermark,
             "fin": dict(self.final_before),
             "wr": set(self.written),
+            "s": {k: list(v) for k, v in self.samples.items()},
+            "t": {k: Counter(v) for k, v in self.terms.items()},
+            "cl": self.closed_until,
         }

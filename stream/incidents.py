@@ -1,0 +1,43 @@
+"""Spike detection in the flow: one :class:`models.SpikeAlerter` per brand, fed closed minute windows.
+
+Each brand x channel is a series, and so is each department of a brand (the topic series). Alerts
+come out as :class:`stream.schema.Alert` with one id per incident (open, update, resolved), written
+once per (id, message) and kept current per id for the dashboard.
+
+>>> logic = SpikeLogic(resume_state=None)
+>>> out, _ = logic.on_item(("closed", "acme", "twitter", 1704103200000, 4, 0, ["t:1"], ["wifi"]))
+>>> out
+[]
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bytewax.operators import StatefulLogic
+
+from models import SpikeAlerter
+from stream.schema import Alert
+
+__all__ = ["SpikeLogic"]
+
+
+class SpikeLogic(StatefulLogic[tuple[Any, ...], tuple[str, Alert], SpikeAlerter]):
+    """State of one brand: its alerter (per-series detectors and open incidents)."""
+
+    def __init__(self, resume_state: SpikeAlerter | None) -> None:
+        self.alerter = resume_state if resume_state is not None else SpikeAlerter(interval_s=60.0)
+
+    def on_item(self, value: tuple[Any, ...]) -> tuple[list[tuple[str, Alert]], bool]:
+        _, brand, channel, start_ms, mentions, negative, samples, terms = value
+        start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
+        alerts = self.alerter.update(brand, channel, start, mentions, sample_ids=samples, top_terms=terms,
+                                     negative=negative)
+        return [("alert", Alert.from_dict(a)) for a in alerts], StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[tuple[str, Alert]], bool]:
+        return [("alert", Alert.from_dict(a)) for a in self.alerter.close_all()], StatefulLogic.RETAIN
+
+    def snapshot(self) -> SpikeAlerter:
+        return self.alerter

@@ -1,0 +1,47 @@
+"""Spike alerts and churn risk from the whole flow on simulated traffic with an injected incident."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import redis
+from bytewax.testing import TestingSource, run_main
+
+from connectors.simulator import World
+from stream.flow import build_flow
+from stream.keys import Keys
+from stream.settings import Settings
+from stream.sinks import RedisSink
+
+
+def test_injected_incident_raises_one_alert_with_terms_and_samples(r: redis.Redis, redis_url: str,
+                                                                   key_prefix: str) -> None:
+    world = World(seed=7, rate_per_hour=600)
+    until = world.start + timedelta(hours=27)
+    records = list(world.events(until=until))
+    incidents = [i.to_dict() for i in world.incidents_between(world.start, until)]
+    assert incidents, "the simulated day has an incident"
+    keys = Keys(key_prefix)
+    run_main(build_flow(TestingSource(records, batch_size=1000), Settings(prefix=key_prefix),
+                        RedisSink(redis_url, keys), redis_url=redis_url))
+    current = [orjson.loads(v) for v in r.hvals(keys.alerts_current)]
+    assert current, "an alert was raised"
+    for inc in incidents:
+        start = datetime.fromisoformat(inc["start"])
+        hits = [a for a in current if a["brand"] == inc["brand"] and a["channel"] == inc["channel"]
+                and start - timedelta(minutes=5) <= datetime.fromisoformat(a["window_start"]) <= start + timedelta(hours=1)]
+        assert len(hits) == 1, (inc, current)  # deduplicated: one alert id for the incident
+        alert = hits[0]
+        assert alert["kind"] == "spike" and alert["observed"] > alert["expected"]
+        assert set(alert["top_terms"]) & set(inc["terms"]), (alert["top_terms"], inc["terms"])
+        assert alert["sample_ids"]
+        assert alert["message"].startswith("resolved:")  # the bounded replay closes what it opened
+    # The stream keeps each state of an alert once (open, updates, resolved), in order.
+    states = [orjson.loads(f[b"alert"])["message"].split(":")[0] for _, f in r.xrange(keys.alerts)]
+    assert states[0] == "open" and states[-1] == "resolved"
+    # Churn risk: every customer who posted has a score in [0, 1]; complaining customers rank higher.
+    risks = dict(r.zrange(keys.churn, 0, -1, withscores=True))
+    assert len(risks) > 100 and all(0.0 <= v <= 1.0 for v in risks.values())
+    assert max(risks.values()) > 2 * (sum(risks.values()) / len(risks))
+    assert datetime.now(UTC)  # the flow ran on event time only: nothing above depends on the clock
