@@ -39,9 +39,13 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
     calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
     classified = op.map("classify", mentions, s.classify)  # Enriched
+    identified = op.flat_map_batch("identify_authors", classified, s.crm.identify)  # Enriched + customer_id
     outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
-    churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", classified, outcomes_in), steps.churn_key)
-    enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
+    churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", identified, outcomes_in), steps.churn_key)
+    scored = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
+    serviced = op.branch("split_service_items", op.flat_map_batch("service_process", scored, s.crm.process),
+                         steps.is_enriched)  # trues: ("enriched", E + case_id); falses: ("alert"|"dlq", ...)
+    enriched = op.map("unwrap_enriched", serviced.trues, steps.second)  # Enriched
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
     to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
@@ -56,6 +60,6 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     latest = op.map("mention_items", enriched, steps.mention_item)  # ("mention", json, ts_ms, id, features)
     dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
     out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), split_closed.falses, alerts,
-                   matched, latest, calls, rejected, churn_scores)
+                   matched, latest, calls, rejected, churn_scores, serviced.falses)
     op.output("write_redis", out, sink)
     return flow

@@ -16,7 +16,7 @@ from stream.keys import Keys
 from stream.settings import Settings
 from stream.sinks import RedisSink
 
-__all__ = ["recovery_config", "run_flow"]
+__all__ = ["check_rules", "recovery_config", "run_flow"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,17 @@ def recovery_config(recovery_dir: str | Path | None, partitions: int = 1) -> Rec
     return RecoveryConfig(path, backup_interval=timedelta(seconds=0))
 
 
+def check_rules(settings: Settings) -> None:
+    """Refuse to start on a malformed rules file: ``crm.RuleError`` names the file, rule and line."""
+    from crm import load_rules
+    from stream.steps import rules_path
+
+    path = rules_path(settings)
+    if path is not None:
+        ruleset = load_rules(path)
+        log.info("business rules from %s: %d rule(s)", path, len(ruleset.rules))
+
+
 def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
              recovery_dir: str | Path | None = None, process_id: int | None = None,
              addresses: list[str] | None = None, feedback: Source[RawRecord] | None = None) -> None:
@@ -42,6 +53,7 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
 
     ``feedback`` adds the live feedback input (endless: only for unbounded runs).
     """
+    check_rules(settings)
     sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
                      settings.features_retention_seconds)
     flow = build_flow(source, settings, sink, redis_url=redis_url, feedback=feedback)

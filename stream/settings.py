@@ -57,6 +57,9 @@ class Settings:
     features_retention_seconds: float = 2 * 86400.0
     #: Checkpoint the models to Redis after this many accepted feedback labels (and on a clean stop).
     checkpoint_every: int = 50
+    #: Business rules (TOML) the CRM evaluates on every mention; "" for the shipped examples
+    #: (crm/data/rules.toml), "none" for no rules.
+    rules: str = ""
     #: How many latest mentions the dashboard table keeps.
     latest_keep: int = 200
     #: Port of the dashboard.

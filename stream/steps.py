@@ -8,6 +8,7 @@ from typing import Any
 from connectors.records import RawRecord
 from stream.churn import ChurnLogic, customer_key
 from stream.counters import CounterLogic
+from stream.crm_steps import CrmHost
 from stream.dedupe import DedupeLogic
 from stream.incidents import SpikeLogic
 from stream.keys import Keys
@@ -73,6 +74,23 @@ def brand_channel_key(event: tuple[Any, ...]) -> str:
     return window_key(event[1], event[2])
 
 
+def rules_path(settings: Settings) -> str | None:
+    """The business rules file the settings name (None: no rules)."""
+    from crm import SAMPLE_RULES
+
+    if settings.rules.lower() == "none":
+        return None
+    return settings.rules or str(SAMPLE_RULES)
+
+
+def is_enriched(item: tuple[str, Any]) -> bool:
+    return item[0] == "enriched"
+
+
+def second(item: tuple[str, Any]) -> Any:
+    return item[1]
+
+
 def churn_outcome_only(record: Any) -> ChurnOutcome | None:
     return record if isinstance(record, ChurnOutcome) else None
 
@@ -113,6 +131,7 @@ class Steps:
         self.settings = settings
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
                                 checkpoint_every=settings.checkpoint_every)
+        self.crm = CrmHost(redis_url, settings.prefix, rules_path(settings))
 
     def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
         return DedupeLogic(self.settings.dedupe_seconds, resume)

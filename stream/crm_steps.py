@@ -1,0 +1,89 @@
+"""The CRM inside the flow: who wrote each mention, and the service process for it (cases, rules, SLAs).
+
+Both steps take a batch at a time (``op.flat_map_batch``) because the CRM answers a whole batch in a
+couple of Redis round trips. The CRM stores everything itself, idempotent by mention id; the flow
+takes back the customer id, the case id, and the alerts to publish. A record the CRM cannot use
+becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from crm import CrmProcessor, CrmSettings
+from stream.schema import Alert, DeadLetter, Enriched
+
+__all__ = ["CrmHost"]
+
+log = logging.getLogger(__name__)
+
+
+class CrmHost:
+    """One :class:`crm.CrmProcessor` per process, built on first use (or by :meth:`check` at start-up).
+
+    >>> host = CrmHost(redis_url=None, prefix="doc:", rules_path=None)
+    >>> host.enabled
+    False
+    """
+
+    def __init__(self, redis_url: str | None, prefix: str, rules_path: str | Path | None) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.rules_path = rules_path
+        self._proc: CrmProcessor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
+
+    def processor(self) -> CrmProcessor:
+        """The processor; a malformed rules file raises ``crm.RuleError`` naming the rule and line."""
+        with self._lock:
+            if self._proc is None:
+                assert self.redis_url is not None
+                self._proc = CrmProcessor.from_redis(self.redis_url, CrmSettings(prefix=self.prefix),
+                                                     rules_path=self.rules_path)
+                log.info("CRM ready (rules: %s)", self.rules_path or "none")
+            return self._proc
+
+    def identify(self, batch: list[Enriched]) -> list[Enriched]:
+        """Set ``customer_id`` on customer mentions: a CRM customer, else the author's prospect profile."""
+        if not self.enabled or not batch:
+            return batch
+        found = self.processor().identify_batch([e.to_dict() for e in batch])
+        out = []
+        for e, who in zip(batch, found, strict=True):
+            cid = who.get("customer_id")
+            out.append(dataclasses.replace(e, customer_id=cid) if cid and not e.mention.from_brand else e)
+        return out
+
+    def process(self, batch: list[Enriched]) -> list[tuple[str, Any]]:
+        """Cases, assignment, rules and SLA timers for a batch; returns the flow's items.
+
+        ``("enriched", Enriched)`` for every mention (with ``case_id``), ``("alert", Alert)`` for rule
+        and SLA-breach alerts, ``("dlq", DeadLetter)`` for what the CRM refused.
+        """
+        if not self.enabled or not batch:
+            return [("enriched", e) for e in batch]
+        results = self.processor().process_batch([e.to_dict() for e in batch])
+        items: list[tuple[str, Any]] = []
+        for e, res in zip(batch, results, strict=True):
+            if "error" in res:
+                items.append(("dlq", DeadLetter(raw=e.to_json(), reason=f"crm: {res['error']}", source="crm",
+                                                key=f"crm:{e.mention.id}")))
+                items.append(("enriched", e))
+                continue
+            case_id = res.get("case_id")
+            items.append(("enriched", dataclasses.replace(e, case_id=case_id) if case_id and not
+                          e.mention.from_brand else e))
+            for alert in res.get("alerts") or ():
+                try:
+                    items.append(("alert", Alert.from_dict(alert)))
+                except (TypeError, ValueError) as exc:
+                    log.error("CRM alert not publishable (%s): %r", exc, alert)
+        return items
