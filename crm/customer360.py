@@ -51,7 +51,7 @@ def customer_360(store: CrmStore, customer_id: str, *, mentions: int = 20, cases
         "recent_mentions": store.customer_history(customer_id, mentions),
         "open_cases": open_cases,
         "past_cases": past_cases,
-        "churn_risk": rec.get("churn_risk") or 0.0,
+        "churn_risk": store.churn_risk(customer_id) or rec.get("churn_risk") or 0.0,
         "influence": {"score": rec.get("influence", 0.0), "followers": rec.get("followers"),
                       "reach": rec.get("reach") or 0},
         "activity": {k: rec.get(k) or 0 for k in ("mentions", "negative", "neutral", "positive", "queries")}

@@ -1,9 +1,9 @@
 """The CRM inside the flow: who wrote each mention, and the service process for it (cases, rules, SLAs).
 
-Both steps take a batch at a time (``op.flat_map_batch``) because the CRM answers a whole batch in a
+The step takes a batch at a time (``op.flat_map_batch``) because the CRM answers a whole batch in a
 couple of Redis round trips. The CRM stores everything itself, idempotent by mention id; the flow
-takes back the customer id, the case id, and the alerts to publish. A record the CRM cannot use
-becomes a dead letter.
+takes back the customer (or prospect) id, the case id, and the alerts to publish. A record the CRM
+cannot use becomes a dead letter.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from stream.schema import Alert, DeadLetter, Enriched
 __all__ = ["CrmHost"]
 
 log = logging.getLogger(__name__)
+
+
+def _crm_input(e: Enriched) -> dict[str, Any]:
+    d = e.to_dict()
+    d["churn_risk"] = None
+    return d
 
 
 class CrmHost:
@@ -51,17 +57,6 @@ class CrmHost:
                 log.info("CRM ready (rules: %s)", self.rules_path or "none")
             return self._proc
 
-    def identify(self, batch: list[Enriched]) -> list[Enriched]:
-        """Set ``customer_id`` on customer mentions: a CRM customer, else the author's prospect profile."""
-        if not self.enabled or not batch:
-            return batch
-        found = self.processor().identify_batch([e.to_dict() for e in batch])
-        out = []
-        for e, who in zip(batch, found, strict=True):
-            cid = who.get("customer_id")
-            out.append(dataclasses.replace(e, customer_id=cid) if cid and not e.mention.from_brand else e)
-        return out
-
     def process(self, batch: list[Enriched]) -> list[tuple[str, Any]]:
         """Cases, assignment, rules and SLA timers for a batch; returns the flow's items.
 
@@ -70,7 +65,8 @@ class CrmHost:
         """
         if not self.enabled or not batch:
             return [("enriched", e) for e in batch]
-        results = self.processor().process_batch([e.to_dict() for e in batch])
+        # The churn step scores after the CRM (it needs the customer id): the CRM gets no risk to store.
+        results = self.processor().process_batch([_crm_input(e) for e in batch])
         items: list[tuple[str, Any]] = []
         for e, res in zip(batch, results, strict=True):
             if "error" in res:
@@ -78,9 +74,9 @@ class CrmHost:
                                                 key=f"crm:{e.mention.id}")))
                 items.append(("enriched", e))
                 continue
-            case_id = res.get("case_id")
-            items.append(("enriched", dataclasses.replace(e, case_id=case_id) if case_id and not
-                          e.mention.from_brand else e))
+            if not e.mention.from_brand:
+                e = dataclasses.replace(e, case_id=res.get("case_id"), customer_id=res.get("customer_id"))
+            items.append(("enriched", e))
             for alert in res.get("alerts") or ():
                 try:
                     items.append(("alert", Alert.from_dict(alert)))

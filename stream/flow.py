@@ -18,7 +18,7 @@ __all__ = ["build_flow"]
 
 def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], redis_url: str | None = None,
                feedback: Source[RawRecord] | None = None, flow_id: str = "social_pulse") -> Dataflow:
-    """Wire the flow: parse -> dead letters -> dedupe -> classify -> replies -> windows -> Redis.
+    """Wire the flow: parse -> dead letters -> dedupe -> classify -> CRM -> churn -> replies -> windows -> Redis.
 
     ``redis_url`` lets the models start from their Redis checkpoint and look up mentions named by
     feedback; ``feedback`` is an extra (endless) input of labels for live runs.
@@ -39,13 +39,12 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
     calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
     classified = op.map("classify", mentions, s.classify)  # Enriched
-    identified = op.flat_map_batch("identify_authors", classified, s.crm.identify)  # Enriched + customer_id
+    serviced = op.branch("split_service_items", op.flat_map_batch("identify_and_serve", classified, s.crm.process),
+                         steps.is_enriched)  # trues: ("enriched", E + customer_id, case_id); falses: alerts, dlq
     outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
-    churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", identified, outcomes_in), steps.churn_key)
-    scored = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
-    serviced = op.branch("split_service_items", op.flat_map_batch("service_process", scored, s.crm.process),
-                         steps.is_enriched)  # trues: ("enriched", E + case_id); falses: ("alert"|"dlq", ...)
-    enriched = op.map("unwrap_enriched", serviced.trues, steps.second)  # Enriched
+    churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", op.map("unwrap_enriched", serviced.trues,
+                         steps.second), outcomes_in), steps.churn_key)
+    enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
     to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
