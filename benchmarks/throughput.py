@@ -6,7 +6,9 @@ Prints one ``name=value`` line per figure:
   windows, idempotent Redis writes) -> a real Redis, one worker;
 - ``passthrough_per_s``: the same records through a bare map -> key -> stateful_map flow in the same
   process (the baseline; the ratio is what to compare across machines);
-- ``ratio``: mentions_per_s / passthrough_per_s; ``peak_rss_mb``: peak resident memory of the process.
+- ``ratio``: mentions_per_s / passthrough_per_s; ``peak_rss_mb``: peak resident memory of the process;
+- ``listening_mentions_per_s`` / ``listening_ratio``: the same flow with the CRM step off (``PULSE_CRM=false``:
+  analytics, models and alerts without cases), in the same process.
 
 Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 200000]``. Uses ``REDIS_URL`` or an embedded
 redis-server, under a unique key prefix that is deleted afterwards.
@@ -62,8 +64,8 @@ def passthrough(records: list[RawRecord]) -> float:
     return time.perf_counter() - started
 
 
-def full_flow(records: list[RawRecord], url: str, prefix: str) -> float:
-    settings = Settings(prefix=prefix)
+def full_flow(records: list[RawRecord], url: str, prefix: str, crm: bool = True) -> float:
+    settings = Settings(prefix=prefix, crm=crm)
     flow = build_flow(TestingSource(records, batch_size=1000), settings, RedisSink(url, Keys(prefix)), redis_url=url)
     started = time.perf_counter()
     run_main(flow)
@@ -74,17 +76,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mentions", type=int, default=200_000, help="simulated mentions to replay (default 200000)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    parser.add_argument("--rate-per-hour", type=float, default=36_000.0,
+                        help="simulated mentions per hour of event time (default 36000: a large brand's firehose; "
+                             "per-window work is per minute, so sparse traffic costs more per mention)")
     args = parser.parse_args()
     url = ensure_redis_url(os.environ.get("REDIS_URL"), ".pulse")
     client = connect(url)
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     with Progress(transient=True) as progress:
-        task = progress.add_task("generate", total=3)
-        records = list(World(seed=args.seed).events(limit=args.mentions, kinds={"mention"}))
+        task = progress.add_task("generate", total=4)
+        world = World(seed=args.seed, rate_per_hour=args.rate_per_hour)
+        records = list(world.events(limit=args.mentions, kinds={"mention"}))
         progress.update(task, advance=1, description="passthrough")
         base_s = passthrough(records)
         progress.update(task, advance=1, description="full flow")
         flow_s = full_flow(records, url, prefix)
+        progress.update(task, advance=1, description="flow without the CRM step")
+        listen_s = full_flow(records, url, prefix + "listen:", crm=False)
         progress.update(task, advance=1)
     counted = totals(client, Keys(prefix))
     assert counted["offered"] == len(records), counted
@@ -92,9 +100,12 @@ def main() -> None:
         client.delete(key)
     n = len(records)
     print(f"mentions={n}")
+    print(f"rate_per_hour={args.rate_per_hour:.0f}")
     print(f"mentions_per_s={n / flow_s:.0f}")
     print(f"passthrough_per_s={n / base_s:.0f}")
     print(f"ratio={base_s / flow_s:.4f}")
+    print(f"listening_mentions_per_s={n / listen_s:.0f}")
+    print(f"listening_ratio={base_s / listen_s:.4f}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 

@@ -57,6 +57,9 @@ class Settings:
     features_retention_seconds: float = 2 * 86400.0
     #: Checkpoint the models to Redis after this many accepted feedback labels (and on a clean stop).
     checkpoint_every: int = 50
+    #: Run the CRM service process (identity, cases, assignment, rules, SLAs) in the flow; off for
+    #: listening-only deployments (analytics, models and alerts without cases).
+    crm: bool = True
     #: Business rules (TOML) the CRM evaluates on every mention; "" for the shipped examples
     #: (crm/data/rules.toml), "none" for no rules.
     rules: str = ""
@@ -114,6 +117,12 @@ class Settings:
     def _coerce(cls, name: str, value: Any, where: str) -> Any:
         default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
         if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise SettingsError(f"{where}: expected true or false, got {value!r}")
             return bool(value)
         if isinstance(default, int) and not isinstance(default, bool):
             try:

@@ -131,7 +131,7 @@ class Steps:
         self.settings = settings
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
                                 checkpoint_every=settings.checkpoint_every)
-        self.crm = CrmHost(redis_url, settings.prefix, rules_path(settings))
+        self.crm = CrmHost(redis_url if settings.crm else None, settings.prefix, rules_path(settings))
 
     def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
         return DedupeLogic(self.settings.dedupe_seconds, resume)
