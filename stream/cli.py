@@ -270,6 +270,31 @@ def _print_metrics(doc: dict[str, Any]) -> None:
 
 
 @app.command()
+def feedback(
+    mention_id: Annotated[str, typer.Argument(help="Id of the mention the label is for (e.g. twitter:1234).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Which model the label corrects: intent, sentiment or department.")],
+    label: Annotated[str, typer.Option("--label", "-l", help="The right answer, e.g. query, negative, sales.")],
+    author: Annotated[str, typer.Option("--author", help="Who gives the label (agent or analyst id).")] = "",
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Send a label to the running flow (pulse run / pulse demo): the models learn from it.
+
+    Labels the flow cannot use (unknown mention id, model or class) land in the dead-letter stream.
+    """
+    from connectors.redis_streams import FMT_FIELD, PAYLOAD_FIELD
+    from stream.schema import Feedback
+
+    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+    _, client = _redis(settings)
+    body = orjson.dumps(Feedback(mention_id=mention_id, model=model, label=label, author=author).to_dict())
+    entry = client.xadd(Keys(settings.prefix).feedback, {PAYLOAD_FIELD: body, FMT_FIELD: "jsonl"})
+    err.print(f"feedback queued as {Keys(settings.prefix).feedback} {entry.decode()}")
+
+
+@app.command()
 def dashboard(
     port: Annotated[int | None, typer.Option("--port", help="Port to serve the dashboard on (default 8501).", show_default=False)] = None,
     headless: Annotated[bool, typer.Option("--headless/--browser", help="Do not / do open a browser window.")] = True,
@@ -338,8 +363,13 @@ def demo(
     if not no_dashboard:
         procs.append(_start_dashboard(settings, url))
         err.print(f"[bold green]dashboard:[/] http://localhost:{settings.dashboard_port}   (Ctrl-C stops the demo)")
+    from connectors.simulator import World
     from stream.alert_push import AlertPushServer
+    from stream.demo_setup import seed_demo_crm
 
+    if settings.crm:
+        counts = seed_demo_crm(url, settings.prefix, World(seed=seed), int(time.time() * 1000))
+        err.print(f"CRM: {counts['customers']} customers, {counts['agents']} agents, {counts['articles']} KB articles")
     push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
     err.print(f"redis: {url}  prefix: {settings.prefix}  alert push: {push.url}")
 

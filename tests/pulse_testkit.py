@@ -39,3 +39,11 @@ def pulse(*args: str, redis_url: str, prefix: str, check: bool = True, timeout: 
         raise AssertionError(f"pulse {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
 
+
+
+def redis_source(redis_url: str, prefix: str, partitions: int = 4) -> str:
+    """The ``--source`` spec of the input streams ``{prefix}in:N`` on the test's Redis."""
+    if redis_url.startswith("unix://"):
+        return f"{redis_url}?prefix={prefix}&partitions={partitions}"
+    base = redis_url.rstrip("/") if redis_url.count("/") > 2 else f"{redis_url}/0"
+    return f"{base}/{prefix}?partitions={partitions}"

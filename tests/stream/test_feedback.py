@@ -49,3 +49,43 @@ def test_feedback_is_learned_checkpointed_and_bad_labels_are_dead_letters(
         assert info is not None and int(info["version"]) >= 1
     scored = read_metrics(r, key_prefix, "sentiment", "forum")
     assert scored, "prequential metrics for the sentiment model on the forum channel"
+
+
+def test_live_run_learns_from_pulse_feedback(r: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    import os
+    import subprocess
+    import time
+
+    from pulse_testkit import PULSE, make_mentions, pulse, redis_source
+
+    from connectors.redis_streams import append_records
+    from stream.metrics import totals
+
+    rows = make_mentions(40)
+    append_records(r, key_prefix, [orjson.dumps(x) for x in rows], partitions=2)
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_CHECKPOINT_EVERY="1",
+               PULSE_EPOCH_SECONDS="0.2")
+    source = redis_source(redis_url, key_prefix, partitions=2)
+    proc = subprocess.Popen([*PULSE, "run", "--source", source], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    keys = Keys(key_prefix)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and totals(r, keys)["offered"] < len(rows):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        assert totals(r, keys)["offered"] == len(rows)
+        while time.monotonic() < deadline and not r.exists(keys.features_hours):
+            time.sleep(0.1)
+        pulse("feedback", rows[0]["id"], "--model", "sentiment", "--label", "negative",
+              redis_url=redis_url, prefix=key_prefix)
+        pulse("feedback", "twitter:nope", "--model", "sentiment", "--label", "negative",
+              redis_url=redis_url, prefix=key_prefix)
+        while time.monotonic() < deadline and not (registry.info(r, key_prefix, "sentiment") and r.exists(keys.dlq)):
+            time.sleep(0.1)
+        assert registry.info(r, key_prefix, "sentiment") is not None, "the label was learned and checkpointed"
+        reasons = [f[b"reason"].decode() for _, f in r.xrange(keys.dlq)]
+        assert any("unknown mention id 'twitter:nope'" in x for x in reasons)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from pulse_testkit import PULSE, make_mentions, pulse
+from pulse_testkit import PULSE, make_mentions, pulse, redis_source
 
 from connectors.redis_streams import append_records, mark_eof
 from stream.keys import Keys
@@ -58,12 +58,6 @@ def test_ten_percent_corrupted_jsonl_reconciles(write_jsonl, redis_url: str, key
     assert all(f[b"raw"] for _, f in entries)
 
 
-def _redis_source(redis_url: str, prefix: str) -> str:
-    if redis_url.startswith("unix://"):
-        return f"{redis_url}?prefix={prefix}"
-    return f"{redis_url.rstrip('/')}/{prefix}" if redis_url.count("/") > 2 else f"{redis_url}/0/{prefix}"
-
-
 @pytest.mark.slow
 def test_redis_streams_two_workers_sigkill_counts_every_record_once(
     write_jsonl, tmp_path: Path, redis_url: str, key_prefix: str, r: redis.Redis
@@ -78,7 +72,7 @@ def test_redis_streams_two_workers_sigkill_counts_every_record_once(
     append_records(r, key_prefix, payloads, partitions=4)
     mark_eof(r, key_prefix)
     recovery = tmp_path / "recovery"
-    source = _redis_source(redis_url, key_prefix)
+    source = redis_source(redis_url, key_prefix)
     args = ["run", "--source", source, "--bounded", "--workers", "2", "--recovery-dir", str(recovery)]
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_EPOCH_SECONDS="0.2")
     proc = subprocess.Popen([*PULSE, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
