@@ -36,7 +36,7 @@ browser:
 demo: $(STAMP)
 	$(BIN)/pulse demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,7 +1,7 @@
 """Quality and speed of the spike detector and the churn-risk model, each beside its baseline.
 
 Run: ``.venv/bin/python benchmarks/spikes_churn.py [--days 28] [--customers 3000] [--rate 1200]
-[--synthetic-days 56] [--seed 7]``. Prints one ``name=value`` line per figure; RESULTS_spikes_churn.md
+[--synthetic-days 56] [--seed 7]``. Prints one ``name=value`` line per figure; benchmarks/RESULTS.md
 holds a copy with the command that produced it.
 
 Simulator (``connectors.simulator.World``, the reference): one pass yields per-minute mention counts per

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,23 +19,31 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 try:  # Typer >= 0.20 ships its own copy of click
     from typer._click import exceptions as _cx
 except ImportError:  # pragma: no cover - older Typer uses click itself
     from click import exceptions as _cx  # type: ignore[no-redef]
 
+from stream.cmdline import (
+    ConfigOpt,
+    PrefixOpt,
+    RedisUrlOpt,
+    VerboseOpt,
+    err,
+    fail,
+    load_settings,
+    progress_bar,
+    redis_for,
+)
 from stream.keys import Keys
-from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.redisconn import RedisUnavailable
 from stream.schema import SchemaError, parse_ts
 from stream.settings import Settings, SettingsError
 
 __all__ = ["app", "main"]
 
 log = logging.getLogger("pulse")
-err = Console(stderr=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,33 +84,17 @@ app = _PulseTyper(
     add_completion=False,
 )
 
-# ---- shared options ------------------------------------------------------------------------------
-RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
-PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix for everything written to Redis (default 'pulse:', or $PULSE_PREFIX).", show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False)]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens at INFO level (DEBUG with -vv is not needed: INFO says what happened).")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"pulse: error: {message}", file=sys.stderr)
-    return typer.Exit(code)
+# ---- helpers ------------------------------------------------------------------------------------
+_fail = fail
+_progress_bar = progress_bar
 
 
 def _setup(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return Settings.load(overrides, config_path=config if config is not None else True)
-    except SettingsError as exc:
-        raise _fail(str(exc)) from None
+    return load_settings(config, verbose, **overrides)
 
 
 def _redis(settings: Settings) -> tuple[str, Any]:
-    try:
-        url = ensure_redis_url(settings.redis_url, Path(settings.data_dir))
-        return url, connect(url)
-    except RedisUnavailable as exc:
-        raise _fail(str(exc)) from None
+    return redis_for(settings)
 
 
 def _guard(fn: Callable[[], None]) -> None:
@@ -111,30 +102,12 @@ def _guard(fn: Callable[[], None]) -> None:
     try:
         fn()
     except (SettingsError, SchemaError, RedisUnavailable, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:  # connectors' SourceError and friends are ValueErrors with a clear message
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
+    except ValueError as exc:  # connectors' SourceError, crm's RuleError and friends: clear messages
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         print("pulse: stopped", file=sys.stderr)
         raise typer.Exit(130) from None
-
-
-def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
-    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
-                        TimeElapsedColumn(), console=err, transient=False)
-    task = progress.add_task(label, total=None)
-    lock = threading.Lock()
-    last = [0.0]
-
-    def update(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.1 and done < total:
-            return
-        with lock:
-            last[0] = now
-            progress.update(task, completed=done, total=total)
-
-    return progress, update
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -250,6 +223,7 @@ def metrics(
 
 
 def _print_metrics(doc: dict[str, Any]) -> None:
+    from rich.console import Console
     from rich.table import Table
 
     out = Console()

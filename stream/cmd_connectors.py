@@ -13,46 +13,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
-from stream.settings import Settings, SettingsError
+from stream.cmdline import ConfigOpt, RedisUrlOpt, VerboseOpt, err, fail, load_settings, redis_for
+from stream.redisconn import connect, ensure_redis_url
+from stream.settings import Settings
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-err = Console(stderr=True)
 
-RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix (default 'pulse:', or $PULSE_PREFIX); input streams are PREFIXin:N.", show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False)]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log connections and progress at INFO level.")]
 PartitionsOpt = Annotated[int, typer.Option("--partitions", help="Number of input streams PREFIXin:0..N-1 (must match the flow's redis://…?partitions=N).", min=1)]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"pulse: error: {message}", file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _settings(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return Settings.load(overrides, config_path=config if config is not None else True)
-    except SettingsError as exc:
-        raise _fail(str(exc)) from None
+_fail = fail
+_settings = load_settings
 
 
 def _redis_url(settings: Settings, check: bool = True) -> str:
-    try:
-        url = ensure_redis_url(settings.redis_url, Path(settings.data_dir))
-        if check:
-            connect(url).close()
-        return url
-    except RedisUnavailable as exc:
-        raise _fail(str(exc)) from None
+    if not check:
+        return ensure_redis_url(settings.redis_url, Path(settings.data_dir))
+    url, client = redis_for(settings)
+    client.close()
+    return url
 
 
 def _serve_until_interrupted(serve: Callable[[], Any]) -> None:

@@ -125,7 +125,7 @@ class ModelHost:
         client = self.client
         if client is None:
             return None
-        hours = client.zrevrange(self.keys.features_hours, 0, -1)
+        hours: list[bytes] = client.zrevrange(self.keys.features_hours, 0, -1)  # type: ignore[assignment]
         if not hours:
             return None
         pipe = client.pipeline(transaction=False)

@@ -139,7 +139,7 @@ class RedisWriter:
                 pipe.zrem(key, *gone)
         for hour_ms, by_id in features.items():
             hour = k.bucket_id("h", hour_ms)
-            pipe.hset(k.features(hour), mapping=by_id)
+            pipe.hset(k.features(hour), mapping=by_id)  # type: ignore[arg-type]
             pipe.expire(k.features(hour), self.features_ttl)
             pipe.zadd(k.features_hours, {hour: hour_ms})
             pipe.zremrangebyscore(k.features_hours, "-inf", hour_ms - self.features_ttl * 1000)

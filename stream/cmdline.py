@@ -1,0 +1,82 @@
+"""Plumbing shared by every ``pulse`` command: common options, settings, Redis, one-line errors, progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.settings import Settings, SettingsError
+
+__all__ = [
+    "ConfigOpt",
+    "PrefixOpt",
+    "RedisUrlOpt",
+    "VerboseOpt",
+    "err",
+    "fail",
+    "load_settings",
+    "progress_bar",
+    "redis_for",
+]
+
+err = Console(stderr=True)
+
+RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
+PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix for everything written to Redis (default 'pulse:', or $PULSE_PREFIX).", show_default=False)]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False)]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (connections, progress, results) at INFO level.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear error line and return the exit to raise (``raise fail(...) from None``)."""
+    print(f"pulse: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def load_settings(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
+    """Configure logging and build the settings (flags > environment > TOML file)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return Settings.load(overrides, config_path=config if config is not None else True)
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def redis_for(settings: Settings) -> tuple[str, redis.Redis]:
+    """The Redis URL (embedded server if none is configured) and a checked client."""
+    try:
+        url = ensure_redis_url(settings.redis_url, Path(settings.data_dir))
+        return url, connect(url)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+
+
+def progress_bar(label: str, unit: str = "records") -> tuple[Progress, Callable[[int, int], None]]:
+    """A Rich progress bar on stderr and a thread-safe, rate-limited ``update(done, total)``."""
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                        TimeElapsedColumn(), console=err, transient=False)
+    task = progress.add_task(label, total=None)
+    lock = threading.Lock()
+    last = [0.0]
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and done < total:
+            return
+        with lock:
+            last[0] = now
+            progress.update(task, completed=done, total=total)
+
+    return progress, update
