@@ -148,6 +148,7 @@ def _live_panel(settings: DashboardSettings, brand: str | None, minutes: int, sh
             st.caption("No brand replies in this range yet.")
         else:
             st.altair_chart(response_chart(view), width="stretch")
+    _alerts_panel(view)
     left, right = st.columns([2.2, 1.25])
     with left, st.container(border=True):
         st.subheader("Latest mentions", anchor=False)
@@ -203,9 +204,10 @@ def _kpi_tiles(view: CommandCentre) -> None:
     share = k["dead_letter_share"]
     with columns[-1]:
         st.metric("Dead letters", _number(k["dead_letters"]),
-                  None if share is None else f"{share * 100:.2f} % of offered", delta_color="off", border=True,
-                  delta_arrow="off", height="stretch",
-                  help="Records the flow could not accept (all time); see the list below.")
+                  None if share is None else f"{share * 100:.2f} % of offered malformed", delta_color="off",
+                  border=True, delta_arrow="off", height="stretch",
+                  help="Entries of the dead-letter stream (all time): malformed records, and labels, late records "
+                       "or CRM inputs the flow refused, each with its reason; see the list below.")
 
 
 def channel_colour(channel: str) -> str:
@@ -344,8 +346,28 @@ def _breakdown_table(frame: pd.DataFrame, by: str) -> None:
     )
 
 
+def _alerts_panel(view: CommandCentre) -> None:
+    with st.container(border=True):
+        open_now = int((view.alerts["state"] != "resolved").sum()) if not view.alerts.empty else 0
+        st.subheader(f"Alerts · {open_now} open", anchor=False)
+        if view.alerts.empty:
+            st.caption("No alerts: no spike, SLA breach or rule alert so far.")
+            return
+        st.dataframe(
+            view.alerts,
+            hide_index=True,
+            placeholder="–",
+            column_config={
+                "window": st.column_config.TextColumn("window (UTC)", width="small"),
+                "observed": st.column_config.NumberColumn("observed", format="%.0f", width="small"),
+                "expected": st.column_config.NumberColumn("expected", format="%.1f", width="small"),
+                "message": st.column_config.TextColumn("message", width="large"),
+            },
+        )
+
+
 def _dead_letter_panel(view: CommandCentre) -> None:
-    total = view.totals.get("dead_letters", 0)
+    total = max(view.totals.get("dead_letters", 0), view.totals.get("dead_letter_stream", 0))
     shown = len(view.dead_letters)
     with st.expander(f"Dead letters · {total:,} in total" + (f", latest {shown} below" if shown else ""),
                      icon=":material/report:"):

@@ -151,6 +151,8 @@ class CommandCentre:
     brands_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     latest: pd.DataFrame = field(default_factory=pd.DataFrame)
     dead_letters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Alerts (spikes, SLA breaches, rules), newest window first, one row per alert id.
+    alerts: pd.DataFrame = field(default_factory=pd.DataFrame)
     totals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -182,7 +184,8 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     stats = totals(client, keys)
     out = CommandCentre(brands=brands, brand=brand, minutes=minutes, gran=gran, totals=stats,
                         latest=_latest(client, keys, brand, latest_n),
-                        dead_letters=_dead_letters(client, keys, dead_letters_n))
+                        dead_letters=_dead_letters(client, keys, dead_letters_n),
+                        alerts=read_alerts(client, keys, brand))
     rows = timeseries(client, keys, minutes=2 * n_windows, gran=gran)
     if not rows:
         return out
@@ -222,7 +225,7 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
         sparklines=_sparklines(current, response, starts[:-1] if filling else starts),
         by_channel=by_channel, sentiment=_sentiment_series(by_channel), response=response,
         channels=_breakdown(current, cur_rt, "channel"), brands_table=_breakdown(current, cur_rt, "brand"),
-        latest=out.latest, dead_letters=out.dead_letters,
+        latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts,
         totals=stats,
     )
 
@@ -253,7 +256,9 @@ def _kpis(rows: list[dict[str, Any]], responses: list[dict[str, Any]], minutes: 
         "responses": float(len(values)),
         "answer_rate": min(1.0, answered / queries) if queries else None,
         "negative_share": sum(r["negative"] for r in rows) / mentions if mentions else None,
-        "dead_letters": float(stats["dead_letters"]),
+        # Everything in the dead-letter stream: malformed records, and labels, late records, CRM inputs
+        # or deliveries the flow refused later on (each with its reason).
+        "dead_letters": float(max(stats["dead_letters"], stats.get("dead_letter_stream", 0))),
         "dead_letter_share": stats["dead_letters"] / stats["offered"] if stats["offered"] else None,
     }
 
@@ -370,6 +375,32 @@ def _latest(client: redis.Redis, keys: Keys, brand: str | None, n: int) -> pd.Da
         if len(wanted) >= n:
             break
     return pd.DataFrame(wanted, columns=columns)
+
+
+ALERT_COLUMNS = ["window", "state", "kind", "severity", "brand", "channel", "observed", "expected", "top terms",
+                 "message"]
+
+
+def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: int = 20) -> pd.DataFrame:
+    """The current state of each alert (an incident keeps one id), newest window first."""
+    rows = []
+    for raw in client.hvals(keys.alerts_current):
+        try:
+            a = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if brand is not None and a.get("brand") != brand:
+            continue
+        message = str(a.get("message") or "")
+        state, _, text = message.partition(":")
+        rows.append({"window": str(a.get("window_start", ""))[:16].replace("T", " "),
+                     "state": state if text else "open", "kind": a.get("kind", ""),
+                     "severity": a.get("severity", ""), "brand": a.get("brand", ""),
+                     "channel": a.get("channel") or a.get("topic") or "", "observed": a.get("observed"),
+                     "expected": a.get("expected"), "top terms": ", ".join(a.get("top_terms") or [])[:120],
+                     "message": (text or message).strip()[:300]})
+    rows.sort(key=lambda r: r["window"], reverse=True)
+    return pd.DataFrame(rows[:n], columns=ALERT_COLUMNS)
 
 
 def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:

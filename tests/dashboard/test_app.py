@@ -171,3 +171,35 @@ def test_dashboard_doctests() -> None:
     for module in (dashboard.data, dashboard.command_centre):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_alerts_panel_shows_current_state_of_each_alert(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                        seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    from stream.schema import Alert
+    from stream.sinks import RedisWriter
+
+    prefix, _ = seeded
+    alert_prefix = prefix + "alerts:"
+    client = connect(redis_url)
+    try:
+        # The dashboard reads the same seeded windows under a second prefix plus two states of one incident.
+        for key in client.scan_iter(match=prefix + "*"):
+            if not key.decode().startswith(alert_prefix):
+                client.copy(key, alert_prefix + key.decode()[len(prefix):], replace=True)
+        writer = RedisWriter(client, Keys(alert_prefix))
+        base = dict(id="spike:acme:twitter:202401011000", kind="spike", brand="acme", channel="twitter", topic=None,
+                    window_start="2024-01-01T10:00:00+00:00", expected=4.0, score=0.97, severity="high",
+                    sample_ids=("twitter:1",), top_terms=("outage", "login"))
+        writer.write([("alert", Alert(**base, observed=40, message="open: acme twitter 40 mentions"))])
+        writer.write([("alert", Alert(**base, observed=40, message="resolved: acme twitter back to 4"))])
+        at = _app(monkeypatch, redis_url, alert_prefix)
+        assert not at.exception
+        assert any(s.value.startswith("Alerts · 0 open") for s in at.subheader)
+        tables = [df.value for df in at.dataframe if "top terms" in df.value.columns]
+        assert len(tables) == 1 and len(tables[0]) == 1
+        row = tables[0].iloc[0]
+        assert (row["state"], row["kind"], row["brand"], row["top terms"]) == ("resolved", "spike", "acme",
+                                                                              "outage, login")
+    finally:
+        clean_prefix(client, alert_prefix)
+        client.close()
