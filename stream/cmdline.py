@@ -48,6 +48,7 @@ def load_settings(config: Path | None, verbose: bool, **overrides: Any) -> Setti
     """Configure logging and build the settings (flags > environment > TOML file)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     try:
         return Settings.load(overrides, config_path=config if config is not None else True)
     except SettingsError as exc:
