@@ -136,6 +136,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         poll: timedelta,
         claim_idle_ms: int,
         default_fmt: str,
+        payload_field: str = PAYLOAD_FIELD,
     ) -> None:
         self._r = client
         self._key = key
@@ -147,6 +148,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         self._poll = poll
         self._claim_idle_ms = claim_idle_ms
         self._default_fmt = default_fmt
+        self._payload_field = payload_field.encode()
         self._source = f"redis:{key}"
         self._last: str | None = resume_state
         self._unacked: list[bytes] = []
@@ -267,7 +269,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
             self._next_awake = datetime.now(UTC) + self._poll
             return []
         self._next_awake = None
-        source, default_fmt = self._source, self._default_fmt
+        source, default_fmt, payload_field = self._source, self._default_fmt, self._payload_field
         records = []
         for eid, fields in entries:
             fmt = fields.get(_FMT)
@@ -275,7 +277,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
                 RawRecord(
                     source=source,
                     offset=eid.decode(),
-                    payload=fields.get(_PAYLOAD, b""),
+                    payload=fields.get(payload_field, b""),
                     fmt=fmt.decode() if fmt else default_fmt,
                 )
             )
@@ -334,6 +336,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         claim_idle_ms: int = 0,
         default_fmt: str = "jsonl",
         streams: Sequence[str] | None = None,
+        payload_field: str = PAYLOAD_FIELD,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -351,6 +354,8 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         self.default_fmt = default_fmt
         #: Explicit stream keys (e.g. the feedback stream) instead of ``{prefix}in:{n}``.
         self.streams = list(streams) if streams is not None else None
+        #: The entry field holding the record (``data`` for the CRM's outboxes).
+        self.payload_field = payload_field
 
     def list_parts(self) -> list[str]:
         if self.streams is not None:
@@ -375,4 +380,5 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
             poll=timedelta(seconds=self.poll_seconds),
             claim_idle_ms=self.claim_idle_ms,
             default_fmt=self.default_fmt,
+            payload_field=self.payload_field,
         )

@@ -178,7 +178,7 @@ def run(
 ) -> None:
     """Run the flow on a source; unbounded sources run until stopped (Ctrl-C)."""
     from stream.runner import run_flow
-    from stream.sources import build_source, feedback_source, is_endless
+    from stream.sources import build_source, is_endless, live_inputs
 
     settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
 
@@ -187,9 +187,9 @@ def run(
                            mapping=str(mapping) if mapping else None, bounded=bounded, settings=settings)
         url, _ = _redis(settings)
         live = is_endless(source, limit=limit, bounded=bounded)
-        log.info("running the flow on %s%s", source, " with the live feedback input" if live else "")
+        log.info("running the flow on %s%s", source, " with the live inputs (labels, replies)" if live else "")
         run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir,
-                 feedback=feedback_source(url, settings) if live else None)
+                 live=live_inputs(url, settings) if live else ())
 
     _guard(go)
 
@@ -329,7 +329,7 @@ def demo(
 ) -> None:
     """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C."""
     from stream.runner import run_flow
-    from stream.sources import build_source, feedback_source
+    from stream.sources import build_source, live_inputs
 
     settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
     url, _ = _redis(settings)
@@ -353,7 +353,7 @@ def demo(
         # The first simulated incident comes after ten minutes of event time: the wall display shows
         # normal traffic, then a spike and its alert.
         run_flow(build_source("sim", speed=speed, seed=seed, warmup_hours=1 / 6, settings=settings), settings, url,
-                 feedback=feedback_source(url, settings))
+                 live=live_inputs(url, settings))
 
     try:
         _guard(go)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import bytewax.operators as op
@@ -17,17 +18,17 @@ __all__ = ["build_flow"]
 
 
 def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], redis_url: str | None = None,
-               feedback: Source[RawRecord] | None = None, flow_id: str = "social_pulse") -> Dataflow:
+               live: Sequence[Source[RawRecord]] = (), flow_id: str = "social_pulse") -> Dataflow:
     """Wire the flow: parse -> dead letters -> dedupe -> classify -> CRM -> churn -> replies -> windows -> Redis.
 
     ``redis_url`` lets the models start from their Redis checkpoint and look up mentions named by
-    feedback; ``feedback`` is an extra (endless) input of labels for live runs.
+    feedback; ``live`` are extra (endless) inputs of live runs: labels, the brand's own replies.
     """
     s = steps.Steps(settings, redis_url)
     flow = Dataflow(flow_id)
     raw = op.input("read", flow, source)  # RawRecord
-    if feedback is not None:
-        raw = op.merge("with_feedback", raw, op.input("read_feedback", flow, feedback))
+    for n, extra in enumerate(live):
+        raw = op.merge(f"with_live_input_{n}", raw, op.input(f"read_live_input_{n}", flow, extra))
     parsed = op.map("parse", raw, steps.parse)  # Parsed(source, key, record)
     split = op.branch("split_dead_letters", parsed, steps.is_valid)  # trues: records, falses: DeadLetter
     keyed = op.key_on("shard_by_id", split.trues, steps.shard_by_record_key)  # (shard, Parsed)

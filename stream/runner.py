@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,15 +49,15 @@ def check_rules(settings: Settings) -> None:
 
 def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
              recovery_dir: str | Path | None = None, process_id: int | None = None,
-             addresses: list[str] | None = None, feedback: Source[RawRecord] | None = None) -> None:
+             addresses: list[str] | None = None, live: Sequence[Source[RawRecord]] = ()) -> None:
     """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted.
 
-    ``feedback`` adds the live feedback input (endless: only for unbounded runs).
+    ``live`` adds the live inputs (labels, replies sent through the CRM; endless: only for unbounded runs).
     """
     check_rules(settings)
     sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
                      settings.features_retention_seconds)
-    flow = build_flow(source, settings, sink, redis_url=redis_url, feedback=feedback)
+    flow = build_flow(source, settings, sink, redis_url=redis_url, live=live)
     cli_main(
         flow,
         workers_per_process=workers,

@@ -8,7 +8,7 @@ from connectors.records import RawRecord
 from connectors.spec import FileSpec, RedisSpec, SimSpec, WebSocketSpec, parse_source
 from stream.settings import Settings
 
-__all__ = ["build_source", "feedback_source", "is_endless"]
+__all__ = ["build_source", "is_endless", "live_inputs"]
 
 
 def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limit: int | None = None,
@@ -52,10 +52,21 @@ def is_endless(spec: str, *, limit: int | None = None, bounded: bool = False) ->
     return False
 
 
-def feedback_source(redis_url: str, settings: Settings) -> Source[RawRecord]:
-    """The feedback stream ``{prefix}feedback`` as a source (consumer group, acked after processing)."""
+def live_inputs(redis_url: str, settings: Settings) -> list[Source[RawRecord]]:
+    """Inputs a live run adds to its source: labels for the models, and the brand's own replies.
+
+    Labels come from ``{prefix}feedback`` (``pulse feedback``). Replies that agents send through the CRM
+    (``pulse crm reply``) are appended to ``{prefix}outbox:{channel}``; reading them back makes the
+    response times of the analytics come from real replies, as when a channel's feed returns them.
+    Both are read with their own consumer groups and acked after processing.
+    """
     from connectors.redis_streams import RedisStreamSource
     from stream.keys import Keys
+    from stream.schema import CHANNELS
 
-    return RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-feedback",
-                             streams=[Keys(settings.prefix).feedback])
+    keys = Keys(settings.prefix)
+    return [
+        RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-feedback", streams=[keys.feedback]),
+        RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-replies", payload_field="data",
+                          streams=[keys.outbox(channel) for channel in CHANNELS if channel != "calls"]),
+    ]

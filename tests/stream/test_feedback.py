@@ -86,6 +86,17 @@ def test_live_run_learns_from_pulse_feedback(r: redis.Redis, redis_url: str, key
         assert registry.info(r, key_prefix, "sentiment") is not None, "the label was learned and checkpointed"
         reasons = [f[b"reason"].decode() for _, f in r.xrange(keys.dlq)]
         assert any("unknown mention id 'twitter:nope'" in x for x in reasons)
+        # An agent answers a query through the CRM: the reply goes to the twitter outbox, comes back
+        # through the flow, and its first response time is measured like any reply seen on the channel.
+        query = next(x for x in rows if x["id"] == "twitter:1")
+        assert "how do i" in query["text"].lower()
+        out = pulse("crm", "reply", "C-twitter:1", "--text", "Try turning it off and on again",
+                    redis_url=redis_url, prefix=key_prefix, check=False)
+        assert out.returncode == 0, out.stderr
+        rt = keys.response_times(query["brand"], "twitter")
+        while time.monotonic() < deadline and r.zscore(rt, "twitter:1") is None:
+            time.sleep(0.1)
+        assert r.zscore(rt, "twitter:1") is not None, "the CRM reply was measured as a first response"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
