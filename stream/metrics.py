@@ -143,6 +143,9 @@ def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
         agg["first_response"] = first_response(rt_by_brand[b])
         agg["answer_rate"] = _answer_rate(agg)
         brand.update(agg)
+    for b, deflection in call_deflection(client, keys, since_ms, until_ms).items():
+        if b in brands:
+            brands[b]["calls"] = deflection
     doc: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(), **totals(client, keys)}
     doc["since"] = since.isoformat() if since else None
     doc["until"] = until.isoformat() if until else None
@@ -263,3 +266,66 @@ def distinct_authors(client: redis.Redis, keys: Keys, since_ms: int, until_ms: i
     for b in chosen:
         pipe.pfcount(*per_brand[b]) if per_brand[b] else pipe.echo("0")
     return {b: int(n) for b, n in zip(chosen, pipe.execute(), strict=True)}
+
+
+_HOUR = 3_600_000
+
+
+def call_deflection(client: redis.Redis, keys: Keys, since_ms: int | None = None, until_ms: int | None = None,
+                    baseline_hours: int = 24) -> dict[str, dict[str, Any]]:
+    """Call deflection per brand, per hour, from the call-centre feed and the brand's social answers.
+
+    For each hour: the baseline is the mean call volume of the ``baseline_hours`` before it; the hour's
+    deflection is the drop below that baseline, ``(baseline - calls) / baseline``, counted only when
+    social answers (first responses) grew above their own trailing mean, and 0 otherwise. Returns per
+    brand ``{"calls", "social_answers", "deflection_rate" (mean over hours with a baseline, or None),
+    "hours": [{"hour", "calls", "baseline", "social_answers", "deflection"}]}``.
+    """
+    calls: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for field, value in client.hscan_iter(keys.calls, count=5000):
+        brand, _queue, minute = _decode(field).rsplit("|", 2)
+        start = Keys.bucket_start_ms("m", minute)
+        calls[brand][start - start % _HOUR] += int(value)
+    out: dict[str, dict[str, Any]] = {}
+    for brand, by_hour in calls.items():
+        answers = _answers_per_hour(client, keys, brand, min(by_hour) - baseline_hours * _HOUR, max(by_hour))
+        hours, rates = [], []
+        for hour in sorted(by_hour):
+            prior = [by_hour.get(hour - i * _HOUR) for i in range(1, baseline_hours + 1)]
+            prior_calls = [c for c in prior if c is not None]
+            prior_answers = [answers.get(hour - i * _HOUR, 0) for i in range(1, baseline_hours + 1)]
+            baseline = sum(prior_calls) / len(prior_calls) if prior_calls else None
+            social = answers.get(hour, 0)
+            growing = social > sum(prior_answers) / len(prior_answers)
+            deflection = None
+            if baseline:
+                deflection = max(0.0, (baseline - by_hour[hour]) / baseline) if growing else 0.0
+            in_range = (since_ms is None or hour >= since_ms) and (until_ms is None or hour < until_ms)
+            if not in_range:
+                continue
+            if deflection is not None:
+                rates.append(deflection)
+            hours.append({"hour": datetime.fromtimestamp(hour / 1000, tz=UTC).isoformat(), "calls": by_hour[hour],
+                          "baseline": baseline, "social_answers": social, "deflection": deflection})
+        out[brand] = {"calls": sum(h["calls"] for h in hours),
+                      "social_answers": sum(h["social_answers"] for h in hours),
+                      "deflection_rate": (sum(rates) / len(rates)) if rates else None, "hours": hours}
+    return out
+
+
+def _answers_per_hour(client: redis.Redis, keys: Keys, brand: str, lo_ms: int, hi_ms: int) -> dict[int, int]:
+    """First responses per hour for a brand, over all its channels (hour windows)."""
+    channels = sorted(_decode(c) for c in client.smembers(keys.channels(brand)))
+    pipe = client.pipeline(transaction=False)
+    for c in channels:
+        pipe.zrangebyscore(keys.windows_index(brand, c, "h"), lo_ms, hi_ms, withscores=True)
+    found = pipe.execute()
+    order = []
+    for c, ids in zip(channels, found, strict=True):
+        for bucket, score in ids:
+            pipe.hget(keys.window(brand, c, _decode(bucket), "h"), "response_count")
+            order.append(int(score))
+    out: dict[int, int] = defaultdict(int)
+    for start, value in zip(order, pipe.execute(), strict=True):
+        out[start] += int(value or 0)
+    return out
