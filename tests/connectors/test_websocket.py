@@ -205,7 +205,7 @@ def test_flow_over_killed_firehose_equals_replay(
     assert isinstance(r, redis_lib.Redis)
     sample = shared_data / "twcs" / "twcs_sample.csv"
     port = _free_port()
-    serve = ("firehose", "serve", "--source", f"file:{sample}", "--format", "twcs", "--speed", "43200",
+    serve = ("firehose", "serve", "--source", f"file:{sample}", "--format", "twcs", "--speed", "14400",
              "--port", str(port), "--verbose")
     logs = [tmp_path / "server1.log", tmp_path / "server2.log"]
     server = _pulse(*serve, redis_url=redis_url, stderr=logs[0].open("wb"))
