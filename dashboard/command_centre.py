@@ -204,7 +204,7 @@ def _kpi_tiles(view: CommandCentre) -> None:
     share = k["dead_letter_share"]
     with columns[-1]:
         st.metric("Dead letters", _number(k["dead_letters"]),
-                  None if share is None else f"{share * 100:.2f} % of offered malformed", delta_color="off",
+                  None if share is None else f"{share * 100:.2f} % malformed", delta_color="off",
                   border=True, delta_arrow="off", height="stretch",
                   help="Entries of the dead-letter stream (all time): malformed records, and labels, late records "
                        "or CRM inputs the flow refused, each with its reason; see the list below.")

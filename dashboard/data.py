@@ -392,13 +392,16 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
         if brand is not None and a.get("brand") != brand:
             continue
         message = str(a.get("message") or "")
-        state, _, text = message.partition(":")
+        # Spike alerts carry their incident's state first ("open: …", "update: …", "resolved: …");
+        # SLA and rule alerts are single events.
+        head, _, rest = message.partition(":")
+        state, text = (head, rest) if head in ("open", "update", "resolved") else ("open", message)
         rows.append({"window": str(a.get("window_start", ""))[:16].replace("T", " "),
-                     "state": state if text else "open", "kind": a.get("kind", ""),
+                     "state": state, "kind": a.get("kind", ""),
                      "severity": a.get("severity", ""), "brand": a.get("brand", ""),
                      "channel": a.get("channel") or a.get("topic") or "", "observed": a.get("observed"),
                      "expected": a.get("expected"), "top terms": ", ".join(a.get("top_terms") or [])[:120],
-                     "message": (text or message).strip()[:300]})
+                     "message": text.strip()[:300]})
     rows.sort(key=lambda r: r["window"], reverse=True)
     return pd.DataFrame(rows[:n], columns=ALERT_COLUMNS)
 
