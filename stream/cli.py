@@ -145,19 +145,20 @@ def replay(
         else:
             with progress:
                 run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
-        totals = _totals(client, settings)
+        counts = _source_counts(client, settings, f"file:{path.resolve()}")
         log.info("replay of %s finished in %.1fs", path, time.monotonic() - started)
-        err.print(f"replayed {path}: offered {totals['offered']}, accepted {totals['accepted']}, "
-                  f"dead letters {totals['dead_letters']}, duplicates {totals['duplicates']} "
-                  f"(totals under prefix {settings.prefix!r})")
+        err.print(f"replayed {path}: offered {counts['offered']}, accepted {counts['accepted']}, "
+                  f"dead letters {counts['dead_letters']}, duplicates {counts['duplicates']} "
+                  f"(see 'pulse metrics' for every source under prefix {settings.prefix!r})")
 
     _guard(go)
 
 
-def _totals(client: Any, settings: Settings) -> dict[str, int]:
-    from stream.metrics import totals
-
-    return totals(client, Keys(settings.prefix))
+def _source_counts(client: Any, settings: Settings, source: str) -> dict[str, int]:
+    """Offered, accepted, dead letters and duplicates of one source (the counters are per source)."""
+    names = ("offered", "accepted", "dead_letters", "duplicates")
+    values = client.hmget(Keys(settings.prefix).stats, [f"{source}|{n}" for n in names])
+    return {n: int(v or 0) for n, v in zip(names, values, strict=True)}
 
 
 @app.command()
