@@ -1,11 +1,12 @@
 """Spike detection in the flow: one :class:`models.SpikeAlerter` per brand, fed closed minute windows.
 
-Each brand x channel is a series, and so is each department of a brand (the topic series). Alerts
+Each brand x channel is a series, and so is each topic (the mentions' department) within it. Alerts
 come out as :class:`stream.schema.Alert` with one id per incident (open, update, resolved), written
 once per (id, message) and kept current per id for the dashboard.
 
 >>> logic = SpikeLogic(resume_state=None)
->>> out, _ = logic.on_item(("closed", "acme", "twitter", 1704103200000, 4, 0, ["t:1"], ["wifi"]))
+>>> out, _ = logic.on_item(("closed", "acme", "twitter", 1704103200000, 4, 0, ["t:1"], ["wifi"],
+...                          {"service": (3, 0), "sales": (1, 0)}))
 >>> out
 []
 """
@@ -20,7 +21,10 @@ from bytewax.operators import StatefulLogic
 from models import SpikeAlerter
 from stream.schema import Alert
 
-__all__ = ["SpikeLogic"]
+__all__ = ["TOPICS", "SpikeLogic"]
+
+#: The topic series of every brand x channel: the departments mentions are routed to.
+TOPICS = ("service", "sales", "marketing", "pr")
 
 
 class SpikeLogic(StatefulLogic[tuple[Any, ...], tuple[str, Alert], SpikeAlerter]):
@@ -30,10 +34,14 @@ class SpikeLogic(StatefulLogic[tuple[Any, ...], tuple[str, Alert], SpikeAlerter]
         self.alerter = resume_state if resume_state is not None else SpikeAlerter(interval_s=60.0)
 
     def on_item(self, value: tuple[Any, ...]) -> tuple[list[tuple[str, Alert]], bool]:
-        _, brand, channel, start_ms, mentions, negative, samples, terms = value
+        _, brand, channel, start_ms, mentions, negative, samples, terms, topics = value
         start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
         alerts = self.alerter.update(brand, channel, start, mentions, sample_ids=samples, top_terms=terms,
                                      negative=negative)
+        for topic in TOPICS:
+            n, neg = topics.get(topic, (0, 0))
+            alerts += self.alerter.update(brand, channel, start, n, sample_ids=samples, top_terms=terms,
+                                          topic=topic, negative=neg)
         return [("alert", Alert.from_dict(a)) for a in alerts], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[str, Alert]], bool]:

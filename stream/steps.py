@@ -67,7 +67,7 @@ def reply_target_key(e: Enriched) -> tuple[str, tuple[Mention, str]] | None:
 def mention_event(e: Enriched) -> tuple[Any, ...]:
     m = e.mention
     return ("mention", m.brand, m.channel, m.ts_ms, m.author, m.from_brand, e.intent, e.sentiment, m.id,
-            e.keywords)
+            e.keywords, e.department)
 
 
 def brand_channel_key(event: tuple[Any, ...]) -> str:

@@ -12,7 +12,7 @@ of the last flush, never against records of the batch being processed.
 
 Input events (tuples):
 
-- ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords)``
+- ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords, topic)``
 - ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
 - ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``
 
@@ -20,16 +20,17 @@ Output: ``("window", brand, channel, gran, start_ms, counters, new_authors, firs
 has not been written before, so the sink also sets its expiry and indexes it),
 ``("late", brand, channel, mention_id, ts_ms)``, and once per minute window, when the watermark has
 passed its end plus the allowed lateness (or at the end of a bounded input),
-``("closed", brand, channel, start_ms, mentions, negative, sample_ids, top_terms)`` for spike detection.
+``("closed", brand, channel, start_ms, mentions, negative, sample_ids, top_terms, topics)`` for spike
+detection, ``topics`` mapping each topic (the mention's department) to ``(mentions, negative)``.
 
 >>> logic = WindowLogic(horizon_ms=3_600_000, lateness_ms=60_000, flush_seconds=0.0, resume_state=None)
 >>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1",
-...                    ("outage",)))
+...                    ("outage",), "service"))
 >>> out, _ = logic.on_notify()
 >>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out]
 [('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
 >>> logic.on_eof()[0][-1]
-('closed', 'acme', 'twitter', 1704103200000, 1, 1, ['t:1'], ['outage'])
+('closed', 'acme', 'twitter', 1704103200000, 1, 1, ['t:1'], ['outage'], {'service': (1, 1)})
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.lateness_ms = lateness_ms
         self.flush = timedelta(seconds=flush_seconds)
         state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "wm": 0, "fin": {},
-                                 "wr": set(), "s": {}, "t": {}, "cl": -1}
+                                 "wr": set(), "s": {}, "t": {}, "cl": -1, "tp": {}}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
@@ -90,6 +91,8 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.samples: dict[tuple[int, bool], list[str]] = state["s"]
         self.terms: dict[int, Counter[str]] = state["t"]
         self.closed_until: int = state["cl"]
+        #: Per open minute: topic -> [mentions, negative] (topic series for spike detection).
+        self.topics: dict[int, dict[str, list[int]]] = state["tp"]
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -132,7 +135,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             self._mark(key)
 
     def _on_mention(self, value: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords = value
+        _, brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords, topic = value
         is_late = ts_ms < self.watermark - self.lateness_ms
         if ts_ms > self.high_water:
             self.high_water = ts_ms
@@ -147,6 +150,9 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
                 samples.append(mention_id)
             if keywords:
                 self.terms.setdefault(start, Counter()).update(keywords)
+            counts = self.topics.setdefault(start, {}).setdefault(topic, [0, 0])
+            counts[0] += 1
+            counts[1] += sentiment == "negative"
         for gran, length in _GRANS:
             found = minute if gran == "m" else self._window(gran, length, ts_ms)
             if found is None:
@@ -180,8 +186,9 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             c = self.windows[(gran, start)]
             terms = self.terms.pop(start, Counter())
             samples = self.samples.pop((start, True), []) + self.samples.pop((start, False), [])
+            topics = {t: (n, neg) for t, (n, neg) in sorted(self.topics.pop(start, {}).items())}
             out.append(("closed", brand, channel, start, c["mentions"], c["negative"], samples[:_SAMPLES],
-                        [t for t, _ in terms.most_common(_TERMS)]))
+                        [t for t, _ in terms.most_common(_TERMS)], topics))
             self.closed_until = start
         return out
 
@@ -233,4 +240,5 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "s": {k: list(v) for k, v in self.samples.items()},
             "t": {k: Counter(v) for k, v in self.terms.items()},
             "cl": self.closed_until,
+            "tp": {k: {t: list(v) for t, v in d.items()} for k, d in self.topics.items()},
         }

@@ -34,8 +34,11 @@ def test_injected_incident_raises_one_alert_with_terms_and_samples(r: redis.Redi
         start = datetime.fromisoformat(inc["start"])
         hits = [a for a in current if a["brand"] == inc["brand"] and a["channel"] == inc["channel"]
                 and start - timedelta(minutes=5) <= datetime.fromisoformat(a["window_start"]) <= start + timedelta(hours=1)]
-        assert len(hits) == 1, (inc, current)  # deduplicated: one alert id for the incident
-        alert = hits[0]
+        channel_hits = [a for a in hits if a["topic"] is None]
+        assert len(channel_hits) == 1, (inc, current)  # deduplicated: one alert id for the incident
+        topic_hits = [a for a in hits if a["topic"] is not None]
+        assert len(topic_hits) <= 1 and all(a["topic"] == "service" for a in topic_hits)  # the outage's topic
+        alert = channel_hits[0]
         assert alert["kind"] == "spike" and alert["observed"] > alert["expected"]
         assert set(alert["top_terms"]) & set(inc["terms"]), (alert["top_terms"], inc["terms"])
         assert alert["sample_ids"]
