@@ -118,6 +118,11 @@ class Keys:
         """Stream of labels from agents and analysts (``{mention_id, model, label}``) the flow learns from."""
         return f"{self.prefix}feedback"
 
+    @property
+    def prequential_state(self) -> str:
+        """The flow's prequential bookkeeping (pickled), so a restart goes on counting where it was."""
+        return f"{self.prefix}flow:prequential"
+
     def features(self, hour: str) -> str:
         """Hash ``mention id -> what the models saw and predicted``, per hour of event time (``YYYYmmddHH``).
 

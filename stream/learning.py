@@ -10,8 +10,10 @@ are looked up in Redis (written by the sink), never re-sent. Accepted feedback i
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import orjson
@@ -22,7 +24,16 @@ from models.classifiers import TEXT_MODELS
 from stream.keys import Keys
 from stream.schema import DeadLetter, Enriched, Feedback, Mention
 
-__all__ = ["ModelHost", "features_of"]
+__all__ = ["ModelHost", "features_of", "flush_all"]
+
+#: Every model host of this process, so the end of a run can write their final metrics.
+_HOSTS: weakref.WeakSet[ModelHost] = weakref.WeakSet()
+
+
+def flush_all() -> None:
+    """Write the final prequential metrics of every model host of this process (end of a run)."""
+    for host in list(_HOSTS):
+        host.flush()
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ class ModelHost:
         self._metrics = PrequentialMetrics()
         self._metrics_due = 0.0
         self._since_checkpoint = 0
+        _HOSTS.add(self)
 
     # -- set-up --------------------------------------------------------------------------------------
     @property
@@ -62,6 +74,7 @@ class ModelHost:
 
     def _classifier(self) -> MentionClassifier:
         if self._clf is None:
+            self._restore_metrics()
             if not self.warm_start:
                 self._clf = MentionClassifier()
             else:
@@ -89,10 +102,30 @@ class ModelHost:
         now = time.monotonic()
         if now >= self._metrics_due and self.client is not None:
             self._metrics_due = now + self.metrics_every_s
-            try:
-                self._metrics.write(self.client, self.keys.prefix)
-            except redis.RedisError as exc:  # metrics are best effort; the next write catches up
-                log.warning("could not write model metrics: %s", exc)
+            self._write_metrics()
+
+    def _write_metrics(self, only_changed: bool = True) -> None:
+        assert self.client is not None
+        try:
+            self._metrics.write(self.client, self.keys.prefix, only_changed=only_changed)
+            self.client.set(self.keys.prequential_state, pickle.dumps(self._metrics))
+        except redis.RedisError as exc:  # metrics are best effort; the next write catches up
+            log.warning("could not write model metrics: %s", exc)
+
+    def _restore_metrics(self) -> None:
+        """Go on counting from the last saved prequential state (a restart must not reset the scores)."""
+        if self.client is None:
+            return
+        blob = self.client.get(self.keys.prequential_state)
+        if not isinstance(blob, bytes):
+            return
+        try:
+            restored = pickle.loads(blob)  # noqa: S301 - written by this flow into the operator's own Redis
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("ignoring unreadable prequential state: %s", exc)
+            return
+        if isinstance(restored, PrequentialMetrics):
+            self._metrics = restored
 
     # -- the feedback step ---------------------------------------------------------------------------
     def learn(self, fb: Feedback) -> DeadLetter | None:
@@ -118,6 +151,8 @@ class ModelHost:
             self._since_checkpoint += 1
             if self._since_checkpoint >= self.checkpoint_every:
                 self.checkpoint()
+            elif self.client is not None:
+                self._write_metrics()  # labels are rare and are what the scores are about
         return None
 
     def _features(self, mention_id: str) -> bytes | None:
@@ -142,8 +177,13 @@ class ModelHost:
             version = registry.save(self.client, self.keys.prefix, name, model,
                                     snap.get(name, {}).get("all"))
             log.info("checkpointed model %s as version %d", name, version)
-        self._metrics.write(self.client, self.keys.prefix, only_changed=False)
+        self._write_metrics(only_changed=False)
         self._since_checkpoint = 0
+
+    def flush(self) -> None:
+        """Write the metrics now (at the end of a bounded run)."""
+        if self._clf is not None and self.client is not None:
+            self._write_metrics(only_changed=False)
 
 
 def features_of(e: Enriched) -> bytes:

@@ -329,3 +329,24 @@ def _answers_per_hour(client: redis.Redis, keys: Keys, brand: str, lo_ms: int, h
     for start, value in zip(order, pipe.execute(), strict=True):
         out[start] += int(value or 0)
     return out
+
+
+def model_quality(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """Prequential metrics of the text models, one row per model x channel (``all`` = every channel).
+
+    Rows carry the model, channel, checkpoint version (None: the warm-started default), predictions and
+    labels seen, accuracy, macro F1 and macro recall (over labels so far and over the rolling window),
+    prediction and label drift, drift alarms, and the prediction distribution and confusion matrix.
+    """
+    from models.prequential import read_metrics
+    from models.registry import info
+
+    rows = []
+    for model in ("intent", "sentiment", "department"):
+        meta = info(client, keys.prefix, model) or {}
+        pattern = f"{keys.prefix}model:{model}:metrics:*"
+        channels = sorted(_decode(k).rsplit(":", 1)[-1] for k in client.scan_iter(match=pattern, count=1000))
+        for channel in channels:
+            m = read_metrics(client, keys.prefix, model, channel)
+            rows.append({"model": model, "channel": channel, "version": meta.get("version"), **m})
+    return rows

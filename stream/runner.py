@@ -14,6 +14,7 @@ from bytewax.run import cli_main
 from connectors.records import RawRecord
 from stream.flow import build_flow
 from stream.keys import Keys
+from stream.learning import flush_all
 from stream.settings import Settings
 from stream.sinks import RedisSink
 
@@ -58,11 +59,14 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
     sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
                      settings.features_retention_seconds)
     flow = build_flow(source, settings, sink, redis_url=redis_url, live=live)
-    cli_main(
-        flow,
-        workers_per_process=workers,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=settings.epoch_seconds),
-        recovery_config=recovery_config(recovery_dir),
-    )
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.epoch_seconds),
+            recovery_config=recovery_config(recovery_dir),
+        )
+    finally:
+        flush_all()  # the models' final prequential metrics
