@@ -40,6 +40,7 @@ from stream.keys import Keys
 from stream.redisconn import RedisUnavailable
 from stream.schema import SchemaError, parse_ts
 from stream.settings import Settings, SettingsError
+from stream.stopping import install_stop_handlers
 
 __all__ = ["app", "main"]
 
@@ -136,6 +137,7 @@ def replay(
     fmt_arg = "csv" if fmt == "csv" else fmt
 
     def go() -> None:
+        install_stop_handlers()
         progress, update = _progress_bar(f"replay {path.name}")
         source = FileSource(path.resolve(), fmt_arg, mapping=mapping, speed=speed,
                             on_progress=None if no_progress else update)
@@ -188,6 +190,7 @@ def run(
                            mapping=str(mapping) if mapping else None, bounded=bounded, settings=settings)
         url, _ = _redis(settings)
         live = is_endless(source, limit=limit, bounded=bounded)
+        install_stop_handlers()
         log.info("running the flow on %s%s", source, " with the live inputs (labels, replies)" if live else "")
         run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir,
                  live=live_inputs(url, settings) if live else ())
@@ -348,7 +351,7 @@ def demo(
     push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
     err.print(f"redis: {url}  prefix: {settings.prefix}  alert push: {push.url}")
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    install_stop_handlers()
 
     def go() -> None:
         # The first simulated incident comes after ten minutes of event time: the wall display shows

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
@@ -17,6 +17,7 @@ from stream.keys import Keys
 from stream.learning import flush_all
 from stream.settings import Settings
 from stream.sinks import RedisSink
+from stream.stopping import StoppableSource
 
 __all__ = ["check_rules", "recovery_config", "run_flow"]
 
@@ -56,6 +57,9 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
     ``live`` adds the live inputs (labels, replies sent through the CRM; endless: only for unbounded runs).
     """
     check_rules(settings)
+    if isinstance(source, FixedPartitionedSource):
+        source = StoppableSource(source)
+    live = [StoppableSource(x) if isinstance(x, FixedPartitionedSource) else x for x in live]
     sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
                      settings.features_retention_seconds)
     flow = build_flow(source, settings, sink, redis_url=redis_url, live=live)

@@ -136,3 +136,21 @@ def test_sigkill_replay_resumes_to_same_metrics(write_jsonl, tmp_path: Path, red
         doc.pop("generated_at")
     assert resumed == reference
     assert resumed["offered"] == len(rows) + 11
+
+
+def test_sigterm_stops_an_endless_run_cleanly(redis_url: str, key_prefix: str, r: redis.Redis) -> None:
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_FLUSH_SECONDS="0.2")
+    proc = subprocess.Popen([*PULSE, "run", "--source", "sim", "--speed", "0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    keys = Keys(key_prefix)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and totals(r, keys)["offered"] < 500:
+        assert proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "pulse: stopping" in stderr
+    assert "Traceback" not in stderr and "panicked" not in stderr
+    t = totals(r, keys)
+    assert t["offered"] >= 500 and t["offered"] == t["accepted"] + t["dead_letters"] + t["duplicates"]
