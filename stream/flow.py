@@ -19,7 +19,7 @@ __all__ = ["build_flow"]
 
 def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], redis_url: str | None = None,
                live: Sequence[Source[RawRecord]] = (), flow_id: str = "social_pulse") -> Dataflow:
-    """Wire the flow: parse -> dead letters -> dedupe -> classify -> CRM -> churn -> replies -> windows -> Redis.
+    """Wire the flow: parse, dead letters, dedupe, classify, CRM, churn, replies, windows, spikes -> Redis.
 
     ``redis_url`` lets the models start from their Redis checkpoint and look up mentions named by
     feedback; ``live`` are extra (endless) inputs of live runs: labels, the brand's own replies.
