@@ -63,6 +63,8 @@ class ModelHost:
         self._metrics = PrequentialMetrics()
         self._metrics_due = 0.0
         self._since_checkpoint = 0
+        #: Something was observed since the metrics were last written.
+        self._dirty = False
         _HOSTS.add(self)
 
     # -- set-up --------------------------------------------------------------------------------------
@@ -93,6 +95,7 @@ class ModelHost:
         with self._lock:
             out = self._classifier().classify_one(x)
             self._metrics.observe_classification(mention.channel, out)
+            self._dirty = True
             self._maybe_write_metrics()
         return Enriched(mention=mention, intent=out["intent"], sentiment=out["sentiment"],
                         sentiment_score=float(out["sentiment_score"]), department=out["department"],
@@ -109,6 +112,7 @@ class ModelHost:
         try:
             self._metrics.write(self.client, self.keys.prefix, only_changed=only_changed)
             self.client.set(self.keys.prequential_state, pickle.dumps(self._metrics))
+            self._dirty = False
         except redis.RedisError as exc:  # metrics are best effort; the next write catches up
             log.warning("could not write model metrics: %s", exc)
 
@@ -148,6 +152,7 @@ class ModelHost:
             except ValueError as exc:
                 return DeadLetter(raw=raw, reason=f"feedback: {exc}", source="feedback", key=key)
             self._metrics.observe_label(fb.model, features["channel"], fb.label, features[fb.model])
+            self._dirty = True
             self._since_checkpoint += 1
             if self._since_checkpoint >= self.checkpoint_every:
                 self.checkpoint()
@@ -181,8 +186,8 @@ class ModelHost:
         self._since_checkpoint = 0
 
     def flush(self) -> None:
-        """Write the metrics now (at the end of a bounded run)."""
-        if self._clf is not None and self.client is not None:
+        """Write the metrics now if anything changed since the last write (at the end of a run)."""
+        if self._dirty and self._clf is not None and self.client is not None:
             self._write_metrics(only_changed=False)
 
 
