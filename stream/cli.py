@@ -38,8 +38,8 @@ from stream.cmdline import (
 )
 from stream.keys import Keys
 from stream.redisconn import RedisUnavailable
-from stream.schema import SchemaError, parse_ts
-from stream.settings import Settings, SettingsError
+from stream.schema import parse_ts
+from stream.settings import Settings
 from stream.stopping import install_stop_handlers
 
 __all__ = ["app", "main"]
@@ -86,25 +86,12 @@ app = _PulseTyper(
 )
 
 # ---- helpers ------------------------------------------------------------------------------------
-_fail = fail
-_progress_bar = progress_bar
-
-
-def _setup(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
-    return load_settings(config, verbose, **overrides)
-
-
-def _redis(settings: Settings) -> tuple[str, Any]:
-    return redis_for(settings)
-
-
 def _guard(fn: Callable[[], None]) -> None:
     """Run ``fn`` turning the errors a user can cause into one line and exit code 2."""
     try:
         fn()
-    except (SettingsError, SchemaError, RedisUnavailable, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-    except ValueError as exc:  # connectors' SourceError, crm's RuleError and friends: clear messages
+    # ValueError covers settings, schema, connectors' SourceError, crm's RuleError: all clear messages.
+    except (ValueError, RedisUnavailable, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         print("pulse: stopped", file=sys.stderr)
@@ -130,15 +117,15 @@ def replay(
     from connectors.files import FileSource
     from stream.runner import run_flow
 
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
-    url, client = _redis(settings)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    url, client = redis_for(settings)
     if fmt == "csv" and mapping is None:
-        raise _fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
+        raise fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
     fmt_arg = "csv" if fmt == "csv" else fmt
 
     def go() -> None:
         install_stop_handlers()
-        progress, update = _progress_bar(f"replay {path.name}")
+        progress, update = progress_bar(f"replay {path.name}")
         source = FileSource(path.resolve(), fmt_arg, mapping=mapping, speed=speed,
                             on_progress=None if no_progress else update)
         started = time.monotonic()
@@ -183,12 +170,12 @@ def run(
     from stream.runner import run_flow
     from stream.sources import build_source, is_endless, live_inputs
 
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
 
     def go() -> None:
         src = build_source(source, speed=speed, seed=seed, limit=limit, fmt=fmt,
                            mapping=str(mapping) if mapping else None, bounded=bounded, settings=settings)
-        url, _ = _redis(settings)
+        url, _ = redis_for(settings)
         live = is_endless(source, limit=limit, bounded=bounded)
         install_stop_handlers()
         log.info("running the flow on %s%s", source, " with the live inputs (labels, replies)" if live else "")
@@ -211,12 +198,12 @@ def metrics(
     """Print a snapshot of the analytics over the retained range, or the given one."""
     from stream.metrics import snapshot
 
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
 
     def go() -> None:
         lo = parse_ts(since, "--since") if since else None
         hi = parse_ts(until, "--until") if until else None
-        _, client = _redis(settings)
+        _, client = redis_for(settings)
         doc = snapshot(client, Keys(settings.prefix), lo, hi)
         if as_json:
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -265,11 +252,12 @@ def feedback(
     from connectors.redis_streams import FMT_FIELD, PAYLOAD_FIELD
     from stream.schema import Feedback
 
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix)
-    _, client = _redis(settings)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    _, client = redis_for(settings)
     body = orjson.dumps(Feedback(mention_id=mention_id, model=model, label=label, author=author).to_dict())
     entry = client.xadd(Keys(settings.prefix).feedback, {PAYLOAD_FIELD: body, FMT_FIELD: "jsonl"})
-    err.print(f"feedback queued as {Keys(settings.prefix).feedback} {entry.decode()}")
+    entry_id = entry.decode() if isinstance(entry, bytes) else entry
+    err.print(f"feedback queued as {Keys(settings.prefix).feedback} {entry_id}")
 
 
 @app.command()
@@ -282,8 +270,8 @@ def dashboard(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the Streamlit dashboard (command centre) on http://localhost:PORT."""
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
-    url, _ = _redis(settings)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
+    url, _ = redis_for(settings)
     proc = _start_dashboard(settings, url, headless)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -335,8 +323,8 @@ def demo(
     from stream.runner import run_flow
     from stream.sources import build_source, live_inputs
 
-    settings = _setup(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
-    url, _ = _redis(settings)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
+    url, _ = redis_for(settings)
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:
         procs.append(_start_dashboard(settings, url))

@@ -27,10 +27,6 @@ PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix (def
 PartitionsOpt = Annotated[int, typer.Option("--partitions", help="Number of input streams PREFIXin:0..N-1 (must match the flow's redis://…?partitions=N).", min=1)]
 
 
-_fail = fail
-_settings = load_settings
-
-
 def _redis_url(settings: Settings, check: bool = True) -> str:
     if not check:
         return ensure_redis_url(settings.redis_url, Path(settings.data_dir))
@@ -46,7 +42,7 @@ def _serve_until_interrupted(serve: Callable[[], Any]) -> None:
         print("pulse: stopped", file=sys.stderr)
         raise typer.Exit(130) from None
     except OSError as exc:  # port in use, address not available
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 # ---- firehose serve -------------------------------------------------------------------------------
@@ -92,11 +88,11 @@ def firehose_serve(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if fmt == "csv" and mapping is None and source.startswith("file:"):
-        raise _fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
+        raise fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
     try:
         records = _timed_records(source, fmt, mapping, limit)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     server = FirehoseServer(records, host=host, port=port, speed=speed)
     _serve_until_interrupted(lambda: server.serve(lambda: err.print(
         f"firehose: streaming {source} on ws://{host}:{server.port}/ (resume with ?after=ID; Ctrl-C stops)")))
@@ -130,7 +126,7 @@ def ingest_push(
 
     from connectors.redis_streams import append_records, mark_eof
 
-    settings = _settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     url = _redis_url(settings)
     client = connect(url)
     try:
@@ -140,7 +136,7 @@ def ingest_push(
         else:
             path = Path(file)
             if not path.is_file():
-                raise _fail(f"no such file: {file}")
+                raise fail(f"no such file: {file}")
             with path.open("rb") as probe:
                 gz = probe.read(2) == b"\x1f\x8b"
             size = path.stat().st_size
@@ -160,7 +156,7 @@ def ingest_push(
         if eof:
             mark_eof(client, settings.prefix)
     except OSError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         client.close()
     err.print(f"pushed {pushed} records to {settings.prefix}in:0..{partitions - 1}"
@@ -184,8 +180,8 @@ def ingest_serve(
     from connectors.ingest import IngestServer
 
     if not token:
-        raise _fail("an ingest token is required: set PULSE_INGEST_TOKEN or pass --token")
-    settings = _settings(config, verbose, redis_url=redis_url, prefix=prefix)
+        raise fail("an ingest token is required: set PULSE_INGEST_TOKEN or pass --token")
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     url = _redis_url(settings)
     server = IngestServer(token=token, redis_url=url, prefix=settings.prefix, partitions=partitions, host=host,
                           port=port, fmt=fmt, wait_replicas=wait_replicas)
@@ -209,12 +205,12 @@ def outbox_relay(
     from connectors.webhook import OutboxRelay, RelayStats, Webhook
 
     if not secret:
-        raise _fail("a webhook secret is required: set PULSE_WEBHOOK_SECRET or pass --secret")
-    settings = _settings(config, verbose, redis_url=redis_url, prefix=prefix)
+        raise fail("a webhook secret is required: set PULSE_WEBHOOK_SECRET or pass --secret")
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     try:
         webhook = Webhook(url, secret, max_attempts=attempts)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     client = connect(_redis_url(settings))
     relay = OutboxRelay(client, settings.prefix, channel, webhook)
     total = RelayStats()
