@@ -2,7 +2,8 @@
 
 :meth:`CrmProcessor.process` takes an enriched mention (the dict of ``Enriched.to_dict()``) and
 returns what the CRM did with it. Per mention it costs two pipelined round trips to Redis (read what
-is known; apply the decision atomically) however many mentions are batched together, and replays of
+is known; apply the decision atomically) however many mentions are batched together, and Redis applies
+the first decisions of a batch while the rest are still being planned, and replays of
 a mention id return the stored outcome instead of doing anything twice.
 
 Result of :meth:`CrmProcessor.process` (all plain values)::
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,18 +274,24 @@ class CrmProcessor:
             for m in customer_mentions
         ]))
         ops: list[tuple[int, str, dict[str, Any]]] = []
-        for i, m in todo:
-            if m.from_brand:
-                ops.append((i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
-                                         "by": str(m.meta.get("agent") or m.author or ""),
-                                         "early_ttl_s": EARLY_REPLY_TTL_S}))
-                continue
-            ctx = next(contexts)
-            if "duplicate" in ctx:
-                results[i] = self._result(ctx["duplicate"], duplicate=True)
-            else:
-                ops.append((i, "commit", self._plan(m, ctx)))
-        records = self.store.apply_ops([(kind, payload) for _, kind, payload in ops])
+
+        def planned() -> Iterator[tuple[str, dict[str, Any]]]:
+            # a generator: the store sends the first plans to Redis while the rest are being made
+            for i, m in todo:
+                if m.from_brand:
+                    op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
+                                       "by": str(m.meta.get("agent") or m.author or ""),
+                                       "early_ttl_s": EARLY_REPLY_TTL_S})
+                else:
+                    ctx = next(contexts)
+                    if "duplicate" in ctx:
+                        results[i] = self._result(ctx["duplicate"], duplicate=True)
+                        continue
+                    op = (i, "commit", self._plan(m, ctx))
+                ops.append(op)
+                yield op[1], op[2]
+
+        records = self.store.apply_ops(planned())
         for (i, kind, payload), rec in zip(ops, records, strict=True):
             if kind == "reply":
                 results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,

@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: How many queued cases per queue one drain looks at (oldest first).
 DRAIN_LIMIT = 500
+#: How many script calls :meth:`RedisCrmStore.apply_ops` sends at a time while the caller plans the rest.
+STREAM_CHUNK = 16
 
 
 def _s(value: Any) -> str:
@@ -60,7 +62,7 @@ class CrmStore(Protocol):
 
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
-    def apply_ops(self, ops: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
+    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
@@ -141,6 +143,7 @@ class RedisCrmStore:
             name: client.register_script(getattr(_lua, name))
             for name in _lua.__all__
         }
+        self._loaded = False
 
     def _run(self, name: str, *args: Any, pipe: Any = None) -> Any:
         script = self._scripts[name]
@@ -171,25 +174,29 @@ class RedisCrmStore:
             })
         return out
 
-    def apply_ops(self, ops: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
         """Apply, in order and each atomically, ``("commit", plan)`` and ``("reply", {...})`` operations.
 
         A commit whose mention was already done returns its stored record (``duplicate`` = ``"1"``);
         a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`.
+        ``ops`` may be a generator: operations go to Redis in chunks as it yields them, so Redis applies
+        the first ones while the caller is still planning the rest (one connection, so still in order).
         """
-        if not ops:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for kind, payload in ops:
-            if kind == "reply":
-                self._run("REPLY", payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
-                          payload["early_ttl_s"], pipe=pipe)
-            else:
-                plan = dict(payload)
-                result, summary = plan.pop("result"), plan.pop("summary")
-                self._run("COMMIT", orjson.dumps(plan), result, summary, pipe=pipe)
+        kinds: list[str] = []
+
+        def calls() -> Iterator[tuple[str, tuple[Any, ...]]]:
+            for kind, payload in ops:
+                kinds.append(kind)
+                if kind == "reply":
+                    yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
+                                    payload["early_ttl_s"])
+                else:
+                    plan = dict(payload)
+                    result, summary = plan.pop("result"), plan.pop("summary")
+                    yield "COMMIT", (orjson.dumps(plan), result, summary)
+
         out = []
-        for (kind, _), raw in zip(ops, pipe.execute(), strict=True):
+        for kind, raw in zip(kinds, self._stream_scripts(calls()), strict=True):
             if kind == "reply":
                 out.append(_reply_record(raw))
                 continue
@@ -197,6 +204,49 @@ class RedisCrmStore:
             rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
             out.append(rec)
         return out
+
+    def _stream_scripts(self, calls: Iterable[tuple[str, tuple[Any, ...]]], chunk: int = STREAM_CHUNK) -> list[Any]:
+        """Run scripts in order on one connection, sending every ``chunk`` calls without waiting for replies.
+
+        A pipeline sends only once every call is known; this sends while ``calls`` is still being produced,
+        then reads the replies in order. Scripts the server lost (restart, ``SCRIPT FLUSH``) are loaded
+        and the calls that failed for it are run again, in order; any other error reply is raised.
+        """
+        if not self._loaded:
+            for script in self._scripts.values():
+                self.client.script_load(script.script)
+            self._loaded = True
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        sent: list[tuple[str, tuple[Any, ...]]] = []
+        replies: list[Any] = []
+        try:
+            pending: list[tuple[Any, ...]] = []
+            for name, args in calls:
+                sent.append((name, args))
+                pending.append(("EVALSHA", self._scripts[name].sha, 0, self.prefix, *args))
+                if len(pending) >= chunk:
+                    conn.send_packed_command(conn.pack_commands(pending))
+                    pending.clear()
+            if pending:
+                conn.send_packed_command(conn.pack_commands(pending))
+            for _ in sent:
+                try:
+                    replies.append(conn.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            conn.disconnect()  # replies left unread must not reach the connection's next user
+            raise
+        finally:
+            pool.release(conn)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                name, args = sent[i]
+                replies[i] = self._run(name, *args)  # a Script loads itself again on NOSCRIPT
+            elif isinstance(reply, redis.exceptions.ResponseError):
+                raise reply
+        return replies
 
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]:
         return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s))

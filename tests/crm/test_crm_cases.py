@@ -217,3 +217,54 @@ def test_accepts_schema_enriched_dicts(processor):
     e = Enriched(mention=m, intent="query", sentiment="negative", sentiment_score=-0.4, keywords=("parcel",))
     out = processor.process(e.to_dict())
     assert out["case_id"] == "C-twitter:77" and out["case_event"] == "opened"
+
+
+def test_batch_longer_than_a_send_chunk_keeps_order_and_follow_ups(processor, mention, agents, store):
+    # Redis applies the first plans of a batch while the rest are planned: order must hold across chunks
+    from crm.store import STREAM_CHUNK
+
+    agents(("ann", 500))
+    batch = []
+    for i in range(STREAM_CHUNK * 3):
+        batch.append(mention(id=f"twitter:q{i}", author=f"u{i}"))
+        batch.append(mention(id=f"twitter:f{i}", author=f"u{i}", in_reply_to=f"twitter:q{i}", intent="comment"))
+    out = processor.process_batch(batch)
+    assert [o["case_event"] for o in out] == ["opened", "appended"] * (STREAM_CHUNK * 3)
+    assert [o["case_id"] for o in out[1::2]] == [f"C-twitter:q{i}" for i in range(STREAM_CHUNK * 3)]
+    assert store.case_stats()["opened"] == STREAM_CHUNK * 3
+    assert store.get_agent("ann")["load"] == str(STREAM_CHUNK * 3)
+
+
+def test_scripts_the_server_lost_are_loaded_again(processor, mention, store, r):
+    # a script Redis does not know (as after a restart or SCRIPT FLUSH) is loaded and the call run again
+    processor.process(mention(id="twitter:warm"))
+    text = store._scripts["COMMIT"].script + f"\n-- {store.prefix}"  # a sha this server has never seen
+    store._scripts["COMMIT"] = r.register_script(text)
+    out = processor.process_batch([mention(id="twitter:s1"), mention(id="twitter:s2", author="other")])
+    assert [o["case_event"] for o in out] == ["opened", "opened"]
+    assert r.script_exists(store._scripts["COMMIT"].sha) == [True]
+
+
+def test_a_failure_while_planning_leaves_the_connection_clean(processor, mention, store, monkeypatch):
+    from crm.store import STREAM_CHUNK
+
+    real_plan = processor._plan
+    calls = iter(range(10_000))
+
+    def failing(m, ctx):
+        if next(calls) == STREAM_CHUNK + 2:  # after a chunk went out unanswered
+            raise RuntimeError("boom")
+        return real_plan(m, ctx)
+
+    monkeypatch.setattr(processor, "_plan", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        processor.process_batch([mention(id=f"twitter:x{i}", author=f"a{i}") for i in range(STREAM_CHUNK * 2)])
+    monkeypatch.setattr(processor, "_plan", real_plan)
+    # the chunk sent before the failure may or may not have been applied (the connection was dropped);
+    # its replies must not leak into the next caller's, and the replay applies each mention exactly once
+    again = processor.process_batch([mention(id=f"twitter:x{i}", author=f"a{i}") for i in range(STREAM_CHUNK * 2)])
+    assert all("error" not in o for o in again)
+    assert [o["case_id"] for o in again] == [f"C-twitter:x{i}" for i in range(STREAM_CHUNK * 2)]
+    done = [o["duplicate"] for o in again]
+    assert done == sorted(done, reverse=True) and not any(done[STREAM_CHUNK:])  # only a prefix was applied before
+    assert store.case_stats()["opened"] == STREAM_CHUNK * 2
