@@ -117,7 +117,7 @@ def replay(
     from connectors.files import FileSource
     from stream.runner import run_flow
 
-    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, for_flow=True)
     url, client = redis_for(settings)
     if fmt == "csv" and mapping is None:
         raise fail("--format csv needs --mapping FILE.toml (see connectors/mappings/airline.toml)")
@@ -170,7 +170,7 @@ def run(
     from stream.runner import run_flow
     from stream.sources import build_source, is_endless, live_inputs
 
-    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, for_flow=True)
 
     def go() -> None:
         src = build_source(source, speed=speed, seed=seed, limit=limit, fmt=fmt,
@@ -323,7 +323,7 @@ def demo(
     from stream.runner import run_flow
     from stream.sources import build_source, live_inputs
 
-    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port, for_flow=True)
     url, _ = redis_for(settings)
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
-from stream.settings import Settings, SettingsError
+from stream.settings import Settings
 
 __all__ = [
     "ConfigOpt",
@@ -44,14 +44,23 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_settings(config: Path | None, verbose: bool, **overrides: Any) -> Settings:
-    """Configure logging and build the settings (flags > environment > TOML file)."""
+def load_settings(config: Path | None, verbose: bool, *, for_flow: bool = False, **overrides: Any) -> Settings:
+    """Configure logging and build the settings (flags > environment > TOML file).
+
+    ``for_flow`` also checks the files the flow's CRM step reads (rules, CRM settings), so a command that
+    runs the flow refuses to start on a malformed one before it starts anything.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     try:
-        return Settings.load(overrides, config_path=config if config is not None else True)
-    except SettingsError as exc:
+        settings = Settings.load(overrides, config_path=config if config is not None else True)
+        if for_flow:
+            from stream.runner import check_crm
+
+            check_crm(settings)
+        return settings
+    except ValueError as exc:  # SettingsError, crm's RuleError and CrmError: messages that name the culprit
         raise fail(str(exc)) from None
 
 

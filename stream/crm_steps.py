@@ -31,14 +31,14 @@ def _crm_input(e: Enriched) -> dict[str, Any]:
 class CrmHost:
     """One :class:`crm.CrmProcessor` per process, built on first use (or by :meth:`check` at start-up).
 
-    >>> host = CrmHost(redis_url=None, prefix="doc:", rules_path=None)
+    >>> host = CrmHost(redis_url=None, settings=CrmSettings(prefix="doc:"), rules_path=None)
     >>> host.enabled
     False
     """
 
-    def __init__(self, redis_url: str | None, prefix: str, rules_path: str | Path | None) -> None:
+    def __init__(self, redis_url: str | None, settings: CrmSettings, rules_path: str | Path | None) -> None:
         self.redis_url = redis_url
-        self.prefix = prefix
+        self.settings = settings
         self.rules_path = rules_path
         self._proc: CrmProcessor | None = None
         self._lock = threading.Lock()
@@ -52,8 +52,7 @@ class CrmHost:
         with self._lock:
             if self._proc is None:
                 assert self.redis_url is not None
-                self._proc = CrmProcessor.from_redis(self.redis_url, CrmSettings(prefix=self.prefix),
-                                                     rules_path=self.rules_path)
+                self._proc = CrmProcessor.from_redis(self.redis_url, self.settings, rules_path=self.rules_path)
                 log.info("CRM ready (rules: %s)", self.rules_path or "none")
             return self._proc
 

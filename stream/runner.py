@@ -19,7 +19,7 @@ from stream.settings import Settings
 from stream.sinks import RedisSink
 from stream.stopping import StoppableSource
 
-__all__ = ["check_rules", "recovery_config", "run_flow"]
+__all__ = ["check_crm", "recovery_config", "run_flow"]
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,17 @@ def recovery_config(recovery_dir: str | Path | None, partitions: int = 1) -> Rec
     return RecoveryConfig(path, backup_interval=timedelta(seconds=0))
 
 
-def check_rules(settings: Settings) -> None:
-    """Refuse to start on a malformed rules file: ``crm.RuleError`` names the file, rule and line."""
+def check_crm(settings: Settings) -> None:
+    """Refuse to start on a malformed rules or CRM settings file: the error names the file, rule and line."""
     from crm import load_rules
-    from stream.steps import rules_path
+    from stream.steps import crm_settings, rules_path
 
+    if not settings.crm:
+        return
+    crm = crm_settings(settings)
+    if settings.crm_config:
+        log.info("CRM settings from %s (assignment: %s)", settings.crm_config,
+                 ", ".join(f"{k}={v}" for k, v in crm.assignment.items()))
     path = rules_path(settings)
     if path is not None:
         ruleset = load_rules(path)
@@ -56,7 +62,7 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
 
     ``live`` adds the live inputs (labels, replies sent through the CRM; endless: only for unbounded runs).
     """
-    check_rules(settings)
+    check_crm(settings)
     if isinstance(source, FixedPartitionedSource):
         source = StoppableSource(source)
     live = [StoppableSource(x) if isinstance(x, FixedPartitionedSource) else x for x in live]

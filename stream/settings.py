@@ -63,6 +63,10 @@ class Settings:
     #: Business rules (TOML) the CRM evaluates on every mention; "" for the shipped examples
     #: (crm/data/rules.toml), "none" for no rules.
     rules: str = ""
+    #: CRM settings (TOML, e.g. crm/data/crm.toml): SLA minutes per channel and priority, assignment strategy
+    #: per queue/channel, priority weights, KB top-k, ...; "" for the built-in defaults. Same file as
+    #: ``pulse crm --crm-config``; the flow's ``prefix`` wins over the file's.
+    crm_config: str = ""
     #: How many latest mentions the dashboard table keeps.
     latest_keep: int = 200
     #: Port of the dashboard.

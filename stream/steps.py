@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.records import RawRecord
+from crm import CrmSettings
 from stream.churn import ChurnLogic, customer_key
 from stream.counters import CounterLogic
 from stream.crm_steps import CrmHost
@@ -74,6 +75,15 @@ def brand_channel_key(event: tuple[Any, ...]) -> str:
     return window_key(event[1], event[2])
 
 
+def crm_settings(settings: Settings) -> CrmSettings:
+    """The CRM's settings for the flow: ``crm_config`` (or the defaults) under the flow's key prefix.
+
+    A malformed file raises ``crm.CrmError`` naming the file and the setting.
+    """
+    base = CrmSettings.from_toml(settings.crm_config) if settings.crm_config else CrmSettings()
+    return base.with_changes(prefix=settings.prefix)
+
+
 def rules_path(settings: Settings) -> str | None:
     """The business rules file the settings name (None: no rules)."""
     from crm import SAMPLE_RULES
@@ -131,7 +141,7 @@ class Steps:
         self.settings = settings
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
                                 checkpoint_every=settings.checkpoint_every)
-        self.crm = CrmHost(redis_url if settings.crm else None, settings.prefix, rules_path(settings))
+        self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings))
 
     def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
         return DedupeLogic(self.settings.dedupe_seconds, resume)
