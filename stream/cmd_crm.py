@@ -43,6 +43,7 @@ from crm import (
 from crm.assignment import Agent, add_agent, list_agents, set_agent_capacity, set_agent_online
 from crm.cases import case_from_hash
 from crm.customers import read_customer_file
+from crm.identity import merge_prospect
 from crm.processor import parse_ts_ms
 from crm.sla import iso_ms
 from crm.store import CrmStore
@@ -313,6 +314,38 @@ def show_cmd(
         out.print(f"  {iso_ms(m['ts'])} {m['channel']:9} {m['sentiment']:8} {m['text'][:80]}", markup=False)
     for c in data["open_cases"]:
         out.print(f"  open case {c['id']} {c['status']} {c['priority']} agent {c['agent'] or '-'}", markup=False)
+
+
+@crm_app.command("merge")
+def merge_cmd(
+    prospect: Annotated[str, typer.Argument(help="Prospect id (p:CHANNEL:HANDLE, as `pulse crm show` and the "
+                                                 "cases list give it).")],
+    customer: Annotated[str, typer.Argument(help="Customer id the prospect turned out to be.")],
+    redis_url: RedisUrl = None, prefix: Prefix = None, config: Config = None,
+) -> None:
+    """Merge a prospect into a customer: handles, mentions, cases, counters and tags move with it."""
+    with _crm(redis_url, prefix, config) as (store, settings):
+        moved = merge_prospect(store, prospect, customer, now_ms=_now_ms(), keep=settings.history_keep)
+    out.print(f"merged {prospect} into {customer}" if moved else f"{prospect} was already merged")
+
+
+@crm_app.command("tasks")
+def tasks_cmd(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many.")] = 20,
+    json: Json = False, redis_url: RedisUrl = None, prefix: Prefix = None, config: Config = None,
+) -> None:
+    """Open tasks the business rules created (retention calls, community invitations, ...), by due time."""
+    with _crm(redis_url, prefix, config) as (store, _):
+        tasks = store.tasks(limit)
+    if json:
+        _print_json(tasks)
+        return
+    table = Table("task", "rule", "queue", "due", "customer", "title")
+    for t in tasks:
+        table.add_row(t.get("id", ""), t.get("rule", ""), t.get("queue", ""),
+                      iso_ms(int(t["due_ms"])) if t.get("due_ms") else "-", t.get("customer_id") or "-",
+                      t.get("title", ""))
+    out.print(table)
 
 
 @crm_app.command("cases")

@@ -122,3 +122,32 @@ def test_kb_import_and_search(cli, tmp_path):
     empty.mkdir()
     res = cli("kb", "import", str(empty))
     assert res.exit_code == 2 and "no usable articles" in res.output
+
+
+def test_merge_a_prospect_and_list_rule_tasks(cli, store, key_prefix, mention):
+    assert cli("crm", "import", str(SAMPLE_CUSTOMERS)).exit_code == 0
+    rules = CrmSettings(prefix=key_prefix, auto_tick_ms=0)
+    from crm import SAMPLE_RULES, load_rules
+
+    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), settings=rules)
+    first = proc.process(mention(id="twitter:p1", author="newbie", text="where is my order?", ts_ms=T0))
+    assert first["prospect"] is True and first["customer_id"] == "p:twitter:newbie"
+    # an agent recognises the prospect as C-1002 (same person, new handle)
+    res = cli("crm", "merge", "p:twitter:newbie", "C-1002")
+    assert res.exit_code == 0 and "merged p:twitter:newbie into C-1002" in res.output
+    shown = orjson.loads(cli("crm", "show", "C-1002", "--json").stdout)
+    assert "twitter:p1" in [m["id"] for m in shown["recent_mentions"]]
+    assert "C-twitter:p1" in [c["id"] for c in shown["open_cases"]]
+    assert "already merged" in cli("crm", "merge", "p:twitter:newbie", "C-1002").output
+    for args, needle in ((("p:twitter:ghost", "C-1002"), "no such prospect"),
+                         (("p:twitter:newbie", "C-9999"), "no such customer"),
+                         (("C-1001", "C-1002"), "not a prospect")):
+        bad = cli("crm", "merge", *args)
+        assert bad.exit_code == 2 and needle in bad.output and len(bad.output.strip().splitlines()) == 1
+    # a rule's task: cancel intent with a high churn risk -> retention call in the sales queue
+    proc.process(mention(id="twitter:c1", author="@bobbaker", text="I want to cancel my plan", churn_risk=0.9,
+                         intent="comment", ts_ms=T0 + 1000))
+    listed = orjson.loads(cli("crm", "tasks", "--json").stdout)
+    assert [(t["rule"], t["queue"], t["customer_id"]) for t in listed] == [("cancel-retention", "sales", "C-1002")]
+    table = cli("crm", "tasks")
+    assert table.exit_code == 0 and "Retention call for Bob Baker" in table.output
