@@ -399,7 +399,10 @@ if ARGV[7] == '1' and cust ~= '' then
   local ids = redis.call('ZREVRANGE', K('customer', cust, 'mentions'), 0, tonumber(ARGV[8]) - 1)
   if #ids > 0 then hist = redis.call('HMGET', K('customer', cust, 'mdata'), unpack(ids)) end
 end
-return {'ok', cust, rec, tc, tstatus, tcust, hist}
+-- the author's latest churn risk (the flow's churn step scores after the CRM and writes it here)
+local risk = ''
+if cust ~= '' then risk = redis.call('ZSCORE', K('churn'), cust) or '' end
+return {'ok', cust, rec, tc, tstatus, tcust, hist, risk}
 """
 
 #: ARGV: prefix, plan JSON (see ``crm.processor``), the mention's result JSON (stored as is), its history

@@ -410,6 +410,9 @@ class CrmProcessor:
                 max(followers + [customer.get("followers") or 0]) or None, (customer.get("reach") or 0) + reach)
         mention = dict(m.raw)
         mention["customer_id"] = cust or None
+        # a mention not scored yet (in the flow, churn scores after the CRM) counts its author's latest risk
+        churn_risk = m.churn_risk if m.churn_risk is not None else ctx.get("churn_risk")
+        mention["churn_risk"] = churn_risk
         history = history_summary(customer, ctx["history"]) if self.rules.uses_history else {}
         hits = self.rules.evaluate(mention, customer, history) if len(self.rules) else []
 
@@ -464,7 +467,7 @@ class CrmProcessor:
         queue = route or m.department
         open_case = m.intent in s.case_intents or route is not None
         prio = priority_for(sentiment=m.sentiment, sentiment_score=m.sentiment_score, customer=customer,
-                            churn_risk=m.churn_risk or 0.0, settings=s)
+                            churn_risk=churn_risk or 0.0, settings=s)
         priority = prio_override or prio.priority
         sla_ms = int(s.sla_minutes_for(m.channel, priority) * 60_000)
         suggestions: list[dict[str, Any]] = []

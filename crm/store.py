@@ -171,6 +171,7 @@ class RedisCrmStore:
                 "thread_status": _s(raw[4]),
                 "thread_customer": _s(raw[5]),
                 "history": [orjson.loads(h) for h in raw[6] if h],
+                "churn_risk": float(raw[7]) if len(raw) > 7 and raw[7] else None,
             })
         return out
 

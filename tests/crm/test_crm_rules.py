@@ -68,6 +68,24 @@ def test_cancel_with_high_churn_creates_retention_task(rules_proc, mention):
     assert calm["rule_hits"] == []
 
 
+def test_unscored_mention_uses_the_authors_latest_churn_risk(rules_proc, mention, r, key_prefix, store):
+    # in the flow the churn step scores after the CRM: the CRM sees the risk it last wrote for the customer
+    r.zadd(f"{key_prefix}churn", {"C-X": 0.9})
+    out = rules_proc.process(mention(id="twitter:1", author="xi", intent="query", churn_risk=None,
+                                     text="I'm going to cancel my contract"))
+    assert [h["rule"] for h in out["rule_hits"]] == ["cancel-retention"]
+    score = float(store.get_case(out["case_id"])["priority_score"])  # bronze value + churn (+ a little influence)
+    assert score == pytest.approx(0.25 * 0.25 + 0.25 * 0.9, abs=0.01)
+    # a mention that carries its own score uses it
+    own = rules_proc.process(mention(id="twitter:2", author="xi", intent="comment", churn_risk=0.1,
+                                     text="I'm going to cancel my contract"))
+    assert own["rule_hits"] == []
+    # an author with no known risk: no retention task
+    nobody = rules_proc.process(mention(id="twitter:3", author="stranger", intent="comment", churn_risk=None,
+                                        text="I'm going to cancel my contract"))
+    assert nobody["rule_hits"] == []
+
+
 def test_press_goes_to_pr_queue_even_as_a_comment(rules_proc, mention):
     out = rules_proc.process(mention(id="blog:1", channel="blog", author="techblog", intent="comment",
                                      text="Acme launches new plan"))
