@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AGENT_STATUS",
     "AGENT_UPSERT",
+    "AUTO_RESOLVE",
     "CAPACITY",
     "COMMIT",
     "CONTEXT",
@@ -302,8 +303,36 @@ local function apply_reply(cid, rid, ts, by)
     'warn_ms', '', 'last_reply_id', rid)
   redis.call('ZADD', K('cases', 'open'), 'inf', cid)
   redis.call('ZREM', K('cases', 'sla'), cid)
+  redis.call('ZADD', K('cases', 'replied'), ts, cid)
   event(cid, ts, 'replied', {reply_id = rid, by = by or '', response_ms = resp})
   return {'replied', resp}
+end
+
+-- resolve a case: its agent's slot goes to the oldest waiting case the agent can take ((case, agent) pairs
+-- appended to moved); returns 'unknown', 'already' or moved
+local function resolve(cid, ts, by, dlimit, moved)
+  local ck = K('case', cid)
+  local f = redis.call('HMGET', ck, 'status', 'created_ms', 'agent', 'queue', 'customer_id')
+  if not f[1] then return 'unknown' end
+  if f[1] == 'resolved' then return 'already' end
+  release(cid, f[3], false)
+  redis.call('ZREM', K('queue', f[4]), cid)
+  redis.call('ZREM', K('cases', 'open'), cid)
+  redis.call('ZREM', K('cases', 'sla'), cid)
+  redis.call('ZREM', K('cases', 'replied'), cid)
+  local res = tonumber(ts) - tonumber(f[2])
+  if res < 0 then res = 0 end
+  redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
+    'due_ms', '', 'warn_ms', '', 'queued', '0', 'resolved_by', by or '')
+  if f[5] and f[5] ~= '' then
+    local n = redis.call('HINCRBY', K('customer', f[5]), 'cases_open', -1)
+    if n < 0 then redis.call('HSET', K('customer', f[5]), 'cases_open', 0) end
+  end
+  stat('resolved')
+  stat('resolution_ms_sum', res)
+  event(cid, ts, 'resolved', {by = by})
+  if f[3] and f[3] ~= '' then moved = drain_agent(f[3], ts, dlimit, moved) end
+  return moved
 end
 
 local function trim_history(cust, keep)
@@ -657,29 +686,31 @@ return {r[1], r[2]}
 
 #: ARGV: prefix, case id, ts, by, drain limit. Closes a case, frees its agent, assigns waiting cases.
 RESOLVE = _LIB + r"""
-local cid, ts, by = ARGV[2], ARGV[3], ARGV[4]
-local ck = K('case', cid)
-local f = redis.call('HMGET', ck, 'status', 'created_ms', 'agent', 'queue', 'customer_id')
-if not f[1] then return {'unknown'} end
-if f[1] == 'resolved' then return {'already'} end
-release(cid, f[3], false)
-redis.call('ZREM', K('queue', f[4]), cid)
-redis.call('ZREM', K('cases', 'open'), cid)
-redis.call('ZREM', K('cases', 'sla'), cid)
-local res = tonumber(ts) - tonumber(f[2])
-if res < 0 then res = 0 end
-redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
-  'due_ms', '', 'warn_ms', '', 'queued', '0')
-if f[5] and f[5] ~= '' then
-  local n = redis.call('HINCRBY', K('customer', f[5]), 'cases_open', -1)
-  if n < 0 then redis.call('HSET', K('customer', f[5]), 'cases_open', 0) end
+local res = resolve(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), {})
+if res == 'unknown' or res == 'already' then return {res} end
+return {'resolved', res}
+"""
+
+#: ARGV: prefix, cutoff (ms: replied at or before it), idle (ms), limit, drain limit. Resolves replied cases the
+#: customer has not come back to for ``idle`` ms, at the moment that idle time ran out; returns case ids
+#: resolved and (case, agent) pairs assigned from the queues with the freed slots.
+AUTO_RESOLVE = _LIB + r"""
+local cutoff, idle, limit, dlimit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local done, moved = {}, {}
+for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'replied'), '-inf', ms(cutoff), 'WITHSCORES',
+    'LIMIT', 0, limit * 2)) do
+  table.insert(done, cid)
 end
-stat('resolved')
-stat('resolution_ms_sum', res)
-event(cid, ts, 'resolved', {by = by})
-local moved = {}
-if f[3] and f[3] ~= '' then moved = drain_agent(f[3], ts, tonumber(ARGV[5]), moved) end
-return {'resolved', moved}
+local resolved = {}
+for i = 1, #done, 2 do
+  local cid, at = done[i], tonumber(done[i + 1])
+  if redis.call('HGET', K('case', cid), 'status') == 'replied' then
+    local r = resolve(cid, at + idle, 'auto', dlimit, moved)
+    if r ~= 'unknown' and r ~= 'already' then table.insert(resolved, cid) end
+  end
+  redis.call('ZREM', K('cases', 'replied'), cid)  -- resolved, or the customer came back (a new reply re-adds it)
+end
+return {resolved, moved}
 """
 
 #: ARGV: prefix, agent id, name, capacity, departments, channels, languages.

@@ -106,6 +106,11 @@ class CrmKeys:
         return f"{self.prefix}cases:sla"
 
     @property
+    def cases_replied(self) -> str:
+        """Sorted set of cases awaiting the customer after a reply, by reply time (ms): auto-resolve timers."""
+        return f"{self.prefix}cases:replied"
+
+    @property
     def cases_all(self) -> str:
         """Sorted set of every case id by opened at (ms)."""
         return f"{self.prefix}cases:all"

@@ -320,9 +320,18 @@ class CrmProcessor:
         return self._brand_reply(_parse(reply))
 
     def tick(self, now_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """SLA timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach)."""
+        """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
+
+        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases).
+        """
         self._last_tick = now_ms
         self._clock = max(self._clock, now_ms)
+        if self.settings.auto_resolve_minutes > 0:
+            resolved, assigned = self.store.auto_resolve(now_ms, int(self.settings.auto_resolve_minutes * 60_000),
+                                                         limit)
+            if resolved:
+                log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
+                         len(assigned))
         fired = self.store.sla_scan(now_ms, limit)
         if not fired:
             return []

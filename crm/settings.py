@@ -91,6 +91,9 @@ class CrmSettings:
     kb_feedback_weight: float = 0.6
     #: Event time (ms) between automatic SLA scans while processing; 0 turns them off.
     auto_tick_ms: int = 60_000
+    #: A replied case the customer has not written to again for this many minutes (event time) is resolved,
+    #: freeing its agent's slot for the queue (checked with the SLA timers); 0: only agents resolve cases.
+    auto_resolve_minutes: float = 1440.0
     #: Author shown on replies per brand (``brand -> handle``); the brand name when absent.
     brand_handles: dict[str, str] = field(default_factory=dict)
 
@@ -174,6 +177,8 @@ class CrmSettings:
                 raise CrmError(f"{where}: priority_thresholds.{name}: expected a number")
         if self.link_code_ttl_hours <= 0:
             raise CrmError(f"{where}: link_code_ttl_hours must be > 0")
+        if self.auto_resolve_minutes < 0:
+            raise CrmError(f"{where}: auto_resolve_minutes must be >= 0 (0 turns it off)")
         if self.history_keep < 1 or self.kb_top_k < 1 or self.rules_history < 1:
             raise CrmError(f"{where}: history_keep, rules_history and kb_top_k must be >= 1")
 

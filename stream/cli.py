@@ -6,6 +6,7 @@ Settings come from flags, then ``PULSE_*`` / ``REDIS_URL`` environment variables
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -320,10 +321,13 @@ def demo(
     verbose: VerboseOpt = False,
 ) -> None:
     """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C."""
+    from stream.demo_setup import DEMO_CRM_CONFIG, seed_demo_crm
     from stream.runner import run_flow
     from stream.sources import build_source, live_inputs
 
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port, for_flow=True)
+    if not settings.crm_config:  # demo pace: replied cases close after two idle event hours
+        settings = dataclasses.replace(settings, crm_config=str(DEMO_CRM_CONFIG))
     url, _ = redis_for(settings)
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:
@@ -331,7 +335,6 @@ def demo(
         err.print(f"[bold green]dashboard:[/] http://localhost:{settings.dashboard_port}   (Ctrl-C stops the demo)")
     from connectors.simulator import World
     from stream.alert_push import AlertPushServer
-    from stream.demo_setup import seed_demo_crm
 
     if settings.crm:
         counts = seed_demo_crm(url, settings.prefix, World(seed=seed), int(time.time() * 1000))

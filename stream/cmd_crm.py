@@ -362,10 +362,19 @@ def cases_cmd(
     if json:
         _print_json(cases)
         return
-    table = Table("case", "status", "priority", "queue", "agent", "due", "text")
-    for c in cases:
-        table.add_row(c["id"], c.get("status", ""), c.get("priority", ""), c.get("queue", ""), c.get("agent") or "-",
-                      iso_ms(c["due_ms"]) if c.get("due_ms") else "-", (c.get("text") or "")[:50])
+    # one line per case, the id whole (it is what `pulse crm reply` takes); the text gives way to the rest
+    rows = [(c["id"], c.get("status", ""), c.get("priority", ""), c.get("queue", ""), c.get("agent") or "-",
+             iso_ms(c["due_ms"])[5:16].replace("T", " ") if c.get("due_ms") else "-",
+             " ".join((c.get("text") or "").split())) for c in cases]
+    names = ("case", "status", "priority", "queue", "agent", "due (UTC)")
+    widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+    table = Table(box=None, pad_edge=False)
+    for name, width in zip(names, widths, strict=True):
+        table.add_column(name, no_wrap=True, min_width=width)
+    table.add_column("text", no_wrap=True, overflow="ellipsis",
+                     max_width=max(12, out.width - sum(widths) - 2 * len(widths) - 1))
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 

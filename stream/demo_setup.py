@@ -12,7 +12,7 @@ import polars as pl
 from connectors.simulator import World
 from crm import SAMPLE_KB, Agent, KnowledgeBase, add_agent, import_customers, load_articles, make_store
 
-__all__ = ["DEMO_AGENTS", "seed_demo_crm"]
+__all__ = ["DEMO_AGENTS", "DEMO_CRM_CONFIG", "seed_demo_crm"]
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,11 @@ DEMO_AGENTS = (
     ("dev", "sales", "twitter,facebook,linkedin,instagram", 6),
     ("eli", "marketing,pr", "twitter,facebook,instagram,linkedin,review,forum,blog", 6),
     ("fay", "service,sales", "forum,review,linkedin", 5),
+    ("gus", "supervisor", "", 6),  # escalations the sample rules route to the supervisor queue, any channel
 )
+#: The demo's CRM settings when none are configured: replied cases close after two idle event hours (two
+#: minutes at the demo's 60x), so agents free up and the queue moves while you watch.
+DEMO_CRM_CONFIG = SAMPLE_KB.parent / "crm_demo.toml"
 
 
 def seed_demo_crm(redis_url: str, prefix: str, world: World, now_ms: int) -> dict[str, int]:

@@ -176,6 +176,52 @@ def test_replied_case_raises_no_sla_alert(processor, mention):
     assert processor.tick(T0 + 10_000 * MIN) == []
 
 
+def test_replied_case_left_idle_is_auto_resolved_and_frees_the_agent(processor, mention, agents, store):
+    # auto_resolve_minutes defaults to 1440: a day without the customer coming back after a reply
+    agents(("ann", 1))
+    processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
+    waiting = processor.process(mention(id="twitter:2", author="kim", ts_ms=T0 + MIN))
+    assert waiting["assigned_agent"] is None  # ann is full: kim's case waits in the queue
+    processor.reply("C-twitter:1", text="Fixed, let us know", now_ms=T0 + 10 * MIN)
+    processor.tick(T0 + 10 * MIN + 1439 * MIN)
+    assert store.get_case("C-twitter:1")["status"] == "replied"
+    processor.tick(T0 + 3000 * MIN)  # a late tick resolves it at the moment the idle day ran out
+    case = store.get_case("C-twitter:1")
+    assert case["status"] == "resolved" and case["resolved_by"] == "auto"
+    assert case["resolved_ms"] == str(T0 + 10 * MIN + 1440 * MIN) and case["resolution_ms"] == str(1450 * MIN)
+    assert store.get_case("C-twitter:2")["agent"] == "ann"  # the freed slot went to the waiting case
+    assert store.get_agent("ann")["load"] == "1"
+    assert [e["event"] for e in store.case_events("C-twitter:1")][-1] == "resolved"
+
+
+def test_customer_coming_back_stops_the_auto_resolve_until_the_next_reply(processor, mention, agents, store):
+    agents(("ann", 5))
+    processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
+    r1 = processor.reply("C-twitter:1", text="Try again now", now_ms=T0 + MIN)
+    processor.process(mention(id="twitter:2", author="bob", in_reply_to=r1["reply"]["id"], ts_ms=T0 + 100 * MIN,
+                              text="still broken", intent="comment"))
+    processor.tick(T0 + 5000 * MIN)
+    assert store.get_case("C-twitter:1")["status"] == "assigned", "awaiting the agent: never auto-resolved"
+    processor.reply("C-twitter:1", text="Replaced it", now_ms=T0 + 5001 * MIN)
+    processor.tick(T0 + 5001 * MIN + 1000 * MIN)
+    assert store.get_case("C-twitter:1")["status"] == "replied"
+    processor.tick(T0 + 5001 * MIN + 1440 * MIN)
+    assert store.get_case("C-twitter:1")["resolved_ms"] == str(T0 + 6441 * MIN)
+
+
+def test_auto_resolve_can_be_turned_off(store, crm_settings, mention, agents):
+    from crm import CrmError, CrmSettings
+
+    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_resolve_minutes=0.0))
+    agents(("ann", 5))
+    p.process(mention(id="twitter:1", ts_ms=T0))
+    p.reply("C-twitter:1", text="hello", now_ms=T0 + MIN)
+    p.tick(T0 + 100_000 * MIN)
+    assert store.get_case("C-twitter:1")["status"] == "replied"
+    with pytest.raises(CrmError, match="auto_resolve_minutes must be >= 0"):
+        CrmSettings.from_dict({"auto_resolve_minutes": -1})
+
+
 def test_auto_tick_attaches_due_sla_alerts_while_processing(store, crm_settings, mention):
     p = CrmProcessor(store, settings=crm_settings.with_changes(auto_tick_ms=60_000))
     p.process(mention(id="twitter:1", ts_ms=T0))

@@ -26,7 +26,7 @@ service = "round_robin"
 
 def _cases(r: redis.Redis, prefix: str) -> list[dict[str, str]]:
     store = make_store(r, prefix)
-    ids = store.case_ids(open_only=False, limit=1000)
+    ids = store.case_ids(open_only=False, limit=100_000)
     return [c for c in store.get_cases(ids) if c]
 
 
@@ -71,3 +71,43 @@ def test_flow_refuses_to_start_on_a_malformed_rules_or_crm_file(write_jsonl, tmp
         assert len(line.splitlines()) == 1 and "Traceback" not in line, line
         assert all(n in line for n in needles), line
     assert totals(r, Keys(key_prefix))["offered"] == 0, "nothing ran"
+
+
+def test_demo_team_takes_escalations_and_frees_up(redis_url: str, key_prefix: str, r: redis.Redis) -> None:
+    # `pulse demo` at 3600x: an event hour a second. The supervisor takes the escalations the sample rules
+    # route to it, and replied cases close after two idle event hours (the demo's CRM settings), freeing agents.
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from pulse_testkit import PULSE
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_ALERTS_PORT=str(port))
+    env.pop("PULSE_CRM_CONFIG", None)
+    proc = subprocess.Popen([*PULSE, "demo", "--no-dashboard", "--speed", "3600"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = make_store(r, key_prefix)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            stats = store.case_stats()
+            if stats.get("resolved", 0) >= 5 and (store.get_agent("gus") or {}).get("assigned_total", "0") != "0":
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert store.case_stats().get("resolved", 0) >= 5, store.case_stats()
+    resolved = [c for c in _cases(r, key_prefix) if c.get("status") == "resolved"]
+    assert resolved and all(c["resolved_by"] == "auto" for c in resolved)
+    assert all(int(c["resolved_ms"]) - int(c["replied_ms"]) >= 120 * 60_000 for c in resolved)
+    gus = store.get_agent("gus")
+    assert gus is not None and int(gus["assigned_total"]) > 0, "the supervisor took escalated cases"
+    assert {c["queue"] for c in _cases(r, key_prefix) if c.get("agent") == "gus"} == {"supervisor"}
