@@ -76,6 +76,8 @@ class CrmStore(Protocol):
     def case_tags(self, case_id: str) -> list[str]: ...
     def case_ids(self, *, open_only: bool, limit: int) -> list[str]: ...
     def case_stats(self) -> dict[str, int]: ...
+    def case_count(self, *, open_only: bool) -> int: ...
+    def newest_case_ms(self) -> int | None: ...
 
     # -- customers and identity ------------------------------------------------------------------
     def get_customer(self, customer_id: str) -> dict[str, str] | None: ...
@@ -105,6 +107,7 @@ class CrmStore(Protocol):
     def agent_case_ids(self, agent_id: str) -> list[str]: ...
     def queue_case_ids(self, queue: str) -> list[str]: ...
     def queue_names(self) -> list[str]: ...
+    def queue_summary(self) -> list[tuple[str, int, int | None]]: ...
 
     # -- knowledge base ------------------------------------------------------------------------------
     def kb_put_articles(self, articles: Sequence[dict[str, str]]) -> int: ...
@@ -426,6 +429,24 @@ class RedisCrmStore:
 
     def queue_names(self) -> list[str]:
         return sorted(_s(q) for q in self.client.smembers(self.keys.queues))
+
+    def queue_summary(self) -> list[tuple[str, int, int | None]]:
+        """Per queue: (name, cases waiting for an agent, when the oldest of them was opened in ms or None)."""
+        names = self.queue_names()
+        pipe = self.client.pipeline(transaction=False)
+        for q in names:
+            pipe.zcard(self.keys.queue(q))
+            pipe.zrange(self.keys.queue(q), 0, 0, withscores=True)
+        raw = pipe.execute()
+        return [(q, int(raw[2 * i]), int(raw[2 * i + 1][0][1]) if raw[2 * i + 1] else None)
+                for i, q in enumerate(names)]
+
+    def case_count(self, *, open_only: bool) -> int:
+        return int(self.client.zcard(self.keys.cases_open if open_only else self.keys.cases_all))
+
+    def newest_case_ms(self) -> int | None:
+        newest = self.client.zrevrange(self.keys.cases_all, 0, 0, withscores=True)
+        return int(newest[0][1]) if newest else None
 
     # -- knowledge base ------------------------------------------------------------------------------
     def kb_put_articles(self, articles: Sequence[dict[str, str]]) -> int:

@@ -17,7 +17,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dashboard import command_centre, models_page  # noqa: E402
+from dashboard import command_centre, models_page, service_page  # noqa: E402
 from dashboard.data import DashboardSettings, DashboardSettingsError  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="Social Pulse", page_icon=":material/monitoring:",
@@ -32,6 +32,8 @@ except DashboardSettingsError as exc:
 pages = [
     st.Page(partial(command_centre.render, settings), title="Command centre", icon=":material/monitoring:",
             url_path="command-centre", default=True),
+    st.Page(partial(service_page.render, settings), title="Service desk", icon=":material/support_agent:",
+            url_path="service-desk"),
     st.Page(partial(models_page.render, settings), title="Models", icon=":material/model_training:",
             url_path="models"),
 ]

@@ -1,0 +1,110 @@
+"""The service desk as the dashboard reads it: cases, queues, agents, SLA breaches, rules and tasks.
+
+Plain reads of what the CRM step keeps in Redis (through :mod:`crm`'s store), so the dashboard can show
+the CRM while importing only ``stream/``. Times are event time: "now" is when the newest case opened.
+
+>>> desk = ServiceDesk.empty()
+>>> desk.has_data, desk.waiting, desk.first_response_mean_ms
+(False, 0, None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from crm import make_store
+from crm.assignment import list_agents
+from crm.cases import case_from_hash
+from crm.store import CrmStore
+
+__all__ = ["ServiceDesk", "read_service_desk", "service_store"]
+
+_OUTCOMES = ("next_positive", "next_neutral", "next_negative")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDesk:
+    """What the service-desk page shows; build it with :func:`read_service_desk`."""
+
+    #: Lifecycle counters: opened, assigned, replies, first_responses, resolved, reopened, sla_breaches, ...
+    stats: dict[str, int] = field(default_factory=dict)
+    open_cases: int = 0
+    total_cases: int = 0
+    #: Event time (ms) the newest case opened; ages and overdue flags count from here.
+    now_ms: int | None = None
+    #: ``{"queue", "waiting", "oldest_wait_ms"}`` per department queue.
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"agent", "name", "status", "load", "capacity", "departments", "channels"}`` per agent.
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    #: Open cases by response deadline: ``{"case", "status", "priority", "queue", "agent", "due_ms",
+    #: "overdue", "channel", "author", "text", "suggestions"}``.
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"rule", "hits", "next_positive", "next_neutral", "next_negative"}``: the customer's next mention
+    #: after a hit tells whether the initiative landed.
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    #: Open tasks from the rules, by due time.
+    tasks: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> ServiceDesk:
+        return cls()
+
+    @property
+    def has_data(self) -> bool:
+        return self.total_cases > 0 or bool(self.agents)
+
+    @property
+    def waiting(self) -> int:
+        """Cases waiting for an agent with room."""
+        return sum(q["waiting"] for q in self.queues)
+
+    @property
+    def first_response_mean_ms(self) -> float | None:
+        n = self.stats.get("first_responses", 0)
+        return self.stats.get("first_response_ms_sum", 0) / n if n else None
+
+    @property
+    def resolution_mean_ms(self) -> float | None:
+        n = self.stats.get("resolved", 0)
+        return self.stats.get("resolution_ms_sum", 0) / n if n else None
+
+
+def service_store(client: redis.Redis, prefix: str) -> CrmStore:
+    """The CRM store under ``prefix`` (build it once per client: it keeps its own decoding pool)."""
+    return make_store(client, prefix)
+
+
+def read_service_desk(store: CrmStore, *, limit: int = 50) -> ServiceDesk:
+    """Everything the service-desk page shows, in a handful of Redis round trips."""
+    now = store.newest_case_ms()
+    queues = [{"queue": q, "waiting": n, "oldest_wait_ms": (now - oldest) if now is not None and oldest else None}
+              for q, n, oldest in store.queue_summary() if n]
+    agents = [{"agent": a.id, "name": a.name, "status": a.status, "load": a.load, "capacity": a.capacity,
+               "departments": a.departments or "*", "channels": a.channels or "*"} for a in list_agents(store)]
+    cases = []
+    for raw in store.get_cases(store.case_ids(open_only=True, limit=limit)):
+        if not raw:
+            continue
+        c = case_from_hash(raw)
+        due = c.get("due_ms")
+        cases.append({
+            "case": c["id"], "status": c.get("status", ""), "priority": c.get("priority", ""),
+            "queue": c.get("queue", ""), "agent": c.get("agent") or None, "due_ms": due,
+            "overdue": bool(due is not None and now is not None and due < now), "channel": c.get("channel", ""),
+            "author": c.get("author", ""), "text": c.get("text", ""),
+            "suggestions": [s.get("title", s.get("id", "")) for s in c.get("suggestions") or []],
+        })
+    per_rule: dict[str, dict[str, Any]] = {}
+    for key, n in store.rule_stats().items():
+        rule, _, what = key.rpartition("|")
+        row = per_rule.setdefault(rule, {"rule": rule, "hits": 0, **dict.fromkeys(_OUTCOMES, 0)})
+        row[what] = n
+    return ServiceDesk(
+        stats=store.case_stats(), open_cases=store.case_count(open_only=True),
+        total_cases=store.case_count(open_only=False), now_ms=now, queues=sorted(queues, key=lambda q: -q["waiting"]),
+        agents=agents, cases=cases, rules=sorted(per_rule.values(), key=lambda r: -r["hits"]),
+        tasks=store.tasks(limit),
+    )

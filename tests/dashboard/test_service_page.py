@@ -1,0 +1,106 @@
+"""The service-desk page (AppTest) and its read model, on a CRM the real engine filled in a real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import redis
+from streamlit.testing.v1 import AppTest
+
+from crm import (
+    SAMPLE_KB,
+    SAMPLE_RULES,
+    CrmProcessor,
+    CrmSettings,
+    KnowledgeBase,
+    import_customers,
+    load_articles,
+    load_rules,
+    make_store,
+)
+from crm.assignment import Agent, add_agent
+from crm.sla import iso_ms
+from stream.service_desk import read_service_desk
+
+PAGE = """
+import sys
+sys.path.insert(0, {root!r})
+from dashboard.data import DashboardSettings
+from dashboard import service_page
+service_page.render(DashboardSettings.from_env())
+"""
+T0 = 1_714_557_600_000
+MIN = 60_000
+
+
+def _mention(i: int, author: str, **kw: object) -> dict:
+    d = {"id": f"twitter:{i}", "channel": "twitter", "owned": False, "brand": "acme", "author": author,
+         "text": "my bag is lost, no sign of my luggage", "ts": iso_ms(T0 + i * MIN), "in_reply_to": None,
+         "from_brand": False, "url": None, "lang": "en", "meta": {}, "customer_id": None, "intent": "query",
+         "sentiment": "neutral", "sentiment_score": 0.0, "department": "service", "keywords": [],
+         "churn_risk": 0.1, "case_id": None}
+    d.update(kw)
+    return d
+
+
+def _seed(r: redis.Redis, prefix: str) -> None:
+    store = make_store(r, prefix)
+    import_customers(store, pl.DataFrame({"customer_id": ["C-G"], "name": ["Gil"], "tier": ["gold"],
+                                          "twitter": ["gil"]}), now_ms=T0)
+    add_agent(store, Agent.create("ann", capacity=2, departments="service"), online=True, now_ms=T0)
+    add_agent(store, Agent.create("bob", capacity=3, departments="sales"), online=False, now_ms=T0)
+    kb = KnowledgeBase(store)
+    kb.import_articles(load_articles(SAMPLE_KB)[0])
+    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings=CrmSettings(prefix=prefix, auto_tick_ms=0))
+    proc.process_batch([_mention(i, f"u{i}") for i in range(4)])  # ann takes two, two wait in `service`
+    proc.reply("C-twitter:0", text="Found it, on its way", now_ms=T0 + 30 * MIN)
+    proc.resolve("C-twitter:0", now_ms=T0 + 40 * MIN)  # ann's slot goes to the oldest waiting case
+    proc.process(_mention(9, "gil", sentiment="negative", sentiment_score=-0.7, text="third time my bill is wrong"))
+
+
+def test_read_model_counts_cases_queues_agents_and_rules(r: redis.Redis, key_prefix: str) -> None:
+    _seed(r, key_prefix)
+    desk = read_service_desk(make_store(r, key_prefix))
+    assert desk.total_cases == 5 and desk.open_cases == 4
+    assert desk.stats["resolved"] == 1 and desk.resolution_mean_ms == 40 * MIN
+    assert desk.first_response_mean_ms == 30 * MIN
+    assert {q["queue"]: q["waiting"] for q in desk.queues} == {"service": 1, "supervisor": 1}
+    assert desk.waiting == 2
+    assert {a["agent"]: (a["status"], a["load"], a["capacity"]) for a in desk.agents} == {
+        "ann": ("online", 2, 2), "bob": ("offline", 0, 3)}
+    by_id = {c["case"]: c for c in desk.cases}
+    assert set(by_id) == {"C-twitter:1", "C-twitter:2", "C-twitter:3", "C-twitter:9"}
+    assert by_id["C-twitter:9"]["queue"] == "supervisor" and by_id["C-twitter:9"]["priority"] == "urgent"
+    assert by_id["C-twitter:1"]["agent"] == "ann" and by_id["C-twitter:3"]["agent"] is None
+    assert by_id["C-twitter:1"]["suggestions"][0] == "Lost or delayed baggage"  # KB top 3, titles
+    assert [c["due_ms"] for c in desk.cases] == sorted(c["due_ms"] for c in desk.cases)
+    assert {x["rule"]: x["hits"] for x in desk.rules}["gold-negative-escalate"] == 1
+
+
+def test_service_page_shows_the_desk(monkeypatch: pytest.MonkeyPatch, r: redis.Redis, redis_url: str,
+                                     key_prefix: str) -> None:
+    _seed(r, key_prefix)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("PULSE_PREFIX", key_prefix)
+    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
+    assert not at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Open cases"] == "4" and tiles["Waiting"] == "2" and tiles["Agents online"] == "1 / 2"
+    assert tiles["Mean first response"] == "30 min" and tiles["Mean resolution"] == "40 min"
+    assert len(at.get("vega_lite_chart")) == 2  # agents' load, queues
+    tables = [t.value for t in at.dataframe]
+    cases = next(t for t in tables if "case" in t.columns)
+    assert set(cases["case"]) == {"C-twitter:1", "C-twitter:2", "C-twitter:3", "C-twitter:9"}
+    rules = next(t for t in tables if "rule" in t.columns and "hits" in t.columns)
+    assert int(rules.set_index("rule").loc["gold-negative-escalate", "hits"]) == 1
+    assert cases.set_index("case").loc["C-twitter:1", "suggestions"].startswith("Lost or delayed baggage")
+
+
+def test_service_page_waits_for_data(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("PULSE_PREFIX", key_prefix)
+    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
+    assert not at.exception
+    assert any("No cases or agents yet" in str(i.value) for i in at.info)
