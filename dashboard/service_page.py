@@ -1,11 +1,14 @@
 """The service desk's page: open cases by deadline, queues, agents' load, SLA breaches, rules and tasks.
 
-Read live from what the flow's CRM step keeps in Redis (:mod:`stream.service_desk`); agents act from the
-command line (`pulse crm reply / resolve / agents …`).
+Read live from what the flow's CRM step keeps in Redis (:mod:`stream.service_desk`). Below the live panel an
+agent answers a case (text and/or a suggested KB article, optionally moving to a private message) or resolves
+it, exactly as `pulse crm reply / resolve` do: the reply goes to the outbox of the channel the case came from.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 
 import altair as alt
@@ -16,7 +19,15 @@ import streamlit as st
 from dashboard.command_centre import format_minutes
 from dashboard.data import CACHE_TTL_SECONDS, DashboardSettings, redis_client
 from stream.redisconn import RedisUnavailable
-from stream.service_desk import ServiceDesk, read_service_desk, service_store
+from stream.service_desk import (
+    CrmError,
+    ServiceDesk,
+    answer_case,
+    close_case,
+    desk_settings,
+    read_service_desk,
+    service_store,
+)
 
 __all__ = ["load_service_desk", "render"]
 
@@ -41,6 +52,8 @@ def render(settings: DashboardSettings) -> None:
                          help=f"Refresh every {settings.refresh_seconds:g} s", disabled=settings.refresh_seconds <= 0)
     every = settings.refresh_seconds if live and settings.refresh_seconds > 0 else None
     st.fragment(_live_panel, run_every=every)(settings)
+    # outside the live fragment: a refresh must not reset what the agent is typing
+    _answer_panel(settings)
 
 
 def _live_panel(settings: DashboardSettings) -> None:
@@ -137,7 +150,7 @@ def _cases_table(desk: ServiceDesk) -> None:
         return
     frame = pd.DataFrame(desk.cases)
     frame["due"] = pd.to_datetime(frame["due_ms"], unit="ms", utc=True)
-    frame["suggestions"] = frame["suggestions"].map(lambda s: " · ".join(s))
+    frame["suggestions"] = frame["suggestions"].map(lambda s: " · ".join(a["title"] for a in s))
     st.dataframe(
         frame[["case", "status", "priority", "queue", "agent", "due", "overdue", "channel", "author", "text",
                "suggestions"]],
@@ -148,8 +161,8 @@ def _cases_table(desk: ServiceDesk) -> None:
             "text": st.column_config.TextColumn("text", width="large"),
             "suggestions": st.column_config.TextColumn("KB suggestions", width="medium"),
         })
-    st.caption("Answer with `pulse crm reply CASE --text … | --article ID` (posted on the case's channel); "
-               "`pulse crm resolve CASE` frees the agent.")
+    st.caption("Answer below, or with `pulse crm reply CASE --text … | --article ID`; `pulse crm resolve CASE` "
+               "frees the agent.")
 
 
 def _rules_table(desk: ServiceDesk) -> None:
@@ -178,3 +191,54 @@ def _tasks_table(desk: ServiceDesk) -> None:
     columns = [c for c in ("title", "rule", "queue", "due", "customer_id", "case_id") if c in frame.columns]
     st.dataframe(frame[columns], hide_index=True, width="stretch", placeholder="–", column_config={
         "due": st.column_config.DatetimeColumn("due (UTC)", format="DD MMM HH:mm")})
+
+
+def _answer_panel(settings: DashboardSettings) -> None:
+    try:
+        desk = load_service_desk(settings.redis_url, settings.prefix)
+    except (RedisUnavailable, redis.RedisError, OSError):
+        return  # the live panel above says why
+    if not desk.cases:
+        return
+    with st.container(border=True):
+        st.subheader("Answer a case", anchor=False)
+        cases = {c["case"]: c for c in desk.cases}
+        case_id = st.selectbox("Case", list(cases), key="sd_case",
+                               format_func=lambda cid: f"{cid} · {cases[cid]['priority']} · {cases[cid]['text'][:70]}")
+        case = cases[case_id]
+        st.caption(f"{case['author']} on {case['channel']} · {case['status']} · queue {case['queue']} · "
+                   f"agent {case['agent'] or '–'}")
+        st.markdown(f"> {case['text']}")
+        articles = {a["id"]: a["title"] for a in case["suggestions"]}
+        with st.form("sd_answer", clear_on_submit=False, border=False):
+            article = st.selectbox("Knowledge-base article (suggested for this case)", ["", *articles],
+                                   format_func=lambda a: articles.get(a, "none"), key="sd_article")
+            text = st.text_area("Reply", key="sd_text", placeholder="Sorry about that! …")
+            private = st.checkbox("Move to a private message (DM request)", key="sd_private")
+            send, resolve = st.columns(2)
+            sent = send.form_submit_button("Send reply", type="primary", icon=":material/send:", width="stretch")
+            closed = resolve.form_submit_button("Resolve case", icon=":material/task_alt:", width="stretch")
+        if sent or closed:
+            _act(settings, case_id, sent=bool(sent), text=text, article=article or None, private=private)
+
+
+def _act(settings: DashboardSettings, case_id: str, *, sent: bool, text: str, article: str | None,
+         private: bool) -> None:
+    now_ms = int(time.time() * 1000)
+    try:
+        crm = desk_settings(settings.prefix, os.environ.get("PULSE_CRM_CONFIG") or None)
+        store = _store(settings.redis_url, settings.prefix)
+        if sent:
+            res = answer_case(store, crm, case_id, text=text, article_id=article, private=private, now_ms=now_ms)
+            reply = res["reply"]
+            what = "was already sent" if res["outcome"] == "duplicate" else "sent"
+            st.success(f"Reply {what} on {reply['channel']}, in reply to {reply['in_reply_to']}"
+                       f"{' (DM request)' if private else ''}.", icon=":material/send:")
+        else:
+            res = close_case(store, crm, case_id, now_ms=now_ms)
+            moved = ", ".join(f"{c} → {a}" for c, a in res["assigned"])
+            st.success(f"{case_id} resolved.{' Assigned: ' + moved if moved else ''}", icon=":material/task_alt:")
+    except (CrmError, RedisUnavailable, redis.RedisError) as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    load_service_desk.clear()

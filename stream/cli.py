@@ -302,6 +302,8 @@ def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def _start_dashboard(settings: Settings, url: str, headless: bool = True) -> subprocess.Popen[bytes]:
     env = dict(os.environ, REDIS_URL=url, PULSE_PREFIX=settings.prefix)
+    if settings.crm_config:  # the service desk's replies use the CRM's settings (brand handles, ...)
+        env["PULSE_CRM_CONFIG"] = settings.crm_config
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
            "--server.port", str(settings.dashboard_port), "--server.headless", str(headless).lower(),
            "--browser.gatherUsageStats", "false"]

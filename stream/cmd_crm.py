@@ -48,6 +48,7 @@ from crm.processor import parse_ts_ms
 from crm.sla import iso_ms
 from crm.store import CrmStore
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.service_desk import answer_case, close_case
 
 __all__ = ["register"]
 
@@ -250,10 +251,8 @@ def reply_cmd(
     if not (text and text.strip()) and not article:
         raise typer.BadParameter("give --text and/or --article", param_hint="--text/--article")
     with _crm(redis_url, prefix, config) as (store, settings):
-        proc = CrmProcessor(store, kb=KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight),
-                            settings=settings)
-        res = proc.reply(case_id, text=text, article_id=article, private=private, agent=agent, reply_id=reply_id,
-                         now_ms=_now_ms())
+        res = answer_case(store, settings, case_id, text=text or "", article_id=article, private=private, agent=agent,
+                          reply_id=reply_id, now_ms=_now_ms())
     r = res["reply"]
     what = "already sent" if res["outcome"] == "duplicate" else "sent"
     out.print(f"reply {r['id']} {what} to {store.keys.outbox(r['channel'])} in reply to {r['in_reply_to']}")
@@ -269,7 +268,7 @@ def resolve_cmd(
 ) -> None:
     """Resolve a case (a new customer mention in its thread reopens it); the agent's slot goes to the queue."""
     with _crm(redis_url, prefix, config) as (store, settings):
-        res = CrmProcessor(store, settings=settings).resolve(case_id, now_ms=_now_ms(), by=agent)
+        res = close_case(store, settings, case_id, now_ms=_now_ms(), by=agent)
     out.print(f"case {case_id} resolved after {(res['resolution_ms'] or 0) / 60_000:.1f} min")
     for cid, who in res["assigned"]:
         out.print(f"  assigned {cid} -> {who}")

@@ -15,12 +15,12 @@ from typing import Any
 
 import redis
 
-from crm import make_store
+from crm import CrmError, CrmProcessor, CrmSettings, KnowledgeBase, make_store
 from crm.assignment import list_agents
 from crm.cases import case_from_hash
 from crm.store import CrmStore
 
-__all__ = ["ServiceDesk", "read_service_desk", "service_store"]
+__all__ = ["CrmError", "ServiceDesk", "answer_case", "close_case", "desk_settings", "read_service_desk", "service_store"]
 
 _OUTCOMES = ("next_positive", "next_neutral", "next_negative")
 
@@ -40,7 +40,7 @@ class ServiceDesk:
     #: ``{"agent", "name", "status", "load", "capacity", "departments", "channels"}`` per agent.
     agents: list[dict[str, Any]] = field(default_factory=list)
     #: Open cases by response deadline: ``{"case", "status", "priority", "queue", "agent", "due_ms",
-    #: "overdue", "channel", "author", "text", "suggestions"}``.
+    #: "overdue", "channel", "author", "text", "suggestions": [{"id", "title"}]}``.
     cases: list[dict[str, Any]] = field(default_factory=list)
     #: ``{"rule", "hits", "next_positive", "next_neutral", "next_negative"}``: the customer's next mention
     #: after a hit tells whether the initiative landed.
@@ -95,7 +95,8 @@ def read_service_desk(store: CrmStore, *, limit: int = 50) -> ServiceDesk:
             "queue": c.get("queue", ""), "agent": c.get("agent") or None, "due_ms": due,
             "overdue": bool(due is not None and now is not None and due < now), "channel": c.get("channel", ""),
             "author": c.get("author", ""), "text": c.get("text", ""),
-            "suggestions": [s.get("title", s.get("id", "")) for s in c.get("suggestions") or []],
+            "suggestions": [{"id": s.get("id", ""), "title": s.get("title", s.get("id", ""))}
+                            for s in c.get("suggestions") or []],
         })
     per_rule: dict[str, dict[str, Any]] = {}
     for key, n in store.rule_stats().items():
@@ -108,3 +109,32 @@ def read_service_desk(store: CrmStore, *, limit: int = 50) -> ServiceDesk:
         agents=agents, cases=cases, rules=sorted(per_rule.values(), key=lambda r: -r["hits"]),
         tasks=store.tasks(limit),
     )
+
+
+def desk_settings(prefix: str, crm_config: str | None = None) -> CrmSettings:
+    """The CRM settings agents' actions use: ``crm_config`` (TOML) or the defaults, under ``prefix``.
+
+    >>> desk_settings("demo:").prefix
+    'demo:'
+    """
+    base = CrmSettings.from_toml(crm_config) if crm_config else CrmSettings()
+    return base.with_changes(prefix=prefix)
+
+
+def answer_case(store: CrmStore, settings: CrmSettings, case_id: str, *, now_ms: int, text: str = "",
+                article_id: str | None = None, private: bool = False, agent: str | None = None,
+                reply_id: str | None = None) -> dict[str, Any]:
+    """An agent's reply, as `pulse crm reply` sends it: to the outbox of the case's channel, in reply to the
+    customer's latest mention; an article also teaches the KB.
+
+    Raises :class:`CrmError` (re-exported for the dashboard) for an unknown or resolved case, no text, ...
+    """
+    kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight)
+    return CrmProcessor(store, kb=kb, settings=settings).reply(
+        case_id, text=text or None, article_id=article_id, private=private, agent=agent, reply_id=reply_id,
+        now_ms=now_ms)
+
+
+def close_case(store: CrmStore, settings: CrmSettings, case_id: str, *, now_ms: int, by: str = "") -> dict[str, Any]:
+    """Resolve a case, as `pulse crm resolve` does: its agent's slot goes to the oldest waiting case."""
+    return CrmProcessor(store, settings=settings).resolve(case_id, now_ms=now_ms, by=by)

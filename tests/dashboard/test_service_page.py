@@ -74,7 +74,7 @@ def test_read_model_counts_cases_queues_agents_and_rules(r: redis.Redis, key_pre
     assert set(by_id) == {"C-twitter:1", "C-twitter:2", "C-twitter:3", "C-twitter:9"}
     assert by_id["C-twitter:9"]["queue"] == "supervisor" and by_id["C-twitter:9"]["priority"] == "urgent"
     assert by_id["C-twitter:1"]["agent"] == "ann" and by_id["C-twitter:3"]["agent"] is None
-    assert by_id["C-twitter:1"]["suggestions"][0] == "Lost or delayed baggage"  # KB top 3, titles
+    assert by_id["C-twitter:1"]["suggestions"][0] == {"id": "lost-baggage", "title": "Lost or delayed baggage"}
     assert [c["due_ms"] for c in desk.cases] == sorted(c["due_ms"] for c in desk.cases)
     assert {x["rule"]: x["hits"] for x in desk.rules}["gold-negative-escalate"] == 1
 
@@ -104,3 +104,42 @@ def test_service_page_waits_for_data(monkeypatch: pytest.MonkeyPatch, redis_url:
     at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
     assert not at.exception
     assert any("No cases or agents yet" in str(i.value) for i in at.info)
+
+
+def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatch, r: redis.Redis, redis_url: str,
+                                                  key_prefix: str) -> None:
+    import orjson
+
+    _seed(r, key_prefix)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("PULSE_PREFIX", key_prefix)
+    monkeypatch.delenv("PULSE_CRM_CONFIG", raising=False)
+    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
+    at.selectbox(key="sd_case").set_value("C-twitter:1").run()
+    assert at.selectbox(key="sd_article").options[1] == "Lost or delayed baggage"  # the case's KB suggestions
+    at.selectbox(key="sd_article").set_value("lost-baggage")
+    at.text_area(key="sd_text").input("So sorry, here is how we find it:")
+    at.checkbox(key="sd_private").check()
+    at.button[0].click().run()  # Send reply
+    assert not at.exception and not at.error
+    assert "in reply to twitter:1 (DM request)" in at.success[0].value
+    [(_, fields)] = r.xrevrange(f"{key_prefix}outbox:twitter", count=1)  # after the seed's reply to twitter:0
+    posted = orjson.loads(fields[b"data"])
+    assert posted["in_reply_to"] == "twitter:1" and posted["from_brand"] is True
+    assert posted["text"].startswith("So sorry, here is how we find it:") and "Lost or delayed baggage" in posted["text"]
+    assert posted["meta"]["private"] is True
+    case = make_store(r, key_prefix).get_case("C-twitter:1")
+    assert case["status"] == "replied"
+
+    at.selectbox(key="sd_case").set_value("C-twitter:1").run()
+    at.button[1].click().run()  # Resolve case: ann's slot goes to the case waiting in `service`
+    assert "C-twitter:1 resolved. Assigned: C-twitter:3 → ann" in at.success[0].value
+    assert make_store(r, key_prefix).get_case("C-twitter:1")["status"] == "resolved"
+
+    # an empty reply is a clear error on the page, nothing is sent
+    at.selectbox(key="sd_case").set_value("C-twitter:2").run()
+    at.text_area(key="sd_text").input("  ")
+    at.selectbox(key="sd_article").set_value("")
+    at.button[0].click().run()
+    assert "a reply needs --text or --article" in at.error[0].value
+    assert r.xlen(f"{key_prefix}outbox:twitter") == 2
