@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import altair as alt
@@ -73,23 +74,18 @@ def _live_panel(settings: DashboardSettings) -> None:
     st.caption(f"{desk.total_cases:,} cases in total · event time of the newest: {now} UTC · "
                f"updated {datetime.now().strftime('%H:%M:%S')}")
     _kpis(desk)
-    left, right = st.columns(2)
-    with left, st.container(border=True):
-        st.subheader("Agents", anchor=False)
-        _agents_chart(desk)
-    with right, st.container(border=True):
-        st.subheader("Waiting for an agent", anchor=False)
-        _queues_chart(desk)
+    _side_by_side(desk, ("Agents", _agents_chart), ("Waiting for an agent", _queues_chart))
     with st.container(border=True):
         st.subheader(f"Open cases by deadline · {desk.open_cases:,}", anchor=False)
         _cases_table(desk)
-    left, right = st.columns(2)
-    with left, st.container(border=True):
-        st.subheader("Business rules", anchor=False)
-        _rules_table(desk)
-    with right, st.container(border=True):
-        st.subheader("Tasks", anchor=False)
-        _tasks_table(desk)
+    _side_by_side(desk, ("Business rules", _rules_table), ("Tasks", _tasks_table))
+
+
+def _side_by_side(desk: ServiceDesk, *panels: tuple[str, Callable[[ServiceDesk], None]]) -> None:
+    for column, (title, draw) in zip(st.columns(len(panels)), panels, strict=True):
+        with column, st.container(border=True):
+            st.subheader(title, anchor=False)
+            draw(desk)
 
 
 def _kpis(desk: ServiceDesk) -> None:
