@@ -20,7 +20,16 @@ from crm.assignment import list_agents
 from crm.cases import case_from_hash
 from crm.store import CrmStore
 
-__all__ = ["CrmError", "ServiceDesk", "answer_case", "close_case", "desk_settings", "read_service_desk", "service_store"]
+__all__ = [
+    "CrmError",
+    "ServiceDesk",
+    "answer_case",
+    "close_case",
+    "desk_settings",
+    "event_now",
+    "read_service_desk",
+    "service_store",
+]
 
 _OUTCOMES = ("next_positive", "next_neutral", "next_negative")
 
@@ -132,9 +141,19 @@ def answer_case(store: CrmStore, settings: CrmSettings, case_id: str, *, now_ms:
     kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight)
     return CrmProcessor(store, kb=kb, settings=settings).reply(
         case_id, text=text or None, article_id=article_id, private=private, agent=agent, reply_id=reply_id,
-        now_ms=now_ms)
+        now_ms=event_now(store, now_ms))
 
 
 def close_case(store: CrmStore, settings: CrmSettings, case_id: str, *, now_ms: int, by: str = "") -> dict[str, Any]:
     """Resolve a case, as `pulse crm resolve` does: its agent's slot goes to the oldest waiting case."""
-    return CrmProcessor(store, settings=settings).resolve(case_id, now_ms=now_ms, by=by)
+    return CrmProcessor(store, settings=settings).resolve(case_id, now_ms=event_now(store, now_ms), by=by)
+
+
+def event_now(store: CrmStore, wall_ms: int) -> int:
+    """When an agent's action happens on the cases' clock: the wall clock, or the newest case if that is later.
+
+    A live stream's event time trails the wall clock; the demo's simulated clock (or a replay of future-dated
+    data) runs ahead of it, and an answer stamped before the question would measure no response time at all.
+    """
+    newest = store.newest_case_ms()
+    return max(wall_ms, newest) if newest is not None else wall_ms

@@ -143,3 +143,18 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
     at.button[0].click().run()
     assert "a reply needs --text or --article" in at.error[0].value
     assert r.xlen(f"{key_prefix}outbox:twitter") == 2
+
+
+def test_answers_are_stamped_on_the_cases_clock_when_it_runs_ahead(r: redis.Redis, key_prefix: str) -> None:
+    # the demo's simulated clock runs ahead of the wall clock: an answer must not predate its question
+    from stream.service_desk import answer_case, close_case, desk_settings
+
+    store = make_store(r, key_prefix)
+    future = 4_102_444_800_000  # 2100-01-01
+    proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0))
+    proc.process(_mention(1, "zed", ts=iso_ms(future)))
+    proc.process(_mention(2, "kim", ts=iso_ms(future + 5 * MIN)))
+    res = answer_case(store, desk_settings(key_prefix), "C-twitter:1", text="On it", now_ms=T0)
+    assert res["response_ms"] == 5 * MIN  # stamped at the newest case's time, not years before
+    assert res["reply"]["ts"] == iso_ms(future + 5 * MIN)
+    assert close_case(store, desk_settings(key_prefix), "C-twitter:1", now_ms=T0)["resolution_ms"] == 5 * MIN
