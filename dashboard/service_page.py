@@ -123,7 +123,7 @@ def _agents_chart(desk: ServiceDesk) -> None:
         rows.append({"agent": label, "part": "free", "n": max(0, a["capacity"] - a["load"]),
                      "departments": a["departments"]})
     chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("n:Q", title="cases held / capacity"), y=alt.Y("agent:N", title=None, sort=None),
+        x=alt.X("n:Q", title="cases held / capacity", axis=alt.Axis(tickMinStep=1, format="d")), y=alt.Y("agent:N", title=None, sort=None),
         color=alt.Color("part:N", title=None, scale=alt.Scale(domain=["cases", "free"], range=["#4c78a8", "#d8dde6"])),
         order=alt.Order("part:N"), tooltip=["agent", "departments", "part", "n"])
     st.altair_chart(chart, width="stretch")
@@ -135,7 +135,7 @@ def _queues_chart(desk: ServiceDesk) -> None:
         return
     frame = pd.DataFrame([{**q, "oldest wait": format_minutes(_minutes(q["oldest_wait_ms"]))} for q in desk.queues])
     chart = alt.Chart(frame).mark_bar(color="#e45756").encode(
-        x=alt.X("waiting:Q", title="cases waiting"), y=alt.Y("queue:N", title=None, sort="-x"),
+        x=alt.X("waiting:Q", title="cases waiting", axis=alt.Axis(tickMinStep=1, format="d")), y=alt.Y("queue:N", title=None, sort="-x"),
         tooltip=["queue", "waiting", "oldest wait"])
     st.altair_chart(chart, width="stretch")
 

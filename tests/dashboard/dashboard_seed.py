@@ -10,10 +10,24 @@ import statistics
 from typing import Any
 
 import orjson
+import polars as pl
 import redis
 from bytewax.testing import TestingSource, run_main
 
 from connectors.records import RawRecord
+from crm import (
+    SAMPLE_KB,
+    SAMPLE_RULES,
+    CrmProcessor,
+    CrmSettings,
+    KnowledgeBase,
+    import_customers,
+    load_articles,
+    load_rules,
+    make_store,
+)
+from crm.assignment import Agent, add_agent
+from crm.sla import iso_ms
 from stream.flow import build_flow
 from stream.keys import Keys
 from stream.settings import Settings
@@ -104,3 +118,34 @@ def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str |
         "answer_rate": len(replies) / queries,
         "dead_letters": len(BAD_RECORDS),
     }
+
+
+# -- the service desk -------------------------------------------------------------------------------
+T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
+MIN = 60_000
+
+
+def mention(i: int, author: str, **kw: object) -> dict:
+    d = {"id": f"twitter:{i}", "channel": "twitter", "owned": False, "brand": "acme", "author": author,
+         "text": "my bag is lost, no sign of my luggage", "ts": iso_ms(T0 + i * MIN), "in_reply_to": None,
+         "from_brand": False, "url": None, "lang": "en", "meta": {}, "customer_id": None, "intent": "query",
+         "sentiment": "neutral", "sentiment_score": 0.0, "department": "service", "keywords": [],
+         "churn_risk": 0.1, "case_id": None}
+    d.update(kw)
+    return d
+
+
+def seed_service_desk(r: redis.Redis, prefix: str) -> None:
+    """A small service desk: two agents (one offline), five cases (one resolved, two waiting, an escalation)."""
+    store = make_store(r, prefix)
+    import_customers(store, pl.DataFrame({"customer_id": ["C-G"], "name": ["Gil"], "tier": ["gold"],
+                                          "twitter": ["gil"]}), now_ms=T0)
+    add_agent(store, Agent.create("ann", capacity=2, departments="service"), online=True, now_ms=T0)
+    add_agent(store, Agent.create("bob", capacity=3, departments="sales"), online=False, now_ms=T0)
+    kb = KnowledgeBase(store)
+    kb.import_articles(load_articles(SAMPLE_KB)[0])
+    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings=CrmSettings(prefix=prefix, auto_tick_ms=0))
+    proc.process_batch([mention(i, f"u{i}") for i in range(4)])  # ann takes two, two wait in `service`
+    proc.reply("C-twitter:0", text="Found it, on its way", now_ms=T0 + 30 * MIN)
+    proc.resolve("C-twitter:0", now_ms=T0 + 40 * MIN)  # ann's slot goes to the oldest waiting case
+    proc.process(mention(9, "gil", sentiment="negative", sentiment_score=-0.7, text="third time my bill is wrong"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +53,13 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
     pytest.fail(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    client = connect(redis_url)
-    rows = seed_redis(redis_url, prefix)
-    exp = expected_figures(rows, minutes=60)
+@contextlib.contextmanager
+def _streamlit(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[int]:
+    """The real dashboard (`streamlit run dashboard/app.py`) on a free port, stopped afterwards."""
     port = _free_port()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=prefix, PULSE_DASHBOARD_REFRESH="2")
+    env.pop("PULSE_CRM_CONFIG", None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
@@ -67,7 +67,23 @@ def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         _wait_healthy(port, proc, log)
-        with sync_api.sync_playwright() as pw:
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    client = connect(redis_url)
+    rows = seed_redis(redis_url, prefix)
+    exp = expected_figures(rows, minutes=60)
+    try:
+        with _streamlit(redis_url, prefix, tmp_path) as port, sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 # A screen far from UTC: the axes must still read UTC, like the caption says.
@@ -113,10 +129,42 @@ def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         clean_prefix(client, prefix)
         client.close()
+
+
+def test_agent_answers_a_case_in_headless_chromium(r, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    import orjson
+    from dashboard_seed import seed_service_desk
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    seed_service_desk(r, key_prefix)
+    with _streamlit(redis_url, key_prefix, tmp_path) as port, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1800})
+            page.goto(f"http://127.0.0.1:{port}/service-desk", wait_until="domcontentloaded")
+            page.locator("[data-testid='stVegaLiteChart'] svg").first.wait_for(state="visible", timeout=60_000)
+            body = page.locator("body").inner_text()
+            for text in ("Service desk", "Open cases", "Waiting", "Agents", "Waiting for an agent",
+                         "Open cases by deadline", "Business rules", "Answer a case"):
+                assert text in body, text
+            # the first case offered is the most urgent: the escalated gold customer's
+            page.get_by_label("Reply").fill("Sorry Gil, a supervisor is on it")
+            page.get_by_role("button", name="Send reply").click()
+            page.get_by_text("in reply to twitter:9", exact=False).wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(500)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "service_desk.png"), full_page=True)
+        finally:
+            browser.close()
+    [(_, fields)] = r.xrevrange(f"{key_prefix}outbox:twitter", count=1)
+    posted = orjson.loads(fields[b"data"])
+    assert posted["in_reply_to"] == "twitter:9" and posted["text"] == "Sorry Gil, a supervisor is on it"
+    assert make_store_status(r, key_prefix, "C-twitter:9") == "replied"
+
+
+def make_store_status(r, prefix: str, case_id: str) -> str:
+    from crm import make_store
+
+    return (make_store(r, prefix).get_case(case_id) or {}).get("status", "")

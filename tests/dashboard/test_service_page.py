@@ -4,23 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
 import pytest
 import redis
+from dashboard_seed import MIN, T0, mention, seed_service_desk
 from streamlit.testing.v1 import AppTest
 
-from crm import (
-    SAMPLE_KB,
-    SAMPLE_RULES,
-    CrmProcessor,
-    CrmSettings,
-    KnowledgeBase,
-    import_customers,
-    load_articles,
-    load_rules,
-    make_store,
-)
-from crm.assignment import Agent, add_agent
+from crm import CrmProcessor, CrmSettings, make_store
 from crm.sla import iso_ms
 from stream.service_desk import read_service_desk
 
@@ -31,37 +20,8 @@ from dashboard.data import DashboardSettings
 from dashboard import service_page
 service_page.render(DashboardSettings.from_env())
 """
-T0 = 1_714_557_600_000
-MIN = 60_000
-
-
-def _mention(i: int, author: str, **kw: object) -> dict:
-    d = {"id": f"twitter:{i}", "channel": "twitter", "owned": False, "brand": "acme", "author": author,
-         "text": "my bag is lost, no sign of my luggage", "ts": iso_ms(T0 + i * MIN), "in_reply_to": None,
-         "from_brand": False, "url": None, "lang": "en", "meta": {}, "customer_id": None, "intent": "query",
-         "sentiment": "neutral", "sentiment_score": 0.0, "department": "service", "keywords": [],
-         "churn_risk": 0.1, "case_id": None}
-    d.update(kw)
-    return d
-
-
-def _seed(r: redis.Redis, prefix: str) -> None:
-    store = make_store(r, prefix)
-    import_customers(store, pl.DataFrame({"customer_id": ["C-G"], "name": ["Gil"], "tier": ["gold"],
-                                          "twitter": ["gil"]}), now_ms=T0)
-    add_agent(store, Agent.create("ann", capacity=2, departments="service"), online=True, now_ms=T0)
-    add_agent(store, Agent.create("bob", capacity=3, departments="sales"), online=False, now_ms=T0)
-    kb = KnowledgeBase(store)
-    kb.import_articles(load_articles(SAMPLE_KB)[0])
-    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings=CrmSettings(prefix=prefix, auto_tick_ms=0))
-    proc.process_batch([_mention(i, f"u{i}") for i in range(4)])  # ann takes two, two wait in `service`
-    proc.reply("C-twitter:0", text="Found it, on its way", now_ms=T0 + 30 * MIN)
-    proc.resolve("C-twitter:0", now_ms=T0 + 40 * MIN)  # ann's slot goes to the oldest waiting case
-    proc.process(_mention(9, "gil", sentiment="negative", sentiment_score=-0.7, text="third time my bill is wrong"))
-
-
 def test_read_model_counts_cases_queues_agents_and_rules(r: redis.Redis, key_prefix: str) -> None:
-    _seed(r, key_prefix)
+    seed_service_desk(r, key_prefix)
     desk = read_service_desk(make_store(r, key_prefix))
     assert desk.total_cases == 5 and desk.open_cases == 4
     assert desk.stats["resolved"] == 1 and desk.resolution_mean_ms == 40 * MIN
@@ -81,7 +41,7 @@ def test_read_model_counts_cases_queues_agents_and_rules(r: redis.Redis, key_pre
 
 def test_service_page_shows_the_desk(monkeypatch: pytest.MonkeyPatch, r: redis.Redis, redis_url: str,
                                      key_prefix: str) -> None:
-    _seed(r, key_prefix)
+    seed_service_desk(r, key_prefix)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("PULSE_PREFIX", key_prefix)
     at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
@@ -110,7 +70,7 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
                                                   key_prefix: str) -> None:
     import orjson
 
-    _seed(r, key_prefix)
+    seed_service_desk(r, key_prefix)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("PULSE_PREFIX", key_prefix)
     monkeypatch.delenv("PULSE_CRM_CONFIG", raising=False)
@@ -152,8 +112,8 @@ def test_answers_are_stamped_on_the_cases_clock_when_it_runs_ahead(r: redis.Redi
     store = make_store(r, key_prefix)
     future = 4_102_444_800_000  # 2100-01-01
     proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0))
-    proc.process(_mention(1, "zed", ts=iso_ms(future)))
-    proc.process(_mention(2, "kim", ts=iso_ms(future + 5 * MIN)))
+    proc.process(mention(1, "zed", ts=iso_ms(future)))
+    proc.process(mention(2, "kim", ts=iso_ms(future + 5 * MIN)))
     res = answer_case(store, desk_settings(key_prefix), "C-twitter:1", text="On it", now_ms=T0)
     assert res["response_ms"] == 5 * MIN  # stamped at the newest case's time, not years before
     assert res["reply"]["ts"] == iso_ms(future + 5 * MIN)
