@@ -32,6 +32,12 @@ local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
 
+-- links from a mention or reply to its case, and the marks that make outbox writes happen once, live this
+-- long (seconds, wall clock; crm.keys.KEEP_LINKS_SECONDS): a thread quiet for half a year starts a new case
+local KEEP_S = 15552000
+local function link_thread(id, cid) redis.call('SET', K('thread', id), cid, 'EX', KEEP_S) end
+local function first_send(id) return redis.call('SET', K('outbox', 'sent', id), '1', 'NX', 'EX', KEEP_S) end
+
 local function ev_json(ts, name, extra)
   local parts = {'{"ts":' .. ms(ts), '"event":' .. cjson.encode(name)}
   if extra then
@@ -274,7 +280,7 @@ end
 local function apply_reply(cid, rid, ts, by)
   local ck = K('case', cid)
   if redis.call('SADD', K('case', cid, 'replies'), rid) == 0 then return {'duplicate', ''} end
-  redis.call('SET', K('thread', rid), cid)
+  link_thread(rid, cid)
   local f = redis.call('HMGET', ck, 'status', 'awaiting_since', 'first_reply_ms')
   if f[1] == 'resolved' then
     event(cid, ts, 'reply_after_resolve', {reply_id = rid})
@@ -496,7 +502,7 @@ if plan.in_reply_to ~= '' and cust ~= '' then
     local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since')
     if f[1] and f[2] == cust then
       cid = tc
-      redis.call('SET', K('thread', mid), cid)
+      link_thread(mid, cid)
       redis.call('HINCRBY', ck, 'mentions', 1)
       redis.call('HSET', ck, 'last_customer_ms', ms(ts), 'last_mention_id', mid)
       local sla = plan.sla[f[4]] or plan.sla['medium']
@@ -545,7 +551,7 @@ if cid == '' and plan.open == 1 then
     end
     for k2, v in pairs(pc) do table.insert(args, k2); table.insert(args, v) end
     redis.call('HSET', ck, unpack(args))
-    redis.call('SET', K('thread', mid), cid)
+    link_thread(mid, cid)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
     redis.call('ZADD', K('cases', 'open'), due, cid)
     redis.call('ZADD', K('cases', 'sla'), warn, cid)
@@ -594,13 +600,13 @@ for _, t in ipairs(plan.tasks) do
   end
 end
 for _, o in ipairs(plan.outbox) do
-  if redis.call('SADD', K('outbox', 'sent'), o.id) == 1 then
+  if first_send(o.id) then
     redis.call('XADD', o.stream, '*', 'id', o.id, 'data', o.data)
   end
-  if cid ~= '' then redis.call('SET', K('thread', o.id), cid) end
+  if cid ~= '' then link_thread(o.id, cid) end
 end
 for _, w in ipairs(plan.webhooks) do
-  if redis.call('SADD', K('outbox', 'sent'), w.id) == 1 then
+  if first_send(w.id) then
     redis.call('XADD', K('outbox', 'webhook'), '*', 'id', w.id, 'url', w.url, 'data', w.data)
   end
 end
@@ -677,7 +683,7 @@ local st = redis.call('HGET', K('case', cid), 'status')
 if not st then return {'unknown', ''} end
 if redis.call('SISMEMBER', K('case', cid, 'replies'), rid) == 1 then return {'duplicate', ''} end
 if st == 'resolved' then return {'resolved', ''} end
-if redis.call('SADD', K('outbox', 'sent'), rid) == 1 then
+if first_send(rid) then
   redis.call('XADD', ARGV[6], '*', 'id', rid, 'data', ARGV[7])
 end
 local r = apply_reply(cid, rid, ts, by)
@@ -898,7 +904,7 @@ return {'ok', created, merged, soft_linked, skipped}
 
 #: ARGV: prefix, stream, reply id, data JSON. Writes an outbox item once per reply id.
 OUTBOX = _LIB + r"""
-if redis.call('SADD', K('outbox', 'sent'), ARGV[3]) == 1 then
+if first_send(ARGV[3]) then
   redis.call('XADD', ARGV[2], '*', 'id', ARGV[3], 'data', ARGV[4])
   return 1
 end

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CrmKeys"]
+__all__ = ["KEEP_LINKS_SECONDS", "CrmKeys"]
+
+#: How long (wall-clock seconds) thread links (mention or reply -> case) and outbox sent-once marks are kept:
+#: 180 days. The Lua scripts (crm._lua, ``KEEP_S``) use the same number.
+KEEP_LINKS_SECONDS = 180 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,8 @@ class CrmKeys:
         return f"{self.prefix}cases:stats"
 
     def thread(self, mention_id: str) -> str:
-        """String: the case a mention (customer or brand reply) belongs to."""
+        """String: the case a mention (customer or brand reply) belongs to; expires after
+        :data:`KEEP_LINKS_SECONDS` (a thread quiet that long starts a new case)."""
         return f"{self.prefix}thread:{mention_id}"
 
     def early_reply(self, mention_id: str) -> str:
@@ -204,10 +209,10 @@ class CrmKeys:
         """Stream of replies to post on ``channel``; entries ``id`` (reply id) and ``data`` (Mention JSON)."""
         return f"{self.prefix}outbox:{channel}"
 
-    @property
-    def outbox_sent(self) -> str:
-        """Set of reply ids already written to an outbox (outbox writes are idempotent by reply id)."""
-        return f"{self.prefix}outbox:sent"
+    def outbox_sent(self, reply_id: str) -> str:
+        """String, present once ``reply_id`` was written to an outbox (writes are idempotent by reply id);
+        expires after :data:`KEEP_LINKS_SECONDS`."""
+        return f"{self.prefix}outbox:sent:{reply_id}"
 
     @property
     def webhooks(self) -> str:

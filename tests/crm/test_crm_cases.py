@@ -314,3 +314,25 @@ def test_a_failure_while_planning_leaves_the_connection_clean(processor, mention
     done = [o["duplicate"] for o in again]
     assert done == sorted(done, reverse=True) and not any(done[STREAM_CHUNK:])  # only a prefix was applied before
     assert store.case_stats()["opened"] == STREAM_CHUNK * 2
+
+
+def test_thread_links_and_sent_marks_expire(processor, mention, agents, store, r, key_prefix):
+    # links from mentions and replies to their case and the outbox's sent-once marks do not pile up forever
+    from crm import _lua
+    from crm.keys import KEEP_LINKS_SECONDS
+
+    assert f"local KEEP_S = {KEEP_LINKS_SECONDS}" in _lua.COMMIT
+    agents(("ann", 5))
+    processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
+    sent = processor.reply("C-twitter:1", text="On it", now_ms=T0 + MIN)
+    rid = sent["reply"]["id"]
+    keys = CrmKeys(key_prefix)
+    for key in (keys.thread("twitter:1"), keys.thread(rid), keys.outbox_sent(rid)):
+        assert KEEP_LINKS_SECONDS - 60 < r.ttl(key) <= KEEP_LINKS_SECONDS, key
+    # still sent once, and a follow-up in the thread still joins the case
+    again = processor.reply("C-twitter:1", text="On it", now_ms=T0 + 2 * MIN)
+    assert again["outcome"] == "duplicate" and r.xlen(keys.outbox("twitter")) == 1
+    follow = processor.process(mention(id="twitter:2", author="bob", in_reply_to=rid, ts_ms=T0 + 3 * MIN,
+                                       intent="comment"))
+    assert follow["case_event"] == "appended" and follow["case_id"] == "C-twitter:1"
+    assert r.ttl(keys.thread("twitter:2")) > KEEP_LINKS_SECONDS - 60
