@@ -67,7 +67,7 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
         source = StoppableSource(source)
     live = [StoppableSource(x) if isinstance(x, FixedPartitionedSource) else x for x in live]
     sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
-                     settings.features_retention_seconds)
+                     settings.features_retention_seconds, settings.response_retention_seconds)
     flow = build_flow(source, settings, sink, redis_url=redis_url, live=live)
     try:
         cli_main(

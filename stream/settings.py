@@ -53,6 +53,9 @@ class Settings:
     flush_seconds: float = 0.5
     #: Bytewax epoch (snapshot) interval in seconds when recovery is on.
     epoch_seconds: float = 2.0
+    #: Response times and unanswered queries of mentions older than this (event seconds behind the newest of
+    #: their brand x channel) are forgotten; 0 keeps them forever.
+    response_retention_seconds: float = 90 * 86400.0
     #: How long (seconds) a mention's model input is kept for feedback to refer to.
     features_retention_seconds: float = 2 * 86400.0
     #: Checkpoint the models to Redis after this many accepted feedback labels (and on a clean stop).

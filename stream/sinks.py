@@ -8,6 +8,7 @@ authors go into HyperLogLogs, response times into sorted sets keyed by mention i
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -33,6 +34,20 @@ end
 return 0
 """
 
+# KEYS[1] response times, KEYS[2] their mention times, KEYS[3] unanswered; ARGV[1] cutoff (event ms).
+# Forgets the series' entries for mentions older than the cutoff, a bounded number per call.
+_TRIM_RESPONSES = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 2000)
+if #old > 0 then
+  redis.call('ZREM', KEYS[1], unpack(old))
+  redis.call('ZREM', KEYS[2], unpack(old))
+end
+return #old + redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
+"""
+
+#: How often (wall seconds) one brand x channel's response series is trimmed to its retention.
+TRIM_EVERY_S = 60.0
+
 #: Retention of hour and day roll-ups relative to minute windows.
 _ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 
@@ -52,8 +67,11 @@ class RedisWriter:
 
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
-                 features_retention_s: float = 2 * 86400) -> None:
+                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400) -> None:
         self.client = client
+        self.response_retention_ms = int(response_retention_s * 1000)
+        self._trimmed_at: dict[tuple[str, str], float] = {}
+        self._trim = client.register_script(_TRIM_RESPONSES)
         self.features_ttl = max(1, int(features_retention_s))
         self.keys = keys
         self.retention = int(minute_retention_s)
@@ -69,6 +87,7 @@ class RedisWriter:
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
         zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
+        newest: dict[tuple[str, str], int] = {}  # per response series: the newest mention time in this batch
         for item in items:
             kind = item[0]
             if kind == "window":
@@ -93,8 +112,10 @@ class RedisWriter:
                 _, brand, channel, mention_id, mention_ts, _reply_ts, response_ms, _ = item
                 zadds[k.response_times(brand, channel)][mention_id] = response_ms
                 zadds[k.response_times_at(brand, channel)][mention_id] = mention_ts
+                newest[brand, channel] = max(newest.get((brand, channel), mention_ts), mention_ts)
             elif kind == "unanswered":
                 _, brand, channel, mention_id, mention_ts, sign = item
+                newest[brand, channel] = max(newest.get((brand, channel), mention_ts), mention_ts)
                 ua = k.unanswered(brand, channel)
                 if sign > 0:
                     zadds[ua][mention_id] = mention_ts
@@ -143,11 +164,25 @@ class RedisWriter:
             pipe.expire(k.features(hour), self.features_ttl)
             pipe.zadd(k.features_hours, {hour: hour_ms})
             pipe.zremrangebyscore(k.features_hours, "-inf", hour_ms - self.features_ttl * 1000)
+        if self.response_retention_ms > 0 and newest:
+            self._trim_responses(pipe, newest)
         if latest:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
             pipe.zremrangebyrank(k.latest, 0, -self.latest_keep - 1)
         pipe.execute()
+
+    def _trim_responses(self, pipe: redis.client.Pipeline, newest: dict[tuple[str, str], int]) -> None:
+        """Forget response times and unanswered queries of mentions older than the retention (event time,
+        counted back from the newest mention of the series), once a minute per series at most."""
+        now = time.monotonic()
+        k = self.keys
+        for (brand, channel), ts in newest.items():
+            if now - self._trimmed_at.get((brand, channel), -TRIM_EVERY_S) < TRIM_EVERY_S:
+                continue
+            self._trimmed_at[brand, channel] = now
+            self._trim(keys=[k.response_times(brand, channel), k.response_times_at(brand, channel),
+                             k.unanswered(brand, channel)], args=[ts - self.response_retention_ms], client=pipe)
 
     def _dead_letter(self, pipe: redis.client.Pipeline, dl: DeadLetter) -> None:
         raw = dl.raw if isinstance(dl.raw, bytes) else dl.raw.encode("utf-8", "surrogateescape")
@@ -186,14 +221,16 @@ class RedisSink(DynamicSink[Any]):
     """
 
     def __init__(self, url: str, keys: Keys, minute_retention_s: float = 7 * 86400, latest_keep: int = 200,
-                 features_retention_s: float = 2 * 86400) -> None:
+                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400) -> None:
         self.url = url
         self.keys = keys
         self.minute_retention_s = minute_retention_s
         self.latest_keep = latest_keep
         self.features_retention_s = features_retention_s
+        self.response_retention_s = response_retention_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         client = redis.Redis.from_url(self.url)
         return _RedisSinkPartition(RedisWriter(client, self.keys, self.minute_retention_s, self.latest_keep,
-                                               features_retention_s=self.features_retention_s))
+                                               features_retention_s=self.features_retention_s,
+                                               response_retention_s=self.response_retention_s))
