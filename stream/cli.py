@@ -214,6 +214,45 @@ def metrics(
     _guard(go)
 
 
+@app.command()
+def report(
+    since: Annotated[str | None, typer.Option("--from", help="First period (ISO 8601, UTC if no offset); default: the oldest retained.", show_default=False)] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End of the range, exclusive (ISO 8601); default: the newest data.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or parquet (one row per period x brand x channel), or html (a management report: brands, channels, periods).")] = "html",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: standard output (csv, html).", show_default=False)] = None,
+    per: Annotated[str, typer.Option("--per", help="Period length: hour or day.")] = "day",
+    brand: Annotated[list[str] | None, typer.Option("--brand", help="Only this brand (repeat for more).", show_default=False)] = None,
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Management report with polars: mentions, authors, sentiment, answer rate, first response, unanswered."""
+    from stream.report import FORMATS, build_report, write_report
+
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    if fmt not in FORMATS:
+        raise fail(f"--format: unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    if per not in ("hour", "day"):
+        raise fail(f"--per: expected hour or day, got {per!r}")
+
+    def go() -> None:
+        lo = parse_ts(since, "--from") if since else None
+        hi = parse_ts(until, "--to") if until else None
+        if lo and hi and hi <= lo:
+            raise ValueError("--to must be after --from")
+        _, client = redis_for(settings)
+        rep = build_report(client, Keys(settings.prefix), lo, hi, "h" if per == "hour" else "d", brand or None)
+        text = write_report(rep, fmt, output)
+        if text is not None:
+            sys.stdout.write(text)
+        log.info("report: %d period rows, %d brands", rep.periods.height, rep.brands.height)
+        if output is not None:
+            err.print(f"report written to {output} ({rep.periods.height} rows, {rep.brands.height} brands)")
+
+    _guard(go)
+
+
 def _print_metrics(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -19,7 +19,8 @@ from stream.keys import Keys
 from stream.windows import COUNTERS
 
 __all__ = ["distinct_authors", "first_response", "quantile", "recent_dead_letters", "recent_mentions",
-           "response_times_between", "snapshot", "timeseries", "totals"]
+           "response_times_between", "snapshot", "timeseries", "totals", "unanswered_between",
+           "windows_between"]
 
 _SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "unanswered", "late")
 
@@ -175,9 +176,22 @@ def timeseries(client: redis.Redis, keys: Keys, minutes: int = 60, gran: str = "
         return []
     end = until_ms if until_ms is not None else int(max(newest))
     length = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[gran]
-    start = end - (minutes - 1) * length
+    return windows_between(client, keys, end - (minutes - 1) * length, end, gran)
+
+
+def windows_between(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
+                    brands: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per window x brand x channel whose start is in ``[since_ms, until_ms]`` (None: open-ended).
+
+    Rows carry every counter plus ``brand``, ``channel``, ``start`` (aware datetime).
+    """
+    pairs = [(b, c) for b, chans in _brand_channels(client, keys).items() if brands is None or b in brands
+             for c in chans]
+    lo = since_ms if since_ms is not None else "-inf"
+    hi = until_ms if until_ms is not None else "+inf"
+    pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrangebyscore(keys.windows_index(b, c, gran), start, end, withscores=True)
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi, withscores=True)
     found = pipe.execute()
     order: list[tuple[str, str, float]] = []
     for (b, c), ids in zip(pairs, found, strict=True):
@@ -246,6 +260,20 @@ def response_times_between(client: redis.Redis, keys: Keys, since_ms: int | None
                 rows.append({"brand": b, "channel": c, "mention_id": _decode(member),
                              "mention_ms": int(mention_ms), "response_ms": float(response_ms)})
     return rows
+
+
+def unanswered_between(client: redis.Redis, keys: Keys, since_ms: int | None = None, until_ms: int | None = None,
+                       brands: list[str] | None = None) -> list[dict[str, Any]]:
+    """Queries posted in ``[since_ms, until_ms]`` still unanswered after the SLA: ``brand``, ``channel``,
+    ``mention_id``, ``mention_ms`` (the snapshot's ``unanswered``, one row each)."""
+    pairs = [(b, c) for b, chans in _brand_channels(client, keys).items() if brands is None or b in brands
+             for c in chans]
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.unanswered(b, c), since_ms if since_ms is not None else "-inf",
+                           until_ms if until_ms is not None else "+inf", withscores=True)
+    return [{"brand": b, "channel": c, "mention_id": _decode(m), "mention_ms": int(ts)}
+            for (b, c), members in zip(pairs, pipe.execute(), strict=True) for m, ts in members]
 
 
 def distinct_authors(client: redis.Redis, keys: Keys, since_ms: int, until_ms: int, gran: str = "m",

@@ -98,7 +98,7 @@ def test_unreachable_redis_is_one_clear_line(key_prefix: str) -> None:
 
 def test_every_command_has_help() -> None:
     out = subprocess.run([*PULSE, "--help"], capture_output=True, text=True).stdout
-    for command in ("replay", "run", "metrics", "dashboard", "demo"):
+    for command in ("replay", "run", "metrics", "report", "dashboard", "demo"):
         assert command in out
         sub = subprocess.run([*PULSE, command, "--help"], capture_output=True, text=True)
         assert sub.returncode == 0 and "--redis-url" in sub.stdout
