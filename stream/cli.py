@@ -31,6 +31,7 @@ from stream.cmdline import (
     PrefixOpt,
     RedisUrlOpt,
     VerboseOpt,
+    cluster_addresses,
     err,
     fail,
     load_settings,
@@ -162,6 +163,8 @@ def run(
     bounded: Annotated[bool, typer.Option("--bounded", help="Redis Streams: stop once the streams are drained and the producer marked the end (pulse ingest --eof).")] = False,
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory (resume after a crash).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
+    process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's index in a cluster of processes (with --addresses; start one process per address, same options otherwise).", min=0, show_default=False)] = None,
+    addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process of the cluster, separated by ';' (index = --process-id). Threads share the GIL: scale out with processes.", show_default=False)] = None,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
@@ -172,6 +175,7 @@ def run(
     from stream.sources import build_source, is_endless, live_inputs
 
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, for_flow=True)
+    cluster = cluster_addresses(process_id, addresses)
 
     def go() -> None:
         src = build_source(source, speed=speed, seed=seed, limit=limit, fmt=fmt,
@@ -181,7 +185,7 @@ def run(
         install_stop_handlers()
         log.info("running the flow on %s%s", source, " with the live inputs (labels, replies)" if live else "")
         run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir,
-                 live=live_inputs(url, settings) if live else ())
+                 live=live_inputs(url, settings) if live else (), process_id=process_id, addresses=cluster)
 
     _guard(go)
 

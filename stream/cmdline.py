@@ -23,6 +23,7 @@ __all__ = [
     "PrefixOpt",
     "RedisUrlOpt",
     "VerboseOpt",
+    "cluster_addresses",
     "err",
     "fail",
     "load_settings",
@@ -90,3 +91,25 @@ def progress_bar(label: str, unit: str = "records") -> tuple[Progress, Callable[
             progress.update(task, completed=done, total=total)
 
     return progress, update
+
+
+def cluster_addresses(process_id: int | None, addresses: str | None) -> list[str] | None:
+    """``--addresses`` as Bytewax wants them, checked against ``--process-id`` (a clear error otherwise).
+
+    >>> cluster_addresses(1, "127.0.0.1:2101;127.0.0.1:2102")
+    ['127.0.0.1:2101', '127.0.0.1:2102']
+    >>> cluster_addresses(None, None) is None
+    True
+    """
+    if addresses is None and process_id is None:
+        return None
+    if addresses is None or process_id is None:
+        raise fail("--process-id and --addresses go together (one process per address)")
+    found = [a.strip() for a in addresses.split(";") if a.strip()]
+    for a in found:
+        host, _, port = a.rpartition(":")
+        if not host or not port.isdigit():
+            raise fail(f"--addresses: expected host:port, got {a!r}")
+    if process_id >= len(found):
+        raise fail(f"--process-id {process_id} is not an index of the {len(found)} --addresses")
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -24,11 +25,23 @@ __all__ = ["check_crm", "recovery_config", "run_flow"]
 log = logging.getLogger(__name__)
 
 
-def recovery_config(recovery_dir: str | Path | None, partitions: int = 1) -> RecoveryConfig | None:
-    """A Bytewax recovery config for ``recovery_dir``, creating its partitions the first time."""
+def recovery_config(recovery_dir: str | Path | None, partitions: int = 1, process_id: int | None = None,
+                    wait_s: float = 60.0) -> RecoveryConfig | None:
+    """A Bytewax recovery config for ``recovery_dir``, creating its partitions the first time.
+
+    In a cluster of processes (sharing the directory) process 0 creates them and the others wait for them.
+    """
     if recovery_dir is None:
         return None
     path = Path(recovery_dir)
+    if process_id:
+        deadline = time.monotonic() + wait_s
+        while not any(path.glob("part-*.sqlite3")):
+            if time.monotonic() > deadline:
+                raise ValueError(f"--recovery-dir {path}: process 0 did not create the recovery partitions "
+                                 f"within {wait_s:.0f} s (start it with the same directory)")
+            time.sleep(0.2)
+        time.sleep(0.5)  # let process 0 finish writing them
     if not path.is_dir() or not any(path.glob("part-*.sqlite3")):
         path.mkdir(parents=True, exist_ok=True)
         init_db_dir(path, partitions)
@@ -76,7 +89,7 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
             process_id=process_id,
             addresses=addresses,
             epoch_interval=timedelta(seconds=settings.epoch_seconds),
-            recovery_config=recovery_config(recovery_dir),
+            recovery_config=recovery_config(recovery_dir, process_id=process_id),
         )
     finally:
         flush_all()  # the models' final prequential metrics
