@@ -105,6 +105,10 @@ def test_history_rule_and_outcomes_are_counted(rules_proc, mention, store):
     # the 3rd negative mention (2 negatives in recent history) hit; the next mention was positive
     assert stats["repeat-complainer"] == {"hits": 1, "next_positive": 1}
     assert stats["community-invite"] == {"hits": 0}
+    # a supervisor reviews repeated complaints (a task, not a page on the wall display)
+    [task] = [t for t in store.tasks(10) if t["rule"] == "repeat-complainer"]
+    assert task["queue"] == "supervisor" and task["customer_id"] == "C-X"
+    assert task["title"] == "Review the complaints of xi on twitter (2 negative mentions recently)"
     # a replay does not count twice
     rules_proc.process(mention(id="twitter:2", author="xi", intent="comment", sentiment="negative",
                                sentiment_score=-0.5, ts_ms=T0 + 2 * MIN))
