@@ -725,6 +725,20 @@ _DEPARTMENT_TOPIC = {"sales": "pricing", "marketing": "campaign", "pr": "news"}
 _SERVICE_CATS = frozenset(c for c, t in tx.CATEGORIES.items() if t[2] == "service")
 
 
+def _base36(n: int) -> str:
+    """
+    >>> _base36(0), _base36(35), _base36(36 * 36)
+    ('0', 'z', '100')
+    """
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
 class _Run:
     """Generates the stream hour by hour: posts of the hour, replies due in it, calls, churn outcomes."""
 
@@ -732,6 +746,9 @@ class _Run:
         self.w = world
         self.rng = random.Random(f"{world.seed}:events")
         self.seq = 0  # tie-breaker and id counter, in generation order: deterministic
+        # ids name the world (seed and start minute): the same world gives the same ids, and a live run
+        # (which starts now) never reuses the ids of an earlier one the CRM and dedupe already know
+        self.id_stem = f"sim{world.seed}-{_base36(int(world.start.timestamp()) // 60)}"
         self.pending: list[tuple[int, int, str, dict[str, Any]]] = []  # replies and follow-ups not yet due
         n = len(world._customers)
         self.neg = [0] * n
@@ -757,7 +774,7 @@ class _Run:
     # -- helpers ----------------------------------------------------------------------------------
     def _next_id(self, channel: str) -> str:
         self.seq += 1
-        return f"{channel}:sim{self.w.seed}-{self.seq}"
+        return f"{channel}:{self.id_stem}-{self.seq}"
 
     def _author(self, brand: Brand, channel: str, cat: str) -> tuple[str, str, int]:
         """(handle, author_kind, customer index or -1) for a post in this category."""
@@ -985,7 +1002,7 @@ class _Run:
         self.seq += 1
         reply = {
             "type": "mention",
-            "id": f"{channel}:sim{self.w.seed}-{self.seq}",
+            "id": f"{channel}:{self.id_stem}-{self.seq}",
             "channel": channel,
             "owned": channel in _OWNED,
             "brand": brand.id,
@@ -1016,7 +1033,7 @@ class _Run:
             }
             fu = {
                 "type": "mention",
-                "id": f"{channel}:sim{self.w.seed}-{self.seq}",
+                "id": f"{channel}:{self.id_stem}-{self.seq}",
                 "channel": channel,
                 "owned": channel in _OWNED,
                 "brand": brand.id,

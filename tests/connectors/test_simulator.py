@@ -427,3 +427,16 @@ def test_live_pacing_uses_next_awake_and_starts_now() -> None:
     assert state.start == live.world.start.isoformat()
     with pytest.raises(ValueError, match="speed"):
         SimulatorSource(speed=-2)
+
+
+def test_ids_name_the_world_so_a_new_live_run_never_reuses_them() -> None:
+    # `pulse demo` / `pulse run --source sim` start the world now: a restart must not replay ids the CRM
+    # (idempotent by mention id) and the dedupe already know, while the same world keeps its ids
+    def ids(start: datetime) -> list[str]:
+        return [r.payload["id"] for r in World(seed=7, start=start).events(limit=200) if r.fmt == "mention"]
+
+    first = ids(DEFAULT_START)
+    assert first == ids(DEFAULT_START)
+    later = ids(DEFAULT_START + timedelta(minutes=3))
+    assert not set(first) & set(later)
+    assert all(i.split(":", 1)[1].startswith("sim7-") for i in first)
