@@ -121,7 +121,9 @@ def read_service_desk(store: CrmStore, *, limit: int = 50) -> ServiceDesk:
 
 
 def desk_settings(prefix: str, crm_config: str | None = None) -> CrmSettings:
-    """The CRM settings agents' actions use: ``crm_config`` (TOML) or the defaults, under ``prefix``.
+    """The CRM's settings: ``crm_config`` (TOML) or the defaults, under ``prefix`` (the flow's and the agents').
+
+    A malformed file raises :class:`CrmError` naming the file and the setting.
 
     >>> desk_settings("demo:").prefix
     'demo:'

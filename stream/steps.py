@@ -17,6 +17,7 @@ from stream.learning import ModelHost, features_of
 from stream.parse import Parsed, parse_record
 from stream.replies import ReplyMatchLogic, reply_target
 from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
+from stream.service_desk import desk_settings
 from stream.settings import Settings
 from stream.shards import shard_of
 from stream.windows import WindowLogic, window_key
@@ -76,12 +77,8 @@ def brand_channel_key(event: tuple[Any, ...]) -> str:
 
 
 def crm_settings(settings: Settings) -> CrmSettings:
-    """The CRM's settings for the flow: ``crm_config`` (or the defaults) under the flow's key prefix.
-
-    A malformed file raises ``crm.CrmError`` naming the file and the setting.
-    """
-    base = CrmSettings.from_toml(settings.crm_config) if settings.crm_config else CrmSettings()
-    return base.with_changes(prefix=settings.prefix)
+    """The CRM's settings for the flow: ``crm_config`` (or the defaults) under the flow's key prefix."""
+    return desk_settings(settings.prefix, settings.crm_config or None)
 
 
 def rules_path(settings: Settings) -> str | None:
