@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -36,15 +38,18 @@ def recovery_config(recovery_dir: str | Path | None, partitions: int = 1, proces
     path = Path(recovery_dir)
     if process_id:
         deadline = time.monotonic() + wait_s
-        while not any(path.glob("part-*.sqlite3")):
+        while len(list(path.glob("part-*.sqlite3"))) < partitions:
             if time.monotonic() > deadline:
                 raise ValueError(f"--recovery-dir {path}: process 0 did not create the recovery partitions "
                                  f"within {wait_s:.0f} s (start it with the same directory)")
             time.sleep(0.2)
-        time.sleep(0.5)  # let process 0 finish writing them
     if not path.is_dir() or not any(path.glob("part-*.sqlite3")):
         path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, partitions)
+        # made aside and moved in whole, so processes waiting for them never open a half-written one
+        with tempfile.TemporaryDirectory(dir=path) as aside:
+            init_db_dir(Path(aside), partitions)
+            for part in sorted(Path(aside).glob("part-*.sqlite3")):
+                os.replace(part, path / part.name)
         log.info("initialised %d recovery partition(s) in %s", partitions, path)
     else:
         log.info("resuming from recovery partitions in %s", path)
