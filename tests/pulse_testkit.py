@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -47,3 +48,15 @@ def redis_source(redis_url: str, prefix: str, partitions: int = 4) -> str:
         return f"{redis_url}?prefix={prefix}&partitions={partitions}"
     base = redis_url.rstrip("/") if redis_url.count("/") > 2 else f"{redis_url}/0"
     return f"{base}/{prefix}?partitions={partitions}"
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (all held open together while they are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_seed import add_mentions, clean_prefix, expected_figures, seed_redis
+from pulse_testkit import free_ports
 
 from stream.redisconn import connect
 
@@ -31,12 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason=f"{CHROMIUM} is absent: install Debian's chromium (make test does when root)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
@@ -56,7 +50,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
 @contextlib.contextmanager
 def _streamlit(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[int]:
     """The real dashboard (`streamlit run dashboard/app.py`) on a free port, stopped afterwards."""
-    port = _free_port()
+    [port] = free_ports()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=prefix, PULSE_DASHBOARD_REFRESH="2")
     env.pop("PULSE_CRM_CONFIG", None)

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 
 import orjson
 import redis
-from pulse_testkit import PULSE, make_mentions, pulse, redis_source
+from pulse_testkit import PULSE, free_ports, make_mentions, pulse, redis_source
 
 from connectors.redis_streams import append_records, mark_eof
 from stream.keys import Keys
 from stream.metrics import totals
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_two_processes_count_every_record_once(r: redis.Redis, redis_url: str, key_prefix: str) -> None:
     rows = make_mentions(600)
     append_records(r, key_prefix, [orjson.dumps(x) for x in rows], partitions=4)
     mark_eof(r, key_prefix)
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _ports(2))
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_CRM="false")
     procs = [subprocess.Popen([*PULSE, "run", "--source", redis_source(redis_url, key_prefix, partitions=4),
                                "--bounded", "-i", str(i), "-a", addresses], env=env,

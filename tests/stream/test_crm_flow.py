@@ -78,15 +78,12 @@ def test_demo_team_takes_escalations_and_frees_up(redis_url: str, key_prefix: st
     # route to it, and replied cases close after two idle event hours (the demo's CRM settings), freeing agents.
     import os
     import signal
-    import socket
     import subprocess
     import time
 
-    from pulse_testkit import PULSE
+    from pulse_testkit import PULSE, free_ports
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    [port] = free_ports()
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_ALERTS_PORT=str(port))
     env.pop("PULSE_CRM_CONFIG", None)
     proc = subprocess.Popen([*PULSE, "demo", "--no-dashboard", "--speed", "3600"], env=env,
