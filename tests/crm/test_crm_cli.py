@@ -11,7 +11,7 @@ from crm_helpers import T0
 from typer.testing import CliRunner
 
 from crm import SAMPLE_KB, CrmProcessor, CrmSettings
-from stream.cmd_crm import register
+from stream.cli.crm import register
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CUSTOMERS = ROOT / "crm" / "data" / "customers_sample.csv"

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from models import registry
-from stream.cmd_models import register
+from stream.cli.models import register
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from stream.cmd_spikes import SpikeInputError, register, run_spikes
+from stream.cli.spikes import SpikeInputError, register, run_spikes
 from stream.schema import Alert
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """CLI commands for the network connectors: ``pulse firehose serve``, ``pulse ingest``, ``pulse ingest serve``,
-``pulse outbox relay``. The lead's ``stream/cli.py`` calls :func:`register`.
+``pulse outbox relay``. ``stream/cli/__init__.py`` calls :func:`register`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream.cmdline import ConfigOpt, RedisUrlOpt, VerboseOpt, err, fail, load_settings, redis_for
+from stream.cli.common import ConfigOpt, RedisUrlOpt, VerboseOpt, err, fail, load_settings, redis_for
 from stream.redisconn import connect, ensure_redis_url
 from stream.settings import Settings
 

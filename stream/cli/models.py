@@ -4,8 +4,8 @@ The *current* model is the checkpoint in Redis (``{prefix}model:{name}``; the em
 ``.pulse/`` when ``REDIS_URL`` is unset), else the default warm-started from the shipped data; ``--fresh``
 starts from an untrained model (its prior alone). ``classify`` only predicts; ``train`` learns and saves a
 new checkpoint version; ``evaluate`` scores on a holdout split (before and after training on the rest,
-beside the majority-class baseline) and prequentially (test-then-train over the file). The lead's
-``stream/cli.py`` calls :func:`register`.
+beside the majority-class baseline) and prequentially (test-then-train over the file).
+``stream/cli/__init__.py`` calls :func:`register`. ``pulse feedback`` sends one label to the running flow.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from models import registry
 from models.classifiers import TEXT_MODELS
 from models.prequential import holdout_scores, majority_scores, prequential_scores
+from stream.cli.common import ConfigOpt, PrefixOpt, RedisUrlOpt, VerboseOpt, load_settings, redis_for
+from stream.keys import Keys
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
 from stream.schema import SchemaError, parse_ts
 from stream.settings import Settings, SettingsError
@@ -60,26 +62,6 @@ LabelMapOpt = Annotated[
     ),
 ]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start from an untrained model (its prior alone).")]
-RedisUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        help="Redis URL for checkpoints (default: $REDIS_URL, else the embedded server under .pulse/).",
-        show_default=False,
-    ),
-]
-PrefixOpt = Annotated[
-    str | None,
-    typer.Option("--prefix", help="Key prefix (default 'pulse:', or $PULSE_PREFIX).", show_default=False),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).",
-        show_default=False,
-    ),
-]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -118,7 +100,7 @@ def read_table(path: Path, columns: list[str]) -> pl.DataFrame:
     >>> read_table(p, ["text", "lbl"])
     Traceback (most recent call last):
     ...
-    stream.cmd_models.ModelInputError: column 'lbl' is not in ... (columns: text, label)
+    stream.cli.models.ModelInputError: column 'lbl' is not in ... (columns: text, label)
     """
     if not path.is_file():
         raise ModelInputError(f"cannot read {path}: no such file")
@@ -142,7 +124,7 @@ def parse_label_map(spec: str | None) -> Callable[[str], str] | None:
     >>> parse_label_map("oops")
     Traceback (most recent call last):
     ...
-    stream.cmd_models.ModelInputError: --label-map: 'oops' is not FROM=TO
+    stream.cli.models.ModelInputError: --label-map: 'oops' is not FROM=TO
     """
     if not spec:
         return None
@@ -286,8 +268,34 @@ def _skipped_note(command: str, skipped: dict[str, int]) -> None:
         print(f"pulse {command}: skipped {total} row(s) ({worst})", file=sys.stderr)
 
 
+def feedback(
+    mention_id: Annotated[str, typer.Argument(help="Id of the mention the label is for (e.g. twitter:1234).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Which model the label corrects: intent, sentiment or department.")],
+    label: Annotated[str, typer.Option("--label", "-l", help="The right answer, e.g. query, negative, sales.")],
+    author: Annotated[str, typer.Option("--author", help="Who gives the label (agent or analyst id).")] = "",
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Send a label to the running flow (pulse run / pulse demo): the models learn from it.
+
+    Labels the flow cannot use (unknown mention id, model or class) land in the dead-letter stream.
+    """
+    from connectors.redis_streams import FMT_FIELD, PAYLOAD_FIELD
+    from stream.schema import Feedback
+
+    settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
+    _, client = redis_for(settings)
+    body = orjson.dumps(Feedback(mention_id=mention_id, model=model, label=label, author=author).to_dict())
+    entry = client.xadd(Keys(settings.prefix).feedback, {PAYLOAD_FIELD: body, FMT_FIELD: "jsonl"})
+    entry_id = entry.decode() if isinstance(entry, bytes) else entry
+    err.print(f"feedback queued as {Keys(settings.prefix).feedback} {entry_id}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``classify``, ``train`` and ``evaluate`` to the ``pulse`` app."""
+    """Add ``classify``, ``train``, ``evaluate`` and ``feedback`` to the ``pulse`` app."""
+    app.command()(feedback)
 
     @app.command("classify")
     def classify(

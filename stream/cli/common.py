@@ -26,6 +26,7 @@ __all__ = [
     "cluster_addresses",
     "err",
     "fail",
+    "guard",
     "load_settings",
     "progress_bar",
     "redis_for",
@@ -113,3 +114,15 @@ def cluster_addresses(process_id: int | None, addresses: str | None) -> list[str
     if process_id >= len(found):
         raise fail(f"--process-id {process_id} is not an index of the {len(found)} --addresses")
     return found
+
+
+def guard(fn: Callable[[], None]) -> None:
+    """Run ``fn`` turning the errors a user can cause into one line and exit code 2."""
+    try:
+        fn()
+    # ValueError covers settings, schema, connectors' SourceError, crm's RuleError: all clear messages.
+    except (ValueError, RedisUnavailable, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        print("pulse: stopped", file=sys.stderr)
+        raise typer.Exit(130) from None

@@ -1,6 +1,6 @@
 """``pulse spikes``: run the default spike detector over a CSV series of counts (one row per interval).
 
-The lead's ``stream/cli.py`` calls :func:`register`.
+``stream/cli/__init__.py`` calls :func:`register`.
 """
 
 from __future__ import annotations
