@@ -18,21 +18,23 @@ __all__ = ["build_flow"]
 
 
 def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], redis_url: str | None = None,
-               live: Sequence[Source[RawRecord]] = (), flow_id: str = "social_pulse") -> Dataflow:
+               live: Sequence[Source[RawRecord]] = (), flow_id: str = "social_pulse", run_id: str = "0") -> Dataflow:
     """Wire the flow: parse, dead letters, dedupe, classify, CRM, churn, replies, windows, spikes -> Redis.
 
-    ``redis_url`` lets the models start from their Redis checkpoint and look up mentions named by
-    feedback; ``live`` are extra (endless) inputs of live runs: labels, the brand's own replies.
+    ``redis_url`` is where records are de-duplicated, the models start from their checkpoint and feedback
+    looks up mentions; ``live`` are extra (endless) inputs of live runs: labels, the brand's own replies;
+    ``run_id`` names this run (stream/runs.py). No keyed step comes before the windows except the single
+    churn key, so every brand x channel sees its records in input order.
     """
-    s = steps.Steps(settings, redis_url)
+    redis_url = redis_url or getattr(sink, "url", None)  # the sink's server, when not given
+    s = steps.Steps(settings, redis_url, run_id)
     flow = Dataflow(flow_id)
     raw = op.input("read", flow, source)  # RawRecord
     for n, extra in enumerate(live):
         raw = op.merge(f"with_live_input_{n}", raw, op.input(f"read_live_input_{n}", flow, extra))
     parsed = op.map("parse", raw, steps.parse)  # Parsed(source, key, record)
     split = op.branch("split_dead_letters", parsed, steps.is_valid)  # trues: records, falses: DeadLetter
-    keyed = op.key_on("shard_by_id", split.trues, steps.shard_by_record_key)  # (shard, Parsed)
-    checked = op.key_rm("unkey_dedupe", op.stateful("dedupe", keyed, s.dedupe))  # (is_duplicate, Parsed)
+    checked = op.flat_map_batch("dedupe", split.trues, s.dedupe)  # (is_duplicate, Parsed), in input order
     outcomes = op.merge("merge_outcomes", op.map("dead_outcome", split.falses, steps.dead_outcome),
                         op.map("dedupe_outcome", checked, steps.dedupe_outcome))  # (source, outcome)
     counted = op.stateful("count_outcomes", op.key_on("key_by_source", outcomes, steps.first), s.counter)
@@ -48,9 +50,8 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
-    to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
-    matched = op.key_rm("unkey_replies", op.stateful("match_replies", to_match, s.reply_match))  # response/unanswered
-    window_events = op.merge("window_events", op.map("mention_event", enriched, steps.mention_event), matched)
+    facts = op.filter_map("reply_facts", enriched, steps.reply_fact)  # ("fact", event) matched in Redis
+    window_events = op.map("mention_event", enriched, steps.mention_event)
     windowed = op.key_rm("unkey_windows", op.stateful(
         "window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key), s.window))
     split_closed = op.branch("split_closed_minutes", windowed, steps.is_closed_minute)  # trues: ("closed", ...)
@@ -60,6 +61,6 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     latest = op.map("mention_items", enriched, steps.mention_item)  # ("mention", json, ts_ms, id, features)
     dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
     out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), split_closed.falses, alerts,
-                   matched, latest, calls, rejected, churn_scores, serviced.falses)
+                   facts, latest, calls, rejected, churn_scores, serviced.falses)
     op.output("write_redis", out, sink)
     return flow

@@ -47,6 +47,58 @@ class Keys:
         """Sorted set of queries unanswered within the SLA: member mention id, score = mention time."""
         return f"{self.prefix}ua:{{{brand}}}:{channel}"
 
+    def sketch(self, brand: str, channel: str, bucket: str, gran: str = "h") -> str:
+        """Hash ``DDSketch bucket -> count`` of the first response times of one hour (``h``) or day (``d``)
+        window's mentions (:mod:`stream.sketch`)."""
+        return f"{self.prefix}sk{gran}:{{{brand}}}:{channel}:{bucket}"
+
+    @property
+    def response_cutoff(self) -> str:
+        """Hash ``brand|channel -> event ms``: exact response times and unanswered ids of mentions before it are
+        forgotten (``response_retention_seconds`` behind the series' newest mention)."""
+        return f"{self.prefix}rcut"
+
+    @property
+    def response_oldest(self) -> str:
+        """Hash ``brand|channel -> event ms`` of the oldest mention that got a response: when it is not before
+        the cut-off, the exact values are complete."""
+        return f"{self.prefix}rmin"
+
+    @property
+    def response_newest(self) -> str:
+        """Hash ``brand|channel -> event ms`` of the newest mention (the cut-off follows it)."""
+        return f"{self.prefix}rnew"
+
+    @property
+    def pending(self) -> str:
+        """Hash ``mention id -> reply-matching record`` (:mod:`stream.replies`), kept ``reply_horizon_seconds``."""
+        return f"{self.prefix}pend"
+
+    @property
+    def pending_at(self) -> str:
+        """Sorted set ``mention id -> event ms`` of :attr:`pending`, to forget old records."""
+        return f"{self.prefix}pend:t"
+
+    @property
+    def high_water(self) -> str:
+        """The newest event time (ms) reply matching has seen."""
+        return f"{self.prefix}hw"
+
+    def seen(self, day: str) -> str:
+        """Hash ``record id -> run/offset`` of the records accepted for event day ``day`` (``YYYYmmdd``): which
+        run accepted each id first, for de-duplication across runs (:mod:`stream.dedupe`)."""
+        return f"{self.prefix}seen:{day}"
+
+    @property
+    def seen_days(self) -> str:
+        """Sorted set of the days that have a :meth:`seen` hash (score = day start, epoch ms)."""
+        return f"{self.prefix}seen:days"
+
+    @property
+    def runs(self) -> str:
+        """Hash ``run id -> JSON`` describing each run that wrote here (source, first and last write)."""
+        return f"{self.prefix}runs"
+
     def brand_authors(self, brand: str) -> str:
         """HyperLogLog of every author ever seen for a brand (for attraction rate)."""
         return f"{self.prefix}hll:{{{brand}}}:all"
@@ -63,7 +115,7 @@ class Keys:
     # -- flow bookkeeping ----------------------------------------------------------------
     @property
     def stats(self) -> str:
-        """Hash of absolute per-source counters: fields ``{source}|offered`` etc."""
+        """Hash of per-source counters, absolute per run: fields ``{source}@{run}|offered`` etc."""
         return f"{self.prefix}stats"
 
     @property
@@ -73,13 +125,15 @@ class Keys:
 
     @property
     def dlq_seen(self) -> str:
-        """Set of record keys already in the dead-letter stream (keeps it idempotent)."""
-        return f"{self.prefix}dlq:seen"
+        """Sorted set of the record keys already in the dead-letter stream (keeps it idempotent; capped like the
+        stream, oldest first out)."""
+        return f"{self.prefix}dlq:marks"
 
     @property
     def late(self) -> str:
-        """Set of mention ids that arrived after their window was final (also in the dead-letter stream)."""
-        return f"{self.prefix}late"
+        """Sorted set of mention ids that arrived after their window was final (score: event ms; also in the
+        dead-letter stream), the newest million kept."""
+        return f"{self.prefix}late:ids"
 
     @property
     def latest(self) -> str:
@@ -92,7 +146,8 @@ class Keys:
 
     @property
     def alerts_seen(self) -> str:
-        return f"{self.prefix}alerts:seen"
+        """Sorted set of the alert states already in the alerts stream (capped like the stream)."""
+        return f"{self.prefix}alerts:marks"
 
     @property
     def alerts_current(self) -> str:

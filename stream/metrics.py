@@ -1,28 +1,48 @@
 """Reading the analytics back from Redis: the ``pulse metrics`` snapshot and the dashboard's series.
 
-Definitions are those of ARCHITECTURE.md ("Metrics"). Quantiles use linear interpolation between the
-closest ranks (numpy's and polars' ``"linear"``), over exact response times.
+Definitions are those of ARCHITECTURE.md ("Metrics"). A window hash holds each run's own counters
+(``name@run``) and the counters reply matching keeps across runs; :func:`counters_of` sums them by name.
+
+Which figures are exact:
+
+- **Counts and means are exact for any range**: mentions, queries, answered, unanswered, replies, sentiment,
+  first response count and mean come from window counters. A range is read from the day windows it covers
+  whole, the hour windows it covers whole in the remaining hours, and minute windows at its edges
+  (minute windows are kept ``minute_retention_seconds``, hours 30 times and days 365 times longer).
+- **Quantiles** (p50, p90, p99) are exact (linear interpolation between the closest ranks, like polars'
+  ``quantile(q, "linear")``) while the range lies within the exact response times' retention
+  (``response_retention_seconds`` behind the newest mention of the series); otherwise they come from the
+  DDSketches of the hour and day windows of the range (:mod:`stream.sketch`, within 1 %), the range rounded
+  out to whole hours. ``first_response.quantiles`` says which (``exact`` or ``sketch``).
+- **Distinct authors** are HyperLogLog estimates (0.81 % standard error).
 
 >>> quantile([1000, 2000, 3000, 4000], 0.5), quantile([1000, 2000, 3000, 4000], 0.9)
 (2500.0, 3700.0)
+>>> counters_of({b"mentions@f1": b"3", b"mentions@f2": b"2", b"mentions@x": b"-1", b"answered": b"1"})["mentions"]
+4
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from stream.keys import Keys
+from stream import sketch
+from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["distinct_authors", "first_response", "quantile", "recent_dead_letters", "recent_mentions",
-           "response_times_between", "snapshot", "timeseries", "totals", "unanswered_between",
-           "windows_between"]
+__all__ = ["counters_of", "distinct_authors", "first_response", "quantile", "recent_dead_letters",
+           "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
+           "unanswered_between", "windows_between"]
 
-_SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "unanswered", "late")
+_SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "answered",
+           "unanswered", "late")
+_QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
+_DAY, _HOUR, _MINUTE = GRANULARITIES["d"], GRANULARITIES["h"], GRANULARITIES["m"]
 
 
 def quantile(sorted_values: list[float], q: float) -> float | None:
@@ -36,14 +56,22 @@ def quantile(sorted_values: list[float], q: float) -> float | None:
 
 
 def first_response(values: list[float]) -> dict[str, Any]:
-    """Count, mean, p50 and p90 (ms) of first response times."""
+    """Count, mean, p50, p90 and p99 (ms) of exact first response times."""
     values = sorted(values)
-    return {
-        "count": len(values),
-        "mean_ms": (sum(values) / len(values)) if values else None,
-        "p50_ms": quantile(values, 0.5),
-        "p90_ms": quantile(values, 0.9),
-    }
+    out: dict[str, Any] = {"count": len(values), "mean_ms": (sum(values) / len(values)) if values else None}
+    out.update({name: quantile(values, q) for name, q in _QUANTILES})
+    out["quantiles"] = "exact"
+    return out
+
+
+def counters_of(fields: Mapping[Any, Any]) -> dict[str, int]:
+    """A window hash's counters summed over runs (``name@run`` and ``name@x`` fields add to ``name``)."""
+    out = dict.fromkeys(COUNTERS, 0)
+    for field, value in fields.items():
+        name = _decode(field).split("@", 1)[0]
+        if name in out:
+            out[name] += int(value)
+    return out
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -55,13 +83,13 @@ def _decode(b: bytes | str) -> str:
 
 
 def totals(client: redis.Redis, keys: Keys) -> dict[str, int]:
-    """Offered, accepted, dead letters and duplicates summed over every source."""
+    """Offered, accepted, dead letters and duplicates summed over every source and run."""
     out = {"offered": 0, "accepted": 0, "dead_letters": 0, "duplicates": 0}
     for field, value in client.hgetall(keys.stats).items():
         name = _decode(field).rsplit("|", 1)[-1]
         if name in out:
             out[name] += int(value)
-    out["late"] = int(client.scard(keys.late))
+    out["late"] = int(client.zcard(keys.late))
     out["dead_letter_stream"] = int(client.xlen(keys.dlq)) if client.exists(keys.dlq) else 0
     return out
 
@@ -80,84 +108,151 @@ def _empty_block() -> dict[str, Any]:
     return block
 
 
+def _covering(indexes: Mapping[str, list[tuple[bytes, float]]], lo: int | None, hi: int | None
+              ) -> list[tuple[str, str]]:
+    """The windows ``(gran, bucket)`` that cover ``[lo, hi)``: whole days, then whole hours, then minutes.
+
+    ``indexes`` maps each granularity to its windows ``(bucket, start)`` with a start in the range.
+    """
+    if lo is None and hi is None:
+        return [("d", _decode(b)) for b, _ in indexes["d"]]
+    lo_ = lo if lo is not None else -(2**62)
+    hi_ = hi if hi is not None else 2**62
+    days = {int(start) for _, start in indexes["d"] if start >= lo_ and start + _DAY <= hi_}
+    out = [("d", _decode(b)) for b, start in indexes["d"] if int(start) in days]
+    hours = {int(start) for _, start in indexes["h"]
+             if start >= lo_ and start + _HOUR <= hi_ and int(start) - int(start) % _DAY not in days}
+    out += [("h", _decode(b)) for b, start in indexes["h"] if int(start) in hours]
+    out += [("m", _decode(b)) for b, start in indexes["m"]
+            if lo_ <= start < hi_ and int(start) - int(start) % _HOUR not in hours
+            and int(start) - int(start) % _DAY not in days]
+    return out
+
+
+def _sketch_keys(keys: Keys, brand: str, channel: str, windows: Iterable[tuple[str, str]]) -> list[str]:
+    """The sketches of the windows' responses: day sketches for days, hour sketches for hours and minutes."""
+    found: dict[str, None] = {}
+    for gran, bucket in windows:
+        if gran == "d":
+            found[keys.sketch(brand, channel, bucket, "d")] = None
+        else:
+            found[keys.sketch(brand, channel, bucket[:10], "h")] = None
+    return list(found)
+
+
+def _response_block(exact: list[float] | None, sketches: list[Mapping[bytes, bytes]], count: int,
+                    total_ms: int) -> dict[str, Any]:
+    """First response figures: count and mean from counters, quantiles exact (``exact`` given) or sketched."""
+    if exact is not None:
+        out = first_response(exact)
+    else:
+        merged = sketch.merge({_decode(b): int(n) for b, n in s.items()} for s in sketches)
+        out = {name: sketch.quantile(merged, q) for name, q in _QUANTILES}
+        out["quantiles"] = "sketch"
+    out["count"] = count
+    out["mean_ms"] = (total_ms / count) if count else None
+    return out
+
+
+def _rates(block: dict[str, Any]) -> None:
+    """Answer rate (answered queries / queries) and reply rate (brand replies / customer mentions)."""
+    block["answer_rate"] = (block["answered"] / block["queries"]) if block["queries"] else None
+    block["reply_rate"] = (block["replies"] / block["mentions"]) if block["mentions"] else None
+
+
 def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
              until: datetime | None = None) -> dict[str, Any]:
-    """The ``pulse metrics --json`` document (ARCHITECTURE.md, "Command line")."""
-    since_ms, until_ms = _ms(since), _ms(until)
-    ranged = since_ms is not None or until_ms is not None
-    lo = since_ms if since_ms is not None else "-inf"
-    hi = (until_ms - 1) if until_ms is not None else "+inf"
-    gran = "m" if ranged else "d"
+    """The ``pulse metrics --json`` document (ARCHITECTURE.md, "Command line") over ``[since, until)``."""
+    lo, hi = _ms(since), _ms(until)
+    ranged = lo is not None or hi is not None
     bc = _brand_channels(client, keys)
-    # One round trip for every index, one for every window and HLL, one for response times.
-    pipe = client.pipeline(transaction=False)
     pairs = [(b, c) for b, chans in bc.items() for c in chans]
+    pipe = client.pipeline(transaction=False)
+    grans = ("d", "h", "m") if ranged else ("d",)
+    qlo = lo if lo is not None else "-inf"
+    qhi = f"({hi}" if hi is not None else "+inf"
     for b, c in pairs:
-        pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi)
-    buckets = pipe.execute()
-    for (b, c), ids in zip(pairs, buckets, strict=True):
-        for bucket in ids:
-            pipe.hgetall(keys.window(b, c, _decode(bucket), gran))
+        for gran in grans:
+            pipe.zrangebyscore(keys.windows_index(b, c, gran), qlo, qhi, withscores=True)
+    pipe.hgetall(keys.response_cutoff)
+    pipe.hgetall(keys.response_oldest)
+    found = pipe.execute()
+    oldest = {_decode(k): int(v) for k, v in found.pop().items()}
+    cutoffs = {_decode(k): int(v) for k, v in found.pop().items()}
+    covering: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for n, (b, c) in enumerate(pairs):
+        idx = {g: found[n * len(grans) + i] for i, g in enumerate(grans)}
+        covering[b, c] = _covering({g: idx.get(g, []) for g in ("d", "h", "m")}, lo, hi)
+    # one round trip for every window, HLL and the response times or sketches
+    for b, c in pairs:
+        for gran, bucket in covering[b, c]:
+            pipe.hgetall(keys.window(b, c, bucket, gran))
     windows = iter(pipe.execute())
-    for (b, c), ids in zip(pairs, buckets, strict=True):
-        pipe.pfcount(*[keys.authors(b, c, _decode(x), gran) for x in ids]) if ids else pipe.echo("0")
-        pipe.zrange(keys.response_times(b, c), 0, -1, withscores=True)
-        pipe.zrangebyscore(keys.response_times_at(b, c), lo, hi) if ranged else pipe.echo("")
-        pipe.zcount(keys.unanswered(b, c), lo, hi)
+    exact_ok: dict[tuple[str, str], bool] = {}
     for b in bc:
-        authors_keys = [keys.authors(b, c, _decode(x), gran) for (bb, c), ids in zip(pairs, buckets, strict=True)
-                        if bb == b for x in ids]
-        pipe.pfcount(*authors_keys) if authors_keys else pipe.echo("0")
+        for c in bc[b]:
+            hlls = [keys.authors(b, c, bucket, gran) for gran, bucket in covering[b, c]]
+            pipe.pfcount(*hlls) if hlls else pipe.echo("0")
+            cut = cutoffs.get(f"{b}|{c}")
+            exact_ok[b, c] = (cut is None or (lo is not None and lo >= cut)
+                              or oldest.get(f"{b}|{c}", cut) >= cut)
+            if exact_ok[b, c]:
+                pipe.zrangebyscore(keys.response_times_at(b, c), *_exact_range(cutoffs, b, c, lo, None)[:1], qhi)
+                pipe.zrange(keys.response_times(b, c), 0, -1, withscores=True)
+            for key in _sketch_keys(keys, b, c, covering[b, c]):  # for the brand's figures when not all exact
+                pipe.hgetall(key)
+        hlls = [keys.authors(b, c, bucket, gran) for c in bc[b] for gran, bucket in covering[b, c]]
+        pipe.pfcount(*hlls) if hlls else pipe.echo("0")
     rest = iter(pipe.execute())
     brands: dict[str, Any] = {}
-    rt_by_brand: dict[str, list[float]] = defaultdict(list)
-    for (b, c), ids in zip(pairs, buckets, strict=True):
-        block = _empty_block()
-        for _ in ids:
-            h = next(windows)
-            for name in _SUMMED:
-                block[name] += int(h.get(name.encode(), 0))
-            for s in ("negative", "neutral", "positive"):
-                block["sentiment"][s] += int(h.get(s.encode(), 0))
-        block["authors"] = int(next(rest))
-        rts = next(rest)
-        in_range = next(rest)
-        if ranged:
-            wanted = set(in_range)
-            rts = [(m, v) for m, v in rts if m in wanted]
-        values = [v for _, v in rts]
-        rt_by_brand[b].extend(values)
-        block["first_response"] = first_response(values)
-        block["unanswered"] = int(next(rest))
-        block["answer_rate"] = _answer_rate(block)
-        brand = brands.setdefault(b, {"channels": {}})
-        brand["channels"][c] = block
     for b in bc:
         brand = brands.setdefault(b, {"channels": {}})
         agg = _empty_block()
-        for block in brand["channels"].values():
-            for name in _SUMMED:
-                agg[name] += block[name]
-            for s in agg["sentiment"]:
-                agg["sentiment"][s] += block["sentiment"][s]
+        agg_exact: list[float] = []
+        agg_sketches: list[Mapping[bytes, bytes]] = []
+        all_exact = True
+        for c in bc[b]:
+            block = _empty_block()
+            for _ in covering[b, c]:
+                counts = counters_of(next(windows))
+                for name in _SUMMED:
+                    block[name] += counts[name]
+                for sname in ("negative", "neutral", "positive"):
+                    block["sentiment"][sname] += counts[sname]
+            block["authors"] = int(next(rest))
+            exact: list[float] | None = None
+            if exact_ok[b, c]:
+                in_range = set(next(rest))
+                exact = [v for m, v in next(rest) if m in in_range]
+                agg_exact.extend(exact)
+            else:
+                all_exact = False
+            sketches = [next(rest) for _ in _sketch_keys(keys, b, c, covering[b, c])]
+            agg_sketches.extend(sketches)
+            block["first_response"] = _response_block(exact, sketches, block["response_count"],
+                                                      block["response_ms_sum"])
+            _rates(block)
+            if block["mentions"] or block["replies"] or block["response_count"] or block["unanswered"]:
+                brand["channels"][c] = block
+                for name in _SUMMED:
+                    agg[name] += block[name]
+                for sname in agg["sentiment"]:
+                    agg["sentiment"][sname] += block["sentiment"][sname]
         agg["authors"] = int(next(rest))
-        agg["first_response"] = first_response(rt_by_brand[b])
-        agg["answer_rate"] = _answer_rate(agg)
+        agg["first_response"] = _response_block(agg_exact if all_exact else None, agg_sketches,
+                                                agg["response_count"], agg["response_ms_sum"])
+        _rates(agg)
         brand.update(agg)
-    for b, deflection in call_deflection(client, keys, since_ms, until_ms).items():
+    for b, deflection in call_deflection(client, keys, lo, hi).items():
         if b in brands:
             brands[b]["calls"] = deflection
+    for b in [b for b, v in brands.items() if not v["channels"] and "calls" not in v]:
+        del brands[b]  # nothing left: e.g. every mention moved to the brand that answered it
     doc: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(), **totals(client, keys)}
     doc["since"] = since.isoformat() if since else None
     doc["until"] = until.isoformat() if until else None
     doc["brands"] = brands
     return doc
-
-
-def _answer_rate(block: dict[str, Any]) -> float | None:
-    if not block["queries"]:
-        return None
-    return min(1.0, block["response_count"] / block["queries"])
 
 
 def timeseries(client: redis.Redis, keys: Keys, minutes: int = 60, gran: str = "m",
@@ -202,7 +297,9 @@ def windows_between(client: redis.Redis, keys: Keys, since_ms: int | None, until
     for (b, c, score), h in zip(order, pipe.execute(), strict=True):
         if not h:
             continue
-        row: dict[str, Any] = {name: int(h.get(name.encode(), 0)) for name in COUNTERS}
+        row: dict[str, Any] = counters_of(h)
+        if not any(row.values()):
+            continue  # only corrections that cancel out (a mention moved to the brand that answered it)
         row.update(brand=b, channel=c, start=datetime.fromtimestamp(score / 1000, tz=UTC))
         rows.append(row)
     return rows
@@ -232,20 +329,34 @@ def _is_text(b: bytes) -> bool:
     return True
 
 
+def _cutoffs(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Per ``brand|channel``: the event time before which exact response times are no longer kept."""
+    return {_decode(k): int(v) for k, v in client.hgetall(keys.response_cutoff).items()}
+
+
+def _exact_range(cutoffs: Mapping[str, int], brand: str, channel: str, since_ms: int | None,
+                 until_ms: int | None) -> tuple[int | str, int | str]:
+    """``[since, until]`` for a sorted set scored by mention time, never before the series' cut-off."""
+    cut = cutoffs.get(f"{brand}|{channel}")
+    lo: int | None = since_ms if cut is None else max(cut, since_ms if since_ms is not None else cut)
+    return (lo if lo is not None else "-inf", until_ms if until_ms is not None else "+inf")
+
+
 def response_times_between(client: redis.Redis, keys: Keys, since_ms: int | None = None,
                            until_ms: int | None = None, brands: list[str] | None = None) -> list[dict[str, Any]]:
-    """First response times of the mentions posted in ``[since_ms, until_ms]`` (event time, ms).
+    """Exact first response times of the mentions posted in ``[since_ms, until_ms]`` (event time, ms), as far
+    back as they are kept (``response_retention_seconds``).
 
     Rows carry ``brand``, ``channel``, ``mention_id``, ``mention_ms`` and ``response_ms``; the reply was
     posted at ``mention_ms + response_ms``. ``brands`` limits the brands read (default: all).
     """
     bc = _brand_channels(client, keys)
     pairs = [(b, c) for b, chans in bc.items() if brands is None or b in brands for c in chans]
-    lo = since_ms if since_ms is not None else "-inf"
-    hi = until_ms if until_ms is not None else "+inf"
+    cutoffs = _cutoffs(client, keys)
     pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrangebyscore(keys.response_times_at(b, c), lo, hi, withscores=True)
+        pipe.zrangebyscore(keys.response_times_at(b, c), *_exact_range(cutoffs, b, c, since_ms, until_ms),
+                           withscores=True)
     found = pipe.execute()
     for (b, c), members in zip(pairs, found, strict=True):
         if members:
@@ -268,10 +379,10 @@ def unanswered_between(client: redis.Redis, keys: Keys, since_ms: int | None = N
     ``mention_id``, ``mention_ms`` (the snapshot's ``unanswered``, one row each)."""
     pairs = [(b, c) for b, chans in _brand_channels(client, keys).items() if brands is None or b in brands
              for c in chans]
+    cutoffs = _cutoffs(client, keys)
     pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrangebyscore(keys.unanswered(b, c), since_ms if since_ms is not None else "-inf",
-                           until_ms if until_ms is not None else "+inf", withscores=True)
+        pipe.zrangebyscore(keys.unanswered(b, c), *_exact_range(cutoffs, b, c, since_ms, until_ms), withscores=True)
     return [{"brand": b, "channel": c, "mention_id": _decode(m), "mention_ms": int(ts)}
             for (b, c), members in zip(pairs, pipe.execute(), strict=True) for m, ts in members]
 
@@ -351,11 +462,11 @@ def _answers_per_hour(client: redis.Redis, keys: Keys, brand: str, lo_ms: int, h
     order = []
     for c, ids in zip(channels, found, strict=True):
         for bucket, score in ids:
-            pipe.hget(keys.window(brand, c, _decode(bucket), "h"), "response_count")
+            pipe.hgetall(keys.window(brand, c, _decode(bucket), "h"))
             order.append(int(score))
     out: dict[int, int] = defaultdict(int)
-    for start, value in zip(order, pipe.execute(), strict=True):
-        out[start] += int(value or 0)
+    for start, fields in zip(order, pipe.execute(), strict=True):
+        out[start] += counters_of(fields)["response_count"]
     return out
 
 

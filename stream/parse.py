@@ -25,11 +25,13 @@ Record = Mention | CallVolume | ChurnOutcome | Feedback | DeadLetter
 
 
 class Parsed(NamedTuple):
-    """A parsed record with its source (for the counters) and its identity (for de-duplication)."""
+    """A parsed record with its source (for the counters), its identity and its position in the source
+    (for de-duplication: the same id at another position is a duplicate)."""
 
     source: str
     key: str
     record: Record
+    offset: str = ""
 
 
 def _twcs_to_mention(row: dict[str, Any]) -> Mention:
@@ -100,13 +102,13 @@ def parse_record(raw: RawRecord) -> Parsed:
             except orjson.JSONDecodeError as exc:
                 raise SchemaError("json", f"malformed JSON ({exc.msg})") from None
         record = _from_dict(payload, raw.fmt)
-        return Parsed(raw.source, _identity(record), record)
+        return Parsed(raw.source, _identity(record), record, str(raw.offset))
     except SchemaError as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - bad input must never kill the flow
         reason = f"unexpected: {type(exc).__name__}: {exc}"
     return Parsed(raw.source, raw.key, DeadLetter(raw=_raw_bytes(raw.payload), reason=reason,
-                                                   source=raw.source, key=raw.key))
+                                                   source=raw.source, key=raw.key), str(raw.offset))
 
 
 def _raw_bytes(payload: bytes | str | dict[str, Any]) -> bytes | str:

@@ -1,137 +1,314 @@
-"""Reply matching: pairs each customer mention with the brand's first reply to it (first response time).
+"""Reply matching in Redis: each customer mention paired with the brand's first reply to it, across runs.
 
-State is keyed by the replied-to mention id (sharded, see :mod:`stream.shards`). A reply may arrive
-before its mention (out of order); it waits until the mention comes. A query with no reply within the
-SLA (event time, judged against the newest event time the shard has seen) is reported ``unanswered``
-once; at the end of a bounded input every still-unanswered query is. Entries are forgotten after
-``wait_seconds`` of system time so endless streams keep bounded state.
+The pairs a run can see are not always in that run: a question may be replayed from one file and its
+answer from the next, or a live ``pulse run`` may restart between them. So the matching state lives in
+Redis, not in the flow: one record per mention id in the hash ``{prefix}pend`` (the mention's brand,
+channel, time and whether it is a query; or the earliest reply seen before its mention), and one Lua
+script (:data:`MATCH`) applies a batch of events atomically:
 
-Events emitted (plain tuples, cheap to pickle):
+- ``("m", id, brand, channel, ts_ms, minute_id, is_query, unattributed, author, sentiment)``: a customer
+  mention (``unattributed``: counted under the brand ``unknown`` because its source could not tell, as for
+  a Customer Support on Twitter question whose answer is in another file);
+- ``("r", target_id, ts_ms, brand)``: a brand's reply to ``target_id``;
+- ``("s", id)``: the query's SLA has passed (the flow's event-time watermark of its brand x channel went
+  past ``ts + sla``, or its input ended): from now on it counts as unanswered unless a reply within the
+  SLA is known.
 
-- ``("response", brand, channel, mention_id, mention_ts_ms, reply_ts_ms, response_ms, retract)``
-  where ``retract`` is ``None`` or ``(old_reply_ts_ms, old_response_ms)`` when an earlier reply
-  arrived after a later one had been counted;
-- ``("unanswered", brand, channel, mention_id, mention_ts_ms, sign)``: ``sign`` is ``1``, or ``-1`` when a
-  reply within the SLA arrives after the query was judged unanswered (input that is not in event-time
-  order, e.g. several partitions read at different paces), so the end result does not depend on order.
+Everything the script writes is a function of the set of events, never of their order or of which run
+sent them: the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
+counted before), counters move by exact deltas recorded in the mention's record (so an event seen twice
+changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
+the SLA. Per mention it maintains, in the mention's minute, hour and day windows (ARCHITECTURE.md,
+"Metrics"): ``response_count`` and ``response_ms_sum`` of the replying brand, ``answered`` and
+``unanswered`` of the mention's brand; the exact response time in ``rt``/``rtt`` (while within
+``response_retention``) and a DDSketch bucket (:mod:`stream.sketch`) in the hour and day sketches. An
+unattributed mention is moved to the replying brand when its reply is known (the ``@x`` correction fields
+of both brands' windows, and the author into the brand's HyperLogLogs), so the brand counts match those
+of a run that saw both.
 
->>> from stream.schema import Mention, parse_ts
->>> q = Mention(id="t:1", channel="twitter", brand="acme", author="bob", text="help?",
-...             ts=parse_ts("2024-01-01T10:00:00Z"))
->>> r = Mention(id="t:2", channel="twitter", brand="acme", author="AcmeCare", text="on it",
-...             ts=parse_ts("2024-01-01T10:05:00Z"), from_brand=True, in_reply_to="t:1")
->>> logic = ReplyMatchLogic(sla_ms=3_600_000, wait_seconds=60.0, resume_state=None)
->>> logic.on_item((r, "comment"))[0]   # the reply first: it waits for its mention
-[]
->>> logic.on_item((q, "query"))[0]
-[('response', 'acme', 'twitter', 't:1', 1704103200000, 1704103500000, 300000, None)]
+Memory stays bounded in event time: records of mentions older than ``reply_horizon`` behind the newest
+event time seen (``{prefix}hw``) are dropped (a reply arriving after that is not matched), and exact
+response times and unanswered ids of mentions older than ``response_retention`` behind their series'
+newest mention (``{prefix}rnew``) are forgotten. The cut-off (``{prefix}rcut``) and the oldest mention
+that got a response (``{prefix}rmin``) tell readers whether the exact values are complete for a range, or
+the sketches must answer; both depend on the set of events only, never on when trimming ran.
 """
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bytewax.operators import StatefulLogic
+import orjson
+import redis
 
-from stream.schema import Mention
+from stream.keys import Keys
+from stream.sketch import _LOG_GAMMA
 
-__all__ = ["ReplyMatchLogic", "reply_target"]
+__all__ = ["MATCH", "UNKNOWN_BRAND", "ReplyMatcher", "mention_event", "reply_event", "sla_event"]
 
-# Entry layout (a list, for compact snapshots):
-_BRAND, _CHANNEL, _MTS, _QUERY, _RTS, _RBRAND, _UNANSWERED, _TOUCHED = range(8)
+#: The brand a mention is counted under when its source cannot tell (see :mod:`connectors.files`, twcs).
+UNKNOWN_BRAND = "unknown"
+
+#: Retention of hour and day windows (and sketches) relative to minute windows (as the sink's).
+ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
+
+MATCH = r"""
+local P, SLA, RET, HORIZON, LG = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local TTL = {m = tonumber(ARGV[6]), h = tonumber(ARGV[6]) * 30, d = tonumber(ARGV[6]) * 365}
+local UNKNOWN = ARGV[7]
+local events = cjson.decode(ARGV[8])
+local PEND, PEND_T, RCUT, HW = P .. 'pend', P .. 'pend:t', P .. 'rcut', P .. 'hw'
+local LEN = {m = 60000, h = 3600000, d = 86400000}
+local GRANS = {'m', 'h', 'd'}
+
+local function int(x) return string.format('%d', x) end
+local function bucket_id(g, mid) if g == 'm' then return mid elseif g == 'h' then return string.sub(mid, 1, 10) end
+  return string.sub(mid, 1, 8) end
+local function wkey(g, brand, c, mid) return P .. g .. ':{' .. brand .. '}:' .. c .. ':' .. bucket_id(g, mid) end
+
+-- add deltas {field, n, ...} to a brand x channel's minute, hour and day windows of a mention;
+-- a window made here gets the expiry and index entry the flow's sink gives the windows it makes
+local function add(brand, c, t, mid, deltas)
+  for _, g in ipairs(GRANS) do
+    local k = wkey(g, brand, c, mid)
+    for i = 1, #deltas, 2 do redis.call('HINCRBY', k, deltas[i], int(deltas[i + 1])) end
+    local start = t - t % LEN[g]
+    if redis.call('ZADD', P .. g .. 'i:{' .. brand .. '}:' .. c, 'NX', int(start), bucket_id(g, mid)) == 1 then
+      redis.call('EXPIRE', k, int(TTL[g]))
+      if g == 'd' then
+        redis.call('SADD', P .. 'brands', brand)
+        redis.call('SADD', P .. 'channels:{' .. brand .. '}', c)
+      end
+    end
+  end
+end
+
+local function bucket(x) if x <= 0 then return 'z' end return int(math.ceil(math.log(x) / LG)) end
+local function sketch(brand, c, mid, x, n)
+  for _, g in ipairs({'h', 'd'}) do
+    local k = P .. 'sk' .. g .. ':{' .. brand .. '}:' .. c .. ':' .. bucket_id(g, mid)
+    if redis.call('HINCRBY', k, bucket(x), n) == 0 then redis.call('HDEL', k, bucket(x)) end
+    redis.call('EXPIRE', k, int(TTL[g]))
+  end
+end
+
+local newest = tonumber(redis.call('GET', HW) or '0')
+local touched = {}
+-- per series (brand|channel): exact values of mentions older than its newest mention minus RET are
+-- forgotten; rcut holds that cut-off and rmin the oldest mention that got a response, so readers know
+-- whether the exact values are complete for a range (both depend on the set of events only)
+local RNEW, RMIN = P .. 'rnew', P .. 'rmin'
+local newest_of = {}
+local function cutoff(brand, c)
+  if RET <= 0 then return -1 end
+  local f = brand .. '|' .. c
+  if newest_of[f] == nil then newest_of[f] = tonumber(redis.call('HGET', RNEW, f) or '-1') end
+  return newest_of[f] - RET
+end
+local function see(brand, c, t)
+  if RET <= 0 then return end
+  local f = brand .. '|' .. c
+  cutoff(brand, c)
+  if t > newest_of[f] then
+    newest_of[f] = t
+    redis.call('HSET', RNEW, f, int(t))
+    redis.call('HSET', RCUT, f, int(t - RET))
+  end
+end
+local function responded(brand, c, t)
+  local f = brand .. '|' .. c
+  local m = redis.call('HGET', RMIN, f)
+  if m == false or t < tonumber(m) then redis.call('HSET', RMIN, f, int(t)) end
+end
+
+local function ua_key(r) return P .. 'ua:{' .. r.b .. '}:' .. r.c end
+-- a query is unanswered once its SLA check happened, unless a reply came within the SLA; the record
+-- remembers whether it is counted (r.ua), the sorted set only lists the ids (and forgets old ones)
+local function judge(id, r)
+  if r.q ~= 1 or r.sc ~= 1 then return end
+  touched[r.b .. '|' .. r.c] = true
+  local want = (r.rt == nil or r.rt - r.t > SLA) and 1 or 0
+  if want == (r.ua or 0) then return end
+  r.ua = want
+  if want == 1 then
+    add(r.b, r.c, r.t, r.m, {'unanswered', 1})
+    if r.t >= cutoff(r.b, r.c) then redis.call('ZADD', ua_key(r), int(r.t), id) end
+  else
+    add(r.b, r.c, r.t, r.m, {'unanswered', -1})
+    redis.call('ZREM', ua_key(r), id)
+  end
+end
+
+-- an unattributed mention moves to the brand that replied to it
+local function attribute(id, r)
+  if r.u ~= 1 or r.x == 1 or r.rb == nil or r.rb == UNKNOWN then return end
+  local kind = r.q == 1 and 'queries@x' or 'comments@x'
+  add(UNKNOWN, r.c, r.t, r.m, {'mentions@x', -1, kind, -1, r.s .. '@x', -1})
+  add(r.rb, r.c, r.t, r.m, {'mentions@x', 1, kind, 1, r.s .. '@x', 1})
+  for _, g in ipairs(GRANS) do
+    local hll = (g == 'm') and 'hll' or ('hll' .. g)
+    redis.call('PFADD', P .. hll .. ':{' .. r.rb .. '}:' .. r.c .. ':' .. bucket_id(g, r.m), r.a)
+    redis.call('EXPIRE', P .. hll .. ':{' .. r.rb .. '}:' .. r.c .. ':' .. bucket_id(g, r.m), int(TTL[g]))
+  end
+  redis.call('PFADD', P .. 'hll:{' .. r.rb .. '}:all', r.a)
+  if r.ua == 1 then  -- counted unanswered under unknown: judged again under its brand
+    add(r.b, r.c, r.t, r.m, {'unanswered', -1})
+    redis.call('ZREM', ua_key(r), id)
+    r.ua = 0
+  end
+  r.b, r.x = r.rb, 1
+end
+
+local function rt_keys(brand, c) return P .. 'rt:{' .. brand .. '}:' .. c, P .. 'rtt:{' .. brand .. '}:' .. c end
+
+-- count the reply r.rt/r.rb as the first response of mention id, retracting an earlier count (old_rt, old_rb)
+local function respond(id, r, old_rt, old_rb)
+  attribute(id, r)
+  if old_rt ~= nil then
+    local old = math.max(0, old_rt - r.t)
+    add(old_rb, r.c, r.t, r.m, {'response_count', -1, 'response_ms_sum', -old})
+    sketch(old_rb, r.c, r.m, old, -1)
+    if old_rb ~= r.rb then
+      local a, b = rt_keys(old_rb, r.c)
+      redis.call('ZREM', a, id)
+      redis.call('ZREM', b, id)
+    end
+  elseif r.q == 1 then
+    add(r.b, r.c, r.t, r.m, {'answered', 1})
+  end
+  local x = math.max(0, r.rt - r.t)
+  touched[r.rb .. '|' .. r.c] = true
+  add(r.rb, r.c, r.t, r.m, {'response_count', 1, 'response_ms_sum', x})
+  sketch(r.rb, r.c, r.m, x, 1)
+  see(r.rb, r.c, r.t)
+  responded(r.rb, r.c, r.t)
+  if r.t >= cutoff(r.rb, r.c) then
+    local a, b = rt_keys(r.rb, r.c)
+    redis.call('ZADD', a, int(x), id)
+    redis.call('ZADD', b, int(r.t), id)
+  end
+  judge(id, r)
+end
+
+for _, e in ipairs(events) do
+  local kind, id = e[1], e[2]
+  local raw = redis.call('HGET', PEND, id)
+  local r = raw and cjson.decode(raw) or nil
+  local changed = false
+  if kind == 'm' then
+    if r == nil or r.t == nil then
+      local t = e[5]
+      r = r or {}
+      r.b, r.c, r.t, r.m, r.q, r.u = e[3], e[4], t, e[6], e[7], e[8]
+      if r.u == 1 then r.a, r.s = e[9], e[10] end
+      redis.call('ZADD', PEND_T, int(t), id)
+      if t > newest then newest = t end
+      see(r.b, r.c, t)
+      touched[r.b .. '|' .. r.c] = true
+      if r.rt ~= nil then respond(id, r, nil, nil) else judge(id, r) end
+      changed = true
+    end
+  elseif kind == 'r' then
+    local ts, brand = e[3], e[4]
+    if ts > newest then newest = ts end
+    if r == nil then
+      r = {rt = ts, rb = brand}
+      redis.call('ZADD', PEND_T, int(ts), id)
+      changed = true
+    elseif r.rt == nil or ts < r.rt or (ts == r.rt and brand < r.rb) then
+      local old_rt, old_rb = r.rt, r.rb
+      r.rt, r.rb = ts, brand
+      if r.t ~= nil then respond(id, r, old_rt, old_rb) end
+      changed = true
+    end
+  elseif kind == 's' then
+    if r == nil then  -- the check overtook its mention: keep it for when the mention comes
+      r = {}
+      redis.call('ZADD', PEND_T, int(newest), id)
+    end
+    if r.sc ~= 1 then
+      r.sc = 1
+      if r.t ~= nil then judge(id, r) end
+      changed = true
+    end
+  end
+  if changed then redis.call('HSET', PEND, id, cjson.encode(r)) end
+end
+redis.call('SET', HW, int(newest))
+
+-- forget what is past the horizons (bounded work per call; a later call goes on)
+local budget = 2 * #events + 100
+local old = redis.call('ZRANGEBYSCORE', PEND_T, '-inf', '(' .. int(newest - HORIZON), 'LIMIT', 0, budget)
+if #old > 0 then
+  redis.call('HDEL', PEND, unpack(old))
+  redis.call('ZREM', PEND_T, unpack(old))
+end
+for f, _ in pairs(touched) do
+  local sep = string.find(f, '|', 1, true)
+  local brand, c = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+  if RET > 0 then
+    local cut = '(' .. int(cutoff(brand, c))
+    local a, b = rt_keys(brand, c)
+    local gone = redis.call('ZRANGEBYSCORE', b, '-inf', cut, 'LIMIT', 0, budget)
+    if #gone > 0 then
+      redis.call('ZREM', a, unpack(gone))
+      redis.call('ZREM', b, unpack(gone))
+    end
+    local ua = P .. 'ua:{' .. brand .. '}:' .. c
+    local late = redis.call('ZRANGEBYSCORE', ua, '-inf', cut, 'LIMIT', 0, budget)
+    if #late > 0 then redis.call('ZREM', ua, unpack(late)) end
+  end
+end
+return #events
+"""
 
 
-def reply_target(mention: Mention) -> str | None:
-    """The mention id this record's reply-matching state lives under, or None if it takes no part."""
-    if mention.from_brand:
-        return mention.in_reply_to
-    return mention.id
+def mention_event(mention_id: str, brand: str, channel: str, ts_ms: int, is_query: bool, author: str,
+                  sentiment: str) -> list[Any]:
+    """The event of a customer mention (see the module docs)."""
+    unattributed = int(brand == UNKNOWN_BRAND)
+    return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), unattributed,
+            author if unattributed else "", sentiment if unattributed else ""]
 
 
-class ReplyMatchLogic(StatefulLogic[tuple[Mention, str], tuple[Any, ...], dict[str, Any]]):
-    """Items are ``(mention, intent)``; state is ``{"e": {mention_id: entry}, "hw": newest ts ms}``."""
+def reply_event(target_id: str, ts_ms: int, brand: str) -> list[Any]:
+    """The event of a brand's reply to ``target_id``."""
+    return ["r", target_id, ts_ms, brand]
 
-    def __init__(self, sla_ms: int, wait_seconds: float, resume_state: dict[str, Any] | None) -> None:
-        self.sla_ms = sla_ms
-        self.wait_seconds = wait_seconds
-        state = resume_state or {"e": {}, "hw": 0}
-        self.entries: dict[str, list[Any]] = state["e"]
-        self.high_water: int = state["hw"]
-        self._next = datetime.now(UTC) + timedelta(seconds=1)
 
-    def on_item(self, value: tuple[Mention, str]) -> tuple[list[tuple[Any, ...]], bool]:
-        mention, intent = value
-        ts = mention.ts_ms
-        if ts > self.high_water:
-            self.high_water = ts
-        out: list[tuple[Any, ...]] = []
-        if mention.from_brand:
-            target = mention.in_reply_to
-            if target is None:
-                return out, StatefulLogic.RETAIN
-            entry = self.entries.get(target)
-            if entry is None:
-                self.entries[target] = [None, None, None, False, ts, mention.brand, False, time.time()]
-            elif entry[_MTS] is None:
-                if ts < entry[_RTS]:
-                    entry[_RTS], entry[_RBRAND] = ts, mention.brand
-            elif entry[_RTS] is None or ts < entry[_RTS]:
-                retract = None
-                if entry[_RTS] is not None:
-                    retract = (entry[_RTS], max(0, entry[_RTS] - entry[_MTS]))
-                entry[_RTS], entry[_RBRAND] = ts, mention.brand
-                out.extend(self._response(target, entry, retract))
-        else:
-            entry = self.entries.get(mention.id)
-            is_query = intent == "query"
-            if entry is None:
-                self.entries[mention.id] = [mention.brand, mention.channel, ts, is_query, None, None, False,
-                                            time.time()]
-            elif entry[_MTS] is None:
-                entry[_BRAND], entry[_CHANNEL], entry[_MTS], entry[_QUERY] = (
-                    mention.brand, mention.channel, ts, is_query)
-                out.extend(self._response(mention.id, entry, None))
-        return out, StatefulLogic.RETAIN
+def sla_event(mention_id: str) -> list[Any]:
+    """The event "this query's SLA has passed"."""
+    return ["s", mention_id]
 
-    def _response(
-        self, mention_id: str, entry: list[Any], retract: tuple[int, int] | None
-    ) -> list[tuple[Any, ...]]:
-        response_ms = max(0, entry[_RTS] - entry[_MTS])
-        out: list[tuple[Any, ...]] = [
-            ("response", entry[_RBRAND], entry[_CHANNEL], mention_id, entry[_MTS], entry[_RTS], response_ms, retract)
-        ]
-        late = response_ms > self.sla_ms
-        if entry[_QUERY] and entry[_UNANSWERED] != late:
-            entry[_UNANSWERED] = late
-            out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, entry[_MTS], 1 if late else -1))
-        return out
 
-    def _sweep(self, final: bool) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        deadline = self.high_water - self.sla_ms
-        forget_before = time.time() - self.wait_seconds
-        for mention_id, entry in list(self.entries.items()):
-            mts = entry[_MTS]
-            if mts is not None and entry[_QUERY] and not entry[_UNANSWERED] and entry[_RTS] is None and (
-                final or mts < deadline
-            ):
-                entry[_UNANSWERED] = True
-                out.append(("unanswered", entry[_BRAND], entry[_CHANNEL], mention_id, mts, 1))
-            if final or entry[_TOUCHED] < forget_before:
-                del self.entries[mention_id]
-        return out
+class ReplyMatcher:
+    """Applies reply-matching events to Redis with :data:`MATCH`, on a pipeline or a client.
 
-    def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
-        self._next = datetime.now(UTC) + timedelta(seconds=1)
-        return self._sweep(final=False), StatefulLogic.RETAIN
+    >>> import os, redis as r_
+    >>> from stream.redisconn import ensure_redis_url
+    >>> client = r_.Redis.from_url(ensure_redis_url(os.environ.get("REDIS_URL")))
+    >>> keys = Keys("doctest:replies:")
+    >>> m = ReplyMatcher(client, keys, sla_ms=3_600_000)
+    >>> m.apply([reply_event("t:1", 1704103500000, "acme"),                      # the reply first
+    ...          mention_event("t:1", "acme", "twitter", 1704103200000, True, "bob", "negative")])
+    2
+    >>> client.zscore(keys.response_times("acme", "twitter"), "t:1")
+    300000.0
+    >>> client.hget(keys.window("acme", "twitter", "2024010110", "h"), "answered")
+    b'1'
+    >>> for k in client.scan_iter("doctest:replies:*"):
+    ...     _ = client.delete(k)
+    """
 
-    def on_eof(self) -> tuple[list[tuple[Any, ...]], bool]:
-        return self._sweep(final=True), StatefulLogic.DISCARD
+    def __init__(self, client: redis.Redis, keys: Keys, *, sla_ms: int, response_retention_ms: int = 0,
+                 reply_horizon_ms: int = 7 * 86_400_000, minute_retention_s: int = 7 * 86400) -> None:
+        self.keys = keys
+        self._script = client.register_script(MATCH)
+        self._header: list[Any] = [keys.prefix, sla_ms, response_retention_ms, reply_horizon_ms, repr(_LOG_GAMMA),
+                        int(minute_retention_s), UNKNOWN_BRAND]
 
-    def notify_at(self) -> datetime | None:
-        return self._next
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"e": {k: list(v) for k, v in self.entries.items()}, "hw": self.high_water}
+    def apply(self, events: list[list[Any]], client: Any = None) -> Any:
+        """Apply ``events`` (in one script call); on a pipeline the result comes with its ``execute()``."""
+        if not events:
+            return 0
+        return self._script(args=[*self._header, orjson.dumps(events)], client=client)

@@ -18,6 +18,7 @@ from connectors.records import RawRecord
 from stream.flow import build_flow
 from stream.keys import Keys
 from stream.learning import flush_all
+from stream.runs import resolve_run_id
 from stream.settings import Settings
 from stream.sinks import RedisSink
 from stream.stopping import StoppableSource
@@ -75,8 +76,9 @@ def check_crm(settings: Settings) -> None:
 
 def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
              recovery_dir: str | Path | None = None, process_id: int | None = None,
-             addresses: list[str] | None = None, live: Sequence[Source[RawRecord]] = ()) -> None:
-    """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted.
+             addresses: list[str] | None = None, live: Sequence[Source[RawRecord]] = ()) -> str:
+    """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted;
+    returns the run id (stream/runs.py).
 
     ``live`` adds the live inputs (labels, replies sent through the CRM; endless: only for unbounded runs).
     """
@@ -84,9 +86,9 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
     if isinstance(source, FixedPartitionedSource):
         source = StoppableSource(source)
     live = [StoppableSource(x) if isinstance(x, FixedPartitionedSource) else x for x in live]
-    sink = RedisSink(redis_url, Keys(settings.prefix), settings.minute_retention_seconds, settings.latest_keep,
-                     settings.features_retention_seconds, settings.response_retention_seconds)
-    flow = build_flow(source, settings, sink, redis_url=redis_url, live=live)
+    run_id = resolve_run_id(source, settings.run_id, recovery_dir)
+    sink = RedisSink(redis_url, Keys(settings.prefix), settings, run_id=run_id)
+    flow = build_flow(source, settings, sink, redis_url=redis_url, live=live, run_id=run_id)
     try:
         cli_main(
             flow,
@@ -98,3 +100,4 @@ def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, w
         )
     finally:
         flush_all()  # the models' final prequential metrics
+    return run_id

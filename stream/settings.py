@@ -39,10 +39,15 @@ class Settings:
     data_dir: str = ".pulse"
     #: A customer query not answered within this many seconds (event time) counts as unanswered.
     sla_seconds: float = 3600.0
-    #: How long (system seconds) to wait for a reply to a mention before forgetting it (live streams).
-    reply_wait_seconds: float = 6 * 3600.0
-    #: How long (system seconds) a mention id is remembered for de-duplication on live streams.
-    dedupe_seconds: float = 24 * 3600.0
+    #: How long (event seconds behind the newest event) a mention waits for its reply; a reply coming later is
+    #: not matched. The wait outlives the process: it is kept in Redis (stream/replies.py).
+    reply_horizon_seconds: float = 7 * 86400.0
+    #: How long (event seconds behind the newest day seen) record ids are remembered for de-duplication,
+    #: across runs (stream/dedupe.py).
+    dedupe_seconds: float = 2 * 86400.0
+    #: This run's identity: its window fields are ``name@run``, so runs over different inputs add up and a
+    #: replay or resume of the same input rewrites its own. "" derives it from the source (stream/runs.py).
+    run_id: str = ""
     #: Records older than the per-key watermark by more than this (seconds) count as `late`.
     allowed_lateness_seconds: float = 60.0
     #: Minute windows older than this (event seconds behind the newest) are final; later records go to the DLQ.

@@ -1,14 +1,16 @@
 """The flow's Redis sink: idempotent, pipelined writes of everything the flow produces.
 
-Every write is safe to repeat (replays, resumes after a crash): window counters are absolute ``HSET``s,
-authors go into HyperLogLogs, response times into sorted sets keyed by mention id, and stream appends
-(dead letters, alerts) go through a Lua script that appends only the first time a record key is seen.
+Every write is safe to repeat (replays, resumes after a crash) and adds up across runs: window counters
+are absolute ``HSET``s of this run's own fields (``name@run``; readers sum the runs), authors go into
+HyperLogLogs, reply matching applies each batch's mention, reply and SLA events in one script whose
+effects depend on the set of events only (:mod:`stream.replies`), and stream appends (dead letters,
+alerts) go through a Lua script that appends only the first time a record key is seen; the marks of what
+was seen are capped like the streams they guard.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,39 +19,32 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from stream.keys import Keys
+from stream.replies import ReplyMatcher
 from stream.schema import Alert, CallVolume, DeadLetter
+from stream.settings import Settings
 
 __all__ = ["RedisSink", "RedisWriter"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] stream, KEYS[2] seen-set; ARGV[1] record key, ARGV[2] maxlen, ARGV[3..] field/value pairs.
+# KEYS[1] stream, KEYS[2] seen marks (a sorted set, oldest first); ARGV[1] record key, ARGV[2] maxlen (of
+# both), ARGV[3..] field/value pairs.
 _APPEND_ONCE = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-  return 1
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+redis.call('ZADD', KEYS[2], tonumber(string.match(id, '^(%d+)')), ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[2]) + 1000 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[2]) - 1)
 end
-return 0
+return 1
 """
-
-# KEYS[1] response times, KEYS[2] their mention times, KEYS[3] unanswered; ARGV[1] cutoff (event ms).
-# Forgets the series' entries for mentions older than the cutoff, a bounded number per call.
-_TRIM_RESPONSES = """
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 2000)
-if #old > 0 then
-  redis.call('ZREM', KEYS[1], unpack(old))
-  redis.call('ZREM', KEYS[2], unpack(old))
-end
-return #old + redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
-"""
-
-#: How often (wall seconds) one brand x channel's response series is trimmed to its retention.
-TRIM_EVERY_S = 60.0
 
 #: Retention of hour and day roll-ups relative to minute windows.
 _ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
+#: How many mention ids the ``late`` set keeps (the newest by event time).
+LATE_KEEP = 1_000_000
 
 
 class RedisWriter:
@@ -60,34 +55,39 @@ class RedisWriter:
     >>> client = r_.Redis.from_url(ensure_redis_url(os.environ.get("REDIS_URL")))
     >>> w = RedisWriter(client, Keys("doctest:writer:"))
     >>> w.write([("stats", "file:x", {"offered": 2, "accepted": 2, "dead_letters": 0, "duplicates": 0})])
-    >>> client.hget("doctest:writer:stats", "file:x|offered")
+    >>> client.hget("doctest:writer:stats", "file:x@0|offered")
     b'2'
     >>> _ = client.delete("doctest:writer:stats", "doctest:writer:stats:sources")
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
-                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400) -> None:
+                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
+                 run_id: str = "0", sla_s: float = 3600.0, reply_horizon_s: float = 7 * 86400) -> None:
         self.client = client
-        self.response_retention_ms = int(response_retention_s * 1000)
-        self._trimmed_at: dict[tuple[str, str], float] = {}
-        self._trim = client.register_script(_TRIM_RESPONSES)
-        self.features_ttl = max(1, int(features_retention_s))
         self.keys = keys
+        self.run_id = run_id
+        self.features_ttl = max(1, int(features_retention_s))
         self.retention = int(minute_retention_s)
         self.latest_keep = latest_keep
         self.dlq_maxlen = dlq_maxlen
         self._append_once = client.register_script(_APPEND_ONCE)
+        self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
+                                    response_retention_ms=int(response_retention_s * 1000),
+                                    reply_horizon_ms=int(reply_horizon_s * 1000), minute_retention_s=self.retention)
 
     def write(self, items: list[Any]) -> None:
         k = self.keys
+        run = self.run_id
         pipe = self.client.pipeline(transaction=False)
         latest: list[tuple[bytes, int]] = []
+        facts: list[list[Any]] = []
+        checks: list[list[Any]] = []
+        late: dict[str, int] = {}
         # Many small writes to the same key in one batch become one command per key.
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
         zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
-        newest: dict[tuple[str, str], int] = {}  # per response series: the newest mention time in this batch
         for item in items:
             kind = item[0]
             if kind == "window":
@@ -96,7 +96,9 @@ class RedisWriter:
                 ttl = self.retention * _ROLLUP_RETENTION[gran]
                 wkey = k.window(brand, channel, bucket, gran)
                 hkey = k.authors(brand, channel, bucket, gran)
-                pipe.hset(wkey, mapping=counters)
+                mine: dict[str | bytes, int] = {f"{name}@{run}": n for name, n in counters.items() if n}
+                if mine:
+                    pipe.hset(wkey, mapping=mine)  # type: ignore[arg-type]
                 if new_authors:
                     pipe.pfadd(hkey, *new_authors)
                     pipe.expire(hkey, ttl)
@@ -108,35 +110,23 @@ class RedisWriter:
                     if gran == "d":
                         pipe.sadd(k.brands, brand)
                         pipe.sadd(k.channels(brand), channel)
-            elif kind == "response":
-                _, brand, channel, mention_id, mention_ts, _reply_ts, response_ms, _ = item
-                zadds[k.response_times(brand, channel)][mention_id] = response_ms
-                zadds[k.response_times_at(brand, channel)][mention_id] = mention_ts
-                newest[brand, channel] = max(newest.get((brand, channel), mention_ts), mention_ts)
-            elif kind == "unanswered":
-                _, brand, channel, mention_id, mention_ts, sign = item
-                newest[brand, channel] = max(newest.get((brand, channel), mention_ts), mention_ts)
-                ua = k.unanswered(brand, channel)
-                if sign > 0:
-                    zadds[ua][mention_id] = mention_ts
-                    if mention_id in zrems.get(ua, ()):
-                        zrems[ua].remove(mention_id)
-                else:
-                    zadds.get(ua, {}).pop(mention_id, None)
-                    zrems[ua].append(mention_id)
+            elif kind == "fact":
+                facts.append(item[1])
+            elif kind == "sla":
+                checks.append(["s", item[1]])
             elif kind == "mention":
                 _, body, ts_ms, mention_id, feats = item
                 latest.append((body, ts_ms))
                 features[ts_ms - ts_ms % 3_600_000][mention_id] = feats
             elif kind == "stats":
                 _, source, counts = item
-                pipe.hset(k.stats, mapping={f"{source}|{name}": n for name, n in counts.items()})
+                pipe.hset(k.stats, mapping={f"{source}@{run}|{name}": n for name, n in counts.items()})
                 pipe.sadd(f"{k.stats}:sources", source)
             elif kind == "dlq":
                 self._dead_letter(pipe, item[1])
             elif kind == "late":
                 _, brand, channel, mention_id, ts_ms = item
-                pipe.sadd(k.late, mention_id)
+                late[mention_id] = ts_ms
                 self._dead_letter(pipe, DeadLetter(
                     raw=orjson.dumps({"id": mention_id, "brand": brand, "channel": channel, "ts_ms": ts_ms}),
                     reason="late: its minute window was already final", source="flow", key=f"late:{mention_id}"))
@@ -164,25 +154,19 @@ class RedisWriter:
             pipe.expire(k.features(hour), self.features_ttl)
             pipe.zadd(k.features_hours, {hour: hour_ms})
             pipe.zremrangebyscore(k.features_hours, "-inf", hour_ms - self.features_ttl * 1000)
-        if self.response_retention_ms > 0 and newest:
-            self._trim_responses(pipe, newest)
+        if facts or checks:
+            # mentions first, then replies, then SLA checks: the script's result does not depend on the
+            # order, but a check that finds its mention already there does less work
+            facts.sort(key=lambda e: e[0] != "m")
+            self.replies.apply(facts + checks, client=pipe)
+        if late:
+            pipe.zadd(k.late, late)  # type: ignore[arg-type]
+            pipe.zremrangebyrank(k.late, 0, -LATE_KEEP - 1)
         if latest:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
             pipe.zremrangebyrank(k.latest, 0, -self.latest_keep - 1)
         pipe.execute()
-
-    def _trim_responses(self, pipe: redis.client.Pipeline, newest: dict[tuple[str, str], int]) -> None:
-        """Forget response times and unanswered queries of mentions older than the retention (event time,
-        counted back from the newest mention of the series), once a minute per series at most."""
-        now = time.monotonic()
-        k = self.keys
-        for (brand, channel), ts in newest.items():
-            if now - self._trimmed_at.get((brand, channel), -TRIM_EVERY_S) < TRIM_EVERY_S:
-                continue
-            self._trimmed_at[brand, channel] = now
-            self._trim(keys=[k.response_times(brand, channel), k.response_times_at(brand, channel),
-                             k.unanswered(brand, channel)], args=[ts - self.response_retention_ms], client=pipe)
 
     def _dead_letter(self, pipe: redis.client.Pipeline, dl: DeadLetter) -> None:
         raw = dl.raw if isinstance(dl.raw, bytes) else dl.raw.encode("utf-8", "surrogateescape")
@@ -215,22 +199,22 @@ class _RedisSinkPartition(StatelessSinkPartition[Any]):
 
 
 class RedisSink(DynamicSink[Any]):
-    """Writes flow outputs to Redis; one connection per worker.
+    """Writes flow outputs to Redis; one connection per worker. ``settings`` gives the retentions, the SLA and
+    the run id (``run_id``: this run's fields in every window; see :mod:`stream.runs`).
 
     Delivery: at-least-once from Bytewax, made exactly-once in effect by idempotent writes.
     """
 
-    def __init__(self, url: str, keys: Keys, minute_retention_s: float = 7 * 86400, latest_keep: int = 200,
-                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400) -> None:
+    def __init__(self, url: str, keys: Keys, settings: Settings | None = None, run_id: str = "0") -> None:
         self.url = url
         self.keys = keys
-        self.minute_retention_s = minute_retention_s
-        self.latest_keep = latest_keep
-        self.features_retention_s = features_retention_s
-        self.response_retention_s = response_retention_s
+        self.settings = settings or Settings(prefix=keys.prefix)
+        self.run_id = run_id
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
+        s = self.settings
         client = redis.Redis.from_url(self.url)
-        return _RedisSinkPartition(RedisWriter(client, self.keys, self.minute_retention_s, self.latest_keep,
-                                               features_retention_s=self.features_retention_s,
-                                               response_retention_s=self.response_retention_s))
+        return _RedisSinkPartition(RedisWriter(
+            client, self.keys, s.minute_retention_seconds, s.latest_keep,
+            features_retention_s=s.features_retention_seconds, response_retention_s=s.response_retention_seconds,
+            run_id=self.run_id, sla_s=s.sla_seconds, reply_horizon_s=s.reply_horizon_seconds))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from bytewax.inputs import Source
 
 from connectors.records import RawRecord
@@ -25,7 +27,9 @@ def build_source(spec: str, *, speed: float = 0.0, seed: int | None = None, limi
         from connectors.simulator import SimulatorSource
 
         use_seed = parsed.seed if spec.startswith("sim:") or seed is None else seed
-        return SimulatorSource(seed=use_seed, limit=limit, speed=speed, warmup_hours=warmup_hours)
+        # a live world starts now: fixed here, so the run is named by it (stream/runs.py)
+        start = datetime.now(UTC).replace(second=0, microsecond=0) if speed > 0 else None
+        return SimulatorSource(seed=use_seed, limit=limit, speed=speed, warmup_hours=warmup_hours, start=start)
     if isinstance(parsed, FileSpec):
         from connectors.files import FileSource
 

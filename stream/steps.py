@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from connectors.records import RawRecord
 from crm import CrmSettings
 from stream.churn import ChurnLogic, customer_key
 from stream.counters import CounterLogic
 from stream.crm_steps import CrmHost
-from stream.dedupe import DedupeLogic
+from stream.dedupe import Deduplicator
 from stream.incidents import SpikeLogic
 from stream.keys import Keys
 from stream.learning import ModelHost, features_of
 from stream.parse import Parsed, parse_record
-from stream.replies import ReplyMatchLogic, reply_target
+from stream.replies import mention_event as match_mention
+from stream.replies import reply_event
 from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.service_desk import desk_settings
 from stream.settings import Settings
-from stream.shards import shard_of
 from stream.windows import WindowLogic, window_key
 
 __all__ = ["Steps"]
@@ -31,10 +34,6 @@ def parse(raw: RawRecord) -> Parsed:
 
 def is_valid(p: Parsed) -> bool:
     return not isinstance(p.record, DeadLetter)
-
-
-def shard_by_record_key(p: Parsed) -> str:
-    return shard_of(p.key)
 
 
 def dead_outcome(p: Parsed) -> tuple[str, str]:
@@ -61,9 +60,12 @@ def calls_only(record: Any) -> tuple[str, CallVolume] | None:
     return ("calls", record) if isinstance(record, CallVolume) else None
 
 
-def reply_target_key(e: Enriched) -> tuple[str, tuple[Mention, str]] | None:
-    target = reply_target(e.mention)
-    return None if target is None else (shard_of(target), (e.mention, e.intent))
+def reply_fact(e: Enriched) -> tuple[str, list[Any]] | None:
+    """For reply matching in Redis: a customer mention, or a brand's reply to one (stream/replies.py)."""
+    m = e.mention
+    if m.from_brand:
+        return None if m.in_reply_to is None else ("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand))
+    return ("fact", match_mention(m.id, m.brand, m.channel, m.ts_ms, e.intent == "query", m.author, e.sentiment))
 
 
 def mention_event(e: Enriched) -> tuple[Any, ...]:
@@ -131,28 +133,49 @@ def dead_letter_item(p: Parsed) -> tuple[str, DeadLetter]:
     return ("dlq", p.record)  # type: ignore[return-value]
 
 
-class Steps:
-    """State builders and stateful step functions, configured from :class:`Settings`."""
+def _event_ms(record: Any) -> int | None:
+    if isinstance(record, Mention):
+        return record.ts_ms
+    ts = getattr(record, "ts", None)
+    return None if ts is None else int(ts.timestamp() * 1000)
 
-    def __init__(self, settings: Settings, redis_url: str | None) -> None:
+
+class Steps:
+    """State builders and stateful step functions, configured from :class:`Settings`.
+
+    ``run_id`` names this run (stream/runs.py): de-duplication remembers which run accepted each record.
+    """
+
+    def __init__(self, settings: Settings, redis_url: str | None, run_id: str = "0") -> None:
         self.settings = settings
+        self.redis_url = redis_url
+        self.run_id = run_id
+        self._local = threading.local()
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
                                 checkpoint_every=settings.checkpoint_every)
         self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings))
 
-    def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
-        return DedupeLogic(self.settings.dedupe_seconds, resume)
+    def _deduplicator(self) -> Deduplicator:
+        found: Deduplicator | None = getattr(self._local, "dedupe", None)
+        if found is None:
+            if self.redis_url is None:
+                raise ValueError("the flow needs a Redis URL to de-duplicate records")
+            found = self._local.dedupe = Deduplicator(redis.Redis.from_url(self.redis_url), Keys(self.settings.prefix),
+                                                      self.run_id, int(self.settings.dedupe_seconds * 1000))
+        return found
+
+    def dedupe(self, batch: list[Parsed]) -> list[tuple[bool, Parsed]]:
+        """``(is_duplicate, record)`` for a batch of valid records, in their order."""
+        flags = self._deduplicator().check([(p.key, _event_ms(p.record), p.offset) for p in batch])
+        return list(zip(flags, batch, strict=True))
 
     def counter(self, resume: dict[str, Any] | None) -> CounterLogic:
         return CounterLogic(self.settings.flush_seconds, resume)
 
-    def reply_match(self, resume: dict[str, Any] | None) -> ReplyMatchLogic:
-        return ReplyMatchLogic(int(self.settings.sla_seconds * 1000), self.settings.reply_wait_seconds, resume)
-
     def window(self, resume: dict[str, Any] | None) -> WindowLogic:
         s = self.settings
         return WindowLogic(int(s.window_horizon_seconds * 1000), int(s.allowed_lateness_seconds * 1000),
-                           s.flush_seconds, resume)
+                           int(s.sla_seconds * 1000), s.flush_seconds, resume)
 
     def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
         return ChurnLogic(resume)

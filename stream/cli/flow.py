@@ -64,23 +64,23 @@ def replay(
                             on_progress=None if no_progress else update)
         started = time.monotonic()
         if no_progress:
-            run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+            run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
         else:
             with progress:
-                run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
-        counts = _source_counts(client, settings, f"file:{path.resolve()}")
+                run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+        counts = _source_counts(client, settings, f"file:{path.resolve()}", run_id)
         log.info("replay of %s finished in %.1fs", path, time.monotonic() - started)
-        err.print(f"replayed {path}: offered {counts['offered']}, accepted {counts['accepted']}, "
+        err.print(f"replayed {path} (run {run_id}): offered {counts['offered']}, accepted {counts['accepted']}, "
                   f"dead letters {counts['dead_letters']}, duplicates {counts['duplicates']} "
                   f"(see 'pulse metrics' for every source under prefix {settings.prefix!r})")
 
     guard(go)
 
 
-def _source_counts(client: Any, settings: Settings, source: str) -> dict[str, int]:
-    """Offered, accepted, dead letters and duplicates of one source (the counters are per source)."""
+def _source_counts(client: Any, settings: Settings, source: str, run_id: str) -> dict[str, int]:
+    """Offered, accepted, dead letters and duplicates of one source in one run (the counters are per both)."""
     names = ("offered", "accepted", "dead_letters", "duplicates")
-    values = client.hmget(Keys(settings.prefix).stats, [f"{source}|{n}" for n in names])
+    values = client.hmget(Keys(settings.prefix).stats, [f"{source}@{run_id}|{n}" for n in names])
     return {n: int(v or 0) for n, v in zip(names, values, strict=True)}
 
 
