@@ -35,7 +35,7 @@ from stream import sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["counters_of", "distinct_authors", "first_response", "quantile", "recent_dead_letters",
+__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "quantile", "recent_dead_letters",
            "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
            "unanswered_between", "windows_between"]
 
@@ -175,10 +175,9 @@ def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
         for gran in grans:
             pipe.zrangebyscore(keys.windows_index(b, c, gran), qlo, qhi, withscores=True)
     pipe.hgetall(keys.response_cutoff)
-    pipe.hgetall(keys.response_oldest)
     found = pipe.execute()
-    oldest = {_decode(k): int(v) for k, v in found.pop().items()}
     cutoffs = {_decode(k): int(v) for k, v in found.pop().items()}
+    exact_ok = exact_complete(client, keys, pairs, lo)
     covering: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for n, (b, c) in enumerate(pairs):
         idx = {g: found[n * len(grans) + i] for i, g in enumerate(grans)}
@@ -188,14 +187,10 @@ def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
         for gran, bucket in covering[b, c]:
             pipe.hgetall(keys.window(b, c, bucket, gran))
     windows = iter(pipe.execute())
-    exact_ok: dict[tuple[str, str], bool] = {}
     for b in bc:
         for c in bc[b]:
             hlls = [keys.authors(b, c, bucket, gran) for gran, bucket in covering[b, c]]
             pipe.pfcount(*hlls) if hlls else pipe.echo("0")
-            cut = cutoffs.get(f"{b}|{c}")
-            exact_ok[b, c] = (cut is None or (lo is not None and lo >= cut)
-                              or oldest.get(f"{b}|{c}", cut) >= cut)
             if exact_ok[b, c]:
                 pipe.zrangebyscore(keys.response_times_at(b, c), *_exact_range(cutoffs, b, c, lo, None)[:1], qhi)
                 pipe.zrange(keys.response_times(b, c), 0, -1, withscores=True)
@@ -298,8 +293,8 @@ def windows_between(client: redis.Redis, keys: Keys, since_ms: int | None, until
         if not h:
             continue
         row: dict[str, Any] = counters_of(h)
-        if not any(row.values()):
-            continue  # only corrections that cancel out (a mention moved to the brand that answered it)
+        if not (row["mentions"] or row["replies"] or row["response_count"] or row["unanswered"]):
+            continue  # corrections that cancel out: its mentions moved to the brand that answered them
         row.update(brand=b, channel=c, start=datetime.fromtimestamp(score / 1000, tz=UTC))
         rows.append(row)
     return rows
@@ -327,6 +322,20 @@ def _is_text(b: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def exact_complete(client: redis.Redis, keys: Keys, series: Iterable[tuple[str, str]], since_ms: int | None
+                   ) -> dict[tuple[str, str], bool]:
+    """Per brand x channel: are the exact response times from ``since_ms`` on all still kept?"""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.response_cutoff)
+    pipe.hgetall(keys.response_oldest)
+    cuts, oldest = ({_decode(k): int(v) for k, v in h.items()} for h in pipe.execute())
+    out = {}
+    for b, c in series:
+        cut = cuts.get(f"{b}|{c}")
+        out[b, c] = cut is None or (since_ms is not None and since_ms >= cut) or oldest.get(f"{b}|{c}", cut) >= cut
+    return out
 
 
 def _cutoffs(client: redis.Redis, keys: Keys) -> dict[str, int]:

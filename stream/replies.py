@@ -6,10 +6,11 @@ Redis, not in the flow: one record per mention id in the hash ``{prefix}pend`` (
 channel, time and whether it is a query; or the earliest reply seen before its mention), and one Lua
 script (:data:`MATCH`) applies a batch of events atomically:
 
-- ``("m", id, brand, channel, ts_ms, minute_id, is_query, unattributed, author, sentiment)``: a customer
-  mention (``unattributed``: counted under the brand ``unknown`` because its source could not tell, as for
-  a Customer Support on Twitter question whose answer is in another file);
+- ``("m", id, brand, channel, ts_ms, minute_id, is_query, unattributed[, author, sentiment, in_reply_to])``:
+  a customer mention (``unattributed``: counted under the brand ``unknown`` because its source could not
+  tell, as for a Customer Support on Twitter question whose answer is in another file);
 - ``("r", target_id, ts_ms, brand)``: a brand's reply to ``target_id``;
+- ``("b", post_id, brand, ts_ms)``: a brand's own post (what replies to it is about that brand);
 - ``("s", id)``: the query's SLA has passed (the flow's event-time watermark of its brand x channel went
   past ``ts + sla``, or its input ended): from now on it counts as unanswered unless a reply within the
   SLA is known.
@@ -22,9 +23,10 @@ the SLA. Per mention it maintains, in the mention's minute, hour and day windows
 "Metrics"): ``response_count`` and ``response_ms_sum`` of the replying brand, ``answered`` and
 ``unanswered`` of the mention's brand; the exact response time in ``rt``/``rtt`` (while within
 ``response_retention``) and a DDSketch bucket (:mod:`stream.sketch`) in the hour and day sketches. An
-unattributed mention is moved to the replying brand when its reply is known (the ``@x`` correction fields
-of both brands' windows, and the author into the brand's HyperLogLogs), so the brand counts match those
-of a run that saw both.
+unattributed mention is moved to its brand when the evidence is known, with the precedence the twcs reader
+applies to a whole file (the brand that replied to it, else the brand whose post it replies to, else its
+conversation's brand), through the ``@x`` correction fields of both brands' windows and the author into
+the brand's HyperLogLogs, so the brand counts match those of a run that saw the whole conversation.
 
 Memory stays bounded in event time: records of mentions older than ``reply_horizon`` behind the newest
 event time seen (``{prefix}hw``) are dropped (a reply arriving after that is not matched), and exact
@@ -44,7 +46,7 @@ import redis
 from stream.keys import Keys
 from stream.sketch import _LOG_GAMMA
 
-__all__ = ["MATCH", "UNKNOWN_BRAND", "ReplyMatcher", "mention_event", "reply_event", "sla_event"]
+__all__ = ["MATCH", "UNKNOWN_BRAND", "ReplyMatcher", "brand_post_event", "mention_event", "reply_event", "sla_event"]
 
 #: The brand a mention is counted under when its source cannot tell (see :mod:`connectors.files`, twcs).
 UNKNOWN_BRAND = "unknown"
@@ -121,6 +123,24 @@ local function responded(brand, c, t)
   if m == false or t < tonumber(m) then redis.call('HSET', RMIN, f, int(t)) end
 end
 
+-- records are read once per script and written back once at the end
+local cache, dirty = {}, {}
+local function load(id)
+  local r = cache[id]
+  if r == nil then
+    local raw = redis.call('HGET', PEND, id)
+    if not raw then return nil end
+    r = cjson.decode(raw)
+    cache[id] = r
+  end
+  return r
+end
+local function store(id, r, ts)
+  if cache[id] == nil and ts ~= nil then redis.call('ZADD', PEND_T, int(ts), id) end
+  cache[id] = r
+  dirty[id] = true
+end
+
 local function ua_key(r) return P .. 'ua:{' .. r.b .. '}:' .. r.c end
 -- a query is unanswered once its SLA check happened, unless a reply came within the SLA; the record
 -- remembers whether it is counted (r.ua), the sorted set only lists the ids (and forgets old ones)
@@ -139,31 +159,72 @@ local function judge(id, r)
   end
 end
 
--- an unattributed mention moves to the brand that replied to it
-local function attribute(id, r)
-  if r.u ~= 1 or r.x == 1 or r.rb == nil or r.rb == UNKNOWN then return end
-  local kind = r.q == 1 and 'queries@x' or 'comments@x'
-  add(UNKNOWN, r.c, r.t, r.m, {'mentions@x', -1, kind, -1, r.s .. '@x', -1})
-  add(r.rb, r.c, r.t, r.m, {'mentions@x', 1, kind, 1, r.s .. '@x', 1})
-  for _, g in ipairs(GRANS) do
-    local hll = (g == 'm') and 'hll' or ('hll' .. g)
-    redis.call('PFADD', P .. hll .. ':{' .. r.rb .. '}:' .. r.c .. ':' .. bucket_id(g, r.m), r.a)
-    redis.call('EXPIRE', P .. hll .. ':{' .. r.rb .. '}:' .. r.c .. ':' .. bucket_id(g, r.m), int(TTL[g]))
+-- an unattributed mention (counted under UNKNOWN) moves to its brand once the evidence is known, with the
+-- precedence the twcs reader uses on a whole file: 1 the brand replied to it, 2 it replies to the brand's
+-- post, 4 its conversation's brand (a mention it replies to, or one replying to it); better evidence moves
+-- it again, and each move carries the mention's conversation along
+local attribute
+local function propagate(id, r, brand)
+  for _, kid in ipairs(r.k or {}) do
+    local kr = load(kid)
+    if kr ~= nil and kr.t ~= nil then attribute(kid, kr, brand, 4) end
   end
-  redis.call('PFADD', P .. 'hll:{' .. r.rb .. '}:all', r.a)
-  if r.ua == 1 then  -- counted unanswered under unknown: judged again under its brand
-    add(r.b, r.c, r.t, r.m, {'unanswered', -1})
-    redis.call('ZREM', ua_key(r), id)
-    r.ua = 0
+  if r.p ~= nil then
+    local pr = load(r.p)
+    if pr ~= nil and pr.t ~= nil then attribute(r.p, pr, brand, 4) end
   end
-  r.b, r.x = r.rb, 1
+end
+attribute = function(id, r, brand, level)
+  if r.u ~= 1 or brand == nil or brand == UNKNOWN or (r.x ~= nil and r.x <= level) then return end
+  local from = r.b
+  r.x = level
+  store(id, r)
+  if from ~= brand then
+    local kind = r.q == 1 and 'queries@x' or 'comments@x'
+    add(from, r.c, r.t, r.m, {'mentions@x', -1, kind, -1, r.s .. '@x', -1})
+    add(brand, r.c, r.t, r.m, {'mentions@x', 1, kind, 1, r.s .. '@x', 1})
+    for _, g in ipairs(GRANS) do
+      local hll = P .. ((g == 'm') and 'hll' or ('hll' .. g)) .. ':{' .. brand .. '}:' .. r.c .. ':' .. bucket_id(g, r.m)
+      redis.call('PFADD', hll, r.a)
+      redis.call('EXPIRE', hll, int(TTL[g]))
+    end
+    redis.call('PFADD', P .. 'hll:{' .. brand .. '}:all', r.a)
+    if r.ua == 1 then  -- counted unanswered under the old brand: judged again under the new one
+      add(from, r.c, r.t, r.m, {'unanswered', -1})
+      redis.call('ZREM', ua_key(r), id)
+      r.ua = 0
+    end
+    if r.q == 1 and r.rt ~= nil and r.an == 1 then
+      add(from, r.c, r.t, r.m, {'answered', -1})
+      add(brand, r.c, r.t, r.m, {'answered', 1})
+    end
+    r.b = brand
+    judge(id, r)
+  end
+  propagate(id, r, brand)
+end
+
+-- a new unattributed mention looks for its brand in what it replies to, or waits there for it
+local function link(id, r)
+  if r.p == nil then return end
+  local pr = load(r.p)
+  if pr ~= nil and pr.bp ~= nil then
+    attribute(id, r, pr.bp, 2)
+  elseif pr ~= nil and pr.t ~= nil and (pr.u ~= 1 or pr.x ~= nil) then
+    attribute(id, r, pr.b, 4)
+  else
+    pr = pr or {}
+    pr.k = pr.k or {}
+    table.insert(pr.k, id)
+    store(r.p, pr, r.t)
+  end
 end
 
 local function rt_keys(brand, c) return P .. 'rt:{' .. brand .. '}:' .. c, P .. 'rtt:{' .. brand .. '}:' .. c end
 
 -- count the reply r.rt/r.rb as the first response of mention id, retracting an earlier count (old_rt, old_rb)
 local function respond(id, r, old_rt, old_rb)
-  attribute(id, r)
+  attribute(id, r, r.rb, 1)
   if old_rt ~= nil then
     local old = math.max(0, old_rt - r.t)
     add(old_rb, r.c, r.t, r.m, {'response_count', -1, 'response_ms_sum', -old})
@@ -175,6 +236,7 @@ local function respond(id, r, old_rt, old_rb)
     end
   elseif r.q == 1 then
     add(r.b, r.c, r.t, r.m, {'answered', 1})
+    r.an = 1
   end
   local x = math.max(0, r.rt - r.t)
   touched[r.rb .. '|' .. r.c] = true
@@ -192,48 +254,61 @@ end
 
 for _, e in ipairs(events) do
   local kind, id = e[1], e[2]
-  local raw = redis.call('HGET', PEND, id)
-  local r = raw and cjson.decode(raw) or nil
-  local changed = false
+  local r = load(id)
   if kind == 'm' then
     if r == nil or r.t == nil then
       local t = e[5]
       r = r or {}
       r.b, r.c, r.t, r.m, r.q, r.u = e[3], e[4], t, e[6], e[7], e[8]
-      if r.u == 1 then r.a, r.s = e[9], e[10] end
-      redis.call('ZADD', PEND_T, int(t), id)
+      if r.u == 1 then
+        r.a, r.s = e[9], e[10]
+        if e[11] ~= cjson.null then r.p = e[11] end
+      end
+      store(id, r, t)
       if t > newest then newest = t end
       see(r.b, r.c, t)
       touched[r.b .. '|' .. r.c] = true
       if r.rt ~= nil then respond(id, r, nil, nil) else judge(id, r) end
-      changed = true
+      if r.u == 1 then
+        link(id, r)
+        for _, kid in ipairs(r.k or {}) do  -- replies to it that found their brand before it came
+          local kr = load(kid)
+          if kr ~= nil and kr.t ~= nil and (kr.u ~= 1 or kr.x ~= nil) then attribute(id, r, kr.b, 4) end
+        end
+      end
+      if r.k ~= nil and (r.u ~= 1 or r.x ~= nil) then propagate(id, r, r.b) end
     end
   elseif kind == 'r' then
     local ts, brand = e[3], e[4]
     if ts > newest then newest = ts end
     if r == nil then
-      r = {rt = ts, rb = brand}
-      redis.call('ZADD', PEND_T, int(ts), id)
-      changed = true
+      store(id, {rt = ts, rb = brand}, ts)
     elseif r.rt == nil or ts < r.rt or (ts == r.rt and brand < r.rb) then
       local old_rt, old_rb = r.rt, r.rb
       r.rt, r.rb = ts, brand
+      store(id, r)
       if r.t ~= nil then respond(id, r, old_rt, old_rb) end
-      changed = true
+    end
+  elseif kind == 'b' then  -- a brand's own post: what replies to it is about that brand
+    if r == nil or r.bp == nil then
+      r = r or {}
+      r.bp = e[3]
+      store(id, r, e[4])
+      for _, kid in ipairs(r.k or {}) do
+        local kr = load(kid)
+        if kr ~= nil and kr.t ~= nil then attribute(kid, kr, r.bp, 2) end
+      end
     end
   elseif kind == 's' then
-    if r == nil then  -- the check overtook its mention: keep it for when the mention comes
-      r = {}
-      redis.call('ZADD', PEND_T, int(newest), id)
-    end
+    r = r or {}
     if r.sc ~= 1 then
       r.sc = 1
+      store(id, r, newest)  -- a check that overtook its mention waits for it
       if r.t ~= nil then judge(id, r) end
-      changed = true
     end
   end
-  if changed then redis.call('HSET', PEND, id, cjson.encode(r)) end
 end
+for id, _ in pairs(dirty) do redis.call('HSET', PEND, id, cjson.encode(cache[id])) end
 redis.call('SET', HW, int(newest))
 
 -- forget what is past the horizons (bounded work per call; a later call goes on)
@@ -264,11 +339,17 @@ return #events
 
 
 def mention_event(mention_id: str, brand: str, channel: str, ts_ms: int, is_query: bool, author: str,
-                  sentiment: str) -> list[Any]:
+                  sentiment: str, in_reply_to: str | None = None) -> list[Any]:
     """The event of a customer mention (see the module docs)."""
-    unattributed = int(brand == UNKNOWN_BRAND)
-    return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), unattributed,
-            author if unattributed else "", sentiment if unattributed else ""]
+    if brand != UNKNOWN_BRAND:
+        return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), 0]
+    return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), 1, author, sentiment,
+            in_reply_to]
+
+
+def brand_post_event(post_id: str, brand: str, ts_ms: int) -> list[Any]:
+    """The event of a brand's own post: a mention replying to it is about that brand."""
+    return ["b", post_id, brand, ts_ms]
 
 
 def reply_event(target_id: str, ts_ms: int, brand: str) -> list[Any]:

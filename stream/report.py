@@ -3,7 +3,11 @@
 :func:`build_report` reads the hour or day roll-ups and the exact response times from Redis into polars
 frames; :func:`write_report` writes the per-period table as CSV or Parquet, or the whole report as one
 self-contained HTML page (per-brand summary, per-channel footprint, the period table). Definitions are
-those of ARCHITECTURE.md ("Metrics"); first response quantiles are exact (linear interpolation).
+those of ARCHITECTURE.md ("Metrics") and the same as ``pulse metrics``: counts and mean first response come
+from the window counters (exact for any range), answer rate is answered queries / queries, reply rate
+brand replies / customer mentions; first response quantiles are exact (linear interpolation) while the
+exact values of the range are kept, else from the hour or day DDSketches (within 1 %); the column
+``quantiles`` says which.
 
 >>> Report.empty(None, None, "d").periods.height
 0
@@ -15,13 +19,14 @@ import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import redis
 
+from stream import sketch
 from stream.keys import Keys
-from stream.metrics import distinct_authors, response_times_between, unanswered_between, windows_between
+from stream.metrics import distinct_authors, exact_complete, response_times_between, windows_between
 
 __all__ = ["FORMATS", "Report", "build_report", "write_report"]
 
@@ -29,8 +34,12 @@ __all__ = ["FORMATS", "Report", "build_report", "write_report"]
 FORMATS = ("csv", "parquet", "html")
 _PERIOD = {"h": "1h", "d": "1d"}
 _COLUMNS = ["period", "brand", "channel", "mentions", "authors", "queries", "comments", "negative", "neutral",
-            "positive", "negative_share", "replies", "answer_rate", "first_response_count", "first_response_mean_min",
-            "first_response_p50_min", "first_response_p90_min", "unanswered"]
+            "positive", "negative_share", "replies", "answered", "answer_rate", "reply_rate", "first_response_count",
+            "first_response_mean_min", "first_response_p50_min", "first_response_p90_min", "first_response_p99_min",
+            "quantiles", "unanswered"]
+_SUMMED = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "answered", "unanswered",
+           "response_count", "response_ms_sum"]
+_Q = (("first_response_p50_min", 0.5), ("first_response_p90_min", 0.9), ("first_response_p99_min", 0.99))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,7 @@ class Report:
     @classmethod
     def empty(cls, since: datetime | None, until: datetime | None, gran: str) -> Report:
         frame = pl.DataFrame(schema=dict.fromkeys(_COLUMNS, pl.Float64) | {
-            "period": pl.Datetime("ms", "UTC"), "brand": pl.Utf8, "channel": pl.Utf8})
+            "period": pl.Datetime("ms", "UTC"), "brand": pl.Utf8, "channel": pl.Utf8, "quantiles": pl.Utf8})
         return cls(since, until, gran, frame.select(_COLUMNS), frame.drop("period", "channel"), frame.drop("period"))
 
 
@@ -61,18 +70,42 @@ def _period(ms_column: str, gran: str) -> pl.Expr:
             .dt.cast_time_unit("ms").alias("period"))
 
 
-def _response_stats(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+def _exact_quantiles(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     minutes = pl.col("response_ms") / 60_000
-    return frame.group_by(by).agg(
-        pl.len().alias("first_response_count"), minutes.mean().alias("first_response_mean_min"),
-        minutes.quantile(0.5, "linear").alias("first_response_p50_min"),
-        minutes.quantile(0.9, "linear").alias("first_response_p90_min"))
+    return frame.group_by(by).agg(*[minutes.quantile(q, "linear").alias(name) for name, q in _Q],
+                                  pl.lit("exact").alias("quantiles"))
+
+
+def _sketch_quantiles(sketches: dict[tuple, list[dict[str, int]]], by: list[str]) -> pl.DataFrame:
+    rows = []
+    for group, parts in sketches.items():
+        merged = sketch.merge(parts)
+        row = dict(zip(by, group, strict=True))
+        for name, q in _Q:
+            v = sketch.quantile(merged, q)
+            row[name] = None if v is None else v / 60_000
+        row["quantiles"] = "sketch"
+        rows.append(row)
+    schema: dict[str, Any] = {c: pl.Utf8 for c in by} | {name: pl.Float64 for name, _ in _Q} | {"quantiles": pl.Utf8}
+    if "period" in by:
+        schema["period"] = pl.Datetime("ms", "UTC")
+    return pl.DataFrame(rows, schema=schema)
 
 
 def _rates(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         (pl.col("negative") / pl.col("mentions")).alias("negative_share"),
-        pl.when(pl.col("queries") > 0).then(pl.col("replies") / pl.col("queries")).alias("answer_rate"))
+        pl.when(pl.col("queries") > 0).then(pl.col("answered") / pl.col("queries")).alias("answer_rate"),
+        pl.when(pl.col("mentions") > 0).then(pl.col("replies") / pl.col("mentions")).alias("reply_rate"),
+        pl.col("response_count").alias("first_response_count"),
+        pl.when(pl.col("response_count") > 0).then(pl.col("response_ms_sum") / pl.col("response_count") / 60_000)
+        .alias("first_response_mean_min"))
+
+
+def _with_quantiles(counts: pl.DataFrame, exact: pl.DataFrame, sketched: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    quantiles = pl.concat([exact.select(*by, *[n for n, _ in _Q], "quantiles"),
+                           sketched.select(*by, *[n for n, _ in _Q], "quantiles")], how="vertical_relaxed")
+    return _rates(counts).join(quantiles, on=by, how="left")
 
 
 def build_report(client: redis.Redis, keys: Keys, since: datetime | None = None, until: datetime | None = None,
@@ -82,31 +115,53 @@ def build_report(client: redis.Redis, keys: Keys, since: datetime | None = None,
     windows = windows_between(client, keys, lo, None if hi is None else hi - 1, gran, brands)
     if not windows:
         return Report.empty(since, until, gran)
-    # unanswered: queries of the period still without a reply after the SLA (as the snapshot counts them)
-    waiting = pl.DataFrame(unanswered_between(client, keys, lo, None if hi is None else hi - 1, brands),
-                           schema={"brand": pl.Utf8, "channel": pl.Utf8, "mention_id": pl.Utf8, "mention_ms": pl.Int64})
-    waiting = waiting.with_columns(_period("mention_ms", gran)).group_by("period", "brand", "channel").agg(
-        pl.len().cast(pl.Int64).alias("unanswered"))
-    counts = (pl.DataFrame(windows).rename({"start": "period"}).drop("unanswered")
-              .with_columns(pl.col("period").dt.cast_time_unit("ms"))
-              .join(waiting, on=["period", "brand", "channel"], how="left")
-              .with_columns(pl.col("unanswered").fill_null(0)))
-    responses = pl.DataFrame(response_times_between(client, keys, lo, None if hi is None else hi - 1, brands),
+    counts = (pl.DataFrame(windows).rename({"start": "period"})
+              .with_columns(pl.col("period").dt.cast_time_unit("ms")))
+    series = sorted({(w["brand"], w["channel"]) for w in windows})
+    complete = exact_complete(client, keys, series, lo)
+    # exact response times where they are all kept, else the windows' sketches (same windows as the counts)
+    responses = pl.DataFrame([x for x in response_times_between(client, keys, lo, None if hi is None else hi - 1,
+                                                                brands) if complete[x["brand"], x["channel"]]],
                              schema={"brand": pl.Utf8, "channel": pl.Utf8, "mention_id": pl.Utf8,
                                      "mention_ms": pl.Int64, "response_ms": pl.Float64})
     responses = responses.with_columns(_period("mention_ms", gran))
-    summed = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "unanswered"]
-    periods = _rates(counts.join(_response_stats(responses, ["period", "brand", "channel"]),
-                                 on=["period", "brand", "channel"], how="left"))
-    periods = periods.with_columns(pl.col("first_response_count").fill_null(0)).select(_COLUMNS)
-    periods = periods.sort("period", "brand", "channel")
-    channels = _rates(counts.group_by("brand", "channel").agg(pl.col(summed).sum(), pl.col("authors").max())
-                      .join(_response_stats(responses, ["brand", "channel"]), on=["brand", "channel"], how="left"))
-    by_brand = counts.group_by("brand").agg(pl.col(summed).sum())
+    pipe = client.pipeline(transaction=False)
+    for w in windows:
+        pipe.hgetall(keys.sketch(w["brand"], w["channel"], Keys.bucket_id(gran, int(w["start"].timestamp() * 1000)),
+                                 gran))
+    by_window = {(w["brand"], w["channel"], w["start"]): {k.decode(): int(v) for k, v in h.items()}
+                 for w, h in zip(windows, pipe.execute(), strict=True)}
+    # a group is exact only when every series in it is
+    def sketched(by: list[str]) -> pl.DataFrame:
+        groups: dict[tuple, list[dict[str, int]]] = {}
+        inexact: set[tuple] = set()
+        for (b, c, start), h in by_window.items():
+            key = {"period": start, "brand": b, "channel": c}
+            group = tuple(key[x] for x in by)
+            groups.setdefault(group, []).append(h)
+            if not complete[b, c]:
+                inexact.add(group)
+        return _sketch_quantiles({g: v for g, v in groups.items() if g in inexact}, by)
+
+    def exact(by: list[str]) -> pl.DataFrame:
+        inexact = {tuple((b, c)[["brand", "channel"].index(x)] for x in by if x != "period")
+                   for (b, c), ok in complete.items() if not ok}
+        stats = _exact_quantiles(responses, by)
+        if not inexact:
+            return stats
+        keep = [tuple(row[x] for x in by if x != "period") not in inexact for row in stats.iter_rows(named=True)]
+        return stats.filter(pl.Series(keep, dtype=pl.Boolean))
+
+    cols = ["period", "brand", "channel"]
+    periods = _with_quantiles(counts, exact(cols), sketched(cols), cols)
+    periods = periods.select(_COLUMNS).sort("period", "brand", "channel")
+    channels = _with_quantiles(counts.group_by("brand", "channel").agg(pl.col(_SUMMED).sum(), pl.col("authors").max()),
+                               exact(["brand", "channel"]), sketched(["brand", "channel"]), ["brand", "channel"])
+    by_brand = counts.group_by("brand").agg(pl.col(_SUMMED).sum())
     authors = distinct_authors(client, keys, lo if lo is not None else 0, (hi - 1) if hi is not None else 2**62,
                                gran, sorted(by_brand["brand"].to_list()))
     by_brand = by_brand.with_columns(pl.col("brand").replace_strict(authors, default=0).alias("authors"))
-    brands_frame = _rates(by_brand.join(_response_stats(responses, ["brand"]), on="brand", how="left"))
+    brands_frame = _with_quantiles(by_brand, exact(["brand"]), sketched(["brand"]), ["brand"])
     return Report(since, until, gran, periods,
                   brands_frame.select([c for c in _COLUMNS if c not in ("period", "channel")]).sort("brand"),
                   channels.select([c for c in _COLUMNS if c != "period"]).sort("brand", "channel"))
@@ -143,8 +198,9 @@ def _html(report: Report) -> str:
         "<h2>Channels</h2>", _table(report.channels),
         f"<h2>Per {grain}</h2>", _table(report.periods),
         "<p>First response: time from a customer mention to the brand's first reply to it (event time), "
-        "by the mention's period. Answer rate: replies ÷ queries. Authors per brand: distinct over the whole "
-        "range; per channel: the busiest period's.</p></body></html>",
+        "by the mention's period; quantiles exact while the exact values are kept, else from sketches (within 1 %). "
+        "Answer rate: answered queries ÷ queries; reply rate: brand replies ÷ customer mentions. Authors per brand: "
+        "distinct over the whole range; per channel: the busiest period's.</p></body></html>",
     ]
     return "".join(parts)
 

@@ -157,7 +157,7 @@ class RedisWriter:
         if facts or checks:
             # mentions first, then replies, then SLA checks: the script's result does not depend on the
             # order, but a check that finds its mention already there does less work
-            facts.sort(key=lambda e: e[0] != "m")
+            facts.sort(key=lambda e: e[0] not in ("m", "b"))
             self.replies.apply(facts + checks, client=pipe)
         if late:
             pipe.zadd(k.late, late)  # type: ignore[arg-type]

@@ -18,8 +18,8 @@ from stream.incidents import SpikeLogic
 from stream.keys import Keys
 from stream.learning import ModelHost, features_of
 from stream.parse import Parsed, parse_record
+from stream.replies import brand_post_event, reply_event
 from stream.replies import mention_event as match_mention
-from stream.replies import reply_event
 from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.service_desk import desk_settings
 from stream.settings import Settings
@@ -60,12 +60,16 @@ def calls_only(record: Any) -> tuple[str, CallVolume] | None:
     return ("calls", record) if isinstance(record, CallVolume) else None
 
 
-def reply_fact(e: Enriched) -> tuple[str, list[Any]] | None:
-    """For reply matching in Redis: a customer mention, or a brand's reply to one (stream/replies.py)."""
+def reply_facts(e: Enriched) -> list[tuple[str, list[Any]]]:
+    """For reply matching in Redis: a customer mention, or a brand's post and its reply (stream/replies.py)."""
     m = e.mention
     if m.from_brand:
-        return None if m.in_reply_to is None else ("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand))
-    return ("fact", match_mention(m.id, m.brand, m.channel, m.ts_ms, e.intent == "query", m.author, e.sentiment))
+        out = [("fact", brand_post_event(m.id, m.brand, m.ts_ms))]
+        if m.in_reply_to is not None:
+            out.append(("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand)))
+        return out
+    return [("fact", match_mention(m.id, m.brand, m.channel, m.ts_ms, e.intent == "query", m.author, e.sentiment,
+                                   m.in_reply_to))]
 
 
 def mention_event(e: Enriched) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ import redis
 
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import counters_of, snapshot
-from stream.replies import ReplyMatcher, mention_event, reply_event, sla_event
+from stream.replies import ReplyMatcher, brand_post_event, mention_event, reply_event, sla_event
 from stream.sinks import RedisWriter
 from stream.windows import RUN_COUNTERS
 
@@ -34,6 +34,13 @@ def _events(n: int, seed: int) -> list[list]:
                 out.append(reply_event(f"t:{i}", t + delay + 5 * 60_000, brand))  # a second reply: not first
         if i % 3 != 0:
             out.append(sla_event(f"t:{i}"))
+        if i % 13 == 0:  # conversations whose brand the source could not tell
+            out += [brand_post_event(f"b:{i}", brand, t),
+                    mention_event(f"u:{i}", "unknown", "twitter", t + 60_000, True, "ann", "neutral", f"b:{i}"),
+                    sla_event(f"u:{i}"),
+                    mention_event(f"c1:{i}", "unknown", "twitter", t + 90_000, True, "bob", "negative"),
+                    mention_event(f"c2:{i}", "unknown", "twitter", t + 95_000, False, "cy", "positive", f"c1:{i}"),
+                    reply_event(f"c2:{i}", t + 100_000, brand), sla_event(f"c1:{i}")]
     return out
 
 
@@ -124,6 +131,18 @@ def test_an_unattributed_mention_moves_to_the_brand_that_answered(r: redis.Redis
     b = doc["brands"]["AcmeCare"]
     assert (b["mentions"], b["queries"], b["answered"], b["unanswered"]) == (1, 1, 1, 0)
     assert b["sentiment"]["negative"] == 1 and b["authors"] == 1 and b["first_response"]["count"] == 1
+
+
+def test_conversations_carry_their_brand(r: redis.Redis, key_prefix: str) -> None:
+    keys = Keys(key_prefix)
+    _apply(r, key_prefix, _events(14, seed=5), batch=3)
+    # u:0 replies to acme's post (path 2); c2:0 is answered by acme (path 1) and carries c1:0 along (path 4):
+    # all three (10:01) move from unknown to acme, the two unanswered queries with them
+    moved = counters_of(r.hgetall(keys.window("acme", "twitter", Keys.minute_id(T0 + 60_000))))
+    assert (moved["mentions"], moved["queries"], moved["comments"], moved["unanswered"], moved["answered"]) == (3, 2, 1, 2, 0)
+    left = counters_of(r.hgetall(keys.window("unknown", "twitter", Keys.minute_id(T0 + 60_000))))
+    assert (left["mentions"], left["unanswered"]) == (-3, 0)  # the flow's own counts (+3) are not written here
+    assert r.pfcount(keys.authors("acme", "twitter", Keys.minute_id(T0 + 60_000))) == 3
 
 
 def test_exact_values_beyond_retention_are_forgotten_and_sketches_answer(r: redis.Redis, key_prefix: str) -> None:
