@@ -71,7 +71,7 @@ class Keys:
 
     @property
     def pending(self) -> str:
-        """Hash ``mention id -> reply-matching record`` (:mod:`stream.replies`), kept ``reply_horizon_seconds``."""
+        """Hash ``mention id -> reply-matching record`` (:mod:`stream.replies`), at most ``pending_keep`` of them."""
         return f"{self.prefix}pend"
 
     @property
@@ -81,7 +81,7 @@ class Keys:
 
     @property
     def high_water(self) -> str:
-        """The newest event time (ms) reply matching has seen."""
+        """The newest event time (ms) reply matching has seen (a placeholder's time when its mention is not known)."""
         return f"{self.prefix}hw"
 
     def seen(self, day: str) -> str:

@@ -28,9 +28,10 @@ applies to a whole file (the brand that replied to it, else the brand whose post
 conversation's brand), through the ``@x`` correction fields of both brands' windows and the author into
 the brand's HyperLogLogs, so the brand counts match those of a run that saw the whole conversation.
 
-Memory stays bounded in event time: records of mentions older than ``reply_horizon`` behind the newest
-event time seen (``{prefix}hw``) are dropped (a reply arriving after that is not matched), and exact
-response times and unanswered ids of mentions older than ``response_retention`` behind their series'
+Memory stays bounded: at most ``pending_keep`` records are kept, the oldest by event time forgotten first
+(a reply arriving after its mention was forgotten is not matched). It is a count, not an event-time
+horizon, because a later run may go back in time: the odd rows of a file replayed first must still find
+their answers in the even rows replayed next. Exact response times and unanswered ids of mentions older than ``response_retention`` behind their series'
 newest mention (``{prefix}rnew``) are forgotten. The cut-off (``{prefix}rcut``) and the oldest mention
 that got a response (``{prefix}rmin``) tell readers whether the exact values are complete for a range, or
 the sketches must answer; both depend on the set of events only, never on when trimming ran.
@@ -55,7 +56,7 @@ UNKNOWN_BRAND = "unknown"
 ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 
 MATCH = r"""
-local P, SLA, RET, HORIZON, LG = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local P, SLA, RET, KEEP, LG = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local TTL = {m = tonumber(ARGV[6]), h = tonumber(ARGV[6]) * 30, d = tonumber(ARGV[6]) * 365}
 local UNKNOWN = ARGV[7]
 local events = cjson.decode(ARGV[8])
@@ -313,8 +314,9 @@ redis.call('SET', HW, int(newest))
 
 -- forget what is past the horizons (bounded work per call; a later call goes on)
 local budget = 2 * #events + 100
-local old = redis.call('ZRANGEBYSCORE', PEND_T, '-inf', '(' .. int(newest - HORIZON), 'LIMIT', 0, budget)
-if #old > 0 then
+local over = redis.call('ZCARD', PEND_T) - KEEP
+if over > 0 then  -- beyond the cap, the oldest mentions (event time) stop waiting for their replies
+  local old = redis.call('ZRANGE', PEND_T, 0, over - 1)
   redis.call('HDEL', PEND, unpack(old))
   redis.call('ZREM', PEND_T, unpack(old))
 end
@@ -382,10 +384,10 @@ class ReplyMatcher:
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, sla_ms: int, response_retention_ms: int = 0,
-                 reply_horizon_ms: int = 7 * 86_400_000, minute_retention_s: int = 7 * 86400) -> None:
+                 pending_keep: int = 500_000, minute_retention_s: int = 7 * 86400) -> None:
         self.keys = keys
         self._script = client.register_script(MATCH)
-        self._header: list[Any] = [keys.prefix, sla_ms, response_retention_ms, reply_horizon_ms, repr(_LOG_GAMMA),
+        self._header: list[Any] = [keys.prefix, sla_ms, response_retention_ms, pending_keep, repr(_LOG_GAMMA),
                         int(minute_retention_s), UNKNOWN_BRAND]
 
     def apply(self, events: list[list[Any]], client: Any = None) -> Any:

@@ -39,9 +39,9 @@ class Settings:
     data_dir: str = ".pulse"
     #: A customer query not answered within this many seconds (event time) counts as unanswered.
     sla_seconds: float = 3600.0
-    #: How long (event seconds behind the newest event) a mention waits for its reply; a reply coming later is
-    #: not matched. The wait outlives the process: it is kept in Redis (stream/replies.py).
-    reply_horizon_seconds: float = 7 * 86400.0
+    #: How many mentions wait for their replies at most (in Redis, so the wait outlives the process; the oldest
+    #: by event time stop waiting first; stream/replies.py).
+    pending_keep: int = 500_000
     #: How long (event seconds behind the newest day seen) record ids are remembered for de-duplication,
     #: across runs (stream/dedupe.py).
     dedupe_seconds: float = 2 * 86400.0

@@ -63,7 +63,7 @@ class RedisWriter:
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
                  features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
-                 run_id: str = "0", sla_s: float = 3600.0, reply_horizon_s: float = 7 * 86400) -> None:
+                 run_id: str = "0", sla_s: float = 3600.0, pending_keep: int = 500_000) -> None:
         self.client = client
         self.keys = keys
         self.run_id = run_id
@@ -74,7 +74,7 @@ class RedisWriter:
         self._append_once = client.register_script(_APPEND_ONCE)
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
-                                    reply_horizon_ms=int(reply_horizon_s * 1000), minute_retention_s=self.retention)
+                                    pending_keep=pending_keep, minute_retention_s=self.retention)
 
     def write(self, items: list[Any]) -> None:
         k = self.keys
@@ -217,4 +217,4 @@ class RedisSink(DynamicSink[Any]):
         return _RedisSinkPartition(RedisWriter(
             client, self.keys, s.minute_retention_seconds, s.latest_keep,
             features_retention_s=s.features_retention_seconds, response_retention_s=s.response_retention_seconds,
-            run_id=self.run_id, sla_s=s.sla_seconds, reply_horizon_s=s.reply_horizon_seconds))
+            run_id=self.run_id, sla_s=s.sla_seconds, pending_keep=s.pending_keep))

@@ -32,7 +32,7 @@ __all__ = [
     "redis_for",
 ]
 
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False, highlight=False)
 
 RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix for everything written to Redis (default 'pulse:', or $PULSE_PREFIX).", show_default=False)]
