@@ -1,30 +1,35 @@
-"""Throughput of the full flow on a bounded simulated replay, against a bare Bytewax baseline.
+"""Throughput of the full flow: dense and sparse streams of the same mentions, real files, and a bare baseline.
 
 Prints one ``name=value`` line per figure:
 
-- ``mentions_per_s``: simulator records -> the whole flow (parse, dedupe, classify, reply matching,
-  windows, idempotent Redis writes) -> a real Redis, one worker;
-- ``passthrough_per_s``: the same records through a bare map -> key -> stateful_map flow in the same
-  process (the baseline; the ratio is what to compare across machines);
-- ``ratio``: mentions_per_s / passthrough_per_s; ``peak_rss_mb``: peak resident memory of the process;
-- ``listening_mentions_per_s`` / ``listening_ratio``: the same flow with the CRM step off (``PULSE_CRM=false``:
-  analytics, models and alerts without cases), in the same process.
+- ``passthrough_per_s``: the records through a bare map -> key -> stateful_map flow (the baseline);
+- ``dense_per_s`` / ``sparse_per_s`` (and ``listening_`` without the CRM step): the *same* mentions (texts,
+  authors, replies) through the whole flow into a real Redis, once packed into one hour of event time
+  (dense) and once spread over 500 brands x 3 channels and 18 months in bursts (sparse, as real brand
+  streams are); ``sparse_dense_ratio``: sparse_per_s / dense_per_s (target >= 0.8);
+- ``airline_per_s``, ``twcs_sample_per_s``: the real files of ``../shared/data/`` through the same flow;
+- each ``*_ratio`` to the baseline; ``peak_rss_mb``.
 
-Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 200000]``. Uses ``REDIS_URL`` or an embedded
-redis-server under ``.pulse/bench`` (not the demo's), under a unique key prefix that is deleted afterwards.
+Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 100000] [--only dense,sparse,real]``. Uses
+``REDIS_URL`` or an embedded redis-server under ``.pulse/bench`` (not the demo's), under unique key prefixes
+that are deleted afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bytewax.operators as op
+import orjson
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
@@ -33,14 +38,22 @@ from rich.progress import Progress
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from connectors.files import read_records  # noqa: E402
 from connectors.records import RawRecord  # noqa: E402
-from connectors.simulator import World  # noqa: E402
 from stream.flow import build_flow  # noqa: E402
 from stream.keys import Keys  # noqa: E402
 from stream.metrics import totals  # noqa: E402
 from stream.redisconn import connect, ensure_redis_url  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.sinks import RedisSink  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+START = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp() * 1000)
+HOUR, DAY = 3_600_000, 86_400_000
+_TEXTS = ("my router keeps dropping wifi since this morning, any fix?", "love the new app update, great job",
+          "@support still waiting for my refund, this is the third time i ask", "is the outage fixed yet???",
+          "thanks for the quick help yesterday", "why was my card charged twice", "the game lags in ranked again",
+          "can i change my flight to tomorrow", "worst customer service ever", "new feature looks neat")
 
 
 class _DropPartition(StatelessSinkPartition[object]):
@@ -67,47 +80,113 @@ def passthrough(records: list[RawRecord]) -> float:
 
 def full_flow(records: list[RawRecord], url: str, prefix: str, crm: bool = True) -> float:
     settings = Settings(prefix=prefix, crm=crm)
-    flow = build_flow(TestingSource(records, batch_size=1000), settings, RedisSink(url, Keys(prefix)), redis_url=url)
+    flow = build_flow(TestingSource(records, batch_size=1000), settings, RedisSink(url, Keys(prefix), settings),
+                      redis_url=url)
     started = time.perf_counter()
     run_main(flow)
     return time.perf_counter() - started
 
 
+def conversations(n: int, seed: int = 7) -> list[dict]:
+    """``n`` mentions (about a fifth of them brand replies) of 500 brands x 3 channels, in bursts.
+
+    Each series gets a few bursts at random moments of 18 months; a burst is a handful of mentions minutes
+    apart, some answered by the brand within the hour. ``ts`` is the sparse time; ``order`` its rank.
+    """
+    rng = random.Random(seed)
+    span = 548 * DAY
+    series = [(f"brand{b:03d}", ch) for b in range(500) for ch in ("twitter", "facebook", "forum")]
+    rows: list[dict] = []
+    while len(rows) < n:
+        brand, channel = rng.choice(series)
+        t = START + rng.randrange(span)
+        for _ in range(rng.randint(1, 12)):
+            t += rng.randint(5_000, 15 * 60_000)
+            i = len(rows)
+            rows.append({"id": f"{channel}:{i}", "channel": channel, "brand": brand, "author": f"u{rng.randrange(20_000)}",
+                         "text": rng.choice(_TEXTS), "ts": t})
+            if rng.random() < 0.25:
+                rows.append({"id": f"{channel}:r{i}", "channel": channel, "brand": brand, "author": f"{brand}_care",
+                             "text": "we're on it, please DM us", "ts": t + rng.randint(60_000, HOUR),
+                             "from_brand": True, "in_reply_to": f"{channel}:{i}"})
+    rows = rows[:n]
+    rows.sort(key=lambda r: r["ts"])
+    return rows
+
+
+def as_records(rows: list[dict], source: str, dense: bool) -> list[RawRecord]:
+    """The rows in their order; ``dense`` packs their times into one hour (same order, same gaps' ranks)."""
+    out = []
+    step = HOUR // max(1, len(rows))
+    for i, row in enumerate(rows):
+        if dense:
+            row = dict(row, ts=START + i * step)
+        out.append(RawRecord(source, i, orjson.dumps(row), "jsonl"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mentions", type=int, default=200_000, help="simulated mentions to replay (default 200000)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed")
-    parser.add_argument("--rate-per-hour", type=float, default=36_000.0,
-                        help="simulated mentions per hour of event time (default 36000: a large brand's firehose; "
-                             "per-window work is per minute, so sparse traffic costs more per mention)")
+    parser.add_argument("--mentions", type=int, default=100_000, help="mentions in each stream (default 100000)")
+    parser.add_argument("--only", default="dense,sparse,real",
+                        help="comma-separated parts to run: dense, sparse, real (default all)")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
     url = ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "bench")
     client = connect(url)
-    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    rows = conversations(args.mentions)
+    runs: list[tuple[str, list[RawRecord], bool]] = []
+    if "dense" in parts:
+        runs += [("dense", as_records(rows, "bench:dense", True), True),
+                 ("listening_dense", as_records(rows, "bench:dense", True), False)]
+    if "sparse" in parts:
+        runs += [("sparse", as_records(rows, "bench:sparse", False), True),
+                 ("listening_sparse", as_records(rows, "bench:sparse", False), False)]
+    if "real" in parts:
+        if DATA.is_dir():
+            runs += [("airline", read_records(DATA / "airline" / "Tweets.csv", "csv",
+                                              ROOT / "connectors" / "mappings" / "airline.toml"), True),
+                     ("twcs_sample", read_records(DATA / "twcs" / "twcs_sample.csv", "twcs"), True)]
+        else:
+            print(f"# {DATA} is absent: no real-file figures", file=sys.stderr)
+    results: dict[str, float] = {}
+    prefixes: list[str] = []
     with Progress(transient=True) as progress:
-        task = progress.add_task("generate", total=4)
-        world = World(seed=args.seed, rate_per_hour=args.rate_per_hour)
-        records = list(world.events(limit=args.mentions, kinds={"mention"}))
-        progress.update(task, advance=1, description="passthrough")
-        base_s = passthrough(records)
-        progress.update(task, advance=1, description="full flow")
-        flow_s = full_flow(records, url, prefix)
-        progress.update(task, advance=1, description="flow without the CRM step")
-        listen_s = full_flow(records, url, prefix + "listen:", crm=False)
+        task = progress.add_task("passthrough", total=len(runs) + 1)
+        base_s = passthrough(as_records(rows, "bench:base", True))
         progress.update(task, advance=1)
-    counted = totals(client, Keys(prefix))
-    assert counted["offered"] == len(records), counted
-    for key in client.scan_iter(match=prefix + "*", count=5000):
-        client.delete(key)
-    n = len(records)
+        for name, records, crm in runs:
+            progress.update(task, description=name)
+            prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+            prefixes.append(prefix)
+            seconds = full_flow(records, url, prefix, crm=crm)
+            counted = totals(client, Keys(prefix))
+            assert counted["offered"] == len(records), (name, counted)
+            results[name] = len(records) / seconds
+            progress.update(task, advance=1)
+    for prefix in prefixes:
+        _drop(client, prefix)
+    n = len(rows)
     print(f"mentions={n}")
-    print(f"rate_per_hour={args.rate_per_hour:.0f}")
-    print(f"mentions_per_s={n / flow_s:.0f}")
     print(f"passthrough_per_s={n / base_s:.0f}")
-    print(f"ratio={base_s / flow_s:.4f}")
-    print(f"listening_mentions_per_s={n / listen_s:.0f}")
-    print(f"listening_ratio={base_s / listen_s:.4f}")
+    for name, rate in results.items():
+        print(f"{name}_per_s={rate:.0f}")
+        print(f"{name}_ratio={rate / (n / base_s):.5f}")
+    for kind in ("", "listening_"):
+        if f"{kind}dense" in results and f"{kind}sparse" in results:
+            print(f"{kind}sparse_dense_ratio={results[f'{kind}sparse'] / results[f'{kind}dense']:.3f}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+
+
+def _drop(client: redis.Redis, prefix: str) -> None:
+    batch = []
+    for key in client.scan_iter(match=prefix + "*", count=5000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
 
 
 if __name__ == "__main__":
