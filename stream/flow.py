@@ -50,7 +50,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
-    facts = op.flat_map("reply_facts", enriched, steps.reply_facts)  # ("fact", event) matched in Redis
+    facts = op.flat_map("mention_facts", enriched, steps.reply_facts)  # ("fact", event), ("audience", ...)
     window_events = op.map("mention_event", enriched, steps.mention_event)
     windowed = op.key_rm("unkey_windows", op.stateful(
         "window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key), s.window))

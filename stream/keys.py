@@ -99,6 +99,34 @@ class Keys:
         """Hash ``run id -> JSON`` describing each run that wrote here (source, first and last write)."""
         return f"{self.prefix}runs"
 
+    # -- audience: new authors, active customers, sentiment around replies (stream/insights.py) ----------
+    def first_authors(self, brand: str) -> str:
+        """Hash ``author -> "first ms\tchannel\tminute"``: each author's first mention of the brand
+        (written by the reply-matching script; authors first seen ``author_retention_seconds`` before the
+        brand's newest are forgotten)."""
+        return f"{self.prefix}af:{{{brand}}}"
+
+    def first_authors_at(self, brand: str) -> str:
+        """Sorted set ``author -> first ms`` (the index of :meth:`first_authors`)."""
+        return f"{self.prefix}aft:{{{brand}}}"
+
+    def customers_active(self, brand: str, channel: str, bucket: str, gran: str = "d") -> str:
+        """HyperLogLog of the CRM customers who mentioned the brand on a channel in an hour or day window."""
+        return f"{self.prefix}hllk{gran}:{{{brand}}}:{channel}:{bucket}"
+
+    def channel_owned(self, brand: str) -> str:
+        """Hash ``channel -> 1 (the brand's own community) or 0 (a third-party web)``."""
+        return f"{self.prefix}owned:{{{brand}}}"
+
+    def sentiment_timeline(self, customer: str) -> str:
+        """Sorted set ``mention id|sentiment score -> event ms`` of a customer's (or handle's) mentions, the last
+        60 days of event time."""
+        return f"{self.prefix}snt:{customer}"
+
+    def replied(self, brand: str) -> str:
+        """Sorted set ``mention id\tcustomer\tchannel\tagent -> reply ms`` of the brand's first responses."""
+        return f"{self.prefix}rp:{{{brand}}}"
+
     def brand_authors(self, brand: str) -> str:
         """HyperLogLog of every author ever seen for a brand (for attraction rate)."""
         return f"{self.prefix}hll:{{{brand}}}:all"

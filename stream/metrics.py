@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from stream import sketch
+from stream import insights, sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
@@ -40,7 +40,7 @@ __all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response"
            "unanswered_between", "windows_between"]
 
 _SUMMED = ("mentions", "queries", "comments", "replies", "response_ms_sum", "response_count", "answered",
-           "unanswered", "late")
+           "unanswered", "late", "new_authors")
 _QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
 _DAY, _HOUR, _MINUTE = GRANULARITIES["d"], GRANULARITIES["h"], GRANULARITIES["m"]
 
@@ -155,14 +155,19 @@ def _response_block(exact: list[float] | None, sketches: list[Mapping[bytes, byt
 
 
 def _rates(block: dict[str, Any]) -> None:
-    """Answer rate (answered queries / queries) and reply rate (brand replies / customer mentions)."""
+    """Answer rate (answered queries / queries), reply rate (brand replies / customer mentions), attraction
+    rate (new authors / distinct authors)."""
     block["answer_rate"] = (block["answered"] / block["queries"]) if block["queries"] else None
     block["reply_rate"] = (block["replies"] / block["mentions"]) if block["mentions"] else None
+    block["attraction_rate"] = (block["new_authors"] / block["authors"]) if block.get("authors") else None
 
 
-def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
-             until: datetime | None = None) -> dict[str, Any]:
-    """The ``pulse metrics --json`` document (ARCHITECTURE.md, "Command line") over ``[since, until)``."""
+def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None, until: datetime | None = None,
+             business_hours: Mapping[str, insights.BusinessHours] | None = None,
+             after_reply_days: float = 7.0) -> dict[str, Any]:
+    """The ``pulse metrics --json`` document (ARCHITECTURE.md, "Command line") over ``[since, until)``, with the
+    insights of :mod:`stream.insights` (attraction, participation, behaviour after interaction, resolution and
+    next response, business-hours first response when ``business_hours`` names the brand)."""
     lo, hi = _ms(since), _ms(until)
     ranged = lo is not None or hi is not None
     bc = _brand_channels(client, keys)
@@ -243,11 +248,41 @@ def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None,
             brands[b]["calls"] = deflection
     for b in [b for b, v in brands.items() if not v["channels"] and "calls" not in v]:
         del brands[b]  # nothing left: e.g. every mention moved to the brand that answered it
+    _add_insights(client, keys, brands, covering, lo, hi, business_hours or {}, after_reply_days)
     doc: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(), **totals(client, keys)}
     doc["since"] = since.isoformat() if since else None
     doc["until"] = until.isoformat() if until else None
     doc["brands"] = brands
     return doc
+
+
+def _add_insights(client: redis.Redis, keys: Keys, brands: dict[str, Any],
+                  covering: Mapping[tuple[str, str], list[tuple[str, str]]], lo: int | None, hi: int | None,
+                  business_hours: Mapping[str, insights.BusinessHours], after_reply_days: float) -> None:
+    shown = {(b, c): w for (b, c), w in covering.items() if b in brands and c in brands[b]["channels"]}
+    active = insights.participation(client, keys, shown)
+    customers = active["customers"]
+    after = insights.after_reply(client, keys, brands, lo, hi, after_reply_days)
+    cases = insights.case_times(client, keys.prefix, lo, hi)
+    business = insights.business_first_response(
+        ((x["brand"], x["mention_ms"], x["response_ms"]) for x in response_times_between(
+            client, keys, lo, None if hi is None else hi - 1, [b for b in brands if b in business_hours])),
+        business_hours) if business_hours else {}
+    for b, brand in brands.items():
+        mine = active["brands"].get(b, {"active": 0, "channels": {}})
+        brand["active_customers"] = mine["active"]
+        brand["participation_rate"] = (mine["active"] / customers) if customers else None
+        brand["after_reply"] = {k: v for k, v in after[b].items() if k != "channels"}
+        brand.update(cases.get(b, {"resolution": insights.case_times_empty(), "next_response": {"count": 0,
+                                   "mean_ms": None, "channels": {}, "agents": {}}}))
+        if b in business:
+            brand["first_response_business"] = business[b]
+        for c, block in brand["channels"].items():
+            block["active_customers"] = mine["channels"].get(c, 0)
+            block["participation_rate"] = (block["active_customers"] / customers) if customers else None
+            block["after_reply"] = after[b]["channels"].get(c, insights.summary([]))
+            for name in ("resolution", "next_response"):
+                block[name] = brand[name]["channels"].get(c, {"count": 0, "mean_ms": None})
 
 
 def timeseries(client: redis.Redis, keys: Keys, minutes: int = 60, gran: str = "m",

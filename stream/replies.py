@@ -1,4 +1,5 @@
-"""Reply matching in Redis: each customer mention paired with the brand's first reply to it, across runs.
+"""Per-mention facts in Redis, across runs: each customer mention paired with the brand's first reply to it,
+and each author's first mention of a brand.
 
 The pairs a run can see are not always in that run: a question may be replayed from one file and its
 answer from the next, or a live ``pulse run`` may restart between them. So the matching state lives in
@@ -27,6 +28,11 @@ unattributed mention is moved to its brand when the evidence is known, with the 
 applies to a whole file (the brand that replied to it, else the brand whose post it replies to, else its
 conversation's brand), through the ``@x`` correction fields of both brands' windows and the author into
 the brand's HyperLogLogs, so the brand counts match those of a run that saw the whole conversation.
+
+Two more facts ride along, for the audience insights (:mod:`stream.insights`): the first mention of each
+author for a brand (``{prefix}af:{brand}``; its window counts ``new_authors``, and an earlier mention
+arriving later moves the count: attraction rate), and each first response as ``mention, customer,
+channel, agent`` scored by the reply time (``{prefix}rp:{brand}``: behaviour after interaction).
 
 Memory stays bounded: at most ``pending_keep`` records are kept, the oldest by event time forgotten first
 (a reply arriving after its mention was forgotten is not matched). It is a count, not an event-time
@@ -60,6 +66,7 @@ local P, SLA, RET, KEEP, LG = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ton
 local TTL = {m = tonumber(ARGV[6]), h = tonumber(ARGV[6]) * 30, d = tonumber(ARGV[6]) * 365}
 local UNKNOWN = ARGV[7]
 local events = cjson.decode(ARGV[8])
+local AUTHOR_RET = tonumber(ARGV[9])
 local PEND, PEND_T, RCUT, HW = P .. 'pend', P .. 'pend:t', P .. 'rcut', P .. 'hw'
 local LEN = {m = 60000, h = 3600000, d = 86400000}
 local GRANS = {'m', 'h', 'd'}
@@ -122,6 +129,36 @@ local function responded(brand, c, t)
   local f = brand .. '|' .. c
   local m = redis.call('HGET', RMIN, f)
   if m == false or t < tonumber(m) then redis.call('HSET', RMIN, f, int(t)) end
+end
+
+-- a brand's new authors: each author's first mention of the brand (event time) and the channel and minute it
+-- came in; that window counts it in new_authors, and an earlier mention arriving later moves the count
+local first_touched = {}
+local function first_seen(brand, c, author, t, mid)
+  if author == nil or author == '' then return end
+  local af, aft = P .. 'af:{' .. brand .. '}', P .. 'aft:{' .. brand .. '}'
+  local old = redis.call('HGET', af, author)
+  local ot, oc, om
+  if old then
+    local i, j = string.find(old, '\t', 1, true)
+    ot = tonumber(string.sub(old, 1, i - 1))
+    local k = string.find(old, '\t', j + 1, true)
+    oc, om = string.sub(old, j + 1, k - 1), string.sub(old, k + 1)
+    if ot <= t then return end
+    add(brand, oc, ot, om, {'new_authors', -1})
+  end
+  redis.call('HSET', af, author, int(t) .. '\t' .. c .. '\t' .. mid)
+  redis.call('ZADD', aft, int(t), author)
+  add(brand, c, t, mid, {'new_authors', 1})
+  first_touched[brand] = true
+end
+
+-- the brand's first responses, for behaviour after interaction: customer, mention, channel, agent (score: reply ms)
+local function replied_member(r, agent) return r.ck .. '\t' .. r.c .. '\t' .. (agent or '') end
+local function replied(id, r, old_rb, old_ag)
+  if r.ck == nil then return end
+  if old_rb ~= nil then redis.call('ZREM', P .. 'rp:{' .. old_rb .. '}', id .. '\t' .. replied_member(r, old_ag)) end
+  redis.call('ZADD', P .. 'rp:{' .. r.rb .. '}', int(r.rt), id .. '\t' .. replied_member(r, r.ag))
 end
 
 -- records are read once per script and written back once at the end
@@ -190,6 +227,7 @@ attribute = function(id, r, brand, level)
       redis.call('EXPIRE', hll, int(TTL[g]))
     end
     redis.call('PFADD', P .. 'hll:{' .. brand .. '}:all', r.a)
+    first_seen(brand, r.c, r.a, r.t, r.m)
     if r.ua == 1 then  -- counted unanswered under the old brand: judged again under the new one
       add(from, r.c, r.t, r.m, {'unanswered', -1})
       redis.call('ZREM', ua_key(r), id)
@@ -224,8 +262,9 @@ end
 local function rt_keys(brand, c) return P .. 'rt:{' .. brand .. '}:' .. c, P .. 'rtt:{' .. brand .. '}:' .. c end
 
 -- count the reply r.rt/r.rb as the first response of mention id, retracting an earlier count (old_rt, old_rb)
-local function respond(id, r, old_rt, old_rb)
+local function respond(id, r, old_rt, old_rb, old_ag)
   attribute(id, r, r.rb, 1)
+  replied(id, r, old_rt ~= nil and old_rb or nil, old_ag)
   if old_rt ~= nil then
     local old = math.max(0, old_rt - r.t)
     add(old_rb, r.c, r.t, r.m, {'response_count', -1, 'response_ms_sum', -old})
@@ -260,16 +299,17 @@ for _, e in ipairs(events) do
     if r == nil or r.t == nil then
       local t = e[5]
       r = r or {}
-      r.b, r.c, r.t, r.m, r.q, r.u = e[3], e[4], t, e[6], e[7], e[8]
+      r.b, r.c, r.t, r.m, r.q, r.u, r.a, r.ck = e[3], e[4], t, e[6], e[7], e[8], e[9], e[12]
       if r.u == 1 then
-        r.a, r.s = e[9], e[10]
+        r.s = e[10]
         if e[11] ~= cjson.null then r.p = e[11] end
       end
       store(id, r, t)
       if t > newest then newest = t end
       see(r.b, r.c, t)
       touched[r.b .. '|' .. r.c] = true
-      if r.rt ~= nil then respond(id, r, nil, nil) else judge(id, r) end
+      first_seen(r.b, r.c, r.a, t, r.m)
+      if r.rt ~= nil then respond(id, r, nil, nil, nil) else judge(id, r) end
       if r.u == 1 then
         link(id, r)
         for _, kid in ipairs(r.k or {}) do  -- replies to it that found their brand before it came
@@ -280,15 +320,16 @@ for _, e in ipairs(events) do
       if r.k ~= nil and (r.u ~= 1 or r.x ~= nil) then propagate(id, r, r.b) end
     end
   elseif kind == 'r' then
-    local ts, brand = e[3], e[4]
+    local ts, brand, agent = e[3], e[4], e[5] or ''
     if ts > newest then newest = ts end
     if r == nil then
-      store(id, {rt = ts, rb = brand}, ts)
-    elseif r.rt == nil or ts < r.rt or (ts == r.rt and brand < r.rb) then
-      local old_rt, old_rb = r.rt, r.rb
-      r.rt, r.rb = ts, brand
+      store(id, {rt = ts, rb = brand, ag = agent}, ts)
+    elseif r.rt == nil or ts < r.rt or (ts == r.rt and (brand < r.rb or (brand == r.rb and agent < (r.ag or '')))) then
+      -- the earliest reply is the first response (ties: the smallest brand, then agent), whatever the order
+      local old_rt, old_rb, old_ag = r.rt, r.rb, r.ag
+      r.rt, r.rb, r.ag = ts, brand, agent
       store(id, r)
-      if r.t ~= nil then respond(id, r, old_rt, old_rb) end
+      if r.t ~= nil then respond(id, r, old_rt, old_rb, old_ag) end
     end
   elseif kind == 'b' then  -- a brand's own post: what replies to it is about that brand
     if r == nil or r.bp == nil then
@@ -320,6 +361,19 @@ if over > 0 then  -- beyond the cap, the oldest mentions (event time) stop waiti
   redis.call('HDEL', PEND, unpack(old))
   redis.call('ZREM', PEND_T, unpack(old))
 end
+-- authors whose first mention is older than AUTHOR_RET behind the brand's newest first mention are forgotten
+-- (if they come back they count as new again)
+for brand, _ in pairs(first_touched) do
+  if AUTHOR_RET > 0 then
+    local aft = P .. 'aft:{' .. brand .. '}'
+    local top = redis.call('ZREVRANGE', aft, 0, 0, 'WITHSCORES')
+    local gone = redis.call('ZRANGEBYSCORE', aft, '-inf', '(' .. int(tonumber(top[2]) - AUTHOR_RET), 'LIMIT', 0, budget)
+    if #gone > 0 then
+      redis.call('HDEL', P .. 'af:{' .. brand .. '}', unpack(gone))
+      redis.call('ZREM', aft, unpack(gone))
+    end
+  end
+end
 for f, _ in pairs(touched) do
   local sep = string.find(f, '|', 1, true)
   local brand, c = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
@@ -334,6 +388,7 @@ for f, _ in pairs(touched) do
     local ua = P .. 'ua:{' .. brand .. '}:' .. c
     local late = redis.call('ZRANGEBYSCORE', ua, '-inf', cut, 'LIMIT', 0, budget)
     if #late > 0 then redis.call('ZREM', ua, unpack(late)) end
+    redis.call('ZREMRANGEBYSCORE', P .. 'rp:{' .. brand .. '}', '-inf', cut)
   end
 end
 return #events
@@ -341,12 +396,11 @@ return #events
 
 
 def mention_event(mention_id: str, brand: str, channel: str, ts_ms: int, is_query: bool, author: str,
-                  sentiment: str, in_reply_to: str | None = None) -> list[Any]:
-    """The event of a customer mention (see the module docs)."""
-    if brand != UNKNOWN_BRAND:
-        return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), 0]
-    return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query), 1, author, sentiment,
-            in_reply_to]
+                  sentiment: str, in_reply_to: str | None = None, customer: str | None = None) -> list[Any]:
+    """The event of a customer mention (see the module docs); ``customer`` is the CRM customer id, else the
+    author's ``channel:handle``."""
+    return ["m", mention_id, brand, channel, ts_ms, Keys.minute_id(ts_ms), int(is_query),
+            int(brand == UNKNOWN_BRAND), author, sentiment, in_reply_to, customer or f"{channel}:{author}"]
 
 
 def brand_post_event(post_id: str, brand: str, ts_ms: int) -> list[Any]:
@@ -354,9 +408,9 @@ def brand_post_event(post_id: str, brand: str, ts_ms: int) -> list[Any]:
     return ["b", post_id, brand, ts_ms]
 
 
-def reply_event(target_id: str, ts_ms: int, brand: str) -> list[Any]:
-    """The event of a brand's reply to ``target_id``."""
-    return ["r", target_id, ts_ms, brand]
+def reply_event(target_id: str, ts_ms: int, brand: str, agent: str = "") -> list[Any]:
+    """The event of a brand's reply to ``target_id`` (``agent``: who wrote it, when known)."""
+    return ["r", target_id, ts_ms, brand, agent]
 
 
 def sla_event(mention_id: str) -> list[Any]:
@@ -384,14 +438,16 @@ class ReplyMatcher:
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, sla_ms: int, response_retention_ms: int = 0,
-                 pending_keep: int = 500_000, minute_retention_s: int = 7 * 86400) -> None:
+                 pending_keep: int = 500_000, minute_retention_s: int = 7 * 86400,
+                 author_retention_ms: int = 400 * 86_400_000) -> None:
         self.keys = keys
         self._script = client.register_script(MATCH)
         self._header: list[Any] = [keys.prefix, sla_ms, response_retention_ms, pending_keep, repr(_LOG_GAMMA),
-                        int(minute_retention_s), UNKNOWN_BRAND]
+                                   int(minute_retention_s), UNKNOWN_BRAND]
+        self._author_retention_ms = author_retention_ms
 
     def apply(self, events: list[list[Any]], client: Any = None) -> Any:
         """Apply ``events`` (in one script call); on a pipeline the result comes with its ``execute()``."""
         if not events:
             return 0
-        return self._script(args=[*self._header, orjson.dumps(events)], client=client)
+        return self._script(args=[*self._header, orjson.dumps(events), self._author_retention_ms], client=client)

@@ -45,6 +45,15 @@ class Settings:
     #: How long (event seconds behind the newest day seen) record ids are remembered for de-duplication,
     #: across runs (stream/dedupe.py).
     dedupe_seconds: float = 2 * 86400.0
+    #: Business hours per brand, "brand=TZ Mon-Fri 09:00-18:00; other=...": first response is also counted in
+    #: business time for these brands (stream/insights.py). "" for none.
+    business_hours: str = ""
+    #: Behaviour after interaction compares a customer's sentiment this many days after a brand reply with
+    #: as many days before.
+    after_reply_days: float = 7.0
+    #: An author's first mention of a brand is remembered this long (event seconds behind the brand's newest
+    #: first mention); an author quiet for longer counts as new again (attraction rate).
+    author_retention_seconds: float = 400 * 86400.0
     #: This run's identity: its window fields are ``name@run``, so runs over different inputs add up and a
     #: replay or resume of the same input rewrites its own. "" derives it from the source (stream/runs.py).
     run_id: str = ""

@@ -18,7 +18,7 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from stream.keys import Keys
+from stream.keys import GRANULARITIES, Keys
 from stream.replies import ReplyMatcher
 from stream.schema import Alert, CallVolume, DeadLetter
 from stream.settings import Settings
@@ -45,6 +45,10 @@ return 1
 _ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 #: How many mention ids the ``late`` set keeps (the newest by event time).
 LATE_KEEP = 1_000_000
+#: How much of a customer's sentiment history is kept (event ms behind their newest mention), and how long
+#: (wall seconds) the history of a customer who stops posting stays.
+TIMELINE_KEEP_MS = 60 * 86_400_000
+TIMELINE_IDLE_S = 180 * 86400
 
 
 class RedisWriter:
@@ -63,7 +67,8 @@ class RedisWriter:
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
                  features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
-                 run_id: str = "0", sla_s: float = 3600.0, pending_keep: int = 500_000) -> None:
+                 run_id: str = "0", sla_s: float = 3600.0, pending_keep: int = 500_000,
+                 author_retention_s: float = 400 * 86400) -> None:
         self.client = client
         self.keys = keys
         self.run_id = run_id
@@ -74,7 +79,8 @@ class RedisWriter:
         self._append_once = client.register_script(_APPEND_ONCE)
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
-                                    pending_keep=pending_keep, minute_retention_s=self.retention)
+                                    pending_keep=pending_keep, minute_retention_s=self.retention,
+                                    author_retention_ms=int(author_retention_s * 1000))
 
     def write(self, items: list[Any]) -> None:
         k = self.keys
@@ -84,6 +90,8 @@ class RedisWriter:
         facts: list[list[Any]] = []
         checks: list[list[Any]] = []
         late: dict[str, int] = {}
+        owners: dict[tuple[str, str], int] = {}
+        trims: dict[str, int] = {}
         # Many small writes to the same key in one batch become one command per key.
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
         zrems: dict[str, list[str]] = defaultdict(list)
@@ -114,6 +122,18 @@ class RedisWriter:
                 facts.append(item[1])
             elif kind == "sla":
                 checks.append(["s", item[1]])
+            elif kind == "audience":
+                _, brand, channel, owned, ts_ms, mention_id, customer_id, score, who = item
+                owners[brand, channel] = int(bool(owned))
+                if customer_id:
+                    for gran in ("h", "d"):
+                        start = ts_ms - ts_ms % GRANULARITIES[gran]
+                        hkey = k.customers_active(brand, channel, k.bucket_id(gran, start), gran)
+                        pipe.pfadd(hkey, customer_id)
+                        pipe.expire(hkey, self.retention * _ROLLUP_RETENTION[gran])
+                timeline = k.sentiment_timeline(who)
+                zadds[timeline][f"{mention_id}|{score:.4f}"] = ts_ms
+                trims[timeline] = max(trims.get(timeline, 0), ts_ms - TIMELINE_KEEP_MS)
             elif kind == "mention":
                 _, body, ts_ms, mention_id, feats = item
                 latest.append((body, ts_ms))
@@ -148,6 +168,11 @@ class RedisWriter:
         for key, gone in zrems.items():
             if gone:
                 pipe.zrem(key, *gone)
+        for key, before in trims.items():
+            pipe.zremrangebyscore(key, "-inf", f"({before}")
+            pipe.expire(key, TIMELINE_IDLE_S)
+        for (brand, channel), owned in owners.items():
+            pipe.hset(k.channel_owned(brand), channel, owned)
         for hour_ms, by_id in features.items():
             hour = k.bucket_id("h", hour_ms)
             pipe.hset(k.features(hour), mapping=by_id)  # type: ignore[arg-type]
@@ -217,4 +242,5 @@ class RedisSink(DynamicSink[Any]):
         return _RedisSinkPartition(RedisWriter(
             client, self.keys, s.minute_retention_seconds, s.latest_keep,
             features_retention_s=s.features_retention_seconds, response_retention_s=s.response_retention_seconds,
-            run_id=self.run_id, sla_s=s.sla_seconds, pending_keep=s.pending_keep))
+            run_id=self.run_id, sla_s=s.sla_seconds, pending_keep=s.pending_keep,
+            author_retention_s=s.author_retention_seconds))

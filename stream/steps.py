@@ -60,16 +60,19 @@ def calls_only(record: Any) -> tuple[str, CallVolume] | None:
     return ("calls", record) if isinstance(record, CallVolume) else None
 
 
-def reply_facts(e: Enriched) -> list[tuple[str, list[Any]]]:
-    """For reply matching in Redis: a customer mention, or a brand's post and its reply (stream/replies.py)."""
+def reply_facts(e: Enriched) -> list[tuple[Any, ...]]:
+    """Per-mention facts for Redis: a customer mention (and who is talking), or a brand's post and its reply."""
     m = e.mention
     if m.from_brand:
         out = [("fact", brand_post_event(m.id, m.brand, m.ts_ms))]
         if m.in_reply_to is not None:
-            out.append(("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand)))
+            agent = m.meta.get("agent") if isinstance(m.meta, dict) else None
+            out.append(("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand, str(agent or m.author))))
         return out
     return [("fact", match_mention(m.id, m.brand, m.channel, m.ts_ms, e.intent == "query", m.author, e.sentiment,
-                                   m.in_reply_to))]
+                                   m.in_reply_to, e.customer_id)),
+            ("audience", m.brand, m.channel, m.owned, m.ts_ms, m.id, e.customer_id, e.sentiment_score,
+             e.customer_id or f"{m.channel}:{m.author}")]
 
 
 def mention_event(e: Enriched) -> tuple[Any, ...]:

@@ -53,7 +53,7 @@ __all__ = ["COUNTERS", "RUN_COUNTERS", "WindowLogic", "window_key"]
 RUN_COUNTERS = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "authors", "late")
 #: Every counter of a window hash (ARCHITECTURE.md, "Redis layout"): the run counters, and those reply
 #: matching maintains across runs (:mod:`stream.replies`).
-COUNTERS = (*RUN_COUNTERS, "response_ms_sum", "response_count", "answered", "unanswered")
+COUNTERS = (*RUN_COUNTERS, "response_ms_sum", "response_count", "answered", "unanswered", "new_authors")
 
 _GRANS = tuple(GRANULARITIES.items())
 #: What a closed minute carries for the spike detector: a few mention ids and the commonest keywords.

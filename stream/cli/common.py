@@ -57,6 +57,9 @@ def load_settings(config: Path | None, verbose: bool, *, for_flow: bool = False,
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     try:
         settings = Settings.load(overrides, config_path=config if config is not None else True)
+        from stream.insights import parse_business_hours
+
+        parse_business_hours(settings.business_hours)  # a malformed spec is one line, before anything starts
         if for_flow:
             from stream.runner import check_crm
 

@@ -139,7 +139,10 @@ def metrics(
         lo = parse_ts(since, "--since") if since else None
         hi = parse_ts(until, "--until") if until else None
         _, client = redis_for(settings)
-        doc = snapshot(client, Keys(settings.prefix), lo, hi)
+        from stream.insights import parse_business_hours
+
+        doc = snapshot(client, Keys(settings.prefix), lo, hi, business_hours=parse_business_hours(settings.business_hours),
+                       after_reply_days=settings.after_reply_days)
         if as_json:
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             return

@@ -51,12 +51,17 @@ def _state(r: redis.Redis, prefix: str) -> dict:
     cut = {k.decode(): int(v) for k, v in r.hgetall(prefix + "rcut").items()}
     for key in r.scan_iter(match=prefix + "*", count=1000):
         name = key.decode()[len(prefix):]
-        if name.startswith(("pend", "hw", "rt:")):
-            continue
+        if name.startswith(("pend", "hw", "rt:", "mi:", "hi:", "di:")):
+            continue  # internals, and window indexes (an all-zero window indexed in one order only reads as 0)
         kind = r.type(key).decode()
         if kind == "hash":
             h = r.hgetall(key)
-            out[name] = counters_of(h) if name[:2] in ("m:", "h:", "d:") else h
+            if name[:2] in ("m:", "h:", "d:"):
+                if not any(counters_of(h).values()):
+                    continue
+                out[name] = counters_of(h)
+            else:
+                out[name] = h
         elif kind == "zset":
             series = name.split(":", 1)[1].replace("{", "").replace("}", "").replace(":", "|")
             entries = r.zrange(key, 0, -1, withscores=True)
