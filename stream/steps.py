@@ -10,6 +10,7 @@ import redis
 
 from connectors.records import RawRecord
 from crm import CrmSettings
+from crm.identity import is_prospect_id
 from stream.churn import ChurnLogic, customer_key
 from stream.counters import CounterLogic
 from stream.crm_steps import CrmHost
@@ -69,9 +70,10 @@ def reply_facts(e: Enriched) -> list[tuple[Any, ...]]:
             agent = m.meta.get("agent") if isinstance(m.meta, dict) else None
             out.append(("fact", reply_event(m.in_reply_to, m.ts_ms, m.brand, str(agent or m.author))))
         return out
+    known = e.customer_id if e.customer_id and not is_prospect_id(e.customer_id) else None
     return [("fact", match_mention(m.id, m.brand, m.channel, m.ts_ms, e.intent == "query", m.author, e.sentiment,
                                    m.in_reply_to, e.customer_id)),
-            ("audience", m.brand, m.channel, m.owned, m.ts_ms, m.id, e.customer_id, e.sentiment_score,
+            ("audience", m.brand, m.channel, m.owned, m.ts_ms, m.id, known, e.sentiment_score,
              e.customer_id or f"{m.channel}:{m.author}")]
 
 
