@@ -84,17 +84,18 @@ return redis.call('XADD', KEYS[1], '*', unpack(fields))
 
 
 class BacklogFull(RuntimeError):
-    """An input stream holds ``max_backlog`` entries: the consumers must catch up before more are appended.
+    """An input stream is at its backlog limit: the consumers must catch up before more is appended.
 
-    >>> str(BacklogFull("p:in:0", 10, pushed=3))
-    'p:in:0 holds 10 entries (the backlog limit): start the flow or let it catch up, then push again (3 pushed)'
+    >>> str(BacklogFull("p:in:0", 10, 10, pushed=3))
+    'p:in:0 holds 10 entries, its backlog limit is 10: start the flow or let it catch up, then push the rest (3 pushed)'
     """
 
-    def __init__(self, key: str, length: int, pushed: int = 0) -> None:
-        super().__init__(f"{key} holds {length} entries (the backlog limit): start the flow or let it catch up, "
-                         f"then push again ({pushed} pushed)")
+    def __init__(self, key: str, length: int, limit: int, pushed: int = 0) -> None:
+        super().__init__(f"{key} holds {length} entries, its backlog limit is {limit}: start the flow or let it "
+                         f"catch up, then push the rest ({pushed} pushed)")
         self.key = key
         self.length = length
+        self.limit = limit
         self.pushed = pushed
 
 
@@ -143,7 +144,7 @@ def append_records(
             pipe.xlen(key)
         for (key, n), length in zip(wanted.items(), pipe.execute(), strict=True):
             if int(length) + n > max_backlog:
-                raise BacklogFull(key, int(length), pushed=len(out))
+                raise BacklogFull(key, int(length), max_backlog, pushed=len(out))
         pipe = client.pipeline(transaction=False)
         for key, payload in zip(keys, batch, strict=True):
             pipe.xadd(key, {PAYLOAD_FIELD: payload, FMT_FIELD: fmt})
@@ -361,8 +362,6 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
             self._r.xack(self._key, self._group, *sealed[i : i + 10_000])
         del self._unacked[: self._sealed]
         self._sealed = 0
-        if self._trim_acked:
-            self._maybe_trim()
 
     def _maybe_trim(self) -> None:
         """Trim up to what every group had acknowledged one trim interval ago (see the module docs)."""
@@ -378,6 +377,8 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
 
     def next_batch(self) -> list[RawRecord]:
         self._ack_sealed()
+        if self._trim_acked:
+            self._maybe_trim()
         drained_marker = self._stop == "eof" and bool(self._r.exists(self._eof_marker))
         entries = self._read()
         if not entries:
