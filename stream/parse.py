@@ -1,6 +1,6 @@
 """Turning raw records from any source into typed records, or dead letters that say why not.
 
->>> from connectors.records import RawRecord
+>>> from connectors.records import INVALID_UTF8, RawRecord
 >>> ok = parse_record(RawRecord("file:a", 0, b'{"id": "t:1", "channel": "twitter", "brand": "acme", '
 ...                            b'"author": "bob", "text": "hi", "ts": "2024-01-01T00:00:00Z"}', "jsonl"))
 >>> type(ok.record).__name__, ok.key
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from connectors.outbox import OutboxMessage
-from connectors.records import RawRecord
+from connectors.records import INVALID_UTF8, RawRecord
 from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Feedback, Mention, SchemaError
 
 __all__ = ["Parsed", "parse_record"]
@@ -119,6 +119,8 @@ def parse_record(raw: RawRecord) -> Parsed:
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise SchemaError("json", f"malformed JSON ({exc.msg})") from None
+        if isinstance(payload, dict) and payload.get(INVALID_UTF8):
+            raise SchemaError("encoding", "invalid UTF-8 in this row (the reader replaced it with U+FFFD)")
         record = _from_dict(payload, raw.fmt)
         return Parsed(raw.source, _identity(record), record)
     except SchemaError as exc:
