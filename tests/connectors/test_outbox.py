@@ -245,13 +245,51 @@ def test_a_relay_killed_between_delivery_and_ack_loses_nothing(r: redis.Redis, r
 
 
 def test_relay_cli_errors_are_one_line(redis_url: str, key_prefix: str) -> None:
-    env = {"PULSE_WEBHOOK_SECRET": ""}
+    import typer
+    from typer.testing import CliRunner
+
+    from stream.cli.connectors import register
+
+    app = typer.Typer()
+    register(app)
+    env = {"REDIS_URL": redis_url, "PULSE_PREFIX": key_prefix, "PULSE_WEBHOOK_SECRET": ""}
     for args, message in (
         (["--channel", "twitter", "--url", "http://x/"], "a webhook secret is required"),
         (["--channel", "twitter", "--secret", "k"], "--url is required for --channel twitter"),
         (["--channel", "twitter", "--secret", "k", "--url", "ftp://x/"], "webhook URL must be http:// or https://"),
     ):
-        done = pulse("outbox", "relay", *args, redis_url=redis_url, prefix=key_prefix, check=False, extra_env=env)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().startswith("pulse: error: ") and message in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
+        done = CliRunner().invoke(app, ["outbox", "relay", *args], env=env)
+        assert done.exit_code == 2, done.output
+        err = done.stderr.strip()
+        assert err.startswith("pulse: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_the_crm_names_the_same_keys_and_lifetimes_as_the_contract() -> None:
+    from connectors.outbox import OUTBOX_MAXLEN, SENT_MARK_SECONDS, WEBHOOK_CHANNEL, OutboxEncoding, sent_key
+    from crm import OutboxEncoder
+    from crm.keys import KEEP_LINKS_SECONDS, CrmKeys
+    from crm.outbox import WEBHOOK_CHANNEL as CRM_WEBHOOK_CHANNEL
+
+    keys = CrmKeys("p:")
+    assert keys.outbox("forum") == outbox_key("p:", "forum") and keys.outbox_sent("r-1") == sent_key("p:", "r-1")
+    assert keys.webhooks == outbox_key("p:", WEBHOOK_CHANNEL) and CRM_WEBHOOK_CHANNEL == WEBHOOK_CHANNEL
+    assert KEEP_LINKS_SECONDS == SENT_MARK_SECONDS  # the CRM's Lua sets the same once-per-reply-id mark
+    assert isinstance(ENCODING, OutboxEncoder) and isinstance(OutboxEncoding(), OutboxEncoder)
+    assert ENCODING.maxlen == OUTBOX_MAXLEN
+
+
+def test_crm_writes_are_capped_like_the_contract(r: redis.Redis, key_prefix: str) -> None:
+    class Tiny:
+        maxlen = 10
+
+        def encode(self, message):  # type: ignore[no-untyped-def]
+            return ENCODING.encode(message)
+
+    store = make_store(r, key_prefix)
+    proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0), outbox=Tiny())
+    for i in range(300):
+        proc.process({"id": f"forum:{i}", "channel": "forum", "brand": "acme", "author": f"u{i}", "text": "help?",
+                      "ts": iso_ms(T0 + i * 1000), "intent": "query"})
+        proc.reply(f"C-forum:{i}", text="on it", now_ms=T0 + i * 1000 + 500)
+    assert r.xlen(outbox_key(key_prefix, "forum")) < 300  # MAXLEN ~ trims whole nodes: about the cap, never all
+    assert read_messages(r, key_prefix, "forum", count=1)[0].in_reply_to == "forum:299"
