@@ -139,28 +139,30 @@ class IngestServer(BackgroundServer):
         return None
 
     async def _store(self, frames: list[bytes]) -> list[bytes | str]:
-        """Append the frames in one pipeline; per frame the ack's JSON tail, or a nack reason (str)."""
+        """Append the frames, one script call per stream (in order, only while it has room), in one pipeline;
+        per frame the ack's JSON tail, or a nack reason (str)."""
         assert self._redis is not None and self._append is not None
-        answers: list[bytes | str] = []
-        keys: list[str] = []
+        by_key: dict[str, list[int]] = {}
+        for i, payload in enumerate(frames):
+            by_key.setdefault(stream_key(self.prefix, partition_for(payload, self.partitions)), []).append(i)
         pipe = self._redis.pipeline(transaction=False)
-        for payload in frames:
-            key = stream_key(self.prefix, partition_for(payload, self.partitions))
-            keys.append(key)
-            await self._append(keys=[key], args=[self.max_backlog, PAYLOAD_FIELD, payload, FMT_FIELD, self.fmt],
-                               client=pipe)
-        ids = await pipe.execute()
+        for key, idx in by_key.items():
+            await self._append(keys=[key], args=[self.max_backlog, PAYLOAD_FIELD, FMT_FIELD, self.fmt,
+                                                 *(frames[i] for i in idx)], client=pipe)
+        replies = await pipe.execute()
         if self.wait_replicas > 0:
             acked = await self._redis.wait(self.wait_replicas, self.wait_timeout_ms)
             if acked < self.wait_replicas:
                 raise redis.RedisError(f"only {acked} of {self.wait_replicas} replicas confirmed the write")
-        for key, entry_id in zip(keys, ids, strict=True):
-            if isinstance(entry_id, int):  # the stream is full: not stored
-                answers.append(f"backlog full: {key} holds {entry_id} entries the flow has not caught up with; "
-                               "retry later")
-                continue
-            entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            answers.append(orjson.dumps({"stream": key, "entry": entry}))
+        answers: list[bytes | str] = [b""] * len(frames)
+        for (key, idx), ids in zip(by_key.items(), replies, strict=True):
+            for i, entry_id in zip(idx, ids, strict=True):
+                if isinstance(entry_id, int):  # the stream is full: not stored
+                    answers[i] = (f"backlog full: {key} holds {entry_id} entries the flow has not caught up "
+                                  "with; retry later")
+                else:
+                    entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    answers[i] = orjson.dumps({"stream": key, "entry": entry})
         return answers
 
     async def _handler(self, ws: ServerConnection) -> None:

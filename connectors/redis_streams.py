@@ -72,14 +72,22 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 #: Producers refuse to append to an input stream that already holds this many entries.
 DEFAULT_MAX_BACKLOG = 1_000_000
 
-# KEYS[1] stream; ARGV[1] max backlog, ARGV[2..] field/value pairs. The entry id, or the stream's length when
-# it is full (then nothing is appended).
+# KEYS[1] stream; ARGV[1] max backlog, ARGV[2] payload field name, ARGV[3] fmt field name, ARGV[4] fmt,
+# ARGV[5..] payloads. Appends them in order while the stream holds fewer than max backlog entries; per payload
+# its entry id, or the stream's length (an integer) when it was full and the payload was not appended.
 APPEND_IF_ROOM = """
 local n = redis.call('XLEN', KEYS[1])
-if n >= tonumber(ARGV[1]) then return n end
-local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
-return redis.call('XADD', KEYS[1], '*', unpack(fields))
+local cap = tonumber(ARGV[1])
+local out = {}
+for i = 5, #ARGV do
+  if n >= cap then
+    out[#out + 1] = n
+  else
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i], ARGV[3], ARGV[4])
+    n = n + 1
+  end
+end
+return out
 """
 
 
