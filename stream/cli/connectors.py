@@ -198,7 +198,7 @@ def ingest_serve(
 def outbox_relay(
     channel: Annotated[str, typer.Option("--channel", "-c", help="Outbox to deliver: PREFIXoutbox:CHANNEL ('webhook' for the business rules' webhooks, each posted to its own URL).")],
     url: Annotated[str | None, typer.Option("--url", help="Receiver of each message (HTTP POST of its JSON). Required, except for --channel webhook, whose messages carry their URL.", show_default=False)] = None,
-    secret: Annotated[list[str] | None, typer.Option("--secret", envvar="PULSE_WEBHOOK_SECRET", help="HMAC-SHA256 signing secret (default $PULSE_WEBHOOK_SECRET). Repeat while rotating: each secret adds a v1 to X-Pulse-Signature.", show_default=False)] = None,
+    secret: Annotated[list[str] | None, typer.Option("--secret", envvar="PULSE_WEBHOOK_SECRET", help="HMAC-SHA256 signing secret (default $PULSE_WEBHOOK_SECRET). Repeat while rotating (in the variable: separated by spaces): each secret adds a v1 to X-Pulse-Signature.", show_default=False)] = None,
     attempts: Annotated[int, typer.Option("--attempts", help="Delivery attempts before a message goes to the dead-letter stream.", min=1)] = 5,
     backoff: Annotated[float, typer.Option("--backoff", help="Seconds before the first retry; doubled for each further retry.", min=0.0)] = 0.5,
     backoff_max: Annotated[float, typer.Option("--backoff-max", help="Longest wait between two attempts (seconds).", min=0.0)] = 30.0,
