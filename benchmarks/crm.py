@@ -32,6 +32,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from connectors.outbox import ENCODING  # noqa: E402
 from crm import (  # noqa: E402
     SAMPLE_KB,
     SAMPLE_RULES,
@@ -150,7 +151,7 @@ def main() -> None:
         rules = load_rules(SAMPLE_RULES)
         per_agent = args.cases // args.agents * 3 + 50  # room for every case: nothing queues here
         add_agents(store, args.agents, per_agent, rng)
-        proc = CrmProcessor(store, rules, kb, settings)
+        proc = CrmProcessor(store, rules, kb, settings, outbox=ENCODING)
 
         # baseline: the bare Redis writes a case needs, pipelined the same way
         base = mentions(args.cases, args.customers, rng, "b")
@@ -195,7 +196,8 @@ def main() -> None:
         sstore = make_store(client, steady_prefix)
         import_customers(sstore, df.head(10_000), now_ms=T0)
         add_agents(sstore, args.agents, 10, rng)
-        sproc = CrmProcessor(sstore, rules, KnowledgeBase(sstore), settings.with_changes(prefix=steady_prefix))
+        sproc = CrmProcessor(sstore, rules, KnowledgeBase(sstore), settings.with_changes(prefix=steady_prefix),
+                             outbox=ENCODING)
         steady = mentions(min(10_000, args.cases), 10_000, rng, "t")
         t = time.perf_counter()
         pending: list[str] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import math
 import re
 import tomllib
 import zlib
@@ -30,7 +31,7 @@ import orjson
 import polars as pl
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.records import RawRecord
+from connectors.records import INVALID_UTF8, RawRecord
 
 __all__ = [
     "FORMATS",
@@ -81,6 +82,8 @@ _MENTION_FIELDS = (
     "lang",
 )
 _MAPPING_REQUIRED = ("id", "channel", "brand", "author", "text", "ts")
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", ""})
 _CALLS_COLUMNS = ("ts", "queue", "calls")
 
 
@@ -169,6 +172,9 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
+    """The CSV as strings. Bytes that are not UTF-8 are replaced (U+FFFD) so the rest of the file still reads;
+    the rows that hold a replacement get :data:`~connectors.records.INVALID_UTF8` = ``"1"``, and the flow
+    dead-letters them (a JSONL line with bad bytes is dead-lettered too)."""
     if not data.strip():
         return pl.DataFrame()
     try:
@@ -181,7 +187,25 @@ def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
         )
     except Exception as exc:  # polars raises several error types for unreadable CSV
         raise SourceError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:200]})") from None
-    return df.fill_null("")
+    df = df.fill_null("")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        replaced = pl.any_horizontal([pl.col(c).str.contains("\ufffd", literal=True) for c in df.columns])
+        df = df.with_columns(pl.when(replaced).then(pl.lit("1")).otherwise(pl.lit("")).alias(INVALID_UTF8))
+        logger.warning("%s: bytes that are not UTF-8 in %d rows (they go to the dead-letter stream)", path,
+                       int(df[INVALID_UTF8].str.len_chars().sum()))
+    return df
+
+
+def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """The rows as dicts; the invalid-UTF-8 mark only where it is set."""
+    rows = df.to_dicts()
+    if INVALID_UTF8 in df.columns:
+        for row in rows:
+            if not row[INVALID_UTF8]:
+                del row[INVALID_UTF8]
+    return rows
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -234,6 +258,9 @@ class ColumnMapping:
     >>> m.shape({"tweet_id": "1", "text": "late again", "when": "2015-02-24 11:35:52 -0800", "name": "ann",
     ...          "airline": "United", "airline_sentiment": "negative"})["meta"]
     {'mood': 'negative'}
+    >>> agent = ColumnMapping(columns={**m.columns, "from_brand": "is_agent"}, constants={"channel": "twitter"})
+    >>> [agent.shape({"is_agent": v})["from_brand"] for v in ("TRUE", "no", "", "maybe")]
+    [True, False, False, 'maybe']
     """
 
     columns: dict[str, str]
@@ -274,6 +301,14 @@ class ColumnMapping:
         for optional in ("in_reply_to", "url", "lang"):
             if out.get(optional) == "":
                 del out[optional]
+        for flag in ("owned", "from_brand"):  # CSV cells are text; the schema wants true/false
+            cell = out.get(flag)
+            if isinstance(cell, str):
+                word = cell.strip().lower()
+                if word in _TRUE:
+                    out[flag] = True
+                elif word in _FALSE:
+                    out[flag] = False  # anything else stays text: a dead letter that names the field
         out["meta"] = meta
         return out
 
@@ -453,7 +488,7 @@ def _twcs_items(data: bytes, path: Path) -> list[tuple[dict[str, str], int | Non
     missing = [c for c in TWCS_COLUMNS if c not in df.columns]
     if missing:
         raise SourceError(f"{path}: not a twcs file, missing columns {', '.join(missing)}")
-    rows = df.to_dicts()
+    rows = _rows(df)
     brands = twcs_brands(rows)
     items = []
     for row, brand in zip(rows, brands, strict=True):
@@ -470,13 +505,20 @@ def _mapped_items(data: bytes, path: Path, mapping: ColumnMapping) -> list[tuple
     if missing:
         raise SourceError(f"{path}: the mapping names columns the file lacks: {', '.join(missing)}")
     items = []
-    for row in df.to_dicts():
+    for row in _rows(df):
         shaped = mapping.shape(row)
+        if row.get(INVALID_UTF8):
+            shaped[INVALID_UTF8] = "1"
         items.append((shaped, event_time_ms(shaped.get("ts"))))
     return items
 
 
 def _number_or_text(value: Any) -> Any:
+    """A count cell as a number when it is one; text otherwise (the parser dead-letters it with the reason).
+
+    >>> _number_or_text(" 7 "), _number_or_text("2.5"), _number_or_text("inf"), _number_or_text("many")
+    (7, 2.5, 'inf', 'many')
+    """
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -484,9 +526,10 @@ def _number_or_text(value: Any) -> Any:
         return int(text)
     except ValueError:
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return value
+        return number if math.isfinite(number) else value  # nan/inf are no count
 
 
 def _calls_items(data: bytes, path: Path) -> list[tuple[dict[str, Any] | bytes, int | None]]:
@@ -505,7 +548,7 @@ def _calls_items(data: bytes, path: Path) -> list[tuple[dict[str, Any] | bytes, 
     missing = [c for c in _CALLS_COLUMNS if c not in df.columns]
     if missing:
         raise SourceError(f"{path}: not a call-volume file, missing columns {', '.join(missing)}")
-    for row in df.to_dicts():
+    for row in _rows(df):
         payload: dict[str, Any] = dict(row)
         payload["calls"] = _number_or_text(row["calls"])
         items.append((payload, event_time_ms(row["ts"])))

@@ -8,7 +8,12 @@ only after Redis answered the XADD:
 
 - ``{"ack": SEQ, "stream": KEY, "entry": ID}`` — stored; ``SEQ`` counts this connection's frames
   from 1, so a client can match acks to what it sent and resend what was never acknowledged;
-- ``{"nack": SEQ, "reason": "..."}`` — not stored (empty frame, Redis unreachable); resend later.
+- ``{"nack": SEQ, "reason": "..."}`` — not stored (empty frame, Redis unreachable, or the stream already
+  holds ``max_backlog`` entries because the flow is behind or stopped); resend later.
+
+Bounded: a frame is appended only while its stream holds fewer than ``max_backlog`` entries (checked and
+appended in one server-side step); the flow's reader trims what it has acknowledged (see
+:mod:`connectors.redis_streams`). An acknowledged frame is therefore never trimmed before the flow processed it.
 
 Durability: an acknowledged frame is in the Redis server's memory. It survives a Redis crash when
 Redis runs with AOF (``appendonly yes``, ``appendfsync always`` for no loss at all); with replicas,
@@ -27,6 +32,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -36,7 +42,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from connectors.redis_streams import FMT_FIELD, PAYLOAD_FIELD, partition_for, stream_key
+from connectors.redis_streams import (
+    APPEND_IF_ROOM,
+    DEFAULT_MAX_BACKLOG,
+    FMT_FIELD,
+    PAYLOAD_FIELD,
+    partition_for,
+    stream_key,
+)
 from connectors.websocket import BackgroundServer
 
 __all__ = ["IngestServer", "token_from_request"]
@@ -91,6 +104,7 @@ class IngestServer(BackgroundServer):
         wait_timeout_ms: int = 1000,
         max_frame_bytes: int = 1 << 20,
         max_batch: int = 500,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         if not token:
             raise ValueError(
@@ -109,7 +123,9 @@ class IngestServer(BackgroundServer):
         self.wait_timeout_ms = wait_timeout_ms
         self.max_frame_bytes = max_frame_bytes
         self.max_batch = max_batch
+        self.max_backlog = max_backlog
         self._redis: aioredis.Redis | None = None
+        self._append: Any = None
 
     @property
     def url(self) -> str:
@@ -122,24 +138,31 @@ class IngestServer(BackgroundServer):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid ingest token is required\n")
         return None
 
-    async def _store(self, frames: list[bytes]) -> list[bytes]:
-        """XADD the frames in one pipeline; the answers to send back, in order."""
-        assert self._redis is not None
-        answers: list[bytes] = []
-        keys: list[str] = []
+    async def _store(self, frames: list[bytes]) -> list[bytes | str]:
+        """Append the frames, one script call per stream (in order, only while it has room), in one pipeline;
+        per frame the ack's JSON tail, or a nack reason (str)."""
+        assert self._redis is not None and self._append is not None
+        by_key: dict[str, list[int]] = {}
+        for i, payload in enumerate(frames):
+            by_key.setdefault(stream_key(self.prefix, partition_for(payload, self.partitions)), []).append(i)
         pipe = self._redis.pipeline(transaction=False)
-        for payload in frames:
-            key = stream_key(self.prefix, partition_for(payload, self.partitions))
-            keys.append(key)
-            pipe.xadd(key, {PAYLOAD_FIELD: payload, FMT_FIELD: self.fmt})
-        ids = await pipe.execute()
+        for key, idx in by_key.items():
+            await self._append(keys=[key], args=[self.max_backlog, PAYLOAD_FIELD, FMT_FIELD, self.fmt,
+                                                 *(frames[i] for i in idx)], client=pipe)
+        replies = await pipe.execute()
         if self.wait_replicas > 0:
             acked = await self._redis.wait(self.wait_replicas, self.wait_timeout_ms)
             if acked < self.wait_replicas:
                 raise redis.RedisError(f"only {acked} of {self.wait_replicas} replicas confirmed the write")
-        for key, entry_id in zip(keys, ids, strict=True):
-            entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            answers.append(orjson.dumps({"stream": key, "entry": entry}))
+        answers: list[bytes | str] = [b""] * len(frames)
+        for (key, idx), ids in zip(by_key.items(), replies, strict=True):
+            for i, entry_id in zip(idx, ids, strict=True):
+                if isinstance(entry_id, int):  # the stream is full: not stored
+                    answers[i] = (f"backlog full: {key} holds {entry_id} entries the flow has not caught up "
+                                  "with; retry later")
+                else:
+                    entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    answers[i] = orjson.dumps({"stream": key, "entry": entry})
         return answers
 
     async def _handler(self, ws: ServerConnection) -> None:
@@ -185,7 +208,11 @@ class IngestServer(BackgroundServer):
                     elif error is not None:
                         answer = orjson.dumps({"nack": seq, "reason": error})
                     else:
-                        answer = b'{"ack":%d,' % seq + next(it)[1:]
+                        tail = next(it)
+                        if isinstance(tail, str):
+                            answer = orjson.dumps({"nack": seq, "reason": tail})
+                        else:
+                            answer = b'{"ack":%d,' % seq + tail[1:]
                     await ws.send(answer, text=True)
         except ConnectionClosed:
             log.info("ingest client %s left after %d frames", ws.remote_address, seq)
@@ -196,6 +223,7 @@ class IngestServer(BackgroundServer):
         """Serve until :meth:`stop` (or cancellation); ``ready`` is called once listening."""
         self._stopped = asyncio.Event()
         self._redis = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+        self._append = self._redis.register_script(APPEND_IF_ROOM)
         try:
             await self._redis.ping()
             async with serve(

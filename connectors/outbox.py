@@ -1,14 +1,23 @@
 """Outbound messages: one Redis stream per channel, ``{prefix}outbox:{channel}``, idempotent by reply id.
 
 **The outbox contract** (ARCHITECTURE.md, "Redis layout"): every writer (CRM replies, DM requests, incident
-notices, rule webhooks) and every reader (the relay, the dashboard, tests) goes through
-:class:`OutboxMessage`, :func:`write_message` and :func:`read_messages`. An entry's fields are exactly
-:data:`OUTBOX_FIELDS`: ``reply_id``, ``kind`` (one of :data:`KINDS`), ``channel``, ``brand``, ``in_reply_to``
-(mention id or empty), ``case_id``, ``customer_id``, ``agent``, ``text``, ``url`` (webhooks only) and ``ts``
-(ISO 8601). A message is queued once per reply id: the mark ``{prefix}outbox:sent:{reply_id}`` (kept
-:data:`SENT_MARK_SECONDS`) is set with the append, atomically, so a replayed or retried write never queues
-it twice. Lua writers elsewhere (the CRM's scripts) take :meth:`OutboxMessage.fields` as their XADD
-arguments and set the same mark.
+notices, rule webhooks) and every reader (the relay, the flow's read-back of replies, the dashboard, tests)
+goes through :class:`OutboxMessage` and this module. An entry's fields are exactly :data:`OUTBOX_FIELDS`:
+``reply_id``, ``kind`` (one of :data:`KINDS`), ``channel``, ``brand``, ``in_reply_to`` (mention id or empty),
+``case_id``, ``customer_id``, ``agent``, ``text``, ``url`` (webhooks only) and ``ts`` (ISO 8601). A message is
+queued once per reply id: the mark ``{prefix}outbox:sent:{reply_id}`` (kept :data:`SENT_MARK_SECONDS`) is set
+with the append, atomically, so a replayed or retried write never queues it twice.
+
+Writers:
+
+- :func:`write_message` / :func:`write_messages` append messages from Python (notices, tests, tools);
+- the CRM appends replies, DM requests and rule messages inside its own Lua scripts, atomically with the case
+  update. The CRM never imports this package: ``stream/`` hands it :data:`ENCODING` (an
+  :class:`OutboxEncoding`, the adapter of the CRM's port ``crm.outbox.OutboxEncoder``), which turns the CRM's
+  plain dicts into the XADD field list of this contract and names the stream's cap.
+
+A rule webhook is a message of kind ``webhook`` on the channel ``webhook`` (stream ``{prefix}outbox:webhook``)
+whose ``url`` is where it goes and whose ``text`` is the event as a JSON document.
 
 >>> m = OutboxMessage(reply_id="r-1", kind="reply", channel="twitter", text="on it!", ts="2024-01-01T10:05:00+00:00")
 >>> f = m.fields()
@@ -21,17 +30,29 @@ True
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import redis
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-__all__ = ["KINDS", "OUTBOX_FIELDS", "SENT_MARK_SECONDS", "OutboxMessage", "outbox_key", "read_messages",
-           "sent_key", "write_message", "write_messages"]
+__all__ = [
+    "ENCODING",
+    "KINDS",
+    "OUTBOX_FIELDS",
+    "OUTBOX_MAXLEN",
+    "SENT_MARK_SECONDS",
+    "WEBHOOK_CHANNEL",
+    "OutboxEncoding",
+    "OutboxMessage",
+    "outbox_key",
+    "read_messages",
+    "sent_key",
+    "write_message",
+    "write_messages",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +62,13 @@ KINDS = ("reply", "dm_request", "notice", "webhook")
 #: The fields of every outbox entry, in this order.
 OUTBOX_FIELDS = ("reply_id", "kind", "channel", "brand", "in_reply_to", "case_id", "customer_id", "agent",
                  "text", "url", "ts")
-#: How long the sent-once mark of a reply id is kept (180 days).
+#: How long the sent-once mark of a reply id is kept (180 days; the CRM's scripts use the same lifetime).
 SENT_MARK_SECONDS = 180 * 86400
-#: Each channel's outbox stream keeps about this many entries (delivered ones are acknowledged by the relay).
+#: Each channel's outbox stream keeps about this many entries (``XADD MAXLEN ~``). The relay delivers them as
+#: they come; only a relay stopped for this many messages would see the oldest undelivered ones trimmed.
 OUTBOX_MAXLEN = 100_000
+#: The channel (and stream ``{prefix}outbox:webhook``) of rule webhooks.
+WEBHOOK_CHANNEL = "webhook"
 
 
 def outbox_key(prefix: str, channel: str) -> str:
@@ -69,6 +93,10 @@ class OutboxMessage:
     Traceback (most recent call last):
     ...
     ValueError: outbox message n-1: kind must be one of reply, dm_request, notice, webhook, got 'tweet'
+    >>> OutboxMessage(reply_id="w-1", kind="webhook", channel="webhook")
+    Traceback (most recent call last):
+    ...
+    ValueError: outbox message w-1: a webhook needs a url
     """
 
     reply_id: str
@@ -84,12 +112,18 @@ class OutboxMessage:
     ts: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def __post_init__(self) -> None:
+        for name in OUTBOX_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"outbox message {self.reply_id!r}: {name} must be a string, "
+                                 f"got {type(getattr(self, name)).__name__}")
         if not self.reply_id:
             raise ValueError("an outbox message needs a reply_id")
         if self.kind not in KINDS:
             raise ValueError(f"outbox message {self.reply_id}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not self.channel:
             raise ValueError(f"outbox message {self.reply_id}: no channel")
+        if self.kind == "webhook" and not self.url:
+            raise ValueError(f"outbox message {self.reply_id}: a webhook needs a url")
 
     def fields(self) -> list[str]:
         """``[name, value, name, value, ...]`` in :data:`OUTBOX_FIELDS` order: the arguments of an XADD."""
@@ -106,14 +140,58 @@ class OutboxMessage:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_fields(cls, fields: dict[Any, Any]) -> OutboxMessage:
-        """Rebuild from a stream entry's fields (bytes or str keys and values)."""
+    def from_dict(cls, d: Mapping[str, Any]) -> OutboxMessage:
+        """From a plain dict of the contract's fields (missing ones empty, ``None`` as empty); others refused.
+
+        >>> OutboxMessage.from_dict({"reply_id": "r-1", "kind": "reply", "channel": "forum", "url": None}).url
+        ''
+        >>> OutboxMessage.from_dict({"reply_id": "r-1", "kind": "reply", "channel": "forum", "body": "x"})
+        Traceback (most recent call last):
+        ...
+        ValueError: outbox message r-1: unknown field(s) body
+        """
+        unknown = set(d) - set(OUTBOX_FIELDS)
+        if unknown:
+            raise ValueError(f"outbox message {d.get('reply_id', '')}: unknown field(s) {', '.join(sorted(unknown))}")
+        values = {name: d[name] for name in OUTBOX_FIELDS if d.get(name) is not None}
+        values.setdefault("reply_id", "")
+        values.setdefault("kind", "")
+        values.setdefault("channel", "")
+        return cls(**values)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[Any, Any]) -> OutboxMessage:
+        """Rebuild from a stream entry's fields (bytes or str keys and values); ValueError if it is no message."""
         def text(name: str) -> str:
             v = fields.get(name.encode(), fields.get(name, b""))
             return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
 
         return cls(**{name: text(name) for name in OUTBOX_FIELDS})
 
+
+class OutboxEncoding:
+    """The contract as an adapter for writers that do the XADD themselves (the CRM's Lua scripts).
+
+    Satisfies the CRM's port ``crm.outbox.OutboxEncoder``: :meth:`encode` validates a plain dict of the
+    contract's fields and returns the XADD field list; :attr:`maxlen` caps each channel's stream.
+
+    >>> ENCODING.encode({"reply_id": "r-1", "kind": "dm_request", "channel": "forum", "text": "DM us",
+    ...                  "ts": "2024-01-01T00:00:00+00:00"})[:6]
+    ['reply_id', 'r-1', 'kind', 'dm_request', 'channel', 'forum']
+    >>> ENCODING.encode({"reply_id": "r-1", "kind": "post", "channel": "forum"})
+    Traceback (most recent call last):
+    ...
+    ValueError: outbox message r-1: kind must be one of reply, dm_request, notice, webhook, got 'post'
+    """
+
+    maxlen: int = OUTBOX_MAXLEN
+
+    def encode(self, message: Mapping[str, Any]) -> list[str]:
+        return OutboxMessage.from_dict(message).fields()
+
+
+#: The encoding every writer uses.
+ENCODING = OutboxEncoding()
 
 # KEYS[1] stream, KEYS[2] sent mark; ARGV[1] mark lifetime (s), ARGV[2] maxlen, ARGV[3..] field/value pairs.
 _APPEND_ONCE = """
@@ -146,121 +224,13 @@ def write_message(client: redis.Redis, prefix: str, message: OutboxMessage) -> b
 
 
 def read_messages(client: redis.Redis, prefix: str, channel: str, count: int = 50) -> list[OutboxMessage]:
-    """The newest ``count`` messages of a channel's outbox, oldest first."""
+    """The newest ``count`` messages of a channel's outbox, oldest first (entries that are no message are
+    skipped with a warning)."""
     entries: Any = client.xrevrange(outbox_key(prefix, channel), count=count) or []
-    return [OutboxMessage.from_fields(fields) for _id, fields in reversed(entries)]
-
-
-# ---- the pre-contract outbox (fields id/data); removed once every writer and reader uses the API above ----
-_LEGACY_APPEND_ONCE = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
-  return false
-end
-return redis.call('XADD', KEYS[1], '*', 'reply_id', ARGV[1], 'channel', ARGV[2], 'body', ARGV[3], 'ts', ARGV[4])
-"""
-
-
-def seen_key(prefix: str, channel: str) -> str:
-    """The set of reply ids already queued on one channel."""
-    return f"{prefix}outbox:{channel}:seen"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """A reply (or proactive notice) to send on a channel; ``reply_id`` makes it idempotent.
-
-    ``body`` is what the channel's connector receives (bytes; a dict is serialised to JSON).
-
-    >>> OutboxItem.from_fields({b"reply_id": b"r-1", b"channel": b"forum", b"body": b"{}", b"ts": b"t"})
-    OutboxItem(reply_id='r-1', channel='forum', body=b'{}', ts='t')
-    """
-
-    reply_id: str
-    channel: str
-    body: bytes
-    ts: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-    @classmethod
-    def of(cls, reply_id: str, channel: str, body: bytes | dict[str, Any]) -> OutboxItem:
-        """Build one, serialising a dict body with orjson.
-
-        >>> OutboxItem.of("r-2", "twitter", {"text": "hi"}).body
-        b'{"text":"hi"}'
-        """
-        return cls(reply_id, channel, body if isinstance(body, bytes) else orjson.dumps(body))
-
-    @classmethod
-    def from_fields(cls, fields: dict[bytes, bytes]) -> OutboxItem:
-        """Rebuild from a stream entry's fields."""
-        return cls(
-            reply_id=fields.get(b"reply_id", b"").decode("utf-8", "replace"),
-            channel=fields.get(b"channel", b"").decode("utf-8", "replace"),
-            body=fields.get(b"body", b""),
-            ts=fields.get(b"ts", b"").decode("utf-8", "replace"),
-        )
-
-
-class Outbox:
-    """Queue replies on ``{prefix}outbox:{channel}``, each reply id at most once.
-
-    >>> Outbox.__name__
-    'Outbox'
-    """
-
-    def __init__(self, client: redis.Redis, prefix: str = "pulse:") -> None:
-        self.client = client
-        self.prefix = prefix
-        self._script = client.register_script(_LEGACY_APPEND_ONCE)
-
-    def append(self, item: OutboxItem) -> str | None:
-        """Queue one reply; the new entry id, or None when that reply id was already queued."""
-        return self.append_many([item])[0]
-
-    def append_many(self, items: Iterable[OutboxItem]) -> list[str | None]:
-        """Queue replies in one pipeline; per item its entry id, or None for an already queued id."""
-        items = list(items)
-        if not items:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for it in items:
-            if not it.reply_id:
-                raise ValueError(f"an outbox item needs a reply_id: {it!r}")
-            self._script(
-                keys=[outbox_key(self.prefix, it.channel), seen_key(self.prefix, it.channel)],
-                args=[it.reply_id, it.channel, it.body, it.ts],
-                client=pipe,
-            )
-        return [r.decode() if isinstance(r, bytes) else None for r in pipe.execute()]
-
-
-class _OutboxPartition(StatelessSinkPartition[OutboxItem]):
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
-        self._outbox = Outbox(self._client, prefix)
-
-    def write_batch(self, items: list[OutboxItem]) -> None:
-        results = self._outbox.append_many(items)
-        dupes = sum(r is None for r in results)
-        if dupes:
-            log.debug("outbox: %d of %d replies were already queued", dupes, len(items))
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class OutboxSink(DynamicSink[OutboxItem]):
-    """Bytewax sink writing :class:`OutboxItem` values to their channel's outbox stream.
-
-    **Delivery guarantee: exactly-once in effect.** Bytewax may write an item again after a
-    restart (at-least-once); the reply id makes the second write a no-op.
-
-    >>> OutboxSink("redis://localhost:6379", "pulse:").prefix
-    'pulse:'
-    """
-
-    def __init__(self, redis_url: str, prefix: str = "pulse:") -> None:
-        self.redis_url = redis_url
-        self.prefix = prefix
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutboxPartition:
-        return _OutboxPartition(self.redis_url, self.prefix)
+    out = []
+    for entry_id, fields in reversed(entries):
+        try:
+            out.append(OutboxMessage.from_fields(fields))
+        except ValueError as exc:
+            log.warning("outbox %s entry %r is not a message: %s", channel, entry_id, exc)
+    return out

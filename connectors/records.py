@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RawRecord"]
+__all__ = ["INVALID_UTF8", "RawRecord"]
+
+#: Set (to ``"1"``) in a dict payload whose source had to replace bytes that were not UTF-8 (a CSV row read
+#: lossily): the parser dead-letters such a record with reason ``encoding: ...``.
+INVALID_UTF8 = "_invalid_utf8"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,25 @@ An entry holds two fields: ``payload`` (the raw record, bytes) and ``fmt`` (how 
 record always lands in the same stream. A producer that is done sets ``{prefix}in:eof``
 (:func:`mark_eof`); a source built with ``stop="eof"`` then finishes once every stream is drained.
 
+**How the input streams stay bounded.** Two mechanisms, neither of which drops an entry a consumer still needs:
+
+- *Consumers trim what every group has acknowledged.* After acking, a reading partition trims its stream
+  (``XTRIM MINID ~``) up to :func:`acknowledged_upto`: below the oldest entry that any consumer group of the
+  stream still holds pending or has not been delivered yet. It applies the point it computed on its previous
+  trim (every ``trim_every_s``, default 30 s), so an entry lives on for a while after its acknowledgement — a
+  recovery that resumes from a snapshot taken just before it can still replay it. Streams read by readers
+  that are not consumer groups (the outboxes: the dashboard reads their newest entries) are not trimmed this
+  way (``trim_acked=False``); they have their own cap.
+- *Producers refuse to pile up more than ``max_backlog`` entries per stream* (default
+  :data:`DEFAULT_MAX_BACKLOG`): :func:`append_records` raises :class:`BacklogFull` and the ingest endpoint
+  nacks the frame ("retry later") instead of appending, so a stopped flow makes producers wait rather than
+  having unread entries trimmed (``XADD MAXLEN`` would silently drop the oldest unprocessed ones). The length
+  checked is the stream's: unprocessed entries plus those acknowledged within the last trim interval.
+
+The trade-off: with no consumer running, a stream fills to ``max_backlog`` and producers get refusals until
+the flow catches up; nothing unacknowledged is ever trimmed in normal operation. (An entry deleted by hand
+while pending is acknowledged when met, and logged.)
+
 >>> partition_for(b'{"id": "t:1"}', 4)
 0
 >>> stream_key("pulse:", 2), eof_key("pulse:")
@@ -14,6 +33,7 @@ record always lands in the same stream. A producer that is done sets ``{prefix}i
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,14 +45,18 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from connectors.records import RawRecord
 
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
     "FMT_FIELD",
     "PAYLOAD_FIELD",
+    "BacklogFull",
     "RedisStreamSource",
+    "acknowledged_upto",
     "append_records",
     "eof_key",
     "mark_eof",
     "partition_for",
     "stream_key",
+    "trim_acknowledged",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,6 +69,42 @@ _FMT = FMT_FIELD.encode()
 StopMode = Literal["never", "eof", "drained"]
 #: Stream entries as redis-py returns them: ``[(entry id, {field: value})]``.
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+#: Producers refuse to append to an input stream that already holds this many entries.
+DEFAULT_MAX_BACKLOG = 1_000_000
+
+# KEYS[1] stream; ARGV[1] max backlog, ARGV[2] payload field name, ARGV[3] fmt field name, ARGV[4] fmt,
+# ARGV[5..] payloads. Appends them in order while the stream holds fewer than max backlog entries; per payload
+# its entry id, or the stream's length (an integer) when it was full and the payload was not appended.
+APPEND_IF_ROOM = """
+local n = redis.call('XLEN', KEYS[1])
+local cap = tonumber(ARGV[1])
+local out = {}
+for i = 5, #ARGV do
+  if n >= cap then
+    out[#out + 1] = n
+  else
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i], ARGV[3], ARGV[4])
+    n = n + 1
+  end
+end
+return out
+"""
+
+
+class BacklogFull(RuntimeError):
+    """An input stream is at its backlog limit: the consumers must catch up before more is appended.
+
+    >>> str(BacklogFull("p:in:0", 10, 10, pushed=3))
+    'p:in:0 holds 10 entries, its backlog limit is 10: start the flow or let it catch up, then push the rest (3 pushed)'
+    """
+
+    def __init__(self, key: str, length: int, limit: int, pushed: int = 0) -> None:
+        super().__init__(f"{key} holds {length} entries, its backlog limit is {limit}: start the flow or let it "
+                         f"catch up, then push the rest ({pushed} pushed)")
+        self.key = key
+        self.length = length
+        self.limit = limit
+        self.pushed = pushed
 
 
 def stream_key(prefix: str, n: int) -> str:
@@ -70,23 +130,32 @@ def append_records(
     partitions: int = 4,
     fmt: str = "jsonl",
     chunk: int = 1000,
-    maxlen: int | None = None,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
 ) -> list[tuple[str, str]]:
     """XADD every payload to its input stream, pipelined by ``chunk``; return ``(stream, entry id)`` each.
 
-    When this returns, every entry is in Redis (each XADD was answered). ``maxlen`` caps each
-    stream approximately (``MAXLEN ~``); by default the streams are not trimmed.
+    When this returns, every entry is in Redis (each XADD was answered). Before each chunk the streams'
+    lengths are checked: when a chunk would take a stream past ``max_backlog`` entries, :class:`BacklogFull`
+    is raised and nothing of that chunk is stored (``pushed``: the payloads stored before, in order). With
+    several producers at once the limit may be overshot by up to a chunk each.
     """
     out: list[tuple[str, str]] = []
     batch: list[bytes] = []
 
     def flush() -> None:
+        keys = [stream_key(prefix, partition_for(payload, partitions)) for payload in batch]
+        wanted: dict[str, int] = {}
+        for key in keys:
+            wanted[key] = wanted.get(key, 0) + 1
         pipe = client.pipeline(transaction=False)
-        keys = []
-        for payload in batch:
-            key = stream_key(prefix, partition_for(payload, partitions))
-            keys.append(key)
-            pipe.xadd(key, {PAYLOAD_FIELD: payload, FMT_FIELD: fmt}, maxlen=maxlen, approximate=True)
+        for key in wanted:
+            pipe.xlen(key)
+        for (key, n), length in zip(wanted.items(), pipe.execute(), strict=True):
+            if int(length) + n > max_backlog:
+                raise BacklogFull(key, int(length), max_backlog, pushed=len(out))
+        pipe = client.pipeline(transaction=False)
+        for key, payload in zip(keys, batch, strict=True):
+            pipe.xadd(key, {PAYLOAD_FIELD: payload, FMT_FIELD: fmt})
         for key, entry_id in zip(keys, pipe.execute(), strict=True):
             out.append((key, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)))
         batch.clear()
@@ -109,6 +178,44 @@ def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def acknowledged_upto(client: redis.Redis, key: str) -> tuple[int, int] | None:
+    """The entry id below which every consumer group of ``key`` has acknowledged everything, or None when the
+    stream has no group (then nobody has consumed anything and nothing may be trimmed).
+
+    Per group: its oldest pending entry, or, with nothing pending, the entry after its last delivered one;
+    the minimum over the groups.
+    """
+    try:
+        groups: Any = client.xinfo_groups(key)
+    except redis.ResponseError:  # no such stream
+        return None
+    if not groups:
+        return None
+    points = []
+    for info in groups:
+        if int(info["pending"]):
+            summary: Any = client.xpending(key, _text(info["name"]))
+            points.append(_id_tuple(summary["min"]))
+        else:
+            ms, seq = _id_tuple(_text(info["last-delivered-id"]))
+            points.append((ms, seq + 1))
+    return min(points)
+
+
+def trim_acknowledged(client: redis.Redis, key: str, upto: tuple[int, int] | None = None) -> int:
+    """``XTRIM key MINID ~`` up to ``upto`` (default: :func:`acknowledged_upto` now), never beyond what every
+    group acknowledged now; the number of entries removed (``~``: whole macro nodes only, so maybe fewer)."""
+    now = acknowledged_upto(client, key)
+    point = now if upto is None or now is None else min(upto, now)
+    if point is None or point <= (0, 1):
+        return 0
+    return int(client.xtrim(key, minid=f"{point[0]}-{point[1]}", approximate=True))
 
 
 class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
@@ -136,7 +243,9 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         poll: timedelta,
         claim_idle_ms: int,
         default_fmt: str,
-        payload_field: str = PAYLOAD_FIELD,
+        payload_field: str | None = PAYLOAD_FIELD,
+        trim_acked: bool = True,
+        trim_every_s: float = 30.0,
     ) -> None:
         self._r = client
         self._key = key
@@ -148,7 +257,11 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         self._poll = poll
         self._claim_idle_ms = claim_idle_ms
         self._default_fmt = default_fmt
-        self._payload_field = payload_field.encode()
+        self._payload_field = payload_field.encode() if payload_field is not None else None
+        self._trim_acked = trim_acked
+        self._trim_every_s = trim_every_s
+        self._trim_due = time.monotonic() + trim_every_s
+        self._trim_point: tuple[int, int] | None = None
         self._source = f"redis:{key}"
         self._last: str | None = resume_state
         self._unacked: list[bytes] = []
@@ -225,7 +338,8 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         self._claim_cursor = None if cursor == "0-0" else cursor
         gone = [eid for eid, fields in claimed if not fields]
-        if gone:  # trimmed away while pending: nothing left to process
+        if gone:  # deleted while pending (by hand: this reader's trimming never does it): nothing left to process
+            log.warning("%s: %d pending entries were deleted before they were processed", self._key, len(gone))
             self._r.xack(self._key, self._group, *gone)
         return [(eid, fields) for eid, fields in claimed if fields]
 
@@ -257,8 +371,22 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         del self._unacked[: self._sealed]
         self._sealed = 0
 
+    def _maybe_trim(self) -> None:
+        """Trim up to what every group had acknowledged one trim interval ago (see the module docs)."""
+        now = time.monotonic()
+        if now < self._trim_due:
+            return
+        self._trim_due = now + self._trim_every_s
+        if self._trim_point is not None:
+            removed = trim_acknowledged(self._r, self._key, self._trim_point)
+            if removed:
+                log.debug("%s: trimmed %d acknowledged entries", self._key, removed)
+        self._trim_point = acknowledged_upto(self._r, self._key)
+
     def next_batch(self) -> list[RawRecord]:
         self._ack_sealed()
+        if self._trim_acked:
+            self._maybe_trim()
         drained_marker = self._stop == "eof" and bool(self._r.exists(self._eof_marker))
         entries = self._read()
         if not entries:
@@ -273,11 +401,16 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str | None]):
         records = []
         for eid, fields in entries:
             fmt = fields.get(_FMT)
+            payload: bytes | dict[str, Any]
+            if payload_field is None:  # the whole entry is the record (e.g. an outbox message)
+                payload = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
+            else:
+                payload = fields.get(payload_field, b"")
             records.append(
                 RawRecord(
                     source=source,
                     offset=eid.decode(),
-                    payload=fields.get(payload_field, b""),
+                    payload=payload,
                     fmt=fmt.decode() if fmt else default_fmt,
                 )
             )
@@ -317,6 +450,10 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
     set :func:`eof_key`; ``"drained"`` as soon as they are drained; ``"never"`` (default) runs until
     stopped. A finishing partition first waits for its last epoch to close and acks it.
 
+    ``trim_acked`` (default on) trims each stream behind what every consumer group has acknowledged, every
+    ``trim_every_s`` seconds (see the module docs). ``payload_field=None`` yields each entry's fields as a
+    dict of strings (how the flow reads outbox messages back), else that field's bytes.
+
     >>> src = RedisStreamSource("redis://localhost:6379", "pulse:", partitions=2)
     >>> src.list_parts()
     ['pulse:in:0', 'pulse:in:1']
@@ -336,7 +473,9 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         claim_idle_ms: int = 0,
         default_fmt: str = "jsonl",
         streams: Sequence[str] | None = None,
-        payload_field: str = PAYLOAD_FIELD,
+        payload_field: str | None = PAYLOAD_FIELD,
+        trim_acked: bool = True,
+        trim_every_s: float = 30.0,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -354,8 +493,11 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
         self.default_fmt = default_fmt
         #: Explicit stream keys (e.g. the feedback stream) instead of ``{prefix}in:{n}``.
         self.streams = list(streams) if streams is not None else None
-        #: The entry field holding the record (``data`` for the CRM's outboxes).
+        #: The entry field holding the record; None: the whole entry (outbox messages).
         self.payload_field = payload_field
+        #: Trim each stream behind what every consumer group acknowledged (off for streams others read too).
+        self.trim_acked = trim_acked
+        self.trim_every_s = trim_every_s
 
     def list_parts(self) -> list[str]:
         if self.streams is not None:
@@ -381,4 +523,6 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str | None]):
             claim_idle_ms=self.claim_idle_ms,
             default_fmt=self.default_fmt,
             payload_field=self.payload_field,
+            trim_acked=self.trim_acked,
+            trim_every_s=self.trim_every_s,
         )

@@ -11,7 +11,9 @@ in :class:`crm.store.RedisCrmStore`). The flow calls one object, :class:`crm.pro
 
 Agent-side actions: :meth:`CrmProcessor.reply`, :meth:`CrmProcessor.resolve`, :mod:`crm.assignment`
 (agents), :mod:`crm.customers` (import), :mod:`crm.linkcodes`, :mod:`crm.kb`, :mod:`crm.customer360`.
-Keys: :mod:`crm.keys`. Settings: :class:`crm.settings.CrmSettings`.
+Keys: :mod:`crm.keys`. Settings: :class:`crm.settings.CrmSettings`. Outbound messages are written in the
+outbox contract's encoding, injected as a :class:`crm.outbox.OutboxEncoder` (``stream/`` passes
+``connectors.outbox.ENCODING``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from crm.errors import (
 from crm.kb import KnowledgeBase, load_articles
 from crm.keys import CrmKeys
 from crm.linkcodes import issue_link_code, redeem_link_code
+from crm.outbox import OutboxEncoder
 from crm.processor import SAMPLE_KB, SAMPLE_RULES, CrmProcessor
 from crm.rules import RuleSet, load_rules
 from crm.settings import CrmSettings
@@ -54,6 +57,7 @@ __all__ = [
     "KnowledgeBase",
     "KnowledgeBaseError",
     "LinkCodeError",
+    "OutboxEncoder",
     "RedisCrmStore",
     "RuleError",
     "RuleSet",

@@ -19,7 +19,6 @@ __all__ = [
     "IMPORT_CUSTOMER",
     "LINK_PUT",
     "MERGE",
-    "OUTBOX",
     "REDEEM",
     "REPLY",
     "REPLY_CASE",
@@ -37,6 +36,18 @@ local function ms(x) return string.format('%d', tonumber(x)) end
 local KEEP_S = 15552000
 local function link_thread(id, cid) redis.call('SET', K('thread', id), cid, 'EX', KEEP_S) end
 local function first_send(id) return redis.call('SET', K('outbox', 'sent', id), '1', 'NX', 'EX', KEEP_S) end
+-- append one outbox entry (a flat field/value list from the encoder) to a stream capped near maxlen
+local function post(stream, maxlen, fields)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+end
+-- the case and customer a message belongs to are known for sure only here (a thread may have joined a case,
+-- a prospect may have been linked meanwhile): fill them into the encoded fields by name
+local function with_ids(fields, cid, cust)
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == 'case_id' then fields[i + 1] = cid elseif fields[i] == 'customer_id' then fields[i + 1] = cust end
+  end
+  return fields
+end
 
 local function ev_json(ts, name, extra)
   local parts = {'{"ts":' .. ms(ts), '"event":' .. cjson.encode(name)}
@@ -599,16 +610,12 @@ for _, t in ipairs(plan.tasks) do
     redis.call('ZADD', K('tasks', 'open'), t.due_ms, t.id)
   end
 end
+-- outbound messages (rule replies, DM requests, webhooks), entries encoded by the injected outbox encoder
 for _, o in ipairs(plan.outbox) do
   if first_send(o.id) then
-    redis.call('XADD', o.stream, '*', 'id', o.id, 'data', o.data)
+    post(o.stream, plan.outbox_maxlen, with_ids(o.fields, cid, cust))
   end
-  if cid ~= '' then link_thread(o.id, cid) end
-end
-for _, w in ipairs(plan.webhooks) do
-  if first_send(w.id) then
-    redis.call('XADD', K('outbox', 'webhook'), '*', 'id', w.id, 'url', w.url, 'data', w.data)
-  end
+  if cid ~= '' and o.thread == 1 then link_thread(o.id, cid) end
 end
 
 -- the customer's counters, in one write
@@ -676,7 +683,8 @@ local r = apply_reply(cid, rid, ts, by)
 return {r[1], cid, r[2]}
 """
 
-#: ARGV: prefix, case id, reply id, ts, by, outbox stream, reply JSON. An agent's reply: checked, posted, counted.
+#: ARGV: prefix, case id, reply id, ts, by, outbox stream, stream cap, then the encoded entry's field/value
+#: pairs. An agent's reply: checked, posted once, counted, in one step.
 REPLY_CASE = _LIB + r"""
 local cid, rid, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local st = redis.call('HGET', K('case', cid), 'status')
@@ -684,7 +692,9 @@ if not st then return {'unknown', ''} end
 if redis.call('SISMEMBER', K('case', cid, 'replies'), rid) == 1 then return {'duplicate', ''} end
 if st == 'resolved' then return {'resolved', ''} end
 if first_send(rid) then
-  redis.call('XADD', ARGV[6], '*', 'id', rid, 'data', ARGV[7])
+  local fields = {}
+  for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+  post(ARGV[6], ARGV[7], fields)
 end
 local r = apply_reply(cid, rid, ts, by)
 return {r[1], r[2]}
@@ -900,15 +910,6 @@ for _, pid in ipairs(prospects) do
   if merge_prospect(pid, cid, ARGV[5], tonumber(ARGV[6])) == 1 then table.insert(merged, pid) end
 end
 return {'ok', created, merged, soft_linked, skipped}
-"""
-
-#: ARGV: prefix, stream, reply id, data JSON. Writes an outbox item once per reply id.
-OUTBOX = _LIB + r"""
-if first_send(ARGV[3]) then
-  redis.call('XADD', ARGV[2], '*', 'id', ARGV[3], 'data', ARGV[4])
-  return 1
-end
-return 0
 """
 
 #: ARGV: prefix, code, customer id, created (ms), expires (ms), keep for (ms of wall time). 0 when the code exists.

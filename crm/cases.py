@@ -4,7 +4,7 @@ A query opens a case (id ``C-{mention id}``, so opening is idempotent); a follow
 it; a new customer mention in the thread of a resolved case reopens it. Every transition is stamped with
 the event time given by the caller and kept in the case's event list, so first response, next response
 and resolution times are exact. Replies go to the outbox of the channel the mention came from, as a
-reply to the customer's latest mention in the case.
+reply to the customer's latest mention in the case (an outbox message: see :mod:`crm.outbox`).
 
 >>> from crm.settings import CrmSettings
 >>> p = priority_for(sentiment="negative", sentiment_score=-0.9,
@@ -28,17 +28,18 @@ from typing import Any
 import orjson
 
 from crm.errors import CaseError
+from crm.outbox import OutboxEncoder
 from crm.settings import CrmSettings
 from crm.store import CrmStore
 
 __all__ = [
     "CASE_STATUSES",
     "Priority",
-    "build_reply",
     "case_from_hash",
     "case_id_for",
     "default_reply_id",
     "priority_for",
+    "reply_message",
     "reply_to_case",
     "resolve_case",
 ]
@@ -128,37 +129,28 @@ def case_from_hash(h: dict[str, str]) -> dict[str, Any]:
     return rec
 
 
-def build_reply(case: dict[str, Any], *, text: str, reply_id: str, ts_iso: str, author: str,
-                private: bool = False, agent: str | None = None, article_id: str | None = None) -> dict[str, Any]:
-    """A Mention-shaped reply from the brand to the case's latest customer mention, on its channel.
+def reply_message(case: dict[str, Any], *, text: str, reply_id: str, ts_iso: str, private: bool = False,
+                  agent: str | None = None) -> dict[str, str]:
+    """The outbox message (the contract's fields, see :mod:`crm.outbox`) answering the case's latest customer
+    mention on its channel: a ``reply``, or a ``dm_request`` when the conversation moves to private messages.
 
-    >>> r = build_reply({"id": "C-t:1", "channel": "twitter", "brand": "acme", "mention_id": "t:1",
-    ...                  "author": "bob"}, text="On it!", reply_id="r1", ts_iso="2024-01-01T00:00:00+00:00",
-    ...                 author="acme_help")
-    >>> r["in_reply_to"], r["from_brand"], r["channel"], r["meta"]["case_id"]
-    ('t:1', True, 'twitter', 'C-t:1')
+    >>> m = reply_message({"id": "C-t:1", "channel": "twitter", "brand": "acme", "mention_id": "t:1",
+    ...                    "customer_id": "C-9"}, text="On it!", reply_id="r1", ts_iso="2024-01-01T00:00:00+00:00")
+    >>> m["kind"], m["in_reply_to"], m["channel"], m["case_id"], m["customer_id"]
+    ('reply', 't:1', 'twitter', 'C-t:1', 'C-9')
     """
-    target = case.get("last_mention_id") or case.get("mention_id")
-    meta: dict[str, Any] = {"case_id": case.get("id"), "to": case.get("author") or "", "private": private}
-    if private:
-        meta["dm_request"] = True
-    if agent:
-        meta["agent"] = agent
-    if article_id:
-        meta["article_id"] = article_id
     return {
-        "id": reply_id,
-        "channel": case.get("channel"),
-        "owned": case.get("owned") == "1",
+        "reply_id": reply_id,
+        "kind": "dm_request" if private else "reply",
+        "channel": case.get("channel") or "",
         "brand": case.get("brand") or "",
-        "author": author,
+        "in_reply_to": case.get("last_mention_id") or case.get("mention_id") or "",
+        "case_id": case.get("id") or "",
+        "customer_id": case.get("customer_id") or "",
+        "agent": agent or "",
         "text": text,
+        "url": "",
         "ts": ts_iso,
-        "in_reply_to": target,
-        "from_brand": True,
-        "url": None,
-        "lang": case.get("lang") or None,
-        "meta": meta,
     }
 
 
@@ -173,12 +165,13 @@ def default_reply_id(case_id: str, text: str, private: bool) -> str:
 
 
 def reply_to_case(store: CrmStore, case_id: str, *, text: str, now_ms: int, now_iso: str,
-                  settings: CrmSettings, private: bool = False, agent: str | None = None,
+                  outbox: OutboxEncoder, private: bool = False, agent: str | None = None,
                   article_id: str | None = None, reply_id: str | None = None) -> dict[str, Any]:
-    """Post a reply to the outbox of the case's channel and count it on the case (idempotent by reply id).
+    """Post a reply to the outbox of the case's channel and count it on the case, in one atomic step, once per
+    reply id (``outbox`` encodes the entry: see :mod:`crm.outbox`).
 
-    Returns ``{"reply": mention dict, "case_id", "outcome": "replied"|"duplicate", "response_ms"}``.
-    Raises :class:`CaseError` for an unknown or resolved case or an empty text.
+    Returns ``{"reply": outbox message dict, "case_id", "outcome": "replied"|"duplicate", "response_ms",
+    "article_id"}``. Raises :class:`CaseError` for an unknown or resolved case or an empty text.
     """
     if not text.strip():
         raise CaseError("a reply needs text (or an article)")
@@ -188,17 +181,22 @@ def reply_to_case(store: CrmStore, case_id: str, *, text: str, now_ms: int, now_
     if case.get("status") == "resolved":
         raise CaseError(f"case {case_id} is resolved; a new customer mention reopens it")
     rid = reply_id or default_reply_id(case_id, text, private)
-    author = settings.brand_handle(case.get("brand") or "")
-    reply = build_reply(case, text=text, reply_id=rid, ts_iso=now_iso, author=author, private=private,
-                        agent=agent or case.get("agent") or None, article_id=article_id)
-    outcome, response_ms = store.reply_case(case_id, rid, now_ms, agent or case.get("agent") or "",
-                                            case.get("channel") or "unknown", orjson.dumps(reply))
+    by = agent or case.get("agent") or ""
+    message = reply_message(case, text=text, reply_id=rid, ts_iso=now_iso, private=private, agent=by)
+    try:
+        fields = outbox.encode(message)
+    except CaseError:
+        raise
+    except ValueError as exc:
+        raise CaseError(f"case {case_id}: the reply cannot be sent ({exc})") from None
+    outcome, response_ms = store.reply_case(case_id, rid, now_ms, by, message["channel"] or "unknown", fields,
+                                            outbox.maxlen)
     if outcome == "unknown":
         raise CaseError(f"no case {case_id!r}")
     if outcome == "resolved":
         raise CaseError(f"case {case_id} is resolved; a new customer mention reopens it")
-    return {"reply": reply, "case_id": case_id, "outcome": outcome,
-            "response_ms": int(response_ms) if response_ms else None}
+    return {"reply": message, "case_id": case_id, "outcome": outcome,
+            "response_ms": int(response_ms) if response_ms else None, "article_id": article_id}
 
 
 def resolve_case(store: CrmStore, case_id: str, *, now_ms: int, by: str = "") -> dict[str, Any]:

@@ -206,7 +206,8 @@ class CrmKeys:
         return f"{self.prefix}rules:hits"
 
     def outbox(self, channel: str) -> str:
-        """Stream of replies to post on ``channel``; entries ``id`` (reply id) and ``data`` (Mention JSON)."""
+        """Stream of outbound messages on ``channel`` (the outbox contract of ARCHITECTURE.md; entries are
+        encoded by the injected :class:`crm.outbox.OutboxEncoder`), capped near its ``maxlen``."""
         return f"{self.prefix}outbox:{channel}"
 
     def outbox_sent(self, reply_id: str) -> str:
@@ -216,8 +217,8 @@ class CrmKeys:
 
     @property
     def webhooks(self) -> str:
-        """Stream of webhook calls for a sink to deliver; entries ``id``, ``url``, ``data``."""
-        return f"{self.prefix}outbox:webhook"
+        """The outbox of rule webhooks (channel ``webhook``): messages of kind ``webhook`` with their ``url``."""
+        return self.outbox("webhook")
 
     # -- knowledge base ------------------------------------------------------------------------------
     def kb_article(self, article_id: str) -> str:

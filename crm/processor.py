@@ -13,7 +13,7 @@ Result of :meth:`CrmProcessor.process` (all plain values)::
      (priority/queue/status are the case's; "exists" only if the case outlived its mention's record)
      "assigned_agent" (or None), "suggestions": [{"id", "title", "score"}] (for a newly opened case),
      "alerts": [Alert dicts: kind "rule" from rules; "sla_breach" timers due by this mention's time],
-     "rule_hits": [{"rule", "actions"}], "outbox": [reply Mention dicts posted], "tasks": [...],
+     "rule_hits": [{"rule", "actions"}], "outbox": [outbox message dicts queued], "tasks": [...],
      "tags": [...], "link": None | {"code", "status", ...}, "duplicate": bool}
 
 A brand reply (``from_brand`` true) given to ``process`` gives the result of :meth:`CrmProcessor.on_brand_reply`:
@@ -39,10 +39,11 @@ import redis
 from crm.cases import case_id_for, priority_for, reply_to_case, resolve_case
 from crm.customer360 import customer_360
 from crm.customers import customer_from_hash, influence_score
-from crm.errors import CaseError, CrmInputError, KnowledgeBaseError, LinkCodeError
+from crm.errors import CaseError, CrmError, CrmInputError, KnowledgeBaseError, LinkCodeError
 from crm.identity import normalize_handle, prospect_id
 from crm.kb import KnowledgeBase
 from crm.linkcodes import find_link_codes, redeem_link_code
+from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
@@ -179,8 +180,10 @@ class CrmProcessor:
     """
 
     def __init__(self, store: CrmStore, rules: RuleSet | None = None, kb: KnowledgeBase | None = None,
-                 settings: CrmSettings | None = None) -> None:
+                 settings: CrmSettings | None = None, outbox: OutboxEncoder | None = None) -> None:
         self.store = store
+        #: Encodes outbox entries (the port of :mod:`crm.outbox`); without one, replies and rule messages fail.
+        self.outbox: OutboxEncoder = outbox if outbox is not None else NO_OUTBOX
         self.rules = rules if rules is not None else RuleSet([])
         self.settings = settings or CrmSettings(prefix=store.keys.prefix)
         self.kb = kb
@@ -189,13 +192,14 @@ class CrmProcessor:
 
     @classmethod
     def from_redis(cls, target: str | redis.Redis, settings: CrmSettings | None = None,
-                   rules_path: str | Path | None = None, *, with_kb: bool = True) -> CrmProcessor:
+                   rules_path: str | Path | None = None, *, with_kb: bool = True,
+                   outbox: OutboxEncoder | None = None) -> CrmProcessor:
         """Build a processor on a Redis URL or client; a malformed rules file raises ``RuleError`` here."""
         settings = settings or CrmSettings()
         store = make_store(target, settings.prefix)
         rules = load_rules(rules_path) if rules_path else RuleSet([])
         kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight) if with_kb else None
-        return cls(store, rules, kb, settings)
+        return cls(store, rules, kb, settings, outbox)
 
     # -- the flow's steps ------------------------------------------------------------------
     def identify(self, mention: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +291,12 @@ class CrmProcessor:
                     if "duplicate" in ctx:
                         results[i] = self._result(ctx["duplicate"], duplicate=True)
                         continue
-                    op = (i, "commit", self._plan(m, ctx))
+                    try:
+                        plan = self._plan(m, ctx)
+                    except (CrmError, ValueError) as exc:  # e.g. a rule message the outbox contract refuses
+                        results[i] = {"mention_id": m.id, "error": f"{m.id}: {exc}"}
+                        continue
+                    op = (i, "commit", plan)
                 ops.append(op)
                 yield op[1], op[2]
 
@@ -354,7 +363,7 @@ class CrmProcessor:
         if not body:
             raise CaseError("a reply needs --text or --article")
         out = reply_to_case(self.store, case_id, text=body, now_ms=now_ms, now_iso=iso_ms(now_ms),
-                            settings=self.settings, private=private, agent=agent, article_id=article_id,
+                            outbox=self.outbox, private=private, agent=agent, article_id=article_id,
                             reply_id=reply_id)
         if article_id and self.kb is not None and out["outcome"] == "replied":
             case = self.store.get_case(case_id) or {}
@@ -429,13 +438,10 @@ class CrmProcessor:
         prio_override: str | None = None
         tags: list[str] = []
         tasks: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
-        outbox_items: list[dict[str, Any]] = []
-        webhooks: list[dict[str, Any]] = []
+        messages: list[tuple[dict[str, str], bool]] = []  # (outbox message, links the thread to the case)
         alerts: list[dict[str, Any]] = []
         case_id = case_id_for(m.id)
         thread_case = ctx["thread_case"] if ctx["thread_customer"] and ctx["thread_customer"] == cust else ""
-        known_case = thread_case or case_id
         for hit in hits:
             for a in hit.actions:
                 kind = a["kind"]
@@ -449,22 +455,20 @@ class CrmProcessor:
                     tasks.append({"id": f"T-{hit.rule}-{m.id}", "rule": hit.rule, "title": a["title"],
                                   "queue": a["queue"], "due_ms": m.ts_ms + int(a["due_minutes"] * 60_000)})
                 elif kind == "outbox":
-                    channel = a["channel"] or m.channel
-                    item = {
-                        "id": f"rule:{hit.rule}:{m.id}", "channel": channel, "owned": m.owned, "brand": m.brand,
-                        "author": s.brand_handle(m.brand), "text": a["text"], "ts": m.ts_iso,
-                        "in_reply_to": m.id, "from_brand": True, "url": None, "lang": m.lang or None,
-                        "meta": {"rule": hit.rule, "case_id": known_case, "to": m.author, "private": a["private"],
-                                 **({"dm_request": True} if a["private"] else {})},
-                    }
-                    outbox_items.append(item)
-                    outbox.append({"stream": self.store.keys.outbox(channel), "id": item["id"],
-                                   "data": orjson.dumps(item).decode()})
+                    messages.append(({
+                        "reply_id": f"rule:{hit.rule}:{m.id}", "kind": "dm_request" if a["private"] else "reply",
+                        "channel": a["channel"] or m.channel, "brand": m.brand, "in_reply_to": m.id,
+                        "case_id": "", "customer_id": cust or "", "agent": f"rule:{hit.rule}", "text": a["text"],
+                        "url": "", "ts": m.ts_iso,
+                    }, True))
                 elif kind == "webhook":
-                    payload = {"event": a["event"], "rule": hit.rule, "mention": mention, "customer_id": cust or None,
-                               "case_id": known_case}
-                    webhooks.append({"id": f"hook:{hit.rule}:{m.id}", "url": a["url"],
-                                     "data": orjson.dumps(payload, default=str).decode()})
+                    event = {"event": a["event"], "rule": hit.rule, "mention": mention}
+                    messages.append(({
+                        "reply_id": f"hook:{hit.rule}:{m.id}", "kind": "webhook", "channel": WEBHOOK_CHANNEL,
+                        "brand": m.brand, "in_reply_to": m.id, "case_id": "", "customer_id": cust or "",
+                        "agent": f"rule:{hit.rule}", "text": orjson.dumps(event, default=str).decode(),
+                        "url": a["url"], "ts": m.ts_iso,
+                    }, False))
                 elif kind == "alert":
                     alerts.append({
                         "id": f"rule:{hit.rule}:{m.id}", "kind": "rule", "brand": m.brand, "channel": m.channel,
@@ -475,6 +479,13 @@ class CrmProcessor:
 
         queue = route or m.department
         open_case = m.intent in s.case_intents or route is not None
+        # the case the messages belong to as far as is known now; the commit fills in the one it settles on
+        known_case = thread_case or (case_id if open_case else "")
+        outbox: list[dict[str, Any]] = []
+        for msg, thread in messages:
+            msg["case_id"] = known_case
+            outbox.append({"stream": self.store.keys.outbox(msg["channel"]), "id": msg["reply_id"],
+                           "fields": self.outbox.encode(msg), "thread": 1 if thread else 0})
         prio = priority_for(sentiment=m.sentiment, sentiment_score=m.sentiment_score, customer=customer,
                             churn_risk=churn_risk or 0.0, settings=s)
         priority = prio_override or prio.priority
@@ -495,7 +506,8 @@ class CrmProcessor:
             }
         partial = {
             "mention_id": m.id, "suggestions": suggestions, "alerts": alerts,
-            "rule_hits": [h.to_dict() for h in hits], "outbox": outbox_items, "tasks": tasks, "tags": tags,
+            "rule_hits": [h.to_dict() for h in hits], "outbox": [msg for msg, _ in messages], "tasks": tasks,
+            "tags": tags,
             "link": m.link,
         }
         partial = {k: v for k, v in partial.items() if v}  # stored per mention: keep it small
@@ -510,7 +522,8 @@ class CrmProcessor:
             "churn": repr(m.churn_risk) if m.churn_risk is not None else "",
             "open": 1 if open_case else 0, "case": case_fields, "sla": s.sla_ms_table(m.channel),
             "warn": repr(s.sla_warn_fraction), "tags": tags, "hits": [h.rule for h in hits], "tasks": tasks,
-            "outbox": outbox, "webhooks": webhooks, "result": orjson.dumps(partial, default=str).decode(),
+            "outbox": outbox, "outbox_maxlen": self.outbox.maxlen,
+            "result": orjson.dumps(partial, default=str).decode(),
             "ttl": s.processed_ttl_seconds, "pttl": s.prospect_ttl_seconds,
         }
 

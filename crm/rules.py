@@ -13,6 +13,9 @@ Actions (one key per ``[[rule.then]]`` table):
 ``task = {title = "...", queue = "sales", due_minutes = 60}``, ``tag = ["a", "b"]``,
 ``outbox = {text = "...", private = true}`` (a reply on the mention's channel),
 ``webhook = {url = "https://...", event = "..."}``, ``alert = {severity = "high", message = "..."}``.
+``outbox`` and ``webhook`` become outbox messages (see :mod:`crm.outbox`): a ``reply`` (``dm_request`` when
+private) on the mention's channel, and a ``webhook`` message on the ``webhook`` outbox that
+``pulse outbox relay --channel webhook`` POSTs, signed, to its URL.
 Texts are templates: ``{customer.name}``, ``{mention.author}``, ``{history.mentions}``.
 
 A malformed file is refused whole, with the file, rule and line in the message.

@@ -66,7 +66,8 @@ class CrmStore(Protocol):
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
-    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, data: bytes) -> tuple[str, str]: ...
+    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
+                   maxlen: int) -> tuple[str, str]: ...
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
     def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
@@ -116,12 +117,10 @@ class CrmStore(Protocol):
     def kb_add_feedback(self, article_id: str, terms: Iterable[str]) -> None: ...
     def kb_feedback(self) -> dict[tuple[str, str], int]: ...
 
-    # -- rules, tasks, outbox ------------------------------------------------------------------------
+    # -- rules, tasks ------------------------------------------------------------------------------
     def rule_stats(self) -> dict[str, int]: ...
     def record_rule_outcome(self, rule: str, outcome: str, n: int) -> None: ...
     def tasks(self, limit: int) -> list[dict[str, str]]: ...
-    def post_outbox(self, channel: str, reply_id: str, data: bytes) -> bool: ...
-    def read_outbox(self, channel: str, count: int) -> list[dict[str, Any]]: ...
 
 
 class RedisCrmStore:
@@ -257,8 +256,11 @@ class RedisCrmStore:
         return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s))
 
     # -- cases ------------------------------------------------------------------------------
-    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, data: bytes) -> tuple[str, str]:
-        raw = self._run("REPLY_CASE", case_id, reply_id, ts_ms, by, self.keys.outbox(channel), data)
+    def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
+                   maxlen: int) -> tuple[str, str]:
+        """Check, post (``fields``: the encoded outbox entry, on ``channel``'s stream capped near ``maxlen``) and
+        count an agent's reply in one script: ``(outcome, response ms)``."""
+        raw = self._run("REPLY_CASE", case_id, reply_id, ts_ms, by, self.keys.outbox(channel), maxlen, *fields)
         return _s(raw[0]), _s(raw[1])
 
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]:
@@ -484,7 +486,7 @@ class RedisCrmStore:
             out[(term, article)] = int(v)
         return out
 
-    # -- rules, tasks, outbox ------------------------------------------------------------------------
+    # -- rules, tasks ------------------------------------------------------------------------------
     def rule_stats(self) -> dict[str, int]:
         return {k: int(v) for k, v in _hash(self.client.hgetall(self.keys.rules_stats)).items()}
 
@@ -497,18 +499,6 @@ class RedisCrmStore:
         for t in ids:
             pipe.hgetall(self.keys.task(_s(t)))
         return [_hash(raw) for raw in pipe.execute() if raw]
-
-    def post_outbox(self, channel: str, reply_id: str, data: bytes) -> bool:
-        return bool(self._run("OUTBOX", self.keys.outbox(channel), reply_id, data))
-
-    def read_outbox(self, channel: str, count: int) -> list[dict[str, Any]]:
-        """The last ``count`` items of a channel's outbox, oldest first, as Mention-shaped dicts."""
-        entries = self.client.xrevrange(self.keys.outbox(channel), count=count)
-        out = []
-        for _eid, fields in reversed(entries):
-            f = _hash(fields)
-            out.append(orjson.loads(f["data"]))
-        return out
 
 
 def _reply_record(raw: Sequence[Any]) -> dict[str, str]:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings
 from stream.schema import Alert, DeadLetter, Enriched
 
@@ -52,7 +53,9 @@ class CrmHost:
         with self._lock:
             if self._proc is None:
                 assert self.redis_url is not None
-                self._proc = CrmProcessor.from_redis(self.redis_url, self.settings, rules_path=self.rules_path)
+                # rule replies, DM requests and webhooks are written in the outbox contract's encoding
+                self._proc = CrmProcessor.from_redis(self.redis_url, self.settings, rules_path=self.rules_path,
+                                                     outbox=ENCODING)
                 log.info("CRM ready (rules: %s)", self.rules_path or "none")
             return self._proc
 

@@ -1,6 +1,6 @@
 """Turning raw records from any source into typed records, or dead letters that say why not.
 
->>> from connectors.records import RawRecord
+>>> from connectors.records import INVALID_UTF8, RawRecord
 >>> ok = parse_record(RawRecord("file:a", 0, b'{"id": "t:1", "channel": "twitter", "brand": "acme", '
 ...                            b'"author": "bob", "text": "hi", "ts": "2024-01-01T00:00:00Z"}', "jsonl"))
 >>> type(ok.record).__name__, ok.key
@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from connectors.records import RawRecord
+from connectors.outbox import OutboxMessage
+from connectors.records import INVALID_UTF8, RawRecord
 from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Feedback, Mention, SchemaError
 
 __all__ = ["Parsed", "parse_record"]
@@ -60,9 +61,28 @@ def _twcs_to_mention(row: dict[str, Any]) -> Mention:
     )
 
 
+def _outbox_to_mention(fields: dict[str, Any]) -> Mention:
+    """An outbox message read back (``fmt="outbox"``): the brand's post on its channel, replying to
+    ``in_reply_to`` when it is a reply, from the brand's account, at the message's event time."""
+    try:
+        msg = OutboxMessage.from_fields(fields)
+    except ValueError as exc:
+        raise SchemaError("outbox", str(exc)) from None
+    if msg.kind == "webhook":
+        raise SchemaError("outbox", f"{msg.reply_id} is a webhook call, not a post on a channel")
+    meta = {"outbox_kind": msg.kind, "agent": msg.agent, "case_id": msg.case_id, "to_customer_id": msg.customer_id}
+    return Mention.from_dict({
+        "id": msg.reply_id, "channel": msg.channel, "brand": msg.brand, "author": msg.brand, "text": msg.text,
+        "ts": msg.ts or None, "in_reply_to": msg.in_reply_to or None, "from_brand": True,
+        "meta": {k: v for k, v in meta.items() if v},
+    })
+
+
 def _from_dict(d: Any, fmt: str) -> Mention | CallVolume | ChurnOutcome | Feedback:
     if not isinstance(d, dict):
         raise SchemaError("record", f"expected a JSON object, got {type(d).__name__}")
+    if fmt == "outbox":
+        return _outbox_to_mention(d)
     kind = d.get("type") if fmt in ("jsonl", "mention") else fmt
     if kind == "calls":
         return CallVolume.from_dict(d)
@@ -101,6 +121,8 @@ def parse_record(raw: RawRecord) -> Parsed:
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise SchemaError("json", f"malformed JSON ({exc.msg})") from None
+        if isinstance(payload, dict) and payload.get(INVALID_UTF8):
+            raise SchemaError("encoding", "invalid UTF-8 in this row (the reader replaced it with U+FFFD)")
         record = _from_dict(payload, raw.fmt)
         return Parsed(raw.source, _identity(record), record, str(raw.offset))
     except SchemaError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from connectors.outbox import ENCODING
 from crm import CrmError, CrmProcessor, CrmSettings, KnowledgeBase, make_store
 from crm.assignment import list_agents
 from crm.cases import case_from_hash
@@ -136,12 +137,13 @@ def answer_case(store: CrmStore, settings: CrmSettings, case_id: str, *, now_ms:
                 article_id: str | None = None, private: bool = False, agent: str | None = None,
                 reply_id: str | None = None) -> dict[str, Any]:
     """An agent's reply, as `pulse crm reply` sends it: to the outbox of the case's channel, in reply to the
-    customer's latest mention; an article also teaches the KB.
+    customer's latest mention (a ``pulse:outbox:{channel}`` message of the outbox contract, queued atomically
+    with the case update, once per reply id); an article also teaches the KB.
 
     Raises :class:`CrmError` (re-exported for the dashboard) for an unknown or resolved case, no text, ...
     """
     kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight)
-    return CrmProcessor(store, kb=kb, settings=settings).reply(
+    return CrmProcessor(store, kb=kb, settings=settings, outbox=ENCODING).reply(
         case_id, text=text or None, article_id=article_id, private=private, agent=agent, reply_id=reply_id,
         now_ms=event_now(store, now_ms))
 

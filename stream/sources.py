@@ -59,10 +59,13 @@ def is_endless(spec: str, *, limit: int | None = None, bounded: bool = False) ->
 def live_inputs(redis_url: str, settings: Settings) -> list[Source[RawRecord]]:
     """Inputs a live run adds to its source: labels for the models, and the brand's own replies.
 
-    Labels come from ``{prefix}feedback`` (``pulse feedback``). Replies that agents send through the CRM
-    (``pulse crm reply``) are appended to ``{prefix}outbox:{channel}``; reading them back makes the
-    response times of the analytics come from real replies, as when a channel's feed returns them.
-    Both are read with their own consumer groups and acked after processing.
+    Labels come from ``{prefix}feedback`` (``pulse feedback``), trimmed once the flow acknowledged them. Replies
+    that agents (``pulse crm reply``, the Service desk page) and business rules send are outbox messages on
+    ``{prefix}outbox:{channel}`` (the contract of :mod:`connectors.outbox`); each is read back whole
+    (``fmt="outbox"``, parsed by :mod:`stream.parse` into a ``from_brand`` Mention replying to its
+    ``in_reply_to``), so the analytics measure first response from real replies, as when a channel's feed
+    returns them. Both are read with their own consumer groups and acked after processing; the outboxes are not
+    trimmed by this reader (the relay and the dashboard read them too: their own cap bounds them).
     """
     from connectors.redis_streams import RedisStreamSource
     from stream.keys import Keys
@@ -71,6 +74,7 @@ def live_inputs(redis_url: str, settings: Settings) -> list[Source[RawRecord]]:
     keys = Keys(settings.prefix)
     return [
         RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-feedback", streams=[keys.feedback]),
-        RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-replies", payload_field="data",
+        RedisStreamSource(redis_url, settings.prefix, 1, group="pulse-replies", payload_field=None,
+                          default_fmt="outbox", trim_acked=False,
                           streams=[keys.outbox(channel) for channel in CHANNELS if channel != "calls"]),
     ]

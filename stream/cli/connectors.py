@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix (default 'pulse:', or $PULSE_PREFIX); input streams are PREFIXin:N.", show_default=False)]
 PartitionsOpt = Annotated[int, typer.Option("--partitions", help="Number of input streams PREFIXin:0..N-1 (must match the flow's redis://…?partitions=N).", min=1)]
+MaxBacklogOpt = Annotated[int, typer.Option("--max-backlog", help="Refuse to append to an input stream that already holds this many entries (the flow trims what it has processed); producers retry later instead of unprocessed entries being dropped.", min=1)]
 
 
 def _redis_url(settings: Settings, check: bool = True) -> str:
@@ -114,6 +115,7 @@ def ingest_push(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Record format stored with each entry for the flow's parser (jsonl: one Mention per line; twcs, mention, calls).")] = "jsonl",
     partitions: PartitionsOpt = 4,
     eof: Annotated[bool, typer.Option("--eof", help="Afterwards set PREFIXin:eof, so bounded readers stop once drained.")] = False,
+    max_backlog: MaxBacklogOpt = 1_000_000,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
@@ -124,7 +126,7 @@ def ingest_push(
         return
     import gzip
 
-    from connectors.redis_streams import append_records, mark_eof
+    from connectors.redis_streams import BacklogFull, append_records, mark_eof
 
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     url = _redis_url(settings)
@@ -132,7 +134,7 @@ def ingest_push(
     try:
         if file == "-":
             pushed = len(append_records(client, settings.prefix, _lines(sys.stdin.buffer, None),
-                                        partitions=partitions, fmt=fmt))
+                                        partitions=partitions, fmt=fmt, max_backlog=max_backlog))
         else:
             path = Path(file)
             if not path.is_file():
@@ -152,9 +154,11 @@ def ingest_push(
             opener = gzip.open if gz else open
             with progress, opener(path, "rb") as stream:  # type: ignore[operator]
                 pushed = len(append_records(client, settings.prefix, _lines(stream, advance),
-                                            partitions=partitions, fmt=fmt))
+                                            partitions=partitions, fmt=fmt, max_backlog=max_backlog))
         if eof:
             mark_eof(client, settings.prefix)
+    except BacklogFull as exc:  # not a usage error: the flow is behind; push the rest later
+        raise fail(str(exc), code=1) from None
     except OSError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -171,6 +175,7 @@ def ingest_serve(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Record format stored with each frame (jsonl: one Mention-shaped JSON object per frame).")] = "jsonl",
     partitions: PartitionsOpt = 4,
     wait_replicas: Annotated[int, typer.Option("--wait-replicas", help="Acknowledge a frame only once this many Redis replicas have it (WAIT).", min=0)] = 0,
+    max_backlog: MaxBacklogOpt = 1_000_000,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
@@ -184,48 +189,65 @@ def ingest_serve(
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     url = _redis_url(settings)
     server = IngestServer(token=token, redis_url=url, prefix=settings.prefix, partitions=partitions, host=host,
-                          port=port, fmt=fmt, wait_replicas=wait_replicas)
+                          port=port, fmt=fmt, wait_replicas=wait_replicas, max_backlog=max_backlog)
     _serve_until_interrupted(lambda: server.serve(lambda: err.print(
         f"ingest: ws://{host}:{server.port}/ -> {settings.prefix}in:0..{partitions - 1} (Ctrl-C stops)")))
 
 
 # ---- outbox relay -----------------------------------------------------------------------------------
 def outbox_relay(
-    channel: Annotated[str, typer.Option("--channel", "-c", help="Outbox to deliver: PREFIXoutbox:CHANNEL.")],
-    url: Annotated[str, typer.Option("--url", help="Webhook URL that receives each reply (HTTP POST).")],
-    secret: Annotated[str | None, typer.Option("--secret", envvar="PULSE_WEBHOOK_SECRET", help="HMAC-SHA256 signing secret; default $PULSE_WEBHOOK_SECRET.", show_default=False)] = None,
-    attempts: Annotated[int, typer.Option("--attempts", help="Delivery attempts before a reply goes to the dead-letter stream.", min=1)] = 5,
-    once: Annotated[bool, typer.Option("--once", help="Deliver what is queued now, then exit.")] = False,
+    channel: Annotated[str, typer.Option("--channel", "-c", help="Outbox to deliver: PREFIXoutbox:CHANNEL ('webhook' for the business rules' webhooks, each posted to its own URL).")],
+    url: Annotated[str | None, typer.Option("--url", help="Receiver of each message (HTTP POST of its JSON). Required, except for --channel webhook, whose messages carry their URL.", show_default=False)] = None,
+    secret: Annotated[list[str] | None, typer.Option("--secret", envvar="PULSE_WEBHOOK_SECRET", help="HMAC-SHA256 signing secret (default $PULSE_WEBHOOK_SECRET). Repeat while rotating (in the variable: separated by spaces): each secret adds a v1 to X-Pulse-Signature.", show_default=False)] = None,
+    attempts: Annotated[int, typer.Option("--attempts", help="Delivery attempts before a message goes to the dead-letter stream.", min=1)] = 5,
+    backoff: Annotated[float, typer.Option("--backoff", help="Seconds before the first retry; doubled for each further retry.", min=0.0)] = 0.5,
+    backoff_max: Annotated[float, typer.Option("--backoff-max", help="Longest wait between two attempts (seconds).", min=0.0)] = 30.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the receiver's answer to one attempt.", min=0.1)] = 10.0,
+    group: Annotated[str, typer.Option("--group", help="Consumer group: one per receiver of the same outbox (each group gets every message).")] = "relay",
+    consumer: Annotated[str, typer.Option("--consumer", help="This relay's name in the group; a restart under the same name re-sends what it had in flight.")] = "relay",
+    once: Annotated[bool, typer.Option("--once", help="Deliver what is queued now (and what a previous run left unacknowledged), then exit.")] = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Deliver a channel's outbox to a webhook (signed, retried; failures to the dead-letter stream)."""
+    """Deliver a channel's outbox over HTTP: signed (X-Pulse-Signature t=,v1=), retried with backoff, acknowledged
+    after the receiver's 2xx, once per reply id (X-Pulse-Delivery); final failures go to the dead-letter stream."""
+    from connectors.outbox import WEBHOOK_CHANNEL
     from connectors.webhook import OutboxRelay, RelayStats, Webhook
 
-    if not secret:
+    secrets = [s for s in (secret or []) if s]
+    if not secrets:
         raise fail("a webhook secret is required: set PULSE_WEBHOOK_SECRET or pass --secret")
+    if url is None and channel != WEBHOOK_CHANNEL:
+        raise fail(f"--url is required for --channel {channel} (only the '{WEBHOOK_CHANNEL}' outbox's messages "
+                   "carry their own URL)")
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix)
     try:
-        webhook = Webhook(url, secret, max_attempts=attempts)
+        webhook = Webhook(url, secrets, max_attempts=attempts, backoff_initial=backoff, backoff_max=backoff_max,
+                          timeout=timeout)
     except ValueError as exc:
         raise fail(str(exc)) from None
     client = connect(_redis_url(settings))
-    relay = OutboxRelay(client, settings.prefix, channel, webhook)
     total = RelayStats()
     try:
-        while True:
-            stats = relay.run_once(block_ms=1000)
-            total.delivered += stats.delivered
-            total.dead += stats.dead
-            if once and stats.delivered + stats.dead == 0:
-                break
+        relay = OutboxRelay(client, settings.prefix, channel, webhook, group=group, consumer=consumer)
+        err.print(f"outbox relay: {settings.prefix}outbox:{channel} -> {url or 'each message URL'} "
+                  f"(group {group}){'' if once else ' (Ctrl-C stops)'}")
+        if once:
+            total = relay.drain()
+        else:
+            while True:
+                stats = relay.run_once(block_ms=1000)
+                total.add(stats)
+                if stats.handled:
+                    log.info("outbox %s: %d delivered, %d dead-lettered", channel, stats.delivered, stats.dead)
     except KeyboardInterrupt:
         print("pulse: stopped", file=sys.stderr)
     finally:
         client.close()
-        err.print(f"outbox {channel}: delivered {total.delivered}, dead-lettered {total.dead}")
+        err.print(f"outbox {channel}: delivered {total.delivered}, dead-lettered {total.dead}"
+                  + (f", {total.skipped} gone before delivery" if total.skipped else ""))
 
 
 def register(app: typer.Typer) -> None:
@@ -240,6 +262,7 @@ def register(app: typer.Typer) -> None:
     ingest.command("serve")(ingest_serve)
     app.add_typer(ingest, name="ingest")
 
-    outbox = typer.Typer(help="Outbound replies: deliver the per-channel outboxes.", no_args_is_help=True)
+    outbox = typer.Typer(help="Outbound messages (replies, DM requests, notices, rule webhooks): deliver the "
+                              "per-channel outboxes PREFIXoutbox:CHANNEL.", no_args_is_help=True)
     outbox.command("relay")(outbox_relay)
     app.add_typer(outbox, name="outbox")

@@ -255,7 +255,8 @@ def reply_cmd(
                           reply_id=reply_id, now_ms=_now_ms())
     r = res["reply"]
     what = "already sent" if res["outcome"] == "duplicate" else "sent"
-    out.print(f"reply {r['id']} {what} to {store.keys.outbox(r['channel'])} in reply to {r['in_reply_to']}")
+    out.print(f"{r['kind'].replace('_', ' ')} {r['reply_id']} {what} to {store.keys.outbox(r['channel'])} "
+              f"in reply to {r['in_reply_to']}")
     if res["response_ms"] is not None:
         out.print(f"response time {res['response_ms'] / 60_000:.1f} min")
 

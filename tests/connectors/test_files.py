@@ -390,3 +390,28 @@ def test_time_warp_pacing_uses_next_awake(tmp_path: Path) -> None:
     assert len(fast.next_batch()) == 3 and fast.next_awake() is None
     with pytest.raises(SourceError, match="speed"):
         FileSource(p, "jsonl", speed=-1)
+
+
+def test_csv_rows_with_bytes_that_are_not_utf8_are_marked_for_the_dead_letter_stream(tmp_path: Path) -> None:
+    from connectors.records import INVALID_UTF8
+    from stream.parse import parse_record
+    from stream.schema import DeadLetter
+
+    p = tmp_path / "calls.csv"
+    p.write_bytes(b"ts,queue,calls\n2024-01-01T00:00:00Z,bill\xffing,5\n2024-01-01T00:01:00Z,billing,6\n")
+    bad, good = read_records(p, "calls")
+    assert bad.payload[INVALID_UTF8] == "1" and INVALID_UTF8 not in good.payload  # type: ignore[index,operator]
+    dead = parse_record(bad).record
+    assert isinstance(dead, DeadLetter) and dead.reason.startswith("encoding: invalid UTF-8")
+    assert not isinstance(parse_record(good).record, DeadLetter)
+
+
+def test_a_mapping_reads_true_and_false_cells(tmp_path: Path) -> None:
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\nid = "id"\nbrand = "b"\nauthor = "a"\ntext = "t"\nts = "ts"\nfrom_brand = "agent"\n'
+                       '[constants]\nchannel = "forum"\n')
+    p = tmp_path / "m.csv"
+    p.write_text("id,b,a,t,ts,agent\n1,acme,ann,hi,2024-01-01T00:00:00Z,TRUE\n2,acme,bob,yo,2024-01-01T00:00:01Z,\n"
+                 "3,acme,cy,eh,2024-01-01T00:00:02Z,perhaps\n")
+    flags = [r.payload["from_brand"] for r in read_records(p, "csv", mapping)]  # type: ignore[index]
+    assert flags == [True, False, "perhaps"]  # the last one is dead-lettered, naming from_brand

@@ -115,3 +115,47 @@ def test_cli_errors_are_one_line(redis_url: str, key_prefix: str) -> None:
     assert done.returncode == 2 and done.stderr.decode().strip() == "pulse: error: no such file: /no/such/file.jsonl"
     done = _pulse(["firehose", "serve", "--source", "redis://h:1/p:"], redis_url)
     assert done.returncode == 2 and "firehose serve streams sim, sim:SEED or file:PATH" in done.stderr.decode()
+
+
+def test_a_full_stream_nacks_instead_of_dropping_unprocessed_events(
+    redis_url: str, key_prefix: str, r: redis.Redis
+) -> None:
+    from connectors.redis_streams import RedisStreamSource
+
+    srv = IngestServer(token=TOKEN, redis_url=redis_url, prefix=key_prefix, partitions=1, port=0,
+                       max_backlog=5).start()
+    try:
+        frames = [orjson.dumps({"id": f"forum:{i}"}) for i in range(8)]
+        with connect(srv.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, proxy=None) as ws:
+            for frame in frames:
+                ws.send(frame)
+            answers = [orjson.loads(ws.recv(timeout=10)) for _ in frames]
+        assert [a.get("ack") for a in answers[:5]] == [1, 2, 3, 4, 5]
+        assert [a.get("nack") for a in answers[5:]] == [6, 7, 8]
+        assert all("backlog full" in a["reason"] and "retry later" in a["reason"] for a in answers[5:])
+        key = stream_key(key_prefix, 0)
+        assert [f[b"payload"] for _, f in r.xrange(key)] == frames[:5]  # nothing acknowledged was dropped
+        # the flow's reader processes and trims what it acknowledged: the endpoint takes events again
+        part = RedisStreamSource(redis_url, key_prefix, 1, trim_every_s=0).build_part("read", key, None)
+        assert len(part.next_batch()) == 5
+        part.snapshot()
+        for _ in range(2):
+            part.next_batch()
+        part.close()
+        assert r.xlen(key) == 0
+        with connect(srv.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, proxy=None) as ws:
+            for frame in frames[5:]:
+                ws.send(frame)
+            assert all("ack" in orjson.loads(ws.recv(timeout=10)) for _ in frames[5:])
+    finally:
+        srv.stop()
+
+
+def test_cli_push_stops_at_the_backlog_limit_with_one_line(r: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    lines = b"\n".join(orjson.dumps({"id": f"forum:{i}"}) for i in range(30))
+    done = _pulse(["ingest", "--prefix", key_prefix, "--partitions", "1", "--max-backlog", "10"], redis_url,
+                  stdin=lines)
+    assert done.returncode == 1
+    err = done.stderr.decode().strip()
+    assert err.startswith("pulse: error: ") and "in:0 holds 0 entries, its backlog limit is 10" in err and "\n" not in err
+    assert r.xlen(stream_key(key_prefix, 0)) == 0

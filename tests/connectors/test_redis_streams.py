@@ -20,11 +20,14 @@ from bytewax.testing import TestingSink, run_main
 
 from connectors.records import RawRecord
 from connectors.redis_streams import (
+    BacklogFull,
     RedisStreamSource,
+    acknowledged_upto,
     append_records,
     eof_key,
     mark_eof,
     stream_key,
+    trim_acknowledged,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,10 +70,11 @@ def _slow(rec: RawRecord) -> RawRecord:
     return rec
 
 
-def build_flow(url: str, prefix: str, partitions: int, slow: bool = False) -> Dataflow:
+def build_flow(url: str, prefix: str, partitions: int, slow: bool = False, trim_every_s: float = 30.0) -> Dataflow:
     """The flow the subprocess tests run with ``python -m bytewax.run``."""
     flow = Dataflow("redis_streams_test")
-    source = RedisStreamSource(url, prefix, partitions, stop="eof", batch_size=50 if slow else 1000)
+    source = RedisStreamSource(url, prefix, partitions, stop="eof", batch_size=50 if slow else 1000,
+                               trim_every_s=trim_every_s)
     records = op.input("read", flow, source)
     if slow:
         records = op.map("slow_down", records, _slow)
@@ -168,7 +172,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from test_redis_streams import build_flow
 url, prefix, recovery, slow = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-cli_main(build_flow(url, prefix, 4, slow=slow), workers_per_process=2,
+cli_main(build_flow(url, prefix, 4, slow=slow, trim_every_s=0.1), workers_per_process=2,
          epoch_interval=timedelta(milliseconds=200),
          recovery_config=RecoveryConfig(Path(recovery)) if recovery else None)
 """
@@ -220,3 +224,59 @@ def test_sigkill_and_restart_with_recovery_loses_nothing(
     assert min(deliveries) == 1  # every record reached the sink; re-deliveries only around the kill
     assert _pending(r, key_prefix, 4) == 0
     assert r.exists(eof_key(key_prefix))
+    # the readers trimmed what they had acknowledged (every 0.1 s here) while killed and restarted
+    assert sum(r.xlen(stream_key(key_prefix, n)) for n in range(4)) < total
+
+
+def _drain(part) -> list[RawRecord]:  # type: ignore[no-untyped-def]
+    """Read what a partition has as Bytewax would: each batch in its own epoch, acked on the next call."""
+    out: list[RawRecord] = []
+    while True:
+        batch = part.next_batch()
+        part.snapshot()
+        if not batch:
+            part.next_batch()  # acks the last epoch (and trims)
+            return out
+        out += batch
+
+
+def test_readers_trim_only_what_every_group_acknowledged(r: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    key = stream_key(key_prefix, 0)
+    added = append_records(r, key_prefix, _payloads(1000), partitions=1)
+    ids = [eid for _, eid in added]
+    assert acknowledged_upto(r, key) is None and trim_acknowledged(r, key) == 0  # no consumer yet: keep all
+    # another consumer group (an archiver, say) has read 600 entries and acknowledged 500 of them
+    r.xgroup_create(key, "archive", id="0")
+    got = r.xreadgroup("archive", "a", {key: ">"}, count=600)[0][1]
+    r.xack(key, "archive", *[eid for eid, _ in got[:500]])
+    part = RedisStreamSource(redis_url, key_prefix, 1, batch_size=100, trim_every_s=0).build_part("read", key, None)
+    assert len(_drain(part)) == 1000 and _pending(r, key_prefix, 1) == 0
+    # the flow acknowledged everything, the archive only up to entry 500: nothing from there on is gone
+    left = [eid.decode() for eid, _ in r.xrange(key)]
+    assert left[-500:] == ids[500:]
+    assert len(left) < 700  # the acknowledged head is trimmed (``~``: whole nodes of up to 100 entries)
+    # once the archive catches up, the next trims take the rest (applied one trim interval late)
+    rest = r.xreadgroup("archive", "a", {key: ">"}, count=1000)[0][1]
+    r.xack(key, "archive", *[eid for eid, _ in got[500:] + rest])
+    for _ in range(2):
+        _drain(part)
+    assert r.xlen(key) <= 100
+    part.close()
+
+
+def test_a_group_created_later_is_never_trimmed_past(r: redis.Redis, key_prefix: str) -> None:
+    key = stream_key(key_prefix, 0)
+    append_records(r, key_prefix, _payloads(500), partitions=1)
+    r.xgroup_create(key, "pulse", id="$")  # started late: only new entries are its business
+    point = acknowledged_upto(r, key)
+    r.xgroup_create(key, "replay", id="0")  # a new reader of the whole history appears
+    assert trim_acknowledged(r, key, point) == 0 and r.xlen(key) == 500
+
+
+def test_producers_refuse_to_pile_up_more_than_the_backlog(r: redis.Redis, key_prefix: str) -> None:
+    with pytest.raises(BacklogFull) as info:
+        append_records(r, key_prefix, _payloads(250), partitions=1, chunk=40, max_backlog=100)
+    assert info.value.pushed == 80 and r.xlen(stream_key(key_prefix, 0)) == 80  # whole chunks only
+    assert "holds 80 entries, its backlog limit is 100: start the flow or let it catch up" in str(info.value)
+    added = append_records(r, key_prefix, _payloads(20), partitions=1, chunk=40, max_backlog=100)
+    assert len(added) == 20 and r.xlen(stream_key(key_prefix, 0)) == 100

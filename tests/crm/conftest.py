@@ -9,6 +9,7 @@ import pytest
 import redis
 from crm_helpers import T0, iso
 
+from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings, KnowledgeBase, RuleSet, make_store
 from crm.assignment import Agent, add_agent
 from crm.store import CrmStore
@@ -26,7 +27,7 @@ def store(r: redis.Redis, key_prefix: str) -> CrmStore:
 
 @pytest.fixture()
 def processor(store: CrmStore, crm_settings: CrmSettings) -> CrmProcessor:
-    return CrmProcessor(store, RuleSet([]), KnowledgeBase(store), crm_settings)
+    return CrmProcessor(store, RuleSet([]), KnowledgeBase(store), crm_settings, outbox=ENCODING)
 
 
 @pytest.fixture()

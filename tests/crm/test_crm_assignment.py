@@ -8,13 +8,14 @@ from collections import Counter
 import pytest
 from crm_helpers import MIN, T0
 
+from connectors.outbox import ENCODING
 from crm import AgentError, CrmProcessor, CrmSettings
 from crm.assignment import Agent, add_agent, list_agents, set_agent_capacity, set_agent_online
 
 
 def _proc(store, key_prefix, **assignment):
     s = CrmSettings(prefix=key_prefix, auto_tick_ms=0, assignment=assignment or {"default": "least_loaded"})
-    return CrmProcessor(store, settings=s)
+    return CrmProcessor(store, settings=s, outbox=ENCODING)
 
 
 def test_least_loaded_picks_the_agent_with_fewest_open_cases(store, key_prefix, mention, agents):

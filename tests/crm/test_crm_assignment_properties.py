@@ -17,6 +17,7 @@ from crm_helpers import T0, iso
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings, make_store
 from crm.assignment import Agent, add_agent, agent_from_hash, set_agent_capacity, set_agent_online
 
@@ -92,7 +93,7 @@ def _check(store, strategy: str, before: dict[str, dict[str, str]], open_cases: 
 def test_capacity_respected_and_no_case_lost(r, fresh_prefix, strategy, specs, ops):
     prefix = fresh_prefix()
     store = make_store(r, prefix)
-    proc = CrmProcessor(store, settings=CrmSettings(prefix=prefix, auto_tick_ms=0, assignment={"default": strategy}))
+    proc = CrmProcessor(store, settings=CrmSettings(prefix=prefix, auto_tick_ms=0, assignment={"default": strategy}), outbox=ENCODING)
     for i, (cap, depts, langs) in enumerate(specs):
         add_agent(store, Agent.create(f"a{i}", capacity=cap, departments=",".join(sorted(depts)),
                                       languages=",".join(sorted(langs))), online=True, now_ms=T0)
@@ -123,7 +124,7 @@ def test_round_robin_is_fair_within_one(r, fresh_prefix, n_agents, n_cases, reso
     prefix = fresh_prefix()
     store = make_store(r, prefix)
     proc = CrmProcessor(store, settings=CrmSettings(prefix=prefix, auto_tick_ms=0,
-                                                    assignment={"default": "round_robin"}))
+                                                    assignment={"default": "round_robin"}), outbox=ENCODING)
     for i in range(n_agents):
         add_agent(store, Agent.create(f"a{i}", capacity=100), online=True, now_ms=T0)
     for n in range(n_cases):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from crm_helpers import MIN, T0, iso
 
+from connectors.outbox import ENCODING, OUTBOX_FIELDS, OutboxMessage, read_messages
 from crm import CaseError, CrmInputError, CrmProcessor
 from crm.keys import CrmKeys
 from stream.schema import Alert, Enriched, Mention
@@ -62,7 +62,7 @@ def test_lifecycle_is_timestamped_and_response_times_are_exact(processor, mentio
     processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
     r1 = processor.reply("C-twitter:1", text="Sorry! DM us your order number", now_ms=T0 + 7 * MIN)
     assert r1["outcome"] == "replied" and r1["response_ms"] == 7 * MIN
-    processor.process(mention(id="twitter:2", author="bob", in_reply_to=r1["reply"]["id"], ts_ms=T0 + 10 * MIN,
+    processor.process(mention(id="twitter:2", author="bob", in_reply_to=r1["reply"]["reply_id"], ts_ms=T0 + 10 * MIN,
                               text="done, sent it", intent="comment"))
     case = store.get_case("C-twitter:1")
     assert case["status"] == "assigned" and case["awaiting_since"] == str(T0 + 10 * MIN)
@@ -88,7 +88,7 @@ def test_new_customer_mention_reopens_resolved_case(processor, mention, agents, 
     processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
     reply = processor.reply("C-twitter:1", text="Fixed now", now_ms=T0 + MIN)
     processor.resolve("C-twitter:1", now_ms=T0 + 2 * MIN)
-    back = processor.process(mention(id="twitter:2", author="bob", in_reply_to=reply["reply"]["id"],
+    back = processor.process(mention(id="twitter:2", author="bob", in_reply_to=reply["reply"]["reply_id"],
                                      ts_ms=T0 + 60 * MIN, text="it broke again", intent="comment"))
     assert back["case_event"] == "reopened" and back["case_id"] == "C-twitter:1"
     assert back["assigned_agent"] == "ann" and back["case_status"] == "assigned"
@@ -111,18 +111,31 @@ def test_reply_errors_for_unknown_and_resolved_cases(processor, mention):
         processor.reply("C-twitter:1", text="  ", now_ms=T0)
 
 
-def test_reply_goes_to_the_channel_outbox_once_as_a_mention(processor, mention, store, key_prefix, r):
-    processor.process(mention(id="facebook:9", channel="facebook", author="Mary Green"))
-    a = processor.reply("C-facebook:9", text="We are on it", now_ms=T0 + MIN, private=True)
-    b = processor.reply("C-facebook:9", text="We are on it", now_ms=T0 + 2 * MIN, private=True)
-    assert a["reply"]["id"] == b["reply"]["id"] and b["outcome"] == "duplicate"
+def test_reply_goes_to_the_channel_outbox_once_in_the_contract(processor, mention, store, key_prefix, r):
+    processor.process(mention(id="facebook:9", channel="facebook", author="Mary Green", customer_id="C-5"))
+    a = processor.reply("C-facebook:9", text="We are on it", now_ms=T0 + MIN, private=True, agent="ann")
+    b = processor.reply("C-facebook:9", text="We are on it", now_ms=T0 + 2 * MIN, private=True, agent="ann")
+    assert a["reply"]["reply_id"] == b["reply"]["reply_id"] and b["outcome"] == "duplicate"
     entries = r.xrange(CrmKeys(key_prefix).outbox("facebook"))
     assert len(entries) == 1 and r.xlen(CrmKeys(key_prefix).outbox("twitter")) == 0
-    item = orjson.loads(entries[0][1][b"data"])
-    parsed = Mention.from_dict(item)  # the schema accepts it as a Mention
-    assert parsed.from_brand and parsed.in_reply_to == "facebook:9" and parsed.channel == "facebook"
-    assert item["meta"]["private"] is True and item["meta"]["dm_request"] is True
+    # exactly ARCHITECTURE's fields, in order, readable by every reader of the contract
+    assert [k.decode() for k in entries[0][1]] == list(OUTBOX_FIELDS)
+    [msg] = read_messages(r, key_prefix, "facebook")
+    assert msg == OutboxMessage(reply_id=a["reply"]["reply_id"], kind="dm_request", channel="facebook", brand="acme",
+                                in_reply_to="facebook:9", case_id="C-facebook:9",
+                                customer_id=store.get_case("C-facebook:9")["customer_id"], agent="ann",
+                                text="We are on it", url="", ts=iso(T0 + MIN))
+    assert msg.to_dict() == a["reply"]
     assert store.get_case("C-facebook:9")["replies"] == "1"
+
+
+def test_a_crm_without_an_outbox_refuses_to_send(mention, store, crm_settings, r, key_prefix):
+    bare = CrmProcessor(store, settings=crm_settings)
+    bare.process(mention(id="twitter:1", author="bob"))
+    with pytest.raises(CaseError, match="no outbox"):
+        bare.reply("C-twitter:1", text="hi", now_ms=T0 + MIN)
+    assert r.xlen(f"{key_prefix}outbox:twitter") == 0
+    assert store.get_case("C-twitter:1")["status"] != "replied"
 
 
 def test_brand_reply_from_the_stream_marks_case_and_is_idempotent(processor, mention, store):
@@ -198,7 +211,7 @@ def test_customer_coming_back_stops_the_auto_resolve_until_the_next_reply(proces
     agents(("ann", 5))
     processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
     r1 = processor.reply("C-twitter:1", text="Try again now", now_ms=T0 + MIN)
-    processor.process(mention(id="twitter:2", author="bob", in_reply_to=r1["reply"]["id"], ts_ms=T0 + 100 * MIN,
+    processor.process(mention(id="twitter:2", author="bob", in_reply_to=r1["reply"]["reply_id"], ts_ms=T0 + 100 * MIN,
                               text="still broken", intent="comment"))
     processor.tick(T0 + 5000 * MIN)
     assert store.get_case("C-twitter:1")["status"] == "assigned", "awaiting the agent: never auto-resolved"
@@ -212,7 +225,7 @@ def test_customer_coming_back_stops_the_auto_resolve_until_the_next_reply(proces
 def test_auto_resolve_can_be_turned_off(store, crm_settings, mention, agents):
     from crm import CrmError, CrmSettings
 
-    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_resolve_minutes=0.0))
+    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_resolve_minutes=0.0), outbox=ENCODING)
     agents(("ann", 5))
     p.process(mention(id="twitter:1", ts_ms=T0))
     p.reply("C-twitter:1", text="hello", now_ms=T0 + MIN)
@@ -223,7 +236,7 @@ def test_auto_resolve_can_be_turned_off(store, crm_settings, mention, agents):
 
 
 def test_auto_tick_attaches_due_sla_alerts_while_processing(store, crm_settings, mention):
-    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_tick_ms=60_000))
+    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_tick_ms=60_000), outbox=ENCODING)
     p.process(mention(id="twitter:1", ts_ms=T0))
     later = p.process(mention(id="twitter:2", ts_ms=T0 + 2000 * MIN, intent="comment"))
     assert [a["kind"] for a in later["alerts"]] == ["sla_breach"]
@@ -325,7 +338,7 @@ def test_thread_links_and_sent_marks_expire(processor, mention, agents, store, r
     agents(("ann", 5))
     processor.process(mention(id="twitter:1", author="bob", ts_ms=T0))
     sent = processor.reply("C-twitter:1", text="On it", now_ms=T0 + MIN)
-    rid = sent["reply"]["id"]
+    rid = sent["reply"]["reply_id"]
     keys = CrmKeys(key_prefix)
     for key in (keys.thread("twitter:1"), keys.thread(rid), keys.outbox_sent(rid)):
         assert KEEP_LINKS_SECONDS - 60 < r.ttl(key) <= KEEP_LINKS_SECONDS, key

@@ -10,6 +10,7 @@ import typer
 from crm_helpers import T0
 from typer.testing import CliRunner
 
+from connectors.outbox import ENCODING
 from crm import SAMPLE_KB, CrmProcessor, CrmSettings
 from stream.cli.crm import register
 
@@ -81,7 +82,7 @@ def test_agents_cases_reply_resolve(cli, store, key_prefix, mention, r):
     assert cli("crm", "agents", "add", "ann", "--capacity", "1", "--departments", "service",
                "--languages", "en").exit_code == 0
     assert cli("crm", "agents", "add", "bob", "--capacity", "1", "--offline").exit_code == 0
-    proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0))
+    proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0), outbox=ENCODING)
     proc.process(mention(id="twitter:1", author="zed", ts_ms=T0))
     proc.process(mention(id="twitter:2", author="kim", ts_ms=T0 + 1000))
     listed = cli("crm", "agents", "list", "--json")
@@ -129,7 +130,7 @@ def test_merge_a_prospect_and_list_rule_tasks(cli, store, key_prefix, mention):
     rules = CrmSettings(prefix=key_prefix, auto_tick_ms=0)
     from crm import SAMPLE_RULES, load_rules
 
-    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), settings=rules)
+    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), settings=rules, outbox=ENCODING)
     first = proc.process(mention(id="twitter:p1", author="newbie", text="where is my order?", ts_ms=T0))
     assert first["prospect"] is True and first["customer_id"] == "p:twitter:newbie"
     # an agent recognises the prospect as C-1002 (same person, new handle)

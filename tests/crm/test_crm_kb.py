@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from crm_helpers import MIN, T0
 
+from connectors.outbox import ENCODING
 from crm import SAMPLE_KB, CrmProcessor, KnowledgeBase, KnowledgeBaseError, load_articles
 
 
@@ -59,12 +60,12 @@ def test_agent_choice_improves_ranking_for_similar_queries(kb, store):
 
 
 def test_reply_with_article_posts_it_and_teaches_the_kb(store, kb, crm_settings, mention):
-    p = CrmProcessor(store, kb=kb, settings=crm_settings)
+    p = CrmProcessor(store, kb=kb, settings=crm_settings, outbox=ENCODING)
     out = p.process(mention(id="twitter:1", text="my gems vanished yesterday", ts_ms=T0))
     assert out["suggestions"] and len(out["suggestions"]) <= 3
     res = p.reply("C-twitter:1", article_id="missing-purchases", now_ms=T0 + MIN)
     assert "Missing skins gems or battle pass" in res["reply"]["text"]
-    assert res["reply"]["meta"]["article_id"] == "missing-purchases"
+    assert res["article_id"] == "missing-purchases"
     assert store.kb_feedback()[("gem", "missing-purchases")] == 1
     with pytest.raises(KnowledgeBaseError, match="no article"):
         p.reply("C-twitter:1", article_id="nope", now_ms=T0 + MIN)

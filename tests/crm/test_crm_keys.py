@@ -8,6 +8,7 @@ import re
 import polars as pl
 from crm_helpers import MIN, T0, iso
 
+from connectors.outbox import ENCODING
 from crm import SAMPLE_KB, SAMPLE_RULES, CrmKeys, CrmProcessor, KnowledgeBase, load_articles, load_rules
 from crm.assignment import Agent, add_agent, set_agent_online
 from crm.customers import import_customers
@@ -41,7 +42,7 @@ def test_all_written_keys_follow_the_layout(store, key_prefix, crm_settings, men
     extra = RuleSet.from_toml('[[rule]]\nname = "hook"\n[rule.when]\n"mention.text" = { matches = "down" }\n'
                               '[[rule.then]]\nwebhook = "https://hooks.example.com/x"\n')
     rules.rules.extend(extra.rules)
-    p = CrmProcessor(store, rules, kb, crm_settings)
+    p = CrmProcessor(store, rules, kb, crm_settings, outbox=ENCODING)
     agents(("a1", 1, {"departments": "service,supervisor", "languages": "en"}), ("a2", 1, {"departments": "pr"}))
     p.on_brand_reply({"id": "twitter:99", "channel": "twitter", "brand": "acme", "author": "acme", "text": "hi",
                       "ts": iso(T0 + MIN), "in_reply_to": "twitter:1", "from_brand": True})

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from crm_helpers import MIN, T0
 
+from connectors.outbox import ENCODING, OutboxMessage, read_messages
 from crm import SAMPLE_RULES, CrmProcessor, RuleError, RuleSet, import_customers, load_rules
 from crm.rules import MENTION_FIELDS
 from stream.schema import Alert, Enriched, Mention
@@ -20,7 +21,7 @@ def rules_proc(store, crm_settings, agents):
     }), now_ms=T0)
     agents(("svc", 10, {"departments": "service"}), ("boss", 10, {"departments": "supervisor"}),
            ("pr1", 10, {"departments": "pr"}))
-    return CrmProcessor(store, load_rules(SAMPLE_RULES), settings=crm_settings)
+    return CrmProcessor(store, load_rules(SAMPLE_RULES), settings=crm_settings, outbox=ENCODING)
 
 
 def test_mention_fields_match_the_schema():
@@ -35,8 +36,10 @@ def test_positive_review_by_product_a_owner_gets_community_invite(rules_proc, me
     assert [h["rule"] for h in out["rule_hits"]] == ["community-invite"]
     assert out["tags"] == ["community-invite"]
     [reply] = out["outbox"]
-    assert reply["channel"] == "review" and reply["in_reply_to"] == "review:1" and reply["from_brand"] is True
-    assert reply["text"].startswith("Thank you Ann!") and reply["meta"]["private"] is True
+    assert reply["channel"] == "review" and reply["in_reply_to"] == "review:1" and reply["kind"] == "dm_request"
+    assert reply["text"].startswith("Thank you Ann!") and reply["agent"] == "rule:community-invite"
+    assert reply["customer_id"] == "C-A" and reply["case_id"] == ""  # a comment opens no case
+    assert read_messages(r, key_prefix, "review") == [OutboxMessage.from_dict(reply)]
     [task] = out["tasks"]
     assert task["title"] == "Welcome Ann to the product community" and task["queue"] == "marketing"
     assert store.tasks(10)[0]["id"] == task["id"] and store.tasks(10)[0]["customer_id"] == "C-A"
@@ -128,16 +131,17 @@ webhook = { url = "https://hooks.example.com/x", event = "outage_report" }
 [[rule.then]]
 outbox = "Sorry {mention.author}, we are on it: https://status.example.com"
 """)
-    p = CrmProcessor(store, rules, settings=crm_settings)
+    p = CrmProcessor(store, rules, settings=crm_settings, outbox=ENCODING)
     m = mention(id="twitter:1", author="bob", text="site is down again", intent="comment")
     out = p.process(m)
     p.process(m)
-    [(_, hook)] = r.xrange(f"{key_prefix}outbox:webhook")
-    assert hook[b"url"] == b"https://hooks.example.com/x"
-    payload = orjson.loads(hook[b"data"])
+    [hook] = read_messages(r, key_prefix, "webhook")
+    assert hook.kind == "webhook" and hook.url == "https://hooks.example.com/x" and hook.in_reply_to == "twitter:1"
+    payload = orjson.loads(hook.text)
     assert payload["event"] == "outage_report" and payload["mention"]["id"] == "twitter:1"
-    assert r.xlen(f"{key_prefix}outbox:twitter") == 1
-    assert out["outbox"][0]["text"] == "Sorry bob, we are on it: https://status.example.com"
+    [reply] = read_messages(r, key_prefix, "twitter")
+    assert reply.kind == "reply" and reply.text == "Sorry bob, we are on it: https://status.example.com"
+    assert [m["reply_id"] for m in out["outbox"]] == [hook.reply_id, reply.reply_id]
 
 
 def _err(text: str) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import polars as pl
 import pytest
 from crm_helpers import MIN
 
+from connectors.outbox import ENCODING, read_messages
+from connectors.records import RawRecord
 from connectors.simulator import World
 from crm import (
     SAMPLE_KB,
@@ -31,6 +32,8 @@ from crm import (
 )
 from crm.assignment import Agent, add_agent, list_agents
 from crm.processor import parse_ts_ms
+from stream.parse import parse_record
+from stream.schema import Mention
 
 #: simulator topic -> the KB article an agent would want suggested
 TOPIC_ARTICLE = {
@@ -68,7 +71,7 @@ def crm(store, key_prefix, world) -> CrmProcessor:
     assert not import_customers(store, pl.DataFrame(world.customers()), now_ms=0).rejected
     kb = KnowledgeBase(store)
     kb.import_articles(load_articles(SAMPLE_KB)[0])
-    return CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings)
+    return CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings, outbox=ENCODING)
 
 
 def test_known_customer_query_to_reply_and_prospect_merge(crm, store, sim_mentions, r, key_prefix):
@@ -99,12 +102,14 @@ def test_known_customer_query_to_reply_and_prospect_merge(crm, store, sim_mentio
     # the agent answers with the suggested article; the reply lands in the twitter outbox
     article = TOPIC_ARTICLE[query["meta"]["topic"]]
     sent = crm.reply(out["case_id"], text="Sorry about that!", article_id=article, now_ms=t0 + 12 * MIN)
-    [(_, fields)] = r.xrange(f"{key_prefix}outbox:twitter")
-    posted = orjson.loads(fields[b"data"])
-    assert posted == sent["reply"]
-    assert posted["in_reply_to"] == query["id"] and posted["from_brand"] is True and posted["channel"] == "twitter"
-    # the reply comes back through the engine (as the flow reads the outbox/channel): counted once
-    assert crm.process(posted)["outcome"] == "duplicate"
+    [posted] = read_messages(r, key_prefix, "twitter")
+    assert posted.to_dict() == sent["reply"]
+    assert posted.in_reply_to == query["id"] and posted.kind == "reply" and posted.channel == "twitter"
+    assert posted.case_id == out["case_id"] and posted.customer_id == out["customer_id"]
+    # the reply comes back through the engine (as the flow reads the outbox back): counted once
+    back = parse_record(RawRecord("redis:outbox", "1-0", posted.to_dict(), "outbox")).record
+    assert isinstance(back, Mention) and back.from_brand and back.in_reply_to == query["id"]
+    assert crm.process(back.to_dict())["outcome"] == "duplicate"
     case = store.get_case(out["case_id"])
     assert case["status"] == "replied" and case["first_response_ms"] == str(12 * MIN)
 

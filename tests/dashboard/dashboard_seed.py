@@ -14,6 +14,7 @@ import polars as pl
 import redis
 from bytewax.testing import TestingSource, run_main
 
+from connectors.outbox import ENCODING
 from connectors.records import RawRecord
 from crm import (
     SAMPLE_KB,
@@ -144,7 +145,8 @@ def seed_service_desk(r: redis.Redis, prefix: str) -> None:
     add_agent(store, Agent.create("bob", capacity=3, departments="sales"), online=False, now_ms=T0)
     kb = KnowledgeBase(store)
     kb.import_articles(load_articles(SAMPLE_KB)[0])
-    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings=CrmSettings(prefix=prefix, auto_tick_ms=0))
+    proc = CrmProcessor(store, load_rules(SAMPLE_RULES), kb, settings=CrmSettings(prefix=prefix, auto_tick_ms=0),
+                        outbox=ENCODING)
     proc.process_batch([mention(i, f"u{i}") for i in range(4)])  # ann takes two, two wait in `service`
     proc.reply("C-twitter:0", text="Found it, on its way", now_ms=T0 + 30 * MIN)
     proc.resolve("C-twitter:0", now_ms=T0 + 40 * MIN)  # ann's slot goes to the oldest waiting case

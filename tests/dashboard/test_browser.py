@@ -128,7 +128,6 @@ def test_dashboard_in_headless_chromium(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_agent_answers_a_case_in_headless_chromium(r, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
-    import orjson
     from dashboard_seed import seed_service_desk
 
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -152,9 +151,10 @@ def test_agent_answers_a_case_in_headless_chromium(r, redis_url: str, key_prefix
             page.screenshot(path=str(SCREENSHOTS / "service_desk.png"), full_page=True)
         finally:
             browser.close()
-    [(_, fields)] = r.xrevrange(f"{key_prefix}outbox:twitter", count=1)
-    posted = orjson.loads(fields[b"data"])
-    assert posted["in_reply_to"] == "twitter:9" and posted["text"] == "Sorry Gil, a supervisor is on it"
+    from connectors.outbox import read_messages
+
+    [posted] = read_messages(r, key_prefix, "twitter", count=1)
+    assert posted.in_reply_to == "twitter:9" and posted.text == "Sorry Gil, a supervisor is on it"
     assert make_store_status(r, key_prefix, "C-twitter:9") == "replied"
 
 

@@ -9,6 +9,7 @@ import redis
 from dashboard_seed import MIN, T0, mention, seed_service_desk
 from streamlit.testing.v1 import AppTest
 
+from connectors.outbox import read_messages
 from crm import CrmProcessor, CrmSettings, make_store
 from crm.sla import iso_ms
 from stream.service_desk import read_service_desk
@@ -68,7 +69,6 @@ def test_service_page_waits_for_data(monkeypatch: pytest.MonkeyPatch, redis_url:
 
 def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatch, r: redis.Redis, redis_url: str,
                                                   key_prefix: str) -> None:
-    import orjson
 
     seed_service_desk(r, key_prefix)
     monkeypatch.setenv("REDIS_URL", redis_url)
@@ -83,11 +83,10 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
     at.button[0].click().run()  # Send reply
     assert not at.exception and not at.error
     assert "in reply to twitter:1 (DM request)" in at.success[0].value
-    [(_, fields)] = r.xrevrange(f"{key_prefix}outbox:twitter", count=1)  # after the seed's reply to twitter:0
-    posted = orjson.loads(fields[b"data"])
-    assert posted["in_reply_to"] == "twitter:1" and posted["from_brand"] is True
-    assert posted["text"].startswith("So sorry, here is how we find it:") and "Lost or delayed baggage" in posted["text"]
-    assert posted["meta"]["private"] is True
+    [posted] = read_messages(r, key_prefix, "twitter", count=1)  # after the seed's reply to twitter:0
+    assert posted.in_reply_to == "twitter:1" and posted.case_id == "C-twitter:1"
+    assert posted.text.startswith("So sorry, here is how we find it:") and "Lost or delayed baggage" in posted.text
+    assert posted.kind == "dm_request"
     case = make_store(r, key_prefix).get_case("C-twitter:1")
     assert case["status"] == "replied"
 

@@ -73,3 +73,21 @@ def test_calls_and_churn_records() -> None:
     churn = parse_record(_raw(orjson.dumps({"type": "churn", "customer_id": "c1", "ts": 1704067200,
                                             "churned": True}))).record
     assert isinstance(churn, ChurnOutcome) and churn.churned
+
+
+def test_an_outbox_message_reads_back_as_the_brands_reply() -> None:
+    from connectors.outbox import OutboxMessage
+
+    msg = OutboxMessage(reply_id="r:C-twitter:1:ab", kind="dm_request", channel="twitter", brand="acme",
+                        in_reply_to="twitter:1", case_id="C-twitter:1", customer_id="C-9", agent="ann",
+                        text="DM us", ts="2024-03-01T10:05:00+00:00")
+    m = parse_record(_raw(msg.to_dict(), "outbox")).record
+    assert isinstance(m, Mention)
+    assert (m.id, m.channel, m.brand, m.author, m.from_brand, m.in_reply_to) == (
+        "r:C-twitter:1:ab", "twitter", "acme", "acme", True, "twitter:1")
+    assert m.ts.isoformat() == "2024-03-01T10:05:00+00:00" and m.meta["agent"] == "ann"
+    for fields, reason in (({"reply_id": "x", "kind": "tweet", "channel": "twitter"}, "outbox: "),
+                           ({**msg.to_dict(), "kind": "webhook", "url": "http://h/"}, "outbox: "),
+                           ({**msg.to_dict(), "ts": "soon"}, "ts: unparseable")):
+        dead = parse_record(_raw(fields, "outbox")).record
+        assert isinstance(dead, DeadLetter) and dead.reason.startswith(reason), dead.reason
