@@ -66,6 +66,13 @@ def parse_ts(value: Any, field_name: str = "ts") -> datetime:
     '2017-10-31T22:10:47+00:00'
     >>> parse_ts(1700000000000).isoformat()
     '2023-11-14T22:13:20+00:00'
+    >>> parse_ts("2999-01-01T00:00:00Z")
+    Traceback (most recent call last):
+    ...
+    stream.schema.SchemaError: ts: implausible timestamp 2999-01-01T00:00:00+00:00 (expected years 1990 to 2099)
+
+    Times outside 1990-2099 are refused: one record dated in the year 2999 would otherwise carry its
+    brand x channel's event-time watermark (and every retention anchored on the newest event) with it.
     """
     if isinstance(value, datetime):
         dt = value
@@ -90,7 +97,10 @@ def parse_ts(value: Any, field_name: str = "ts") -> datetime:
         raise SchemaError(field_name, f"expected a timestamp, got {type(value).__name__}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    dt = dt.astimezone(UTC)
+    if not 1990 <= dt.year <= 2099:
+        raise SchemaError(field_name, f"implausible timestamp {dt.isoformat()} (expected years 1990 to 2099)")
+    return dt
 
 
 def _str(d: dict[str, Any], name: str, *, required: bool = True, default: str | None = None) -> str | None:

@@ -61,6 +61,9 @@ class Settings:
     allowed_lateness_seconds: float = 60.0
     #: Minute windows older than this (event seconds behind the newest) are final; later records go to the DLQ.
     window_horizon_seconds: float = 6 * 3600.0
+    #: A brand x channel's event time jumping further ahead than this (seconds) waits for a second record to
+    #: confirm it before windows become final (one mistyped year must not dead-letter the records after it).
+    watermark_jump_seconds: float = 30 * 86400.0
     #: Retention (seconds) of minute buckets in Redis; hour and day roll-ups are kept 30x longer.
     minute_retention_seconds: float = 7 * 86400.0
     #: How often (system seconds) aggregates are flushed to Redis.

@@ -184,7 +184,8 @@ class Steps:
     def window(self, resume: dict[str, Any] | None) -> WindowLogic:
         s = self.settings
         return WindowLogic(int(s.window_horizon_seconds * 1000), int(s.allowed_lateness_seconds * 1000),
-                           int(s.sla_seconds * 1000), s.flush_seconds, resume)
+                           int(s.sla_seconds * 1000), s.flush_seconds, resume,
+                           max_jump_ms=int(s.watermark_jump_seconds * 1000))
 
     def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
         return ChurnLogic(resume)

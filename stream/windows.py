@@ -74,13 +74,14 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
     """State of one brand x channel: its open windows, their authors, its queries awaiting their SLA."""
 
     def __init__(self, horizon_ms: int, lateness_ms: int, sla_ms: int, flush_seconds: float,
-                 resume_state: dict[str, Any] | None) -> None:
+                 resume_state: dict[str, Any] | None, max_jump_ms: int = 30 * 86_400_000) -> None:
         self.horizon_ms = horizon_ms
+        self.max_jump_ms = max_jump_ms
         self.lateness_ms = lateness_ms
         self.sla_ms = sla_ms
         self.flush = timedelta(seconds=flush_seconds)
         state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "fin": {},
-                                 "wr": set(), "s": {}, "t": {}, "cl": -1, "tp": {}, "q": [], "u": []}
+                                 "wr": set(), "s": {}, "t": {}, "cl": -1, "tp": {}, "q": [], "u": [], "j": None}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
@@ -103,6 +104,9 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.queries: deque[tuple[int, str]] = deque(tuple(q) for q in state["q"])
         #: Starts of the minutes not reported closed yet (a heap), so closing costs nothing per empty minute.
         self.unclosed: list[int] = list(state["u"])
+        #: A jump of the event time further than ``max_jump_ms`` ahead waits for a second record to confirm it:
+        #: one record dated years ahead must not make every window of the key final.
+        self.jump: int | None = state["j"]
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -135,6 +139,11 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             if not from_brand and intent == "query":
                 self.queries.append((ts_ms, mention_id))
         if ts_ms > self.high_water:
+            if self.high_water and ts_ms - self.high_water > self.max_jump_ms:
+                if self.jump is None or abs(ts_ms - self.jump) > self.max_jump_ms:
+                    self.jump = ts_ms  # unconfirmed: it moves nothing yet
+                    return out, StatefulLogic.RETAIN
+                ts_ms, self.jump = max(ts_ms, self.jump), None
             self.high_water = ts_ms
             self._advance(out, final=False)
         return out, StatefulLogic.RETAIN
@@ -246,4 +255,5 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "tp": {k: {t: list(v) for t, v in d.items()} for k, d in self.topics.items()},
             "q": list(self.queries),
             "u": list(self.unclosed),
+            "j": self.jump,
         }
