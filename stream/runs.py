@@ -14,7 +14,7 @@ goes on under the same name.
 >>> run_id_for_files([p]) == run_id_for_files([p]) and run_id_for_files([p]).startswith("f")
 True
 >>> run_id_for_sim(7, 28_000_000)
-'s7-gnp0w'
+'s7-go4xs'
 """
 
 from __future__ import annotations
