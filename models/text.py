@@ -555,6 +555,8 @@ class NormalisedText:
     joined: str = ""
     #: Positions in ``words`` of the words inside a negation scope (in order).
     negated_at: list[int] = field(default_factory=list)
+    #: The text as read (cut at the normaliser's ``max_chars``), for cues that need its punctuation.
+    text: str = ""
     #: Per-model derived values (cue counts, keyword hits), so a model computes them once per mention.
     memo: dict[Any, Any] = field(default_factory=dict)
 
@@ -796,5 +798,6 @@ class TextNormalizer(base.Transformer):
             kind=tax.kind,
             negated_words=negated_words,
             negated_at=negated_at,
+            text=text,
             joined=" " + " ".join(words) + " ",
         )
