@@ -219,12 +219,17 @@ def warm_start_intent(model: IntentClassifier, path: Path, epochs: int = 2) -> i
     import polars as pl
 
     frame = pl.read_csv(path, columns=["text", "act"]).drop_nulls()
-    rows: list[tuple[str, str]] = list(zip(frame["text"].to_list(), frame["act"].to_list(), strict=True))
+    normalizer = model.text_normalizer
+    # Each text is normalised once (its cues memoised on it) and learned from every epoch.
+    rows = [
+        (normalizer.normalise(text, "twitter"), intent_from_act(act))
+        for text, act in zip(frame["text"].to_list(), frame["act"].to_list(), strict=True)
+    ]
     rng = random.Random(42)
     n = 0
     for _ in range(epochs):
         rng.shuffle(rows)
-        for text, act in rows:
-            model.learn_one({"text": text, "channel": "twitter"}, intent_from_act(act))
+        for norm, label in rows:
+            model.learn_normalised(norm, label)
             n += 1
     return n

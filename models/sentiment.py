@@ -128,7 +128,9 @@ class SentimentClassifier(OnlineTextClassifier):
 _MAX_WEIGHT = 10.0
 
 
-def balanced_weights(sets: dict[str, list[tuple[str, str]]], cap: float = _MAX_WEIGHT) -> dict[tuple[str, str], float]:
+def balanced_weights(
+    sets: dict[str, list[tuple[str, str]]], cap: float = _MAX_WEIGHT
+) -> dict[tuple[str, str], float]:
     """A weight per (set, label): every class of a set weighs the same, and every set weighs the same.
 
     Macro-averaged recall on a domain the model never saw rewards balanced classes; the airline tweets
@@ -148,9 +150,7 @@ def balanced_weights(sets: dict[str, list[tuple[str, str]]], cap: float = _MAX_W
             per[(name, label)] = len(rows) / (len(counts) * n)
         totals[name] = float(len(rows))  # class-balanced weights sum to the set's size
     mean = sum(totals.values()) / len(totals) if totals else 1.0
-    return {
-        key: round(min(cap, w * mean / totals[key[0]]), 6) for key, w in per.items() if totals[key[0]]
-    }
+    return {key: round(min(cap, w * mean / totals[key[0]]), 6) for key, w in per.items() if totals[key[0]]}
 
 
 def warm_start_sentiment(
@@ -172,12 +172,18 @@ def warm_start_sentiment(
     names = tuple(SENTIMENT_SETS) if sets is None else sets
     data = {name: read_sentiment_set(name, data_dir) for name in names}
     weights = balanced_weights(data)
-    rows = [(text, label, weights[(name, label)]) for name, items in data.items() for text, label in items]
+    # Each text is normalised once (with its lexicon cues memoised on it) and learned from every epoch.
+    normalizer = model.text_normalizer
+    rows = [
+        (normalizer.normalise(text, "twitter"), model.check_label(label), weights[(name, label)])
+        for name, items in data.items()
+        for text, label in items
+    ]
     rng = random.Random(seed)
     n = 0
     for _ in range(epochs):
         rng.shuffle(rows)
-        for text, label, w in rows:
-            model.learn_one({"text": text, "channel": "twitter"}, label, w)
+        for norm, label, w in rows:
+            model.learn_normalised(norm, label, w)
             n += 1
     return n
