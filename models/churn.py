@@ -204,46 +204,19 @@ class ChurnFeatures(base.Transformer):
         t0 = 1_709_510_400.0  # 2024-03-04
         rows: list[tuple[dict[str, Any], None]] = []
         for i in range(40):
-            rows.append(
-                (
-                    {
-                        "type": "crm",
-                        "customer_id": f"C{i}",
-                        "tenure_days": rng.randrange(20, 2000),
-                        "value": round(rng.uniform(50, 3000), 2),
-                        "tier": rng.choice(("gold", "silver", "bronze")),
-                        "ts": t0,
-                    },
-                    None,
-                )
-            )
+            rows.append(({"type": "crm", "customer_id": f"C{i}", "tenure_days": rng.randrange(20, 2000),
+                          "value": round(rng.uniform(50, 3000), 2), "tier": rng.choice(("gold", "silver", "bronze")),
+                          "ts": t0}, None))
         for k in range(160):
             t = t0 + k * 900.0
             cid = f"C{rng.randrange(40)}"
             if rng.random() < 0.3 and k > 0:
                 rows.append(({"id": f"r{k}", "from_brand": True, "in_reply_to": f"m{k - 1}", "ts": t}, None))
                 continue
-            rows.append(
-                (
-                    {
-                        "id": f"m{k}",
-                        "customer_id": cid,
-                        "ts": t,
-                        "intent": rng.choice(("query", "comment")),
-                        "sentiment": rng.choice(("negative", "neutral", "positive")),
-                        "text": rng.choice(
-                            (
-                                "where is my refund",
-                                "cancel my plan now",
-                                "love the app",
-                                "switching to another provider",
-                                "ok",
-                            )
-                        ),
-                    },
-                    None,
-                )
-            )
+            rows.append(({"id": f"m{k}", "customer_id": cid, "ts": t, "intent": rng.choice(("query", "comment")),
+                          "sentiment": rng.choice(("negative", "neutral", "positive")),
+                          "text": rng.choice(("where is my refund", "cancel my plan now", "love the app",
+                                              "switching to another provider", "ok"))}, None))
         return rows
 
     def _halflife_s(self) -> float:
@@ -487,9 +460,8 @@ class ChurnModel(base.Classifier):
     (1.0, True)
     """
 
-    def __init__(
-        self, learning_rate: float = 0.05, l2: float = 0.001, use_prior: bool = True, clip: float = 10.0
-    ) -> None:
+    def __init__(self, learning_rate: float = 0.05, l2: float = 0.001, use_prior: bool = True,
+                 clip: float = 10.0) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.use_prior = use_prior

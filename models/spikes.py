@@ -180,13 +180,8 @@ class SpikeDetector(base.AnomalyDetector):
     @classmethod
     def _unit_test_params(cls):  # type: ignore[override]
         yield {}
-        yield {
-            "threshold": 3.0,
-            "scales": (3,),
-            "level_halflife_h": 6.0,
-            "season_halflife": 3.0,
-            "tz": "Europe/Berlin",
-        }
+        yield {"threshold": 3.0, "scales": (3,), "level_halflife_h": 6.0, "season_halflife": 3.0,
+               "tz": "Europe/Berlin"}
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -236,38 +231,20 @@ class SpikeDetector(base.AnomalyDetector):
         y = math.sqrt(n + _ANSCOMBE)
         mu = max(y_hat * y_hat - _ANSCOMBE, 0.0)
         z1 = (y - y_hat) / sigma
-        best = _Assessment(
-            z=z1,
-            rel=z1 / max(self.point_threshold, 1e-9),
-            scale=1,
-            observed=n,
-            expected=_from_anscombe(y_hat),
-            y_hat=y_hat,
-            sigma=sigma,
-            mu=mu,
-            z_now=z1,
-        )
+        best = _Assessment(z=z1, rel=z1 / max(self.point_threshold, 1e-9), scale=1, observed=n,
+                           expected=_from_anscombe(y_hat), y_hat=y_hat, sigma=sigma, mu=mu, z_now=z1)
         for k in s.scales:
             if len(s.recent_n) < k - 1:
                 break
-            obs = n + sum(s.recent_n[len(s.recent_n) - (k - 1) :])
-            exp = mu + sum(s.recent_mu[len(s.recent_mu) - (k - 1) :])
+            obs = n + sum(s.recent_n[len(s.recent_n) - (k - 1):])
+            exp = mu + sum(s.recent_mu[len(s.recent_mu) - (k - 1):])
             stats = s.scale_stats.get(k)
             bias, sig_k = stats.get(self.min_sigma) if stats is not None else (0.0, self.min_sigma)
             zk = (math.sqrt(obs + _ANSCOMBE) - math.sqrt(exp + _ANSCOMBE) - bias) / (sig_k * inflate)
             rel = zk / max(self.threshold, 1e-9)
             if rel > best.rel:
-                best = _Assessment(
-                    z=zk,
-                    rel=rel,
-                    scale=k,
-                    observed=obs,
-                    expected=exp,
-                    y_hat=y_hat,
-                    sigma=sigma,
-                    mu=mu,
-                    z_now=z1,
-                )
+                best = _Assessment(z=zk, rel=rel, scale=k, observed=obs, expected=exp, y_hat=y_hat,
+                                   sigma=sigma, mu=mu, z_now=z1)
         return best
 
     # -- River protocol ----------------------------------------------------------------------------------
@@ -282,24 +259,10 @@ class SpikeDetector(base.AnomalyDetector):
         placed = self._place(x)
         a = self._assess(placed[0], placed[2], placed[3]) if placed is not None else None
         if a is None:
-            return {
-                "score": 0.0,
-                "z": 0.0,
-                "scale": 1,
-                "observed": placed[0] if placed else 0.0,
-                "expected": 0.0,
-                "expected_now": 0.0,
-                "z_now": 0.0,
-            }
-        return {
-            "score": _score_of_rel(a.rel),
-            "z": a.z,
-            "scale": a.scale,
-            "observed": a.observed,
-            "expected": a.expected,
-            "expected_now": _from_anscombe(a.y_hat),
-            "z_now": a.z_now,
-        }
+            return {"score": 0.0, "z": 0.0, "scale": 1, "observed": placed[0] if placed else 0.0,
+                    "expected": 0.0, "expected_now": 0.0, "z_now": 0.0}
+        return {"score": _score_of_rel(a.rel), "z": a.z, "scale": a.scale, "observed": a.observed,
+                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat), "z_now": a.z_now}
 
     def score_one(self, x: dict[Any, Any]) -> float:
         """Spike score in [0, 1): 0 at or below the expectation, 0.5 at a threshold."""
@@ -325,24 +288,10 @@ class SpikeDetector(base.AnomalyDetector):
         a = self._learn(x)
         if a is None:
             n = _count_of(x)
-            return {
-                "score": 0.0,
-                "z": 0.0,
-                "scale": 1,
-                "observed": n or 0.0,
-                "expected": 0.0,
-                "expected_now": 0.0,
-                "z_now": 0.0,
-            }
-        return {
-            "score": _score_of_rel(a.rel),
-            "z": a.z,
-            "scale": a.scale,
-            "observed": a.observed,
-            "expected": a.expected,
-            "expected_now": _from_anscombe(a.y_hat),
-            "z_now": a.z_now,
-        }
+            return {"score": 0.0, "z": 0.0, "scale": 1, "observed": n or 0.0, "expected": 0.0,
+                    "expected_now": 0.0, "z_now": 0.0}
+        return {"score": _score_of_rel(a.rel), "z": a.z, "scale": a.scale, "observed": a.observed,
+                "expected": a.expected, "expected_now": _from_anscombe(a.y_hat), "z_now": a.z_now}
 
     def _learn(self, x: dict[str, Any]) -> _Assessment | None:
         placed = self._place(x)
@@ -543,8 +492,8 @@ class _SeasonalState:
         for k in self.scales:
             if len(self.recent_n) < k - 1:
                 break
-            obs = n + sum(self.recent_n[len(self.recent_n) - (k - 1) :])
-            exp = mu + sum(self.recent_mu[len(self.recent_mu) - (k - 1) :])
+            obs = n + sum(self.recent_n[len(self.recent_n) - (k - 1):])
+            exp = mu + sum(self.recent_mu[len(self.recent_mu) - (k - 1):])
             stats = self.scale_stats.setdefault(k, _ScaleStats())
             r = math.sqrt(obs + _ANSCOMBE) - math.sqrt(exp + _ANSCOMBE)
             stats.learn(r, w, decay, p.clip, p.min_sigma)
@@ -804,14 +753,8 @@ class SpikeAlerter:
         series.last_window = t
         alerts += self._track(key, series, t, n, total, driver, neg, sample_ids, top_terms, share_ok)
         inc = series.incident
-        return SpikeObservation(
-            driver["score"],
-            total["expected_now"],
-            driver["z"],
-            inc is not None,
-            tuple(alerts),
-            spiking=inc is not None and inc.quiet == 0,
-        )
+        return SpikeObservation(driver["score"], total["expected_now"], driver["z"], inc is not None,
+                                tuple(alerts), spiking=inc is not None and inc.quiet == 0)
 
     def close_all(self) -> list[dict[str, Any]]:
         """Resolve every open incident (end of a bounded replay) and return the resolved alerts."""
@@ -855,7 +798,7 @@ class SpikeAlerter:
         series.recent.append((n, neg))
         if len(series.recent) > keep:
             del series.recent[0]
-        window = series.recent[-max(1, scale) :]
+        window = series.recent[-max(1, scale):]
         total = sum(a for a, _ in window)
         negs = sum(b for _, b in window)
         known = series.share_den >= 50  # mentions behind the usual share
@@ -903,13 +846,9 @@ class SpikeAlerter:
         if inc is None:
             series.since_resolved += 1
             # A sum of windows that still holds the last incident's windows is not a new incident.
-            opens = (
-                score >= 0.5
-                and driver["observed"] - driver["expected"] >= self.min_excess
-                and driver["observed"] >= self.min_ratio * driver["expected"]
-                and driver["scale"] <= series.since_resolved
-                and share_ok
-            )
+            opens = (score >= 0.5 and driver["observed"] - driver["expected"] >= self.min_excess
+                     and driver["observed"] >= self.min_ratio * driver["expected"]
+                     and driver["scale"] <= series.since_resolved and share_ok)
             if not opens:
                 return []
             brand, channel, topic = key
@@ -923,11 +862,8 @@ class SpikeAlerter:
 
         # Still spiking: the evidence is there (sums of windows included) and this very window is
         # above normal; sums alone would keep an incident open until the spike left them.
-        hot = (
-            _rel_of_score(score) >= self.release
-            and driver["observed"] > driver["expected"]
-            and driver["z_now"] >= 1.0
-        )
+        hot = (_rel_of_score(score) >= self.release and driver["observed"] > driver["expected"]
+               and driver["z_now"] >= 1.0)
         if not hot:
             inc.quiet += 1
             inc.windows += 1
@@ -950,16 +886,8 @@ class SpikeAlerter:
             return [self._alert(key, inc, "update")]
         return []
 
-    def _absorb(
-        self,
-        inc: _Incident,
-        n: float,
-        expected: float,
-        neg: float | None,
-        score: float,
-        sample_ids: Sequence[str],
-        top_terms: Sequence[str],
-    ) -> None:
+    def _absorb(self, inc: _Incident, n: float, expected: float, neg: float | None, score: float,
+                sample_ids: Sequence[str], top_terms: Sequence[str]) -> None:
         inc.windows += 1
         inc.last_observed, inc.last_expected = n, expected
         if n >= inc.peak_observed:
@@ -983,17 +911,13 @@ class SpikeAlerter:
         ratio = inc.peak_observed / inc.peak_expected if inc.peak_expected > 0 else math.inf
         negs = f", {inc.peak_negative:g} negative" if inc.peak_negative is not None else ""
         if status == "resolved":
-            message = (
-                f"resolved: {brand} {where} back to {inc.last_observed:g} mentions "
-                f"({inc.last_expected:.1f} expected) after {inc.windows} windows; "
-                f"peak {inc.peak_observed:g}{negs}"
-            )
+            message = (f"resolved: {brand} {where} back to {inc.last_observed:g} mentions "
+                       f"({inc.last_expected:.1f} expected) after {inc.windows} windows; "
+                       f"peak {inc.peak_observed:g}{negs}")
         else:
-            message = (
-                f"{status}: {brand} {where} at {inc.last_observed:g} mentions, "
-                f"{inc.last_expected:.1f} expected; peak {inc.peak_observed:g}{negs} "
-                f"({ratio:.1f}x expected)"
-            )
+            message = (f"{status}: {brand} {where} at {inc.last_observed:g} mentions, "
+                       f"{inc.last_expected:.1f} expected; peak {inc.peak_observed:g}{negs} "
+                       f"({ratio:.1f}x expected)")
         return {
             "id": inc.id,
             "kind": "spike",

@@ -20,23 +20,9 @@ def at(hours: float) -> str:
     return (T0 + timedelta(hours=hours)).isoformat()
 
 
-def mention(
-    mid: str,
-    cid: str,
-    hours: float,
-    *,
-    sentiment: str = "neutral",
-    intent: str = "comment",
-    text: str = "hello",
-) -> dict:
-    return {
-        "id": mid,
-        "customer_id": cid,
-        "ts": at(hours),
-        "sentiment": sentiment,
-        "intent": intent,
-        "text": text,
-    }
+def mention(mid: str, cid: str, hours: float, *, sentiment: str = "neutral", intent: str = "comment",
+            text: str = "hello") -> dict:
+    return {"id": mid, "customer_id": cid, "ts": at(hours), "sentiment": sentiment, "intent": intent, "text": text}
 
 
 def auc(labels: list[bool], scores: list[float]) -> float:
@@ -46,29 +32,24 @@ def auc(labels: list[bool], scores: list[float]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("I'm cancelling my contract", True),
-        ("switching to Skyline next month", True),
-        ("that's it, I'm leaving", True),
-        ("please close my account", True),
-        ("porting my number tomorrow", True),
-        ("never again with you lot", True),
-        ("leave a message after the tone", False),
-        ("my flight was cancelled", True),  # a cancellation by the brand is also a churn cue, by design
-        ("love the new app", False),
-    ],
-)
+@pytest.mark.parametrize("text, expected", [
+    ("I'm cancelling my contract", True),
+    ("switching to Skyline next month", True),
+    ("that's it, I'm leaving", True),
+    ("please close my account", True),
+    ("porting my number tomorrow", True),
+    ("never again with you lot", True),
+    ("leave a message after the tone", False),
+    ("my flight was cancelled", True),  # a cancellation by the brand is also a churn cue, by design
+    ("love the new app", False),
+])
 def test_churn_intent_phrases(text: str, expected: bool) -> None:
     assert (CHURN_INTENT.search(text) is not None) is expected
 
 
 def test_features_from_mentions_replies_and_crm() -> None:
     f = ChurnFeatures(sla_h=24, slow_h=2)
-    f.learn_one(
-        {"type": "crm", "customer_id": "C1", "tenure_days": 400, "value": 999, "tier": "Gold", "ts": at(0)}
-    )
+    f.learn_one({"type": "crm", "customer_id": "C1", "tenure_days": 400, "value": 999, "tier": "Gold", "ts": at(0)})
     f.learn_one(mention("m1", "C1", 1, sentiment="negative", intent="query", text="where is my refund"))
     f.learn_one(mention("m2", "C1", 2, sentiment="positive"))
     f.learn_one(mention("m3", "C1", 3, sentiment="negative", intent="query", text="cancel my plan"))
@@ -128,31 +109,15 @@ def test_reply_with_customer_and_first_response_ms() -> None:
     assert x["slow_replies"] > 0 and x["response_h"] == pytest.approx(math.log1p(3))
 
 
-@pytest.mark.parametrize(
-    "event",
-    [
-        None,
-        "text",
-        42,
-        {},
-        {"customer_id": 3},
-        {"customer_id": "C9"},
-        {"customer_id": "C9", "ts": "soon"},
-        {"type": "crm", "customer_id": "C9", "tenure_days": "long", "value": float("nan"), "tier": 5},
-        {"type": "churn", "customer_id": "C9", "ts": at(1), "churned": True},
-        {"from_brand": True, "in_reply_to": "unknown", "ts": at(1)},
-        {"type": "reply", "customer_id": "C9", "ts": at(1), "first_response_ms": "fast"},
-        {
-            "id": 5,
-            "customer_id": "C9",
-            "ts": at(1),
-            "intent": "query",
-            "text": None,
-            "sentiment": ["negative"],
-        },
-        {"id": "m", "customer_id": "C9", "ts": at(1), "text": "x" * 100_000},
-    ],
-)
+@pytest.mark.parametrize("event", [
+    None, "text", 42, {}, {"customer_id": 3}, {"customer_id": "C9"}, {"customer_id": "C9", "ts": "soon"},
+    {"type": "crm", "customer_id": "C9", "tenure_days": "long", "value": float("nan"), "tier": 5},
+    {"type": "churn", "customer_id": "C9", "ts": at(1), "churned": True},
+    {"from_brand": True, "in_reply_to": "unknown", "ts": at(1)},
+    {"type": "reply", "customer_id": "C9", "ts": at(1), "first_response_ms": "fast"},
+    {"id": 5, "customer_id": "C9", "ts": at(1), "intent": "query", "text": None, "sentiment": ["negative"]},
+    {"id": "m", "customer_id": "C9", "ts": at(1), "text": "x" * 100_000},
+])
 def test_bad_events_never_raise(event: object) -> None:
     f = ChurnFeatures()
     f.learn_one(event)  # type: ignore[arg-type]
@@ -230,13 +195,8 @@ def test_model_reads_string_labels_and_skips_bad_values() -> None:
 
 def test_model_passes_rivers_classifier_checks_on_phishing() -> None:
     data = list(datasets.Phishing().take(200))
-    for check in (
-        clf.check_predict_proba_one,
-        clf.check_predict_proba_one_binary,
-        clf.check_classifier_tracks_seen_labels,
-        common.check_learn_one,
-        common.check_pickling,
-    ):
+    for check in (clf.check_predict_proba_one, clf.check_predict_proba_one_binary,
+                  clf.check_classifier_tracks_seen_labels, common.check_learn_one, common.check_pickling):
         check(ChurnModel(), dataset=data)
 
 
@@ -245,16 +205,8 @@ def test_beats_negative_share_on_the_simulators_churn() -> None:
     world = sim.World(seed=3, n_customers=600, rate_per_hour=150)
     feats, model = ChurnFeatures(), ChurnModel()
     for c in world.customers():
-        feats.learn_one(
-            {
-                "type": "crm",
-                "customer_id": c["customer_id"],
-                "tenure_days": c["tenure_days"],
-                "value": c["value"],
-                "tier": c["tier"],
-                "ts": world.start,
-            }
-        )
+        feats.learn_one({"type": "crm", "customer_id": c["customer_id"], "tenure_days": c["tenure_days"],
+                         "value": c["value"], "tier": c["tier"], "ts": world.start})
     labels, ours, baseline = [], [], []
     for rec in world.events(until=world.start + timedelta(days=14), kinds={"mention", "churn"}):
         p = rec.payload
@@ -266,18 +218,10 @@ def test_beats_negative_share_on_the_simulators_churn() -> None:
             model.learn_one(x, p["churned"])
             continue
         meta = p["meta"]
-        feats.learn_one(
-            {
-                "id": p["id"],
-                "customer_id": meta.get("truth_customer_id"),
-                "ts": p["ts"],
-                "text": p["text"],
-                "sentiment": meta.get("truth_sentiment"),
-                "intent": meta.get("truth_intent"),
-                "from_brand": p["from_brand"],
-                "in_reply_to": p["in_reply_to"],
-            }
-        )
+        feats.learn_one({"id": p["id"], "customer_id": meta.get("truth_customer_id"), "ts": p["ts"],
+                         "text": p["text"], "sentiment": meta.get("truth_sentiment"),
+                         "intent": meta.get("truth_intent"), "from_brand": p["from_brand"],
+                         "in_reply_to": p["in_reply_to"]})
     assert len(labels) > 500 and 10 < sum(labels) < len(labels) / 2
     assert auc(labels, ours) > auc(labels, baseline) + 0.05
     assert auc(labels, ours) > 0.65

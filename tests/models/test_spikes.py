@@ -30,7 +30,7 @@ def poisson(rng: random.Random, lam: float) -> int:
 
 def daily_mean(ts: datetime, base: float = 20.0) -> float:
     """Busy afternoons, quiet nights, quieter weekends."""
-    day = 0.2 + 0.8 * math.exp(-((((ts.hour + ts.minute / 60) - 14) / 4) ** 2))
+    day = 0.2 + 0.8 * math.exp(-(((ts.hour + ts.minute / 60) - 14) / 4) ** 2)
     week = 0.7 if ts.weekday() >= 5 else 1.0
     return base * day * week * 2
 
@@ -123,14 +123,8 @@ def test_one_alert_per_incident_updated_then_resolved() -> None:
     for i in range(2 * 1440 + 90):
         spiking = 2 * 1440 <= i < 2 * 1440 + 30
         n = poisson(rng, 60 if spiking else 6)
-        alerts += alerter.update(
-            "acme",
-            "twitter",
-            t,
-            n,
-            sample_ids=[f"twitter:{i}", f"twitter:{i}b"],
-            top_terms=["outage", "app"] if spiking else ["hello"],
-        )
+        alerts += alerter.update("acme", "twitter", t, n, sample_ids=[f"twitter:{i}", f"twitter:{i}b"],
+                                 top_terms=["outage", "app"] if spiking else ["hello"])
         t += timedelta(minutes=1)
     assert len({a["id"] for a in alerts}) == 1
     kinds = [a["message"].split(":")[0] for a in alerts]
@@ -192,9 +186,7 @@ def test_series_are_independent_per_brand_channel_topic() -> None:
         alerts += alerter.update("acme", None, t, 40, topic="refund")
         alerts += alerter.update("acme", "twitter", t, 5)
         t += timedelta(minutes=1)
-    assert {a["id"] for a in alerts} == {
-        f"spike:acme:*:refund:{(START + timedelta(minutes=1440)):%Y%m%d%H%M}"
-    }
+    assert {a["id"] for a in alerts} == {f"spike:acme:*:refund:{(START + timedelta(minutes=1440)):%Y%m%d%H%M}"}
     assert alerts[0]["topic"] == "refund" and alerts[0]["channel"] is None
     assert [a["id"] for a in alerter.active()] == [alerts[0]["id"]]
     resolved = alerter.close_all()
@@ -264,25 +256,11 @@ def test_unknown_time_zone_falls_back_to_utc() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.one_of(
-                st.none(),
-                st.floats(allow_nan=True, allow_infinity=True),
-                st.integers(-5, 10**9),
-                st.text(max_size=4),
-            ),
-            st.one_of(
-                st.integers(-(10**12), 10**13),
-                st.floats(allow_nan=True),
-                st.text(max_size=30),
-                st.datetimes(timezones=st.just(UTC)),
-            ),
-        ),
-        max_size=60,
-    )
-)
+@given(st.lists(st.tuples(
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**9), st.text(max_size=4)),
+    st.one_of(st.integers(-10**12, 10**13), st.floats(allow_nan=True), st.text(max_size=30),
+              st.datetimes(timezones=st.just(UTC))),
+), max_size=60))
 def test_no_input_makes_a_model_raise(points: list[tuple[object, object]]) -> None:
     det = SpikeDetector()
     alerter = SpikeAlerter()
@@ -311,9 +289,6 @@ def test_finds_the_simulators_incidents() -> None:
                 opened.append((a["brand"], a["channel"], datetime.fromisoformat(a["window_start"])))
     incidents = [i for i in world.incidents_between(world.start, until) if i.brand == "nimbus"]
     assert incidents, "this seed has incidents on nimbus"
-    found = [
-        i
-        for i in incidents
-        if any(b == i.brand and c == i.channel and i.start <= t <= i.end for b, c, t in opened)
-    ]
+    found = [i for i in incidents
+             if any(b == i.brand and c == i.channel and i.start <= t <= i.end for b, c, t in opened)]
     assert len(found) >= len(incidents) - 1
