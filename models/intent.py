@@ -42,9 +42,53 @@ class _Cues:
         self.openers = frozenset(str(w).lower() for w in cfg.get("question_openers", []))
         self.request_words = frozenset(str(w).lower() for w in cfg.get("request_words", []))
         phrases = sorted({str(p).lower().strip() for p in cfg.get("request_phrases", []) if str(p).strip()})
+        self.imperatives = frozenset(str(w).lower() for w in cfg.get("imperative_openers", []))
+        self.auxiliaries = frozenset(str(w).lower() for w in cfg.get("question_auxiliaries", []))
         self.phrases = re.compile(
             r"(?<= )(?:" + "|".join(re.escape(p) for p in phrases) + r")(?= )" if phrases else r"(?!x)x"
         )
+
+
+_URL = re.compile(r"(?:https?://|www\.)\S+")
+_LEAD = re.compile(r"^(?:RT\s+)?(?:[.]?@\w+[:,]?\s*)+")
+_TRAIL = re.compile(r"(?:\s*(?:#\w+|@\w+|…|\.\.\.))+\s*$")
+_SENTENCE = re.compile(r"[^.!?\n]*[.!?\n]+|[^.!?\n]+$")
+_WORD = re.compile(r"[a-z']+")
+_QUOTED_QUESTION = re.compile(r"\"[^\"]*\?[^\"]*\"|“[^”]*\?[^”]*”")
+_SHARE_ASK = re.compile(r"\b(?:rt|retweet|share|sign) (?:if|this|and|to)\b")
+_YOU = frozenset(("you", "your", "u", "ur", "ya"))
+
+
+def _sentence_cues(text: str, cues: _Cues) -> dict[str, float]:
+    """Cues that need the text's punctuation: which sentence asks, how it opens, what it opens with."""
+    out: dict[str, float] = {}
+    body = _LEAD.sub("", _URL.sub("", text).strip())
+    if _TRAIL.sub("", body).strip().endswith(("?", "？")):
+        out["_i_q_end"] = 1.0
+    if "?" in body:
+        for sentence in _SENTENCE.findall(body):
+            sentence = sentence.strip()
+            if not sentence.endswith("?"):
+                continue
+            words = _WORD.findall(sentence.lower())
+            if not words:
+                continue
+            if words[0] in cues.wh:
+                out["_i_q_wh"] = 1.0
+            if words[0] in cues.auxiliaries:
+                out["_i_q_aux"] = 1.0
+            if not _YOU.isdisjoint(words):
+                out["_i_q_you"] = 1.0
+            if len(words) <= 3:
+                out["_i_q_short"] = 1.0
+        if _QUOTED_QUESTION.search(text):
+            out["_i_q_quoted"] = 1.0
+    first = _WORD.match(body.lower())
+    if first is not None and first.group() in cues.imperatives:
+        out["_i_imperative"] = 1.0
+    if _SHARE_ASK.search(text.lower()):
+        out["_i_share_ask"] = 1.0
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -145,6 +189,8 @@ class IntentClassifier(OnlineTextClassifier):
             "_i_requests": 1.0 if n_phrases > 1 else 0.0,
             "_i_request_word": 1.0 if req_word else 0.0,
         }
+        if norm.text:
+            result.update(_sentence_cues(norm.text[:1000], cues))
         return result
 
     def extra_features(self, norm: NormalisedText) -> dict[str, float]:
@@ -173,12 +219,17 @@ def warm_start_intent(model: IntentClassifier, path: Path, epochs: int = 2) -> i
     import polars as pl
 
     frame = pl.read_csv(path, columns=["text", "act"]).drop_nulls()
-    rows: list[tuple[str, str]] = list(zip(frame["text"].to_list(), frame["act"].to_list(), strict=True))
+    normalizer = model.text_normalizer
+    # Each text is normalised once (its cues memoised on it) and learned from every epoch.
+    rows = [
+        (normalizer.normalise(text, "twitter"), intent_from_act(act))
+        for text, act in zip(frame["text"].to_list(), frame["act"].to_list(), strict=True)
+    ]
     rng = random.Random(42)
     n = 0
     for _ in range(epochs):
         rng.shuffle(rows)
-        for text, act in rows:
-            model.learn_one({"text": text, "channel": "twitter"}, intent_from_act(act))
+        for norm, label in rows:
+            model.learn_normalised(norm, label)
             n += 1
     return n

@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 import river
 
+from models.corpora import SENTIMENT_SETS
 from models.department import DepartmentClassifier
 from models.intent import IntentClassifier, warm_start_intent
 from models.sentiment import SentimentClassifier, warm_start_sentiment
@@ -446,8 +447,15 @@ register_default(
 register_default(
     "sentiment",
     SentimentClassifier,
-    lambda model, folder: warm_start_sentiment(model, folder / "airline" / "Tweets.csv"),
-    data_files=("airline/Tweets.csv",),
-    sources=(*_TEXT_SOURCES, "models.sentiment"),
+    warm_start_sentiment,  # every labelled set in SENTIMENT_SETS, each set and class weighed equally
+    data_files=tuple(s.path for s in SENTIMENT_SETS.values()),
+    version="2",
+    sources=(
+        *_TEXT_SOURCES,
+        "models.sentiment",
+        "models.sentiment_features",
+        "models.lexicons",
+        "models.corpora",
+    ),
 )
 register_default("department", DepartmentClassifier, sources=(*_TEXT_SOURCES, "models.department"))

@@ -553,6 +553,10 @@ class NormalisedText:
     kind: str
     negated_words: list[str]
     joined: str = ""
+    #: Positions in ``words`` of the words inside a negation scope (in order).
+    negated_at: list[int] = field(default_factory=list)
+    #: The text as read (cut at the normaliser's ``max_chars``), for cues that need its punctuation.
+    text: str = ""
     #: Per-model derived values (cue counts, keyword hits), so a model computes them once per mention.
     memo: dict[Any, Any] = field(default_factory=dict)
 
@@ -632,6 +636,7 @@ class TextNormalizer(base.Transformer):
         words: list[str] = []
         feats: dict[Any, float] = {}
         negated_words: list[str] = []
+        negated_at: list[int] = []
         hashtag_kw: list[str] = []
         content_kw: list[str] = []
         # Per sentiment-bearing word: (valence, caps, index in words, negated).
@@ -695,6 +700,7 @@ class TextNormalizer(base.Transformer):
                 if negated:
                     feats[hn & mask] = 1.0
                     negated_words.append(word)
+                    negated_at.append(len(words))
                 else:
                     feats[h & mask] = 1.0
                 if valence:
@@ -791,5 +797,7 @@ class TextNormalizer(base.Transformer):
             n_exclaims=n_excl,
             kind=tax.kind,
             negated_words=negated_words,
+            negated_at=negated_at,
+            text=text,
             joined=" " + " ".join(words) + " ",
         )

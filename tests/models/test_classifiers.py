@@ -189,3 +189,80 @@ def test_fast_probability_matches_rivers_own() -> None:
     x = model.features(model.normalise_one({"text": "awful crew at gate 4"}))
     for lr in model._models.values():
         assert _p_true(lr, x) == pytest.approx(lr.predict_proba_one(x)[True], abs=1e-12)
+
+
+def test_sentiment_sets_read_with_their_label_mappings(shared_data: Path) -> None:
+    from models.corpora import SENTIMENT_SETS, read_sentiment_set
+
+    sizes = {}
+    for name in SENTIMENT_SETS:
+        rows = read_sentiment_set(name, shared_data)
+        labels = {y for _, y in rows}
+        assert labels == {"negative", "neutral", "positive"}, name
+        texts = [t for t, _ in rows]
+        assert len(texts) == len(set(texts)), f"{name}: repeated texts must be kept once"
+        sizes[name] = len(rows)
+    # Sanders 'irrelevant' (1,689), SXSW "I can't tell" (156) and Apple 'not_relevant' are dropped, not neutral.
+    assert sizes["sanders"] == 5113 - 1689
+    assert 8_800 < sizes["sxsw"] < 9093 - 156
+    assert sizes["apple_dfe"] < 3217 and sizes["sentiment140"] == 498
+    sxsw = read_sentiment_set("sxsw", shared_data)
+    assert not any("{link}" in t for t, _ in sxsw)
+    with pytest.raises(ValueError, match="unknown sentiment set"):
+        read_sentiment_set("tweeteval", shared_data)
+
+
+def test_balanced_weights_give_every_set_and_class_the_same_mass() -> None:
+    from models.sentiment import balanced_weights
+
+    sets = {
+        "big": [("a", "negative")] * 60 + [("b", "neutral")] * 30 + [("c", "positive")] * 10,
+        "small": [("d", "negative")] * 10 + [("e", "neutral")] * 10 + [("f", "positive")] * 10,
+    }
+    w = balanced_weights(sets)
+    mass = {
+        (s, y): w[(s, y)] * sum(1 for _, lab in rows if lab == y)
+        for s, rows in sets.items()
+        for y in {lab for _, lab in rows}
+    }
+    assert max(mass.values()) - min(mass.values()) < 1e-3
+    assert (
+        balanced_weights({"a": [("x", "neutral")] * 1000 + [("y", "positive")]}, cap=10.0)[("a", "positive")]
+        == 10.0
+    )
+
+
+def test_example_weights_override_the_running_balance() -> None:
+    x = {"text": "the seat was broken", "channel": "twitter"}
+    light, heavy = SentimentClassifier(prior_weight=0), SentimentClassifier(prior_weight=0)
+    for model, w in ((light, 0.1), (heavy, 5.0)):
+        model.learn_one({"text": "fine", "channel": "twitter"}, "neutral", 1.0)
+        model.learn_one(x, "negative", w)
+    assert heavy.predict_proba_one(x)["negative"] > light.predict_proba_one(x)["negative"]
+    assert light.class_counts == heavy.class_counts == {"neutral": 1, "negative": 1}
+
+
+def test_sentiment_reads_general_tweets_with_lexicon_cues() -> None:
+    model = SentimentClassifier()
+    stream = [
+        ("what a wonderful day, loved the show", "positive"),
+        ("this is awful, I hate waiting", "negative"),
+        ("the meeting is at 5pm on tuesday", "neutral"),
+    ] * 20
+    for text, label in stream:
+        model.learn_one({"text": text, "channel": "twitter"}, label)
+    # Words the model never learned, carried by the lexicons alone.
+    assert model.predict_one({"text": "absolutely fantastic concert 😍"}) == "positive"
+    assert model.predict_one({"text": "terrible referee, disgusting decision 😡"}) == "negative"
+
+
+def test_intent_cues_read_the_punctuation() -> None:
+    model = IntentClassifier()
+
+    def cues(text: str) -> set[str]:
+        return {k for k, v in model.cues(model.normalise_one({"text": text})).items() if v}
+
+    assert {"_i_q_end", "_i_q_aux", "_i_q_you"} <= cues("@acme did you get my email? #help")
+    assert "_i_q_quoted" in cues('"Where does your soul go?" one of the best lines ever')
+    assert {"_i_imperative", "_i_share_ask"} <= cues("RT @x: Sign and share: stop the ban https://t.co/x")
+    assert "_i_q_end" not in cues("Why? Because we can. Great game tonight")

@@ -214,3 +214,33 @@ def test_edited_tables_apply_after_reload(tmp_path: Path) -> None:
     reload_taxonomies()
     assert norm.normalise("wtb", "forum").words == ["want", "to", "buy"]
     assert dep.classes == ("care", "shop") and dep.predict_one({"text": "wtb", "channel": "forum"}) == "shop"
+
+
+def test_negated_positions_and_text_as_read() -> None:
+    n = NORM.normalise("The crew was not helpful at all. Great seats", "twitter")
+    assert [n.words[i] for i in n.negated_at] == n.negated_words == ["helpful", "at", "all"]
+    assert n.text == "The crew was not helpful at all. Great seats"
+    assert TextNormalizer(max_chars=10).normalise("abcdefghij klmnop").text == "abcdefghij"
+
+
+def test_lexicons_come_from_the_installed_wheels() -> None:
+    from models.lexicons import LEXICON_NAMES, shared_lexicons
+
+    lex = shared_lexicons()
+    assert set(lex.sizes) == set(LEXICON_NAMES)
+    assert lex.sizes["vader"] > 7000 and lex.sizes["pattern"] > 1000 and lex.sizes["emoji"] > 700
+    vader, pattern, _ = lex.scores("disappointing")  # an inflection found through its stem
+    assert vader < 0 and pattern < 0
+    assert lex.scores("😡")[2] < 0 < lex.scores("❤")[2]
+    assert pickle.loads(pickle.dumps(lex)) is lex
+
+
+def test_lexicon_features_follow_negation() -> None:
+    from models.sentiment_features import lexicon_features
+
+    plain = lexicon_features(NORM.normalise("the service was good", "twitter"))
+    negated = lexicon_features(NORM.normalise("the service was not good", "twitter"))
+    assert plain["_v_ps"] > 0 and "_v_ns" not in plain
+    assert negated["_v_ns"] > 0 and "_v_ps" not in negated and negated["_v_last"] < 0
+    # The same brand words in any domain carry no lexicon signal at all.
+    assert lexicon_features(NORM.normalise("@united flight 1234 to Denver", "twitter")) == {}
