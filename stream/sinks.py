@@ -48,6 +48,9 @@ return #old + redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
 #: How often (wall seconds) one brand x channel's response series is trimmed to its retention.
 TRIM_EVERY_S = 60.0
 
+#: Customers kept in the churn risk sorted set and its reasons hash; the lowest risks go first beyond it.
+CHURN_KEEP = 200_000
+
 #: Retention of hour and day roll-ups relative to minute windows.
 _ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 
@@ -67,8 +70,10 @@ class RedisWriter:
 
     def __init__(self, client: redis.Redis, keys: Keys, minute_retention_s: float = 7 * 86400,
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
-                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400) -> None:
+                 features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
+                 churn_keep: int = CHURN_KEEP) -> None:
         self.client = client
+        self.churn_keep = max(1, churn_keep)
         self.response_retention_ms = int(response_retention_s * 1000)
         self._trimmed_at: dict[tuple[str, str], float] = {}
         self._trim = client.register_script(_TRIM_RESPONSES)
@@ -88,6 +93,7 @@ class RedisWriter:
         zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
         newest: dict[tuple[str, str], int] = {}  # per response series: the newest mention time in this batch
+        churn_reasons: dict[str, bytes] = {}
         for item in items:
             kind = item[0]
             if kind == "window":
@@ -148,6 +154,8 @@ class RedisWriter:
                 self.alert(pipe, item[1])
             elif kind == "churn":
                 zadds[k.churn][item[1]] = item[2]
+                if len(item) > 3:
+                    churn_reasons[item[1]] = item[3]
             else:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
@@ -170,7 +178,19 @@ class RedisWriter:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
             pipe.zremrangebyrank(k.latest, 0, -self.latest_keep - 1)
-        pipe.execute()
+        if churn_reasons:
+            pipe.hset(k.churn_reasons, mapping=churn_reasons)  # type: ignore[arg-type]
+        if k.churn in zadds:
+            pipe.zcard(k.churn)
+        results = pipe.execute()
+        if k.churn in zadds and int(results[-1]) > self.churn_keep:
+            self._cap_churn(int(results[-1]) - self.churn_keep)
+
+    def _cap_churn(self, excess: int) -> None:
+        """Forget the lowest churn risks (and their reasons) beyond ``churn_keep`` customers."""
+        gone: list[tuple[bytes, float]] = self.client.zpopmin(self.keys.churn, excess)  # type: ignore[assignment]
+        if gone:
+            self.client.hdel(self.keys.churn_reasons, *[pair[0] for pair in gone])
 
     def _trim_responses(self, pipe: redis.client.Pipeline, newest: dict[tuple[str, str], int]) -> None:
         """Forget response times and unanswered queries of mentions older than the retention (event time,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from connectors.records import RawRecord
 from crm import CrmSettings
 from stream.churn import ChurnLogic, customer_key
@@ -106,8 +108,13 @@ def churn_key(_: Any) -> str:
     return "churn"
 
 
-def churn_item(e: Enriched) -> tuple[str, str, float] | None:
-    return None if e.mention.from_brand else ("churn", customer_key(e), e.churn_risk)
+def scored_mention(item: tuple[Enriched, Any]) -> Enriched:
+    return item[0]
+
+
+def churn_item(item: tuple[Enriched, list[dict[str, Any]] | None]) -> tuple[str, str, float, bytes] | None:
+    e, reasons = item
+    return None if reasons is None else ("churn", customer_key(e), e.churn_risk, orjson.dumps(reasons))
 
 
 def is_closed_minute(item: tuple[Any, ...]) -> bool:
@@ -155,7 +162,10 @@ class Steps:
                            s.flush_seconds, resume)
 
     def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
-        return ChurnLogic(resume)
+        return ChurnLogic(resume, profile=self._customer_profile if self.crm.enabled else None)
+
+    def _customer_profile(self, customer_id: str) -> dict[str, Any] | None:
+        return self.crm.processor().store.get_customer(customer_id)
 
     def spikes(self, resume: Any) -> SpikeLogic:
         return SpikeLogic(resume)
