@@ -48,7 +48,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     scored = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # (E + churn_risk, reasons)
     enriched = op.map("drop_churn_reasons", scored, steps.scored_mention)  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
-                             s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
+                             s.learn)  # ("dlq", DeadLetter) for unusable labels, ("alert", Alert) on model drift
     to_match = op.filter_map("key_by_reply_target", enriched, steps.reply_target_key)  # (shard, (Mention, intent))
     matched = op.key_rm("unkey_replies", op.stateful("match_replies", to_match, s.reply_match))  # response/unanswered
     window_events = op.merge("window_events", op.map("mention_event", enriched, steps.mention_event), matched)

@@ -15,10 +15,10 @@ from stream.crm_steps import CrmHost
 from stream.dedupe import DedupeLogic
 from stream.incidents import SpikeLogic
 from stream.keys import Keys
-from stream.learning import ModelHost, features_of
+from stream.learning import ModelHost, features_of, model_signing_key
 from stream.parse import Parsed, parse_record
 from stream.replies import ReplyMatchLogic, reply_target
-from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
+from stream.schema import Alert, CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.service_desk import desk_settings
 from stream.settings import Settings
 from stream.shards import shard_of
@@ -144,7 +144,8 @@ class Steps:
     def __init__(self, settings: Settings, redis_url: str | None) -> None:
         self.settings = settings
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
-                                checkpoint_every=settings.checkpoint_every)
+                                checkpoint_every=settings.checkpoint_every,
+                                signing_key=model_signing_key(settings) if redis_url else None)
         self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings))
 
     def dedupe(self, resume: dict[str, float] | None) -> DedupeLogic:
@@ -173,6 +174,8 @@ class Steps:
     def classify(self, mention: Mention) -> Enriched:
         return self.models.classify(mention)
 
-    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter] | None:
-        rejected = self.models.learn(feedback)
-        return None if rejected is None else ("dlq", rejected)
+    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter | Alert] | None:
+        outcome = self.models.learn(feedback)  # a refused label, a model drift alert, or nothing
+        if outcome is None:
+            return None
+        return ("dlq", outcome) if isinstance(outcome, DeadLetter) else ("alert", outcome)
