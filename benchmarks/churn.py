@@ -75,6 +75,7 @@ def run_seed(seed: int, days: int, customers: int, rate: float, labels: str,
                          "value": c["value"], "tier": c["tier"], "ts": world.start})
     y: list[bool] = []
     scores: dict[str, list[float]] = {"model": [], "neg_share": [], "rfm": [], "ceiling": []}
+    riskiest: tuple[float, dict[str, Any]] = (-1.0, {})
     n_mentions = 0
     t_classify = 0.0
     for ts, fmt, p in run.stream():
@@ -82,7 +83,10 @@ def run_seed(seed: int, days: int, customers: int, rate: float, labels: str,
             break
         if fmt == "churn":
             x = feats.transform_one(p)
-            scores["model"].append(model.predict_proba_one(x)[True])
+            risk = model.predict_proba_one(x)[True]
+            scores["model"].append(risk)
+            if len(y) > 4000 and risk > riskiest[0]:
+                riskiest = (risk, x)
             scores["neg_share"].append(negative_share_score(x))
             scores["rfm"].append(float(rfm_complaint_score(x)))
             scores["ceiling"].append(hidden[(p["customer_id"], ts)])
@@ -116,6 +120,9 @@ def run_seed(seed: int, days: int, customers: int, rate: float, labels: str,
     top = sorted(((abs(w), k, w) for k, w in model.weights.items() if k != "_bias"), reverse=True)[:4]
     out["top_weights"] = ",".join(f"{k}:{w:+.2f}" for _, k, w in top)
     out["coefficients"] = run.sat.coef
+    if riskiest[1]:
+        out["example_riskiest"] = f"{riskiest[0]:.2f}: " + "; ".join(
+            f"{r['text']} ({r['contribution']:+.2f})" for r in model.reasons(riskiest[1]))
     return out
 
 
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"design_seed={DESIGN_SEED}")
     print(f"labels={args.labels}")
     sums: dict[str, float] = {}
+    held_out = [seed for seed in seeds if seed != DESIGN_SEED]
     t_all = time.perf_counter()
     for seed in seeds:
         t0 = time.perf_counter()
@@ -148,14 +156,22 @@ def main(argv: list[str] | None = None) -> int:
             if k == "coefficients":
                 continue
             print(f"seed_{seed}_{k}={v:.4f}" if isinstance(v, float) else f"seed_{seed}_{k}={v}")
-            if isinstance(v, float | int) and k.startswith("auc_"):
+            if isinstance(v, float | int) and k.startswith("auc_") and seed != DESIGN_SEED:
                 sums[k] = sums.get(k, 0.0) + float(v)
+        if seed != DESIGN_SEED:
+            wins = res["auc_model"] > max(res["auc_neg_share"], res["auc_rfm"])
+            sums["seeds_model_beats_both_baselines"] = sums.get("seeds_model_beats_both_baselines", 0) + wins
         print(f"seed_{seed}_seconds={time.perf_counter() - t0:.1f}")
+    print(f"held_out_seeds={','.join(map(str, held_out)) or 'none'}")
     for k, v in sums.items():
-        print(f"mean_{k}={v / len(seeds):.4f}")
-    if "auc_model" in sums:
-        print(f"ratio_model_vs_neg_share={sums['auc_model'] / sums['auc_neg_share']:.4f}")
-        print(f"ratio_model_vs_rfm={sums['auc_model'] / sums['auc_rfm']:.4f}")
+        if k.startswith("auc_"):
+            print(f"held_out_mean_{k}={v / len(held_out):.4f}")
+    if held_out:
+        print(f"held_out_seeds_model_beats_both_baselines={int(sums['seeds_model_beats_both_baselines'])}"
+              f"/{len(held_out)}")
+        print(f"held_out_ratio_model_vs_neg_share={sums['auc_model'] / sums['auc_neg_share']:.4f}")
+        print(f"held_out_ratio_model_vs_rfm={sums['auc_model'] / sums['auc_rfm']:.4f}")
+        print(f"held_out_share_of_ceiling={sums['auc_model'] / sums['auc_ceiling']:.4f}")
     print(f"total_seconds={time.perf_counter() - t_all:.1f}")
     return 0
 

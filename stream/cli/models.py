@@ -412,7 +412,7 @@ def _print_scores(rows: list[tuple[str, dict[str, Any] | None]]) -> None:
     for label, s in rows:
         if s is None:
             continue
-        print(f"  {label:<44} accuracy {s['accuracy']:.3f}  macro recall {s['macro_recall']:.3f}  "
+        print(f"  {label:<52} accuracy {s['accuracy']:.3f}  macro recall {s['macro_recall']:.3f}  "
               f"macro F1 {s['macro_f1']:.3f}")
 
 
@@ -718,7 +718,7 @@ def register(app: typer.Typer) -> None:
             ("holdout, fresh model + train split", fresh_after),
             ("holdout, baseline: majority class", majority),
             ("holdout, baseline: VADER", vader),
-            ("prequential (test-then-train, all rows)", preq),
+            ("prequential (test-then-train, all rows)" + (" (NOT held out)" if warning else ""), preq),
         ])
 
 
