@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 import random
+from pathlib import Path
 
+import pytest
 import redis
 
 from models import registry
 from models.prequential import DriftGuard
 from stream.keys import Keys
-from stream.learning import ModelHost, features_of
+from stream.learning import ModelHost, features_of, model_signing_key
 from stream.schema import Alert, Enriched, Feedback, Mention, parse_ts
+from stream.settings import Settings
 from stream.sinks import RedisWriter
 
 KEY = b"drift-test-key"
@@ -93,3 +98,40 @@ def test_stationary_labels_raise_no_alert(r: redis.Redis, redis_url: str, key_pr
             label = "neutral"  # some noise in the labels, steady over time
         assert host.learn(Feedback(mention_id=m.id, model="sentiment", label=label)) is None
     assert host.drift_status()["sentiment"]["drifts"] == 0
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_forged_prequential_state_is_refused_with_one_line(
+    r: redis.Redis, redis_url: str, key_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = Keys(key_prefix)
+    marker = tmp_path / "ran"
+    r.set(keys.prequential_state, pickle.dumps(_Exploit(marker)))  # what the flow used to unpickle
+    host = ModelHost(redis_url, keys, cache_dir=None, warm_start=False, signing_key=KEY)
+    with caplog.at_level(logging.ERROR, logger="stream.learning"):
+        host.classify(Mention(id="t:1", channel="forum", brand="acme", author="a", text="hi", ts=parse_ts(T0)))
+    refused = [rec.getMessage() for rec in caplog.records if "refused" in rec.getMessage()]
+    assert len(refused) == 1 and "prequential state" in refused[0] and "counting from zero" in refused[0]
+    assert not marker.exists()
+    host.flush()  # what it writes back is signed, and a host with the same key reads it
+    assert r.get(keys.prequential_state).startswith(b"PSIG1")
+    again = ModelHost(redis_url, keys, cache_dir=None, warm_start=False, signing_key=KEY)
+    again._restore_metrics()
+    assert again._metrics.snapshot()["sentiment"]["forum"]["n_predictions"] == 1
+
+
+def test_signing_key_from_settings_or_a_private_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path / "state"))
+    key = model_signing_key(settings)
+    path = tmp_path / "state" / "model.key"
+    assert path.stat().st_mode & 0o777 == 0o600 and len(key) == 64
+    assert model_signing_key(settings) == key  # created once, then read
+    assert model_signing_key(Settings.load(env={"PULSE_MODEL_KEY": "k1"}, config_path=None)) == b"k1"
+    assert "k1" not in repr(Settings.load(env={"PULSE_MODEL_KEY": "k1"}, config_path=None))
