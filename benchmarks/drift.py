@@ -8,7 +8,8 @@ learns the first ``--warm`` tweets, then every later tweet is classified and its
 (test-then-train, as feedback in the flow). After ``--change-at`` labels the vocabulary changes: the
 ``--words`` frequent words most tied to a sentiment in the warm-up tweets (half negative, half positive)
 are replaced by unseen tokens (slang the model never saw; mode
-``replace``), or the negative and positive ones trade places (their meaning flips; mode ``swap``). Two ways of serving, same labels:
+``replace``), or the negative and positive ones trade places (their meaning flips; mode ``swap``); mode
+``none`` is the control without a change. Two ways of serving, same labels:
 
 The changed words are half the most negative and half the most positive frequent words.
 
@@ -81,7 +82,9 @@ def changed(text: str, mapping: dict[str, str]) -> str:
 
 def vocabulary_change(words: list[str], mode: str) -> dict[str, str]:
     """``replace``: every word becomes an unseen token; ``swap``: the i-th negative word and the i-th positive
-    word trade places (their meaning flips, as slang sometimes does)."""
+    word trade places (their meaning flips, as slang sometimes does); ``none``: no change (the control)."""
+    if mode == "none":
+        return {}
     if mode == "replace":
         return {w: f"zq{i}x" for i, w in enumerate(words)}
     half = len(words) // 2
@@ -142,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm", type=int, default=4000, help="tweets learned before the scored stream")
     ap.add_argument("--change-at", type=int, default=3000, help="labels of the stream before the vocabulary change")
     ap.add_argument("--words", type=int, default=40, help="sentiment words changed (half negative, half positive)")
-    ap.add_argument("--modes", default="replace,swap",
-                    help="vocabulary changes to run: replace (unseen tokens), swap (meanings flip)")
+    ap.add_argument("--modes", default="none,replace,swap",
+                    help="vocabulary changes to run: none (control), replace (unseen tokens), swap (meanings flip)")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     args = ap.parse_args(argv)
     if not (args.data_dir / "airline" / "Tweets.csv").is_file():

@@ -335,7 +335,7 @@ def overlap_report(
     hits = sum(1 for f in test_fps if f in seen)
     return {
         "model_trained_on": sources,
-        "same_file": same_file,
+        "same_file": same_file[:1],  # every entry has the input's sha256: one name says it
         "test_rows": len(test_fps),
         "test_rows_trained_on": hits,
         "share": round(hits / len(test_fps), 4) if test_fps else 0.0,
