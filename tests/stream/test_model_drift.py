@@ -135,3 +135,26 @@ def test_signing_key_from_settings_or_a_private_file(tmp_path: Path) -> None:
     assert model_signing_key(settings) == key  # created once, then read
     assert model_signing_key(Settings.load(env={"PULSE_MODEL_KEY": "k1"}, config_path=None)) == b"k1"
     assert "k1" not in repr(Settings.load(env={"PULSE_MODEL_KEY": "k1"}, config_path=None))
+
+
+def test_a_running_host_follows_a_rollback(r: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    from models.classifiers import MentionClassifier
+    from stream.model_admin import rollback_model
+
+    fresh = MentionClassifier()
+    for name, model in fresh.models.items():
+        registry.save(r, key_prefix, name, model, key=KEY)  # v1 of each
+    trained = MentionClassifier().sentiment
+    for word, label in (("lovely", "positive"), ("awful", "negative")) * 3:
+        trained.learn_one({"text": f"it was {word}", "channel": "forum"}, label)
+    registry.save(r, key_prefix, "sentiment", trained, key=KEY)  # v2, current
+    host = ModelHost(redis_url, Keys(key_prefix), cache_dir=None, metrics_every_s=0.0, signing_key=KEY)
+    m = Mention(id="t:1", channel="forum", brand="acme", author="a", text="hello", ts=parse_ts(T0))
+    host.classify(m)
+    assert host._clf is not None and host._clf.sentiment.n_learned == 6
+    assert rollback_model(r, key_prefix, "sentiment", 1) == {"model": "sentiment", "version": 1, "previous": 2}
+    host.classify(m)  # the next metrics write looks at the registry
+    assert host._clf.sentiment.n_learned == 0 and host._learning is not None
+    assert host._learning.sentiment is host._clf.sentiment
+    host.classify(m)
+    assert host._clf.sentiment.n_learned == 0  # followed once, not reloaded again
