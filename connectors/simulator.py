@@ -8,8 +8,9 @@ its hidden truth in ``meta`` (``truth_intent``, ``truth_sentiment``, ``truth_dep
 traffic has daily and weekly seasonality, slow growth, news bursts (buzz, not incidents) and injected
 incidents (outages: bursts of negative posts sharing terms on one brand x channel, listed in
 :attr:`World.incidents`). A call-centre feed (``calls`` records) rises during incidents and falls as
-social answers grow; churn outcomes (``churn`` records) come from a hidden process driven by negative
-posts, unanswered queries, slow answers and low tenure.
+social answers grow; churn outcomes (``churn`` records) come from a hidden satisfaction per customer that
+drifts with what happens to them (:mod:`connectors._sim_satisfaction`, with coefficients drawn from the
+seed); only its consequences are emitted.
 
 >>> w = World(seed=1, n_customers=50)
 >>> recs = list(w.events(limit=400))
@@ -40,6 +41,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors import _sim_text as tx
+from connectors._sim_satisfaction import Satisfaction
 from connectors.records import RawRecord
 
 __all__ = [
@@ -742,8 +744,11 @@ def _base36(n: int) -> str:
 class _Run:
     """Generates the stream hour by hour: posts of the hour, replies due in it, calls, churn outcomes."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, on_renewal: Callable[[str, int, float, bool], None] | None = None) -> None:
         self.w = world
+        #: Called with (customer id, time, hidden churn probability, churned) at each renewal: benchmarks
+        #: use it for the ceiling; the stream itself never carries the probability.
+        self.on_renewal = on_renewal
         self.rng = random.Random(f"{world.seed}:events")
         self.seq = 0  # tie-breaker and id counter, in generation order: deterministic
         # ids name the world (seed and start minute): the same world gives the same ids, and a live run
@@ -751,9 +756,13 @@ class _Run:
         self.id_stem = f"sim{world.seed}-{_base36(int(world.start.timestamp()) // 60)}"
         self.pending: list[tuple[int, int, str, dict[str, Any]]] = []  # replies and follow-ups not yet due
         n = len(world._customers)
-        self.neg = [0] * n
-        self.unanswered = [0] * n
-        self.slow = [0] * n
+        self.sat = Satisfaction(
+            world.seed,
+            [c["tenure_days"] for c in world._customers],
+            [c["tier"] for c in world._customers],
+            [c["brand"] for c in world._customers],
+            world.start.timestamp(),
+        )
         self.churned = [False] * n
         self.replies_prev: dict[str, int] = {b.id: 0 for b in world.brands}
         self.replies_now: dict[str, int] = {b.id: 0 for b in world.brands}
@@ -785,6 +794,9 @@ class _Run:
             pool = self.w._by_brand_channel.get((brand.id, channel))
             if pool:
                 idx = pool[int(len(pool) * rng.random() ** 1.3)]
+                sentiment = tx.CATEGORIES[cat][1]
+                if sentiment != "neutral" and not self.sat.keeps_author(idx, sentiment, rng.random()):
+                    idx = pool[int(len(pool) * rng.random() ** 1.3)]  # unhappy customers complain more
                 if not self.churned[idx]:
                     return self.w._customers[idx]["handles"][channel], "customer", idx
         if cat in ("sales_q", "sales_q_pos") and roll < share + 0.35:
@@ -913,6 +925,8 @@ class _Run:
         text = self._noise(text, style, truth[1], rng.random())
         if channel == "review":
             text += _REVIEW_TAIL[truth[1]]
+        if idx >= 0 and truth[1] == "negative":
+            text += self.sat.threat(idx, rng.random())
         m = self._mention(
             ts,
             brand,
@@ -928,8 +942,8 @@ class _Run:
             truth,
         )
         out.append((ts, self.seq, "mention", m))
-        if idx >= 0 and truth[1] == "negative":
-            self.neg[idx] += 1
+        if idx >= 0:
+            self.sat.posted(idx, ts, truth[1])
         # the brand's answer, if any
         odds = _REPLY_ODDS[cat] * _CHANNEL_REPLY[channel]
         if incident is not None:
@@ -947,10 +961,7 @@ class _Run:
             if delay > 3 * _DAY:
                 delay = None
         if idx >= 0 and truth[0] == "query":
-            if delay is None or delay > _DAY:
-                self.unanswered[idx] += 1
-            elif delay > 2 * _HOUR:
-                self.slow[idx] += 1
+            self.sat.answered(idx, ts, delay)
         if delay is not None:
             self._reply(ts + delay, brand, channel, m, cat, handle, kind, idx, things, incident, delay)
 
@@ -1046,8 +1057,8 @@ class _Run:
                 "meta": fu_meta,
             }
             heapq.heappush(self.pending, (fu_ts, self.seq, "mention", fu))
-            if idx >= 0 and fu_sent == "negative":
-                self.neg[idx] += 1
+            if idx >= 0:
+                self.sat.posted(idx, fu_ts, fu_sent)
             if fu_intent == "query" and rng.random() < 0.6:
                 again = int(rng.lognormvariate(math.log(2400), 1.0)) + 30
                 self._reply(
@@ -1086,6 +1097,7 @@ class _Run:
                     for _ in range(n):
                         self._post(lo + int(rng.random() * _HOUR), brand, channel, out)
             for inc in w.incidents_between(lo_dt, hi_dt):
+                self.sat.outage(inc.id, inc.brand, inc.start.timestamp(), inc.end.timestamp())
                 self._extra(inc, lo, hi, out, incident=inc)
             for bur in w.bursts_between(lo_dt, hi_dt):
                 self._extra(bur, lo, hi, out, burst=bur)
@@ -1168,24 +1180,17 @@ class _Run:
                     )
 
     def _churn(self, lo: int, phase: int, hour: int, out: list[tuple[int, int, str, dict[str, Any]]]) -> None:
+        """Renewals due this hour: each outcome is drawn from the customer's hidden satisfaction."""
         rng = self.rng
         for idx in self.renewals.get(phase, ()):
             if self.churned[idx]:
                 continue
             c = self.w._customers[idx]
-            tenure = c["tenure_days"] + hour // 24
-            logit = (
-                -4.0
-                + 0.6 * math.log1p(self.neg[idx])
-                + 0.9 * math.log1p(self.unanswered[idx])
-                + 0.5 * math.log1p(self.slow[idx])
-                + (0.8 if tenure < 180 else 0.0)
-                + {"gold": -0.6, "silver": -0.2, "bronze": 0.2}[c["tier"]]
-            )
-            churned = rng.random() < 1 / (1 + math.exp(-logit))
-            self.churned[idx] = churned
-            self.neg[idx] = self.unanswered[idx] = self.slow[idx] = 0
             ts = lo + int(rng.random() * _HOUR)
+            churned, p = self.sat.renew(idx, ts)
+            self.churned[idx] = churned
+            if self.on_renewal is not None:
+                self.on_renewal(c["customer_id"], ts, p, churned)
             self.seq += 1
             out.append(
                 (

@@ -6,13 +6,17 @@ macro F1 and macro recall overall and over a rolling window, confusion matrix, l
 alarms on the error stream). :meth:`PrequentialMetrics.write` stores absolute values in Redis hashes
 (``{prefix}model:{name}:metrics:{channel}``, channel ``all`` for every channel), so writing twice is
 harmless. :func:`classification_scores`, :func:`holdout_scores` and :func:`prequential_scores` score a
-model on a labelled stream.
+model on a labelled stream, :func:`majority_scores` and :func:`vader_scores` are the baselines beside it.
+:class:`DriftGuard` keeps serving the last good version of a model whose prequential error drifted up.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +27,14 @@ from models.registry import metrics_key
 
 __all__ = [
     "ALL_CHANNELS",
+    "DriftGuard",
     "PrequentialMetrics",
     "classification_scores",
     "holdout_scores",
     "majority_scores",
     "prequential_scores",
     "read_metrics",
+    "vader_scores",
 ]
 
 #: The channel name under which metrics over every channel are kept.
@@ -106,6 +112,22 @@ def majority_scores(train_labels: Sequence[Any], y_true: Sequence[Any]) -> dict[
     scores = classification_scores(list(y_true), [top] * len(y_true))
     scores["majority_class"] = top
     return scores
+
+
+def vader_scores(texts: Sequence[str], y_true: Sequence[Any]) -> dict[str, Any]:
+    """The lexicon baseline for sentiment: VADER's compound score with its ±0.05 thresholds.
+
+    >>> vader_scores(["I love it", "I hate it", "it is a phone"], ["positive", "negative", "neutral"])["accuracy"]
+    1.0
+    """
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    preds = []
+    for text in texts:
+        c = analyzer.polarity_scores(str(text or ""))["compound"]
+        preds.append("positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral")
+    return classification_scores(list(y_true), preds)
 
 
 def holdout_scores(
@@ -334,3 +356,160 @@ def read_metrics(client: Any, prefix: str, model: str, channel: str = ALL_CHANNE
             except ValueError:
                 out[key] = text
     return out
+
+
+def _change_point(errors: Sequence[float]) -> int:
+    """Where a 0/1 error sequence most likely changed level (binary segmentation): the first index after.
+
+    >>> _change_point([0, 0, 0, 0, 1, 1, 1, 0, 1, 1])
+    4
+    """
+    n = len(errors)
+    if n < 2:
+        return 0
+    total = float(sum(errors))
+    best, best_at, left = -1.0, n // 2, 0.0
+    for i in range(1, n):
+        left += errors[i - 1]
+        m1, m2 = left / i, (total - left) / (n - i)
+        stat = math.sqrt(i * (n - i) / n) * abs(m2 - m1)
+        if stat > best:
+            best, best_at = stat, i
+    return best_at
+
+
+@dataclass
+class _Snapshot:
+    at_label: int
+    version: int | None
+    model: Any
+
+
+class DriftGuard:
+    """Keeps serving the last good version of an online model while its prequential error has drifted up.
+
+    Feed :meth:`observe` with each label's prequential errors (the learning model's prediction made before
+    it learns the label and, while pinned, the served version's). A River drift detector (ADWIN by default)
+    watches the learner's error stream; when it fires and the error went *up*, the guard pins the newest
+    snapshot taken before the change (located on the recent errors) and :meth:`observe` returns
+    ``"drift"``. While pinned the learner keeps learning; once its error over the labels since the pin
+    (at least ``min_recovery`` labels that carry both errors) is no worse than the pinned version's on
+    the same labels, the guard
+    unpins and returns ``"recovered"``. Snapshots are copies taken by :meth:`remember` (e.g. at every
+    checkpoint) while the learner is healthy.
+
+    Parameters
+    ----------
+    detector
+        A River drift detector (cloned); default ``ADWIN(clock=4)``.
+    min_labels
+        Labels seen before a drift may pin anything.
+    window
+        Recent errors kept to locate the change point and compare before/after.
+    snapshots
+        Snapshots kept (the oldest is dropped).
+    min_recovery
+        Labels since the pin before the learner may take over again.
+
+    Examples
+    --------
+    >>> class Constant:
+    ...     def __init__(self, label): self.label = label
+    ...     def predict_one(self, x): return self.label
+    >>> guard = DriftGuard(min_labels=20, min_recovery=10)
+    >>> guard.remember(Constant("old"), version=1)
+    >>> events = [guard.observe(learner_error=i >= 200 and i % 5 != 0) for i in range(300)]
+    >>> 200 < events.index("drift") < 300, guard.pinned, guard.serving(Constant("new")).label
+    (True, True, 'old')
+    >>> [guard.observe(learner_error=False, served_error=True) for _ in range(10)][-1]
+    'recovered'
+    >>> guard.pinned, guard.status()["drifts"]
+    (False, 1)
+    """
+
+    def __init__(self, detector: Any | None = None, min_labels: int = 50, window: int = 300,
+                 snapshots: int = 4, min_recovery: int = 30) -> None:
+        self.detector = detector
+        self.min_labels = min_labels
+        self.window = window
+        self.snapshots = snapshots
+        self.min_recovery = min_recovery
+        self._detector = detector.clone() if detector is not None else drift.ADWIN(clock=4)
+        self._errors: deque[float] = deque(maxlen=max(10, window))
+        self._snaps: deque[_Snapshot] = deque(maxlen=max(1, snapshots))
+        self._pinned: _Snapshot | None = None
+        self._since: deque[tuple[float, float]] = deque(maxlen=max(10, window))
+        self.n_labels = 0
+        self.drifts = 0
+        self.recoveries = 0
+        self.error_before: float | None = None
+        self.error_after: float | None = None
+        self.drift_at: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """Whether an older version is being served instead of the learner."""
+        return self._pinned is not None
+
+    @property
+    def pinned_version(self) -> int | None:
+        return self._pinned.version if self._pinned is not None else None
+
+    @property
+    def pinned_model(self) -> Any | None:
+        return self._pinned.model if self._pinned is not None else None
+
+    def serving(self, learner: Any) -> Any:
+        """The model to serve: the pinned version while pinned, else the learner itself."""
+        return self._pinned.model if self._pinned is not None else learner
+
+    def remember(self, model: Any, version: int | None = None) -> None:
+        """Keep a copy of ``model`` as a candidate "last good version" (ignored while pinned)."""
+        if self._pinned is None:
+            self._snaps.append(_Snapshot(self.n_labels, version, copy.deepcopy(model)))
+
+    def observe(self, learner_error: bool | float, served_error: bool | float | None = None) -> str | None:
+        """Score one label; returns ``"drift"`` when it pins, ``"recovered"`` when it unpins, else None."""
+        err = float(learner_error)
+        self.n_labels += 1
+        if self._pinned is not None:
+            if served_error is None:
+                return None  # without the pinned version's error this label cannot compare the two
+            self._since.append((err, float(served_error)))
+            n = len(self._since)
+            if n >= self.min_recovery:
+                learner_mean = sum(e for e, _ in self._since) / n
+                pinned_mean = sum(s for _, s in self._since) / n
+                if learner_mean <= pinned_mean:
+                    self._pinned = None
+                    self._since.clear()
+                    self._errors.clear()
+                    self._detector = self.detector.clone() if self.detector is not None else drift.ADWIN(clock=4)
+                    self.recoveries += 1
+                    self.error_after = learner_mean
+                    return "recovered"
+            return None
+        self._errors.append(err)
+        self._detector.update(err)
+        if not self._detector.drift_detected or self.n_labels < self.min_labels or not self._snaps:
+            return None
+        recent = list(self._errors)
+        cut = _change_point(recent)
+        before = sum(recent[:cut]) / cut if cut else 0.0
+        after = sum(recent[cut:]) / (len(recent) - cut) if len(recent) > cut else 0.0
+        if after <= before:
+            return None  # the error went down: nothing to protect anyone from
+        onset = self.n_labels - (len(recent) - cut)
+        good = [s for s in self._snaps if s.at_label <= onset]
+        self._pinned = good[-1] if good else self._snaps[0]
+        self._since.clear()
+        self.drifts += 1
+        self.error_before, self.error_after, self.drift_at = before, after, onset
+        return "drift"
+
+    def status(self) -> dict[str, Any]:
+        """Plain values for logs, alerts and the Models page."""
+        return {"labels": self.n_labels, "drifts": self.drifts, "recoveries": self.recoveries,
+                "pinned": self.pinned, "pinned_version": self.pinned_version, "drift_at": self.drift_at,
+                "error_before": None if self.error_before is None else round(self.error_before, 4),
+                "error_after": None if self.error_after is None else round(self.error_after, 4)}

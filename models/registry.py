@@ -9,14 +9,17 @@ library versions, so a change to any of them rebuilds. Other model modules add t
 Checkpoints (this module owns these Redis keys; every name starts with the caller's prefix):
 
 - ``{prefix}model:{name}`` (hash): ``version`` (the current one), ``latest``, ``class``, ``n_learned``,
-  ``class_counts`` and ``metrics`` (JSON), ``saved_at``, ``checksum``;
-- ``{prefix}model:{name}:v{version}`` (string): the zlib-compressed pickle of that version;
-- ``{prefix}model:{name}:history`` (hash): version -> JSON metadata of every kept version;
+  ``class_counts``, ``metrics`` and ``provenance`` (JSON), ``saved_at``, ``checksum``, and after a rollback
+  ``rolled_back_from``, ``rolled_back_at``, ``rolled_back_reason``;
+- ``{prefix}model:{name}:v{version}`` (string): that version, signed (:func:`seal`);
+- ``{prefix}model:{name}:v{version}:texts`` (string): fingerprints of the texts it was trained on;
+- ``{prefix}model:{name}:history`` (hash): version -> JSON metadata (with provenance) of every kept version;
 - ``{prefix}model:{name}:metrics:{channel}`` (hash): prequential metrics (:mod:`models.prequential`);
 - ``{prefix}models`` (set): the names of all checkpointed models.
 
-Checkpoints are pickles: load them only from a Redis you trust (the checksum catches corruption, not
-tampering).
+Versions beyond the newest ``keep`` (default 10) are deleted with their texts. Blobs are signed with
+HMAC-SHA256 under a key the caller passes (the flow's ``PULSE_MODEL_KEY``): a blob whose signature does
+not match is refused before anything is unpickled, so write access to Redis is not code execution.
 
 >>> model = load_default("department")
 >>> type(model).__name__
@@ -26,6 +29,7 @@ tampering).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib.util
 import logging
 import os
@@ -34,7 +38,7 @@ import platform
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,11 +54,15 @@ from models.sentiment import SentimentClassifier, warm_start_sentiment
 from models.text import TAXONOMY_DIR
 
 __all__ = [
+    "MAX_TEXT_HASHES",
+    "CheckpointRefused",
     "DEFAULT_CACHE_DIR",
     "DEFAULT_DATA_DIR",
     "DefaultSpec",
+    "default_data_files",
     "default_names",
     "build_default",
+    "current_version",
     "history_key",
     "info",
     "list_models",
@@ -65,9 +73,16 @@ __all__ = [
     "model_key",
     "models_key",
     "new_model",
+    "pack_fingerprints",
     "register_default",
     "rollback",
     "save",
+    "seal",
+    "text_fingerprint",
+    "texts_key",
+    "trained_texts",
+    "unpack_fingerprints",
+    "unseal",
     "version_key",
 ]
 
@@ -226,6 +241,55 @@ def load_default(
 
 
 # -- Redis checkpoints ---------------------------------------------------------------------------
+#
+# Everything from here on is the storage side of the registry: signed blobs, versions, provenance,
+# rollback. The warm-start side above decides which data the defaults learn from.
+
+
+class CheckpointRefused(ValueError):
+    """A stored blob whose signature does not match its content under our key: it is never unpickled."""
+
+
+_MAGIC = b"PSIG1"
+_MAC_BYTES = 32
+#: Text fingerprints kept per version (8 bytes each) to tell when evaluation data was trained on.
+MAX_TEXT_HASHES = 1_000_000
+
+
+def seal(obj: Any, key: bytes) -> bytes:
+    """Serialise ``obj`` (zlib-compressed pickle) and sign it: ``PSIG1 | HMAC-SHA256(key, body) | body``.
+
+    Only a holder of ``key`` can make a blob that :func:`unseal` accepts, so whoever can write to Redis
+    but does not know the key cannot make the flow unpickle (and run) anything.
+
+    >>> blob = seal({"weights": [1, 2]}, b"secret")
+    >>> unseal(blob, b"secret")
+    {'weights': [1, 2]}
+    >>> unseal(blob, b"another key")
+    Traceback (most recent call last):
+    ...
+    models.registry.CheckpointRefused: signature does not match (tampered, or signed with another key)
+    """
+    if not key:
+        raise ValueError("a signing key is needed to store a model")
+    body = zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 6)
+    return _MAGIC + hmac.new(key, body, hashlib.sha256).digest() + body
+
+
+def unseal(blob: Any, key: bytes) -> Any:
+    """The object in a blob made by :func:`seal`; :class:`CheckpointRefused` unless the signature matches.
+
+    The signature is checked before anything is decompressed or unpickled.
+    """
+    if not key:
+        raise ValueError("a signing key is needed to load a model")
+    if not isinstance(blob, bytes | bytearray) or not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + _MAC_BYTES:
+        raise CheckpointRefused("not a signed blob (written by an older version, or by someone else)")
+    mac = bytes(blob[len(_MAGIC): len(_MAGIC) + _MAC_BYTES])
+    body = bytes(blob[len(_MAGIC) + _MAC_BYTES:])
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
+        raise CheckpointRefused("signature does not match (tampered, or signed with another key)")
+    return pickle.loads(zlib.decompress(body))  # noqa: S301 - signed with our key: written by us
 
 
 def model_key(prefix: str, name: str) -> str:
@@ -238,8 +302,13 @@ def model_key(prefix: str, name: str) -> str:
 
 
 def version_key(prefix: str, name: str, version: int) -> str:
-    """The blob of one checkpoint version."""
+    """The signed blob of one checkpoint version."""
     return f"{prefix}model:{name}:v{int(version)}"
+
+
+def texts_key(prefix: str, name: str, version: int) -> str:
+    """Fingerprints of every text a version was trained on through ``pulse train`` (8 bytes each)."""
+    return f"{prefix}model:{name}:v{int(version)}:texts"
 
 
 def history_key(prefix: str, name: str) -> str:
@@ -261,6 +330,41 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def text_fingerprint(text: str) -> int:
+    """A 64-bit fingerprint of a text, after case folding and collapsing white space.
+
+    >>> text_fingerprint("Hello  World") == text_fingerprint("hello world")
+    True
+    """
+    norm = " ".join(str(text).casefold().split())
+    return int.from_bytes(hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+
+
+def pack_fingerprints(fingerprints: Iterable[int]) -> bytes:
+    """Sorted 8-byte fingerprints, zlib-compressed (at most :data:`MAX_TEXT_HASHES`)."""
+    ordered = sorted(set(fingerprints))[:MAX_TEXT_HASHES]
+    return zlib.compress(b"".join(f.to_bytes(8, "big") for f in ordered), 6)
+
+
+def unpack_fingerprints(blob: bytes | None) -> set[int]:
+    """The fingerprints packed by :func:`pack_fingerprints` (an empty set for nothing or garbage).
+
+    >>> sorted(unpack_fingerprints(pack_fingerprints([3, 1, 3])))
+    [1, 3]
+    """
+    if not blob:
+        return set()
+    try:
+        raw = zlib.decompress(blob)
+    except zlib.error:
+        return set()
+    return {int.from_bytes(raw[i: i + 8], "big") for i in range(0, len(raw) - len(raw) % 8, 8)}
+
+
 def save(
     client: Any,
     prefix: str,
@@ -268,16 +372,24 @@ def save(
     model: Any,
     metrics: dict[str, Any] | None = None,
     *,
+    key: bytes,
     keep: int = DEFAULT_KEEP,
+    provenance: dict[str, Any] | None = None,
+    texts: Iterable[int] | None = None,
+    make_current: bool = True,
 ) -> int:
-    """Checkpoint ``model`` as a new version of ``name``, make it current, and return the version.
+    """Checkpoint ``model`` as a new version of ``name`` (signed with ``key``) and return the version.
 
+    ``provenance`` says what the version was trained on (files with their sha256 and rows, label map,
+    where it started from, ...); ``texts`` are fingerprints (:func:`text_fingerprint`) of the texts it was
+    trained on, kept so that an evaluation can tell when its data overlaps. With ``make_current`` false the
+    version is kept but not served (a candidate, e.g. a model learning while the flow serves an older one).
     The blob is written before the pointer moves, so a crash in between leaves the previous version
-    current. Versions beyond the newest ``keep`` are deleted.
+    current. Versions beyond the newest ``keep`` are deleted (never the current one).
     """
     if not name or ":" in name:
         raise ValueError(f"model name must be non-empty without ':', got {name!r}")
-    blob = zlib.compress(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), 6)
+    blob = seal(model, key)
     checksum = hashlib.sha256(blob).hexdigest()
     version = int(client.hincrby(model_key(prefix, name), "latest", 1))
     counts = getattr(model, "class_counts", None)
@@ -290,26 +402,34 @@ def save(
         "metrics": metrics or {},
         "bytes": len(blob),
         "checksum": checksum,
+        "provenance": provenance or {},
+        "served": bool(make_current),
     }
     pipe = client.pipeline(transaction=False)
     pipe.set(version_key(prefix, name, version), blob)
-    pipe.hset(history_key(prefix, name), str(version), orjson.dumps(meta, option=orjson.OPT_NON_STR_KEYS))
-    pipe.hset(
-        model_key(prefix, name),
-        mapping={
-            "version": version,
-            "saved_at": meta["saved_at"],
-            "class": meta["class"],
-            "n_learned": meta["n_learned"],
-            "class_counts": orjson.dumps(meta["class_counts"], option=orjson.OPT_NON_STR_KEYS),
-            "metrics": orjson.dumps(meta["metrics"], option=orjson.OPT_NON_STR_KEYS),
-            "checksum": checksum,
-        },
-    )
+    if texts is not None:
+        pipe.set(texts_key(prefix, name, version), pack_fingerprints(texts))
+    pipe.hset(history_key(prefix, name), str(version), _json(meta))
+    if make_current:
+        pipe.hset(model_key(prefix, name), mapping=_current_fields(meta))
+        pipe.hdel(model_key(prefix, name), "rolled_back_from", "rolled_back_at", "rolled_back_reason")
     pipe.sadd(models_key(prefix), name)
     pipe.execute()
-    _prune(client, prefix, name, keep, current=version)
+    _prune(client, prefix, name, keep, current=_current(client, prefix, name) or version)
     return version
+
+
+def _current_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": int(meta["version"]),
+        "saved_at": meta.get("saved_at", ""),
+        "class": meta.get("class", ""),
+        "n_learned": int(meta.get("n_learned", 0) or 0),
+        "class_counts": _json(meta.get("class_counts", {})),
+        "metrics": _json(meta.get("metrics", {})),
+        "provenance": _json(meta.get("provenance", {})),
+        "checksum": meta.get("checksum", ""),
+    }
 
 
 def _versions(client: Any, prefix: str, name: str) -> dict[int, dict[str, Any]]:
@@ -330,21 +450,26 @@ def _prune(client: Any, prefix: str, name: str, keep: int, current: int) -> None
     drop = [v for v in versions[: len(versions) - keep] if v != current]
     if drop:
         pipe = client.pipeline(transaction=False)
-        pipe.delete(*[version_key(prefix, name, v) for v in drop])
+        pipe.delete(*[version_key(prefix, name, v) for v in drop], *[texts_key(prefix, name, v) for v in drop])
         pipe.hdel(history_key(prefix, name), *[str(v) for v in drop])
         pipe.execute()
 
 
 def _current(client: Any, prefix: str, name: str) -> int | None:
     raw = client.hget(model_key(prefix, name), "version")
-    return int(_s(raw)) if raw is not None else None
+    return int(_s(raw)) if raw not in (None, b"", "") else None
 
 
-def load(client: Any, prefix: str, name: str, version: int | None = None) -> Any | None:
+def current_version(client: Any, prefix: str, name: str) -> int | None:
+    """The version the flow serves (None: no checkpoint, the default is served)."""
+    return _current(client, prefix, name)
+
+
+def load(client: Any, prefix: str, name: str, version: int | None = None, *, key: bytes) -> Any | None:
     """The current checkpoint of ``name`` (or a given ``version``); ``None`` when there is none.
 
     Raises :class:`LookupError` when an explicitly requested version is not kept, and
-    :class:`ValueError` when a blob fails its checksum.
+    :class:`CheckpointRefused` when the blob's signature does not match ``key`` (nothing is unpickled).
     """
     target = version if version is not None else _current(client, prefix, name)
     if target is None:
@@ -354,11 +479,10 @@ def load(client: Any, prefix: str, name: str, version: int | None = None) -> Any
         if version is not None:
             raise LookupError(f"model {name!r} has no kept version {version}")
         return None
-    meta = _versions(client, prefix, name).get(int(target), {})
-    expected = meta.get("checksum")
-    if expected and hashlib.sha256(blob).hexdigest() != expected:
-        raise ValueError(f"model {name!r} version {target}: checkpoint fails its checksum")
-    return pickle.loads(zlib.decompress(blob))
+    try:
+        return unseal(blob, key)
+    except CheckpointRefused as exc:
+        raise CheckpointRefused(f"model {name!r} version {target}: checkpoint refused: {exc}") from None
 
 
 def load_current(
@@ -366,19 +490,36 @@ def load_current(
     prefix: str,
     name: str,
     *,
+    key: bytes | None = None,
     data_dir: Path | str | None = None,
     cache_dir: Path | str | None = None,
 ) -> Any:
-    """The model the flow should start with: the current Redis checkpoint, else the warm-started default."""
+    """The model the flow should start with: the current Redis checkpoint, else the warm-started default.
+
+    A checkpoint whose signature does not match (or that cannot be read) is refused with one error line
+    in the log, and the default is returned instead.
+    """
     if client is not None:
-        model = load(client, prefix, name)
+        try:
+            if not key:
+                raise CheckpointRefused(f"model {name!r}: no signing key to check its checkpoint with")
+            model = load(client, prefix, name, key=key)
+        except CheckpointRefused as exc:
+            logger.error("%s; starting from the default model", exc)
+            model = None
+        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint must not stop the flow
+            logger.error("model %r: checkpoint unreadable (%s); starting from the default model", name, exc)
+            model = None
         if model is not None:
             return model
     return load_default(name, data_dir=data_dir, cache_dir=cache_dir)
 
 
-def rollback(client: Any, prefix: str, name: str, version: int | None = None) -> int:
-    """Make an earlier version current (the one before the current, or ``version``); returns it."""
+def rollback(client: Any, prefix: str, name: str, version: int | None = None, *, reason: str = "") -> int:
+    """Make an earlier version current (the one before the current, or ``version``); returns it.
+
+    ``reason`` is recorded beside the pointer (e.g. ``"drift"`` or ``"cli"``).
+    """
     current = _current(client, prefix, name)
     versions = _versions(client, prefix, name)
     if version is None:
@@ -387,22 +528,16 @@ def rollback(client: Any, prefix: str, name: str, version: int | None = None) ->
             raise LookupError(f"model {name!r} has no version before {current} to roll back to")
         version = earlier[-1]
     if int(version) not in versions or not client.exists(version_key(prefix, name, version)):
-        raise LookupError(f"model {name!r} has no kept version {version}")
+        kept = ", ".join(str(v) for v in versions) or "none"
+        raise LookupError(f"model {name!r} has no kept version {version} (kept: {kept})")
     meta = versions[int(version)]
-    client.hset(
-        model_key(prefix, name),
-        mapping={
-            "version": int(version),
-            "saved_at": meta.get("saved_at", ""),
-            "class": meta.get("class", ""),
-            "n_learned": int(meta.get("n_learned", 0)),
-            "class_counts": orjson.dumps(meta.get("class_counts", {}), option=orjson.OPT_NON_STR_KEYS),
-            "metrics": orjson.dumps(meta.get("metrics", {}), option=orjson.OPT_NON_STR_KEYS),
-            "checksum": meta.get("checksum", ""),
-            "rolled_back_from": current if current is not None else "",
-            "rolled_back_at": datetime.now(UTC).isoformat(),
-        },
-    )
+    fields = _current_fields({**meta, "version": int(version)})
+    fields.update({
+        "rolled_back_from": current if current is not None else "",
+        "rolled_back_at": datetime.now(UTC).isoformat(),
+        "rolled_back_reason": reason,
+    })
+    client.hset(model_key(prefix, name), mapping=fields)
     return int(version)
 
 
@@ -412,23 +547,43 @@ def info(client: Any, prefix: str, name: str) -> dict[str, Any] | None:
     if not raw:
         return None
     current = {_s(k): _s(v) for k, v in raw.items()}
+    version = int(current["version"]) if current.get("version") else None
     out: dict[str, Any] = {
         "name": name,
-        "version": int(current["version"]) if current.get("version") else None,
+        "version": version,
         "latest": int(current.get("latest", 0) or 0),
         "class": current.get("class", ""),
         "n_learned": int(current.get("n_learned", 0) or 0),
         "saved_at": current.get("saved_at", ""),
         "class_counts": orjson.loads(current.get("class_counts") or "{}"),
         "metrics": orjson.loads(current.get("metrics") or "{}"),
+        "provenance": orjson.loads(current.get("provenance") or "{}"),
         "versions": [
-            {k: meta.get(k) for k in ("version", "saved_at", "n_learned", "metrics", "bytes")}
+            {**{k: meta.get(k) for k in ("version", "saved_at", "n_learned", "metrics", "bytes")},
+             "provenance": meta.get("provenance") or {}, "current": meta.get("version") == version}
             for meta in _versions(client, prefix, name).values()
         ],
     }
     if current.get("rolled_back_from"):
         out["rolled_back_from"] = int(current["rolled_back_from"])
+        out["rolled_back_at"] = current.get("rolled_back_at", "")
+        out["rolled_back_reason"] = current.get("rolled_back_reason", "")
     return out
+
+
+def trained_texts(client: Any, prefix: str, name: str, version: int) -> set[int]:
+    """Fingerprints of the texts a version was trained on through ``pulse train`` (empty when unknown)."""
+    return unpack_fingerprints(client.get(texts_key(prefix, name, version)))
+
+
+def default_data_files(name: str) -> tuple[str, ...]:
+    """The data files (relative to the data folder) the default of ``name`` is warm-started from.
+
+    >>> default_data_files("department")
+    ()
+    """
+    spec = _DEFAULTS.get(name)
+    return spec.data_files if spec is not None else ()
 
 
 def list_models(client: Any, prefix: str) -> list[str]:

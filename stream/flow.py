@@ -47,9 +47,10 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
     churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", op.map("unwrap_enriched", serviced.trues,
                          steps.second), outcomes_in), steps.churn_key)
-    enriched = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # Enriched + churn_risk
+    scored = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # (E + churn_risk, reasons)
+    enriched = op.map("drop_churn_reasons", scored, steps.scored_mention)  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
-                             s.learn)  # ("dlq", DeadLetter) for labels that cannot be used
+                             s.learn)  # ("dlq", DeadLetter) for unusable labels, ("alert", Alert) on model drift
     facts = op.flat_map("mention_facts", enriched, steps.reply_facts)  # ("fact", event), ("audience", ...)
     window_events = op.map("mention_event", enriched, steps.mention_event)
     windowed = op.key_rm("unkey_windows", op.stateful(
@@ -57,7 +58,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     split_closed = op.branch("split_closed_minutes", windowed, steps.is_closed_minute)  # trues: ("closed", ...)
     alerts = op.key_rm("unkey_alerts", op.stateful(
         "detect_spikes", op.key_on("key_by_brand", split_closed.trues, steps.brand_of), s.spikes))  # ("alert", Alert)
-    churn_scores = op.filter_map("churn_scores", enriched, steps.churn_item)  # ("churn", customer, risk)
+    churn_scores = op.filter_map("churn_scores", scored, steps.churn_item)  # ("churn", customer, risk, reasons)
     latest = op.map("mention_items", enriched, steps.mention_item)  # ("mention", json, ts_ms, id, features)
     dead = op.map("dead_letter_items", split.falses, steps.dead_letter_item)  # ("dlq", DeadLetter)
     out = op.merge("sink_items", dead, op.key_rm("unkey_counts", counted), split_closed.falses, alerts,

@@ -197,6 +197,11 @@ class Keys:
         return f"{self.prefix}churn"
 
     @property
+    def churn_reasons(self) -> str:
+        """Hash customer -> JSON list of the top reasons of their churn risk (capped with ``churn``)."""
+        return f"{self.prefix}churn:reasons"
+
+    @property
     def feedback(self) -> str:
         """Stream of labels from agents and analysts (``{mention_id, model, label}``) the flow learns from."""
         return f"{self.prefix}feedback"

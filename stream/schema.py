@@ -403,7 +403,9 @@ class Alert:
     top_terms: tuple[str, ...] = ()
     message: str = ""
 
-    KINDS = ("spike", "sla_breach", "churn", "rule")
+    #: ``model_drift``: a text model's prequential error drifted up (``topic`` is the model; the flow serves
+    #: its last good version until the learning copy recovers, then the same id is ``resolved``).
+    KINDS = ("spike", "sla_breach", "churn", "rule", "model_drift")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

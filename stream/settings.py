@@ -93,6 +93,10 @@ class Settings:
     dashboard_port: int = 8501
     #: Port of the alert push WebSocket server.
     alerts_port: int = 8765
+    #: Key that signs model checkpoints and prequential state in Redis (HMAC-SHA256); a blob whose
+    #: signature does not match is refused. Empty: a random key kept in ``{data_dir}/model.key`` (one
+    #: machine just works); a cluster sets the same ``PULSE_MODEL_KEY`` on every process.
+    model_key: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def load(

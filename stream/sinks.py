@@ -41,6 +41,9 @@ end
 return 1
 """
 
+#: Customers kept in the churn risk sorted set and its reasons hash; the lowest risks go first beyond it.
+CHURN_KEEP = 200_000
+
 #: Retention of hour and day roll-ups relative to minute windows.
 _ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 #: How many mention ids the ``late`` set keeps (the newest by event time).
@@ -68,8 +71,9 @@ class RedisWriter:
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
                  features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
                  run_id: str = "0", sla_s: float = 3600.0, pending_keep: int = 500_000,
-                 author_retention_s: float = 400 * 86400) -> None:
+                 author_retention_s: float = 400 * 86400, churn_keep: int = CHURN_KEEP) -> None:
         self.client = client
+        self.churn_keep = max(1, churn_keep)
         self.keys = keys
         self.run_id = run_id
         self.features_ttl = max(1, int(features_retention_s))
@@ -96,6 +100,7 @@ class RedisWriter:
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
         zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
+        churn_reasons: dict[str, bytes] = {}
         for item in items:
             kind = item[0]
             if kind == "window":
@@ -158,6 +163,8 @@ class RedisWriter:
                 self.alert(pipe, item[1])
             elif kind == "churn":
                 zadds[k.churn][item[1]] = item[2]
+                if len(item) > 3:
+                    churn_reasons[item[1]] = item[3]
             else:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
@@ -191,7 +198,19 @@ class RedisWriter:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
             pipe.zremrangebyrank(k.latest, 0, -self.latest_keep - 1)
-        pipe.execute()
+        if churn_reasons:
+            pipe.hset(k.churn_reasons, mapping=churn_reasons)  # type: ignore[arg-type]
+        if k.churn in zadds:
+            pipe.zcard(k.churn)
+        results = pipe.execute()
+        if k.churn in zadds and int(results[-1]) > self.churn_keep:
+            self._cap_churn(int(results[-1]) - self.churn_keep)
+
+    def _cap_churn(self, excess: int) -> None:
+        """Forget the lowest churn risks (and their reasons) beyond ``churn_keep`` customers."""
+        gone: list[tuple[bytes, float]] = self.client.zpopmin(self.keys.churn, excess)  # type: ignore[assignment]
+        if gone:
+            self.client.hdel(self.keys.churn_reasons, *[pair[0] for pair in gone])
 
     def _dead_letter(self, pipe: redis.client.Pipeline, dl: DeadLetter) -> None:
         raw = dl.raw if isinstance(dl.raw, bytes) else dl.raw.encode("utf-8", "surrogateescape")

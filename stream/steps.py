@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from connectors.records import RawRecord
@@ -17,11 +18,11 @@ from stream.crm_steps import CrmHost
 from stream.dedupe import Deduplicator
 from stream.incidents import SpikeLogic
 from stream.keys import Keys
-from stream.learning import ModelHost, features_of
+from stream.learning import ModelHost, features_of, model_signing_key
 from stream.parse import Parsed, parse_record
 from stream.replies import brand_post_event, reply_event
 from stream.replies import mention_event as match_mention
-from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
+from stream.schema import Alert, CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.service_desk import desk_settings
 from stream.settings import Settings
 from stream.windows import WindowLogic, window_key
@@ -117,8 +118,13 @@ def churn_key(_: Any) -> str:
     return "churn"
 
 
-def churn_item(e: Enriched) -> tuple[str, str, float] | None:
-    return None if e.mention.from_brand else ("churn", customer_key(e), e.churn_risk)
+def scored_mention(item: tuple[Enriched, Any]) -> Enriched:
+    return item[0]
+
+
+def churn_item(item: tuple[Enriched, list[dict[str, Any]] | None]) -> tuple[str, str, float, bytes] | None:
+    e, reasons = item
+    return None if reasons is None else ("churn", customer_key(e), e.churn_risk, orjson.dumps(reasons))
 
 
 def is_closed_minute(item: tuple[Any, ...]) -> bool:
@@ -161,7 +167,8 @@ class Steps:
         self.run_id = run_id
         self._local = threading.local()
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
-                                checkpoint_every=settings.checkpoint_every)
+                                checkpoint_every=settings.checkpoint_every,
+                                signing_key=model_signing_key(settings) if redis_url else None)
         self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings))
 
     def _deduplicator(self) -> Deduplicator:
@@ -188,7 +195,10 @@ class Steps:
                            max_jump_ms=int(s.watermark_jump_seconds * 1000))
 
     def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
-        return ChurnLogic(resume)
+        return ChurnLogic(resume, profile=self._customer_profile if self.crm.enabled else None)
+
+    def _customer_profile(self, customer_id: str) -> dict[str, Any] | None:
+        return self.crm.processor().store.get_customer(customer_id)
 
     def spikes(self, resume: Any) -> SpikeLogic:
         return SpikeLogic(resume)
@@ -196,6 +206,8 @@ class Steps:
     def classify(self, mention: Mention) -> Enriched:
         return self.models.classify(mention)
 
-    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter] | None:
-        rejected = self.models.learn(feedback)
-        return None if rejected is None else ("dlq", rejected)
+    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter | Alert] | None:
+        outcome = self.models.learn(feedback)  # a refused label, a model drift alert, or nothing
+        if outcome is None:
+            return None
+        return ("dlq", outcome) if isinstance(outcome, DeadLetter) else ("alert", outcome)

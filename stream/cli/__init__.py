@@ -1,7 +1,7 @@
 """The ``pulse`` command line: run, replay and inspect the Social Pulse engine.
 
 One module per command group: :mod:`stream.cli.flow` (replay, run, metrics, report), :mod:`stream.cli.dashboard`
-(dashboard, demo), :mod:`stream.cli.models` (classify, train, evaluate, feedback), :mod:`stream.cli.spikes`,
+(dashboard, demo), :mod:`stream.cli.models` (classify, train, evaluate, feedback, models), :mod:`stream.cli.spikes`,
 :mod:`stream.cli.crm` (crm, kb) and :mod:`stream.cli.connectors` (firehose, ingest, outbox); shared options
 and one-line errors are in :mod:`stream.cli.common`.
 

@@ -1,4 +1,4 @@
-"""Prequential metrics: scores, rolling windows, drift, and idempotent writes to Redis."""
+"""Prequential metrics: scores, rolling windows, drift, idempotent writes to Redis, and the drift guard."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import redis
 from models import registry
 from models.prequential import (
     ALL_CHANNELS,
+    DriftGuard,
     PrequentialMetrics,
     classification_scores,
     holdout_scores,
@@ -98,3 +99,54 @@ def test_observe_classification_counts_all_three_models() -> None:
     snap = pm.snapshot()
     assert set(snap) == {"intent", "sentiment", "department"}
     assert snap["department"]["email"]["prediction_dist"] == {"service": 1.0}
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def predict_one(self, x: dict) -> str:
+        return self.name
+
+
+def _errors(rng: random.Random, n: int, rate: float) -> list[bool]:
+    return [rng.random() < rate for _ in range(n)]
+
+
+def test_drift_guard_pins_the_snapshot_from_before_the_change() -> None:
+    rng = random.Random(4)
+    guard = DriftGuard(min_labels=50, min_recovery=20)
+    stream = _errors(rng, 400, 0.1) + _errors(rng, 200, 0.7)
+    events = []
+    for i, err in enumerate(stream):
+        if i % 50 == 0:
+            guard.remember(_Named(f"v{i}"), version=i // 50)
+        events.append(guard.observe(err))
+        if events[-1] == "drift":
+            break
+    detected = len(events) - 1
+    assert 400 < detected < 500 and guard.pinned
+    assert guard.pinned_version is not None and 6 <= guard.pinned_version <= 8  # taken around label 300-400
+    assert guard.serving(_Named("learner")).name == f"v{guard.pinned_version * 50}"
+    st = guard.status()
+    assert st["error_before"] < 0.2 < 0.5 < st["error_after"] and 380 <= st["drift_at"] <= 430
+    # while pinned, snapshots are not taken, and labels without the pinned version's error do not count
+    guard.remember(_Named("late"), version=99)
+    assert all(guard.observe(False) is None for _ in range(30)) and guard.pinned
+    # the learner is worse than the pinned version for a while, then better: it takes over
+    assert all(guard.observe(True, served_error=False) is None for _ in range(20))
+    outcome = [guard.observe(False, served_error=True) for _ in range(40)]
+    assert "recovered" in outcome and not guard.pinned and guard.recoveries == 1
+
+
+def test_drift_guard_ignores_improvements_and_steady_noise() -> None:
+    rng = random.Random(8)
+    guard = DriftGuard(min_labels=50)
+    guard.remember(_Named("v0"), version=0)
+    better = [guard.observe(e) for e in _errors(rng, 300, 0.6) + _errors(rng, 300, 0.05)]
+    assert "drift" not in better and not guard.pinned
+    steady = DriftGuard()
+    steady.remember(_Named("v0"))
+    assert "drift" not in [steady.observe(e) for e in _errors(rng, 2000, 0.25)]
+    unguarded = DriftGuard(min_labels=10)  # no snapshot to fall back on: nothing to pin
+    assert "drift" not in [unguarded.observe(e) for e in _errors(rng, 200, 0.05) + _errors(rng, 200, 0.9)]

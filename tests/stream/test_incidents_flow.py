@@ -47,8 +47,9 @@ def test_injected_incident_raises_one_alert_with_terms_and_samples(r: redis.Redi
     states = [a["message"].split(":")[0] for a in (orjson.loads(f[b"alert"]) for _, f in r.xrange(keys.alerts))
               if a["kind"] == "spike"]
     assert states[0] == "open" and states[-1] == "resolved"
-    # Churn risk: every customer who posted has a score in [0, 1]; complaining customers rank higher.
+    # Churn risk: every customer who posted has a score in [0, 1] and an entry for its reasons. (Who ranks
+    # higher is learned from outcomes only: tests/stream/test_churn_flow.py; no CRM is loaded here.)
     risks = dict(r.zrange(keys.churn, 0, -1, withscores=True))
     assert len(risks) > 100 and all(0.0 <= v <= 1.0 for v in risks.values())
-    assert max(risks.values()) > 2 * (sum(risks.values()) / len(risks))
+    assert r.hlen(keys.churn_reasons) == len(risks)
     assert datetime.now(UTC)  # the flow ran on event time only: nothing above depends on the clock
