@@ -22,7 +22,8 @@ from models.department import DepartmentClassifier
 from models.intent import IntentClassifier
 from models.prequential import PrequentialMetrics
 from models.sentiment import SentimentClassifier
-from models.spikes import SpikeAlerter, SpikeDetector
+from models.spike_alerter import SpikeAlerter
+from models.spikes import SpikeDetector
 from models.text import NormalisedText, TextNormalizer
 
 __all__ = [

@@ -392,6 +392,10 @@ class Alert:
     sample_ids: tuple[str, ...] = ()
     top_terms: tuple[str, ...] = ()
     message: str = ""
+    #: Spikes: the count at which the peak interval would have scored 0.5 (the top of the expected band).
+    expected_upper: float | None = None
+    #: Spikes: the length in seconds of the intervals ``observed`` and ``expected`` count over.
+    interval_s: float | None = None
 
     KINDS = ("spike", "sla_breach", "churn", "rule")
 

@@ -62,7 +62,7 @@ def test_scores_and_json_alerts(app: typer.Typer, tmp_path: Path) -> None:
     scores = pl.read_csv(out)
     assert scores.columns == ["timestamp", "value", "score", "alert"]
     assert scores.height == 3000
-    assert scores["score"].min() >= 0.0 and scores["score"].max() < 1.0
+    assert scores["score"].min() >= 0.0 and scores["score"].max() <= 1.0
     flagged = scores.with_row_index().filter(pl.col("alert"))["index"].to_list()
     assert flagged and 2500 <= min(flagged) and max(flagged) < 2500 + 12 + 3
     assert scores["timestamp"][0] == "2024-01-01T00:00:00+00:00"
