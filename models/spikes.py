@@ -164,6 +164,8 @@ class _State:
     cluster_max: float | None = None
     # A lasting rise: since when the score has stayed at or above 0.5, and when a new level was accepted.
     raised_since: int | None = None
+    raised_obs: float = 0.0
+    raised_exp: float = 0.0
     adapted_at: int | None = None
 
 
@@ -258,8 +260,8 @@ class SpikeDetector(base.AnomalyDetector):
         fast_halflife_h: float = 2.0,
         warmup_h: float = 6.0,
         clip: float = 3.0,
-        adapt_after_h: float = 3.0,
-        tail_start: float = 2.0,
+        adapt_after_h: float = 6.0,
+        tail_start: float = 4.0,
         calibration_halflife_d: float = 28.0,
         tz: str = "UTC",
     ) -> None:
@@ -420,7 +422,7 @@ class SpikeDetector(base.AnomalyDetector):
                 self._setup(st, snap_interval(min(spacings)), points[0][0])
                 for tp, np_ in points[:-1]:
                     self._learn(st, np_, tp)
-                n, t = points[-1]
+                t, n = points[-1]
         a = self._learn(st, n, t)
         return a.as_dict() if a is not None else dict(_EMPTY, observed=n)
 
@@ -540,7 +542,7 @@ class SpikeDetector(base.AnomalyDetector):
             w.push(idx, n)
         self._learn_theta(st, t, a)
         self._learn_tail(st, t, step, a)
-        self._learn_shift(st, t, a)
+        self._learn_shift(st, t, n, a)
         r.refresh_shape(t)
         return a
 
@@ -592,17 +594,22 @@ class SpikeDetector(base.AnomalyDetector):
             st.clusters += 1.0
             st.cluster_max = None
 
-    def _learn_shift(self, st: _State, t: int, a: _Assessment) -> None:
-        if a.score < 0.5:
+    def _learn_shift(self, st: _State, t: int, n: float, a: _Assessment) -> None:
+        # A rise starts with a score of 0.5 and lasts while the traffic stays above what was expected
+        # (one quieter minute in a new level must not restart the clock).
+        if a.score < 0.5 and (st.raised_since is None or n <= a.expected_now):
             st.raised_since = None
             return
         if st.raised_since is None:
             st.raised_since = t
-            return
-        if t - st.raised_since >= self.adapt_after_h * 3600.0:
+            st.raised_obs = st.raised_exp = 0.0
+        st.raised_obs += n
+        st.raised_exp += a.expected_now
+        if t - st.raised_since >= self.adapt_after_h * 3600.0 and st.raised_exp > 0:
+            # The traffic since the rise began, over what was expected then, is the new level.
             r = st.rates
             assert r is not None
-            r.scale_level(min(max(a.long_ratio, 1.0), 50.0))
+            r.scale_level(min(max(st.raised_obs / st.raised_exp, 1.0), 50.0))
             st.adapted_at = t
             st.raised_since = None
 
