@@ -377,7 +377,8 @@ def print_scores(prefix: str, label: str, scores: dict[str, SetScore]) -> None:
 
 
 #: What ``--tune`` searches on the tuning seed (min_ratio 1.5/2.0 and cooldown 6/24 h were also tried
-#: there and changed little): the best NAB score with at most one alert per series and week outside windows.
+#: there and changed little): the best NAB score with at most 0.8 alerts per series and week outside windows
+#: (the brief allows one a week on real traffic, which is heavier-tailed than the simulator).
 TUNING_GRID: list[dict[str, Any]] = [
     {"detector": {"alerts_per_week": a, "tail_start": u, "adapt_after_h": h}}
     for a in (0.15, 0.25, 0.4) for u in (2.0, 3.0, 4.0) for h in (3.0, 6.0, 12.0)
@@ -391,7 +392,7 @@ def tune(seed: int, days: int) -> dict[str, Any]:
         sc = evaluate(series, params, which=("pulse spikes (counts)",))["pulse spikes (counts)"]
         print(f"tune seed={seed} {params} nab={sc.nab:.1f} recall={sc.recall:.2f} "
               f"false/series/week={sc.false_per_week:.2f}", flush=True)
-        if sc.false_per_week <= 1.0 and (best is None or sc.nab > best[0]):
+        if sc.false_per_week <= 0.8 and (best is None or sc.nab > best[0]):
             best = (sc.nab, params)
     assert best is not None
     return best[1]

@@ -81,9 +81,10 @@ def _runs(end: int, k: int, step: int, offset: int) -> tuple[np.ndarray, np.ndar
     return buckets, back, lengths
 
 
-def _run_weights(lr: float, back: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    # sum_{i=back}^{back+length-1} r**i with r = exp(lr) < 1, written with expm1 so that r close to 1 is exact.
-    return np.exp(lr * back) * (np.expm1(lr * lengths) / math.expm1(lr))
+def _run_weights(lr: np.ndarray, back: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    # sum_{i=back}^{back+length-1} r**i with r = exp(lr) < 1 (one row per half-life), written with expm1
+    # so that r close to 1 is exact.
+    return np.exp(lr * back) * (np.expm1(lr * lengths) / np.expm1(lr))
 
 
 def gap_runs(end: int, k: int, step: int, offset: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
@@ -106,21 +107,21 @@ def gap_runs(end: int, k: int, step: int, offset: int) -> list[tuple[np.ndarray,
 
 
 def run_weights(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], step: int,
-                half_life_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """(buckets, weights) of the runs of :func:`gap_runs` for one half-life."""
-    lr = -step / half_life_s * _LN2
+                half_lives_s: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Buckets of the runs of :func:`gap_runs`, and their weights: one row per half-life."""
+    lr = (-step * _LN2 / np.asarray(half_lives_s, dtype=float))[:, None]
     per_week = WEEK_S // step
     bs, ws = [], []
     for b, i0, ln, weeks in runs:
         w = _run_weights(lr, i0, ln)
         if weeks:
             # Whole weeks repeat the same buckets, each a factor r**per_week older than the next.
-            w = w * (math.expm1(lr * per_week * weeks) / math.expm1(lr * per_week))
+            w = w * (np.expm1(lr * per_week * weeks) / np.expm1(lr * per_week))
         bs.append(b)
         ws.append(w)
     if len(bs) == 1:
         return bs[0], ws[0]
-    return np.concatenate(bs), np.concatenate(ws)
+    return np.concatenate(bs), np.concatenate(ws, axis=1)
 
 
 def gap_weights(end: int, k: int, step: int, offset: int, half_life_s: float) -> np.ndarray:
@@ -137,8 +138,8 @@ def gap_weights(end: int, k: int, step: int, offset: int, half_life_s: float) ->
     """
     if k <= 0:
         return np.zeros(N_BUCKETS)
-    b, w = run_weights(gap_runs(end, k, step, offset), step, half_life_s)
-    return np.bincount(b, weights=w, minlength=N_BUCKETS)
+    b, w = run_weights(gap_runs(end, k, step, offset), step, (half_life_s,))
+    return np.bincount(b, weights=w[0], minlength=N_BUCKETS)
 
 
 @dataclass
@@ -170,6 +171,7 @@ class SeasonalRates:
     exposure: np.ndarray = field(default_factory=lambda: np.zeros(N_BUCKETS))
     shape: np.ndarray = field(default_factory=lambda: np.ones(N_BUCKETS))
     shape_at: int | None = None
+    counts_since: float = 0.0  # counts learned since the shape was refreshed
     c_slow: float = 0.0
     d_slow: float = 0.0
     c_fast: float = 0.0
@@ -205,9 +207,9 @@ class SeasonalRates:
 
     def _gap_level_terms(self, runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]) -> tuple[float, float]:
         """Shape-weighted interval sums of a gap's runs, for both level half-lives."""
-        bs, ws = run_weights(runs, self.step, self.level_halflife_s)
-        bf, wf = run_weights(runs, self.step, self.fast_halflife_s)
-        return float(self.shape[bs] @ ws), float(self.shape[bf] @ wf)
+        b, w = run_weights(runs, self.step, (self.level_halflife_s, self.fast_halflife_s))
+        s = self.shape[b]
+        return float(s @ w[0]), float(s @ w[1])
 
     def advance(self, t: int) -> int:
         """Account for the empty intervals after the last one and before ``t``; returns how many there were.
@@ -225,22 +227,25 @@ class SeasonalRates:
             ds = df = float(self.shape[self.bucket(end)])
         else:
             runs = gap_runs(end, k, self.step, self.offset)
-            self._add_exposure(end, runs)
+            b, w = run_weights(runs, self.step, (self.season_halflife_s, self.level_halflife_s,
+                                                 self.fast_halflife_s))
+            self._add_exposure(end, (b, w[0]))
             self._decay_levels(end)
-            ds, df = self._gap_level_terms(runs)
+            s = self.shape[b]
+            ds, df = float(s @ w[1]), float(s @ w[2])
         self.d_slow += ds
         self.d_fast += df
         self.t_last = end
         return k
 
-    def _add_exposure(self, end: int,
-                      runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] | None = None) -> None:
+    def _add_exposure(self, end: int, weights: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Interval ``end``, or the gap ending with it given as (buckets, age weights)."""
         if (end - self.ref) > _REBASE_HALF_LIVES * self.season_halflife_s:
             self._rebase(end)
-        if runs is None:
+        if weights is None:
             self.exposure[self.bucket(end)] += self._scale(end)
         else:
-            b, w = run_weights(runs, self.step, self.season_halflife_s)
+            b, w = weights
             self.exposure += self._scale(end) * np.bincount(b, weights=w, minlength=N_BUCKETS)
 
     def _decay_levels(self, t: int) -> None:
@@ -267,6 +272,7 @@ class SeasonalRates:
     def add_count(self, t: int, n: float) -> None:
         """Counts of an interval already accounted for (the current one, or a late one)."""
         self.counts[self.bucket(t)] += n * self._scale(t)
+        self.counts_since += n
         age = self.t_last - t
         self.c_slow += n * 2.0 ** (-age / self.level_halflife_s)
         self.c_fast += n * 2.0 ** (-age / self.fast_halflife_s)
@@ -278,11 +284,13 @@ class SeasonalRates:
 
     def refresh_shape(self, t: int) -> None:
         """Recompute the hour-of-week shape from the sums (at most once per hour of event time)."""
-        # Hourly while the series is young, then every six hours: the shape moves over weeks.
+        # Hourly while the series is young, then every six hours, and only once new counts weigh
+        # something: the shape moves over weeks, and a sparse series barely moves it at all.
         every = HOUR_S if t - self.t_first < WEEK_S else 6 * HOUR_S
-        if self.shape_at is not None and t - self.shape_at < every:
+        if self.shape_at is not None and (t - self.shape_at < every or self.counts_since < 20.0):
             return
         self.shape_at = t
+        self.counts_since = 0.0
         c, e = self.counts, self.exposure
         ctot, etot = float(c.sum()), float(e.sum())
         if ctot <= 0.0 or etot <= 0.0:

@@ -353,10 +353,11 @@ class SpikeAlerter:
         step = series.interval
         if det is None or step is None or det._state is None or det._state.rates is None:
             return
-        per_min = det._state.rates.long_run_rate() * 60.0 / step
-        wanted = choose_interval(per_min)
-        # Hysteresis: move only when the density is clearly on the other side of a boundary.
-        if wanted == step or choose_interval(per_min * (2.0 if wanted > step else 0.5)) != wanted:
+        per_min = det._state.rates.level() * 60.0 / step
+        # Hysteresis: move only when the density is clearly (twice) on the other side of a boundary.
+        finer, coarser = choose_interval(per_min * 0.5), choose_interval(per_min * 2.0)
+        wanted = finer if finer < step else coarser if coarser > step else step
+        if wanted == step:
             return
         series.interval = wanted
         det.rescale(wanted)

@@ -205,7 +205,9 @@ class SpikeDetector(base.AnomalyDetector):
         Length of an interval in seconds; None infers it from the shortest spacing among the first
         points (snapped to a length that divides an hour or a week: 1, 5, 15 minutes, 1 hour, a day...).
     alerts_per_week
-        How many surprises a week of ordinary traffic may reach a score of 0.5.
+        How often a week the learned tail expects ordinary traffic to reach a score of 0.5. The tail is
+        exponential, so on heavy-tailed traffic the realised rate is higher: at 0.25, benchmarks/spikes.py
+        measures 0.8 alerts per series a week outside incidents, on simulated and on real series.
     scales_s
         Durations, in seconds, of the sums of intervals tested besides the single interval.
     season_halflife_d
@@ -260,7 +262,7 @@ class SpikeDetector(base.AnomalyDetector):
         fast_halflife_h: float = 2.0,
         warmup_h: float = 6.0,
         clip: float = 3.0,
-        adapt_after_h: float = 6.0,
+        adapt_after_h: float = 12.0,
         tail_start: float = 4.0,
         calibration_halflife_d: float = 28.0,
         tz: str = "UTC",

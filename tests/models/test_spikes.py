@@ -219,6 +219,18 @@ def test_each_series_is_watched_at_an_interval_fitting_its_density() -> None:
     assert alerter.interval_of("acme", "email") is None
 
 
+def test_a_series_that_grows_dense_is_watched_at_a_finer_interval() -> None:
+    rng = random.Random(18)
+    alerter = SpikeAlerter()
+    t = START
+    for minute in range(16 * 1440):
+        if minute > 7 * 1440 or minute % 120 == 0:
+            alerter.update("acme", "twitter", t, rng.randint(3, 8) if minute > 7 * 1440 else 1)
+        t += timedelta(minutes=1)
+    assert alerter.interval_of("acme", "twitter") == 60
+    assert alerter.update("acme", "twitter", t, 6) == [] and alerter.late_windows == 0
+
+
 def test_interval_is_inferred_when_not_given() -> None:
     det = SpikeDetector()
     for i in range(20):
