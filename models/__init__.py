@@ -10,6 +10,10 @@ Text (one normalisation pass per mention, shared by the three classifiers):
 - :class:`MentionClassifier` — the flow's entry point: ``classify_one(x)`` and
   ``learn_one(model, x, label)``.
 
+Spikes: :class:`SpikeDetector` (counts per interval: seasonal expectation, surprise calibrated on the series'
+own history, O(1) per record whatever the gap) and :class:`SpikeAlerter` (per-series detectors at 1, 5 or 60
+minutes, one alert per incident).
+
 Around the models: :mod:`models.registry` (defaults warm-started from the shipped data, Redis
 checkpoints, rollback) and :mod:`models.prequential` (prequential metrics per model and channel).
 """

@@ -171,7 +171,6 @@ class SeasonalRates:
     exposure: np.ndarray = field(default_factory=lambda: np.zeros(N_BUCKETS))
     shape: np.ndarray = field(default_factory=lambda: np.ones(N_BUCKETS))
     shape_at: int | None = None
-    counts_since: float = 0.0  # counts learned since the shape was refreshed
     c_slow: float = 0.0
     d_slow: float = 0.0
     c_fast: float = 0.0
@@ -272,7 +271,6 @@ class SeasonalRates:
     def add_count(self, t: int, n: float) -> None:
         """Counts of an interval already accounted for (the current one, or a late one)."""
         self.counts[self.bucket(t)] += n * self._scale(t)
-        self.counts_since += n
         age = self.t_last - t
         self.c_slow += n * 2.0 ** (-age / self.level_halflife_s)
         self.c_fast += n * 2.0 ** (-age / self.fast_halflife_s)
@@ -284,13 +282,11 @@ class SeasonalRates:
 
     def refresh_shape(self, t: int) -> None:
         """Recompute the hour-of-week shape from the sums (at most once per hour of event time)."""
-        # Hourly while the series is young, then every six hours, and only once new counts weigh
-        # something: the shape moves over weeks, and a sparse series barely moves it at all.
+        # Hourly while the series is young, then every six hours: the shape moves over weeks.
         every = HOUR_S if t - self.t_first < WEEK_S else 6 * HOUR_S
-        if self.shape_at is not None and (t - self.shape_at < every or self.counts_since < 20.0):
+        if self.shape_at is not None and t - self.shape_at < every:
             return
         self.shape_at = t
-        self.counts_since = 0.0
         c, e = self.counts, self.exposure
         ctot, etot = float(c.sum()), float(e.sum())
         if ctot <= 0.0 or etot <= 0.0:
