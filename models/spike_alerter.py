@@ -315,6 +315,13 @@ class SpikeAlerter:
         """The open incidents as alert dicts, for a dashboard."""
         return [self._alert(k, s, s.incident, "update") for k, s in self._series.items() if s.incident]
 
+    def waiting(self, brand: str, channel: str | None, topic: str | None = None) -> bool:
+        """Whether the series has an interval being filled or an incident open, so that an empty window
+        would score or resolve something now; otherwise empty windows may be left out (they are implicit)."""
+        series = self._series.get((brand, channel, topic))
+        return series is not None and (series.pending is not None or series.incident is not None
+                                       or bool(series.probe))
+
     def interval_of(self, brand: str, channel: str | None, topic: str | None = None) -> int | None:
         """The interval (seconds) a series is watched at, once chosen."""
         series = self._series.get((brand, channel, topic))

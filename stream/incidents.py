@@ -42,6 +42,8 @@ class SpikeLogic(StatefulLogic[tuple[Any, ...], tuple[str, Alert], SpikeAlerter]
                                      negative=negative)
         for topic in TOPICS:
             n, neg = topics.get(topic, (0, 0))
+            if not n and not self.alerter.waiting(brand, channel, topic):
+                continue  # an empty window changes nothing the next one would not (gaps are implicit zeros)
             alerts += self.alerter.update(brand, channel, start, n, sample_ids=samples, top_terms=terms,
                                           topic=topic, negative=neg)
         return [("alert", Alert.from_dict(a)) for a in alerts], StatefulLogic.RETAIN
