@@ -14,6 +14,10 @@ Sentiment's domain-general cues: :mod:`models.lexicons` (VADER, Pattern adjectiv
 Ranking, read from the installed wheels) and :mod:`models.sentiment_features`; :mod:`models.corpora` reads
 the labelled public sets the defaults are warm-started on.
 
+Spikes: :class:`SpikeDetector` (counts per interval: seasonal expectation, surprise calibrated on the series'
+own history, O(1) per record whatever the gap) and :class:`SpikeAlerter` (per-series detectors at 1, 5 or 60
+minutes, one alert per incident).
+
 Around the models: :mod:`models.registry` (defaults warm-started from the shipped data, Redis
 checkpoints, rollback) and :mod:`models.prequential` (prequential metrics per model and channel).
 """
@@ -26,7 +30,8 @@ from models.department import DepartmentClassifier
 from models.intent import IntentClassifier
 from models.prequential import PrequentialMetrics
 from models.sentiment import SentimentClassifier
-from models.spikes import SpikeAlerter, SpikeDetector
+from models.spike_alerter import SpikeAlerter
+from models.spikes import SpikeDetector
 from models.text import NormalisedText, TextNormalizer
 
 __all__ = [

@@ -402,6 +402,10 @@ class Alert:
     sample_ids: tuple[str, ...] = ()
     top_terms: tuple[str, ...] = ()
     message: str = ""
+    #: Spikes: the count at which the peak interval would have scored 0.5 (the top of the expected band).
+    expected_upper: float | None = None
+    #: Spikes: the length in seconds of the intervals ``observed`` and ``expected`` count over.
+    interval_s: float | None = None
 
     #: ``model_drift``: a text model's prequential error drifted up (``topic`` is the model; the flow serves
     #: its last good version until the learning copy recovers, then the same id is ``resolved``).

@@ -62,10 +62,44 @@ def test_scores_and_json_alerts(app: typer.Typer, tmp_path: Path) -> None:
     scores = pl.read_csv(out)
     assert scores.columns == ["timestamp", "value", "score", "alert"]
     assert scores.height == 3000
-    assert scores["score"].min() >= 0.0 and scores["score"].max() < 1.0
+    assert scores["score"].min() >= 0.0 and scores["score"].max() <= 1.0
     flagged = scores.with_row_index().filter(pl.col("alert"))["index"].to_list()
     assert flagged and 2500 <= min(flagged) and max(flagged) < 2500 + 12 + 3
     assert scores["timestamp"][0] == "2024-01-01T00:00:00+00:00"
+
+
+def test_columns_and_interval_are_inferred(app: typer.Typer, tmp_path: Path) -> None:
+    # The usual names are found without --time-col / --value-col; rows every 5 minutes, some missing.
+    rng = random.Random(3)
+    rows = []
+    for i in range(4000):
+        if i % 17 == 5:
+            continue  # a missing row is an empty interval
+        t = START + timedelta(minutes=5 * i, seconds=53)  # not on a round minute
+        lam = 30 * (1 + 0.5 * math.sin(2 * math.pi * (t.hour * 60 + t.minute) / 1440))
+        if 3500 <= i < 3512:
+            lam *= 5
+        rows.append({"timestamp": t.strftime("%Y-%m-%d %H:%M:%S"), "value": sum(rng.random() < lam / 200 for _ in range(200))})
+    src = tmp_path / "Twitter_volume_ACME.csv"
+    pl.DataFrame(rows).write_csv(src)
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(app, ["spikes", str(src), "--json", "--scores-out", str(out)])
+    assert res.exit_code == 0, res.output
+    alerts = orjson.loads(res.stdout)
+    assert len(alerts) == 1 and alerts[0]["brand"] == "Twitter_volume_ACME"
+    assert alerts[0]["window_start"] == (START + timedelta(minutes=5 * 3500, seconds=53)).isoformat()
+    assert alerts[0]["interval_s"] == 300.0 and alerts[0]["expected"] < alerts[0]["expected_upper"]
+    scores = pl.read_csv(out)
+    assert scores.height == len(rows) and scores.columns == ["timestamp", "value", "score", "alert"]
+    assert run_spikes(src, progress=False).alerts == alerts
+
+
+def test_alerts_per_week_sets_how_rare_a_spike_must_be(tmp_path: Path) -> None:
+    src = write_series(tmp_path / "s.csv", n=4000, spike_at=None, seed=9)
+    eager = run_spikes(src, "when", "mentions", alerts_per_week=50.0, progress=False)
+    default = run_spikes(src, "when", "mentions", progress=False)
+    assert len(eager.alerts) > len(default.alerts)
+    assert sum(s >= 0.5 for s in eager.scores) > sum(s >= 0.5 for s in default.scores)
 
 
 def test_human_summary_without_json(app: typer.Typer, tmp_path: Path) -> None:
@@ -130,6 +164,14 @@ def test_missing_columns_are_one_line_errors(app: typer.Typer, tmp_path: Path, a
     res = CliRunner().invoke(app, ["spikes", str(src), *args])
     assert res.exit_code == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_no_time_column_is_one_line_error(app: typer.Typer, tmp_path: Path) -> None:
+    src = tmp_path / "numbers.csv"
+    src.write_text("a,b\n1,2\n3,4\n")
+    res = CliRunner().invoke(app, ["spikes", str(src)])
+    assert res.exit_code == 2
+    assert "no time column found; name it with --time-col (columns: a, b)" in res.stderr
 
 
 def test_unreadable_inputs(tmp_path: Path) -> None:

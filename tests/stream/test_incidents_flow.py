@@ -40,6 +40,8 @@ def test_injected_incident_raises_one_alert_with_terms_and_samples(r: redis.Redi
         assert len(topic_hits) <= 1 and all(a["topic"] == "service" for a in topic_hits)  # the outage's topic
         alert = channel_hits[0]
         assert alert["kind"] == "spike" and alert["observed"] > alert["expected"]
+        # The band a chart draws around the incident: the count at which the detector would have alerted.
+        assert alert["expected"] < alert["expected_upper"] and alert["interval_s"] in (60.0, 300.0, 3600.0)
         assert set(alert["top_terms"]) & set(inc["terms"]), (alert["top_terms"], inc["terms"])
         assert alert["sample_ids"]
         assert alert["message"].startswith("resolved:")  # the bounded replay closes what it opened
