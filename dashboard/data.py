@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import pandas as pd
@@ -39,8 +39,9 @@ from stream.metrics import (
     response_times_between,
     timeseries,
     totals,
+    windows_between,
 )
-from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.redisconn import RedisUnavailable, connect, ensure_redis_url, mask_secrets
 
 __all__ = [
     "CACHE_TTL_SECONDS",
@@ -75,12 +76,42 @@ class DashboardSettingsError(ValueError):
     """A dashboard setting from the environment that cannot be used; the message names it."""
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise DashboardSettingsError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DashboardSettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise DashboardSettingsError(f"{name}: must not be negative, got {raw!r}")
+    return value
+
+
+#: A sign-in token shorter than this is refused (guessable).
+MIN_TOKEN_CHARS = 12
+
+
 @dataclass(frozen=True, slots=True)
 class DashboardSettings:
     """The dashboard's settings, read once at the entry point from what ``pulse dashboard`` sets.
 
-    ``REDIS_URL`` (unset: the embedded server under ``.pulse/``), ``PULSE_PREFIX`` and
-    ``PULSE_DASHBOARD_REFRESH`` (seconds between live refreshes; 0 turns live refresh off).
+    ``REDIS_URL`` (unset: the embedded server under ``.pulse/``), ``PULSE_PREFIX``,
+    ``PULSE_DASHBOARD_REFRESH`` (seconds between live refreshes; 0 turns live refresh off),
+    ``PULSE_DASHBOARD_TOKEN`` (the sign-in token when no OIDC provider is configured),
+    ``PULSE_DASHBOARD_PUBLIC`` (1: read-only pages open without sign-in, the default; 0: sign in to see
+    anything), ``PULSE_DASHBOARD_WALL`` (1: every session is the wall display), ``PULSE_WALL_ROTATE``
+    (seconds per wall view) and ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated).
 
     >>> DashboardSettings.from_env({}).refresh_seconds
     2.0
@@ -88,31 +119,157 @@ class DashboardSettings:
     Traceback (most recent call last):
     ...
     dashboard.data.DashboardSettingsError: PULSE_DASHBOARD_REFRESH: expected a number of seconds, got 'often'
+    >>> "tok" in repr(DashboardSettings.from_env({"PULSE_DASHBOARD_TOKEN": "tok-123456789"}))
+    False
     """
 
     redis_url: str | None = None
     prefix: str = "pulse:"
     refresh_seconds: float = 2.0
+    #: Never shown or logged (left out of repr).
+    token: str | None = field(default=None, repr=False)
+    public_read: bool = True
+    wall: bool = False
+    rotate_seconds: float = 15.0
+    owned_channels: tuple[str, ...] = ("forum",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
         env = os.environ if env is None else env
-        raw = env.get("PULSE_DASHBOARD_REFRESH") or "2"
-        try:
-            refresh = float(raw)
-        except ValueError:
-            raise DashboardSettingsError(f"PULSE_DASHBOARD_REFRESH: expected a number of seconds, got {raw!r}") from None
-        if refresh < 0:
-            raise DashboardSettingsError(f"PULSE_DASHBOARD_REFRESH: must not be negative, got {raw!r}")
+        token = env.get("PULSE_DASHBOARD_TOKEN") or None
+        if token is not None and len(token) < MIN_TOKEN_CHARS:
+            raise DashboardSettingsError(f"PULSE_DASHBOARD_TOKEN: use at least {MIN_TOKEN_CHARS} characters")
+        rotate = _seconds(env, "PULSE_WALL_ROTATE", "15")
+        if rotate < 3:
+            raise DashboardSettingsError(f"PULSE_WALL_ROTATE: at least 3 seconds, got {rotate:g}")
+        owned = tuple(c.strip() for c in (env.get("PULSE_OWNED_CHANNELS") or "forum").split(",") if c.strip())
         return cls(redis_url=env.get("REDIS_URL") or None, prefix=env.get("PULSE_PREFIX") or "pulse:",
-                   refresh_seconds=refresh)
+                   refresh_seconds=_seconds(env, "PULSE_DASHBOARD_REFRESH", "2"), token=token,
+                   public_read=_flag(env, "PULSE_DASHBOARD_PUBLIC", True),
+                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned)
 
     @property
     def display_url(self) -> str:
         """The Redis URL with any password masked, for showing on screen."""
         if not self.redis_url:
             return "embedded Redis (.pulse/)"
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.redis_url)
+        return mask_secrets(self.redis_url)
+
+
+#: Choices of the time-range filter beyond the command centre's: minutes of event time -> label.
+PERIODS: dict[int, str] = {15: "last 15 min", 60: "last hour", 360: "last 6 h", 1440: "last 24 h",
+                           10080: "last 7 days", 43200: "last 30 days"}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What every page narrows its figures to: brand, channels, time range and the timezone times are shown in.
+
+    The range is the last ``minutes`` of event time up to the newest data, or, when ``days`` is set, those
+    calendar days (first, last) in ``tz``.
+
+    >>> f = Filters(brand="acme", channels=("twitter",), minutes=60, tz="Europe/Paris")
+    >>> f.channel_ok("twitter"), f.channel_ok("forum"), f.brands
+    (True, False, ['acme'])
+    >>> Filters(days=(date(2024, 1, 1), date(2024, 1, 2)), tz="UTC").bounds_ms()
+    (1704067200000, 1704240000000)
+    """
+
+    brand: str | None = None
+    channels: tuple[str, ...] = ()
+    minutes: int = 60
+    days: tuple[date, date] | None = None
+    tz: str = "UTC"
+
+    @property
+    def brands(self) -> list[str] | None:
+        return [self.brand] if self.brand else None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def channel_ok(self, channel: str | None) -> bool:
+        return not self.channels or (channel or "") in self.channels
+
+    def bounds_ms(self) -> tuple[int, int] | None:
+        """``[start, end)`` in epoch ms for calendar days, None for a range relative to the newest data."""
+        if self.days is None:
+            return None
+        first, last = self.days
+        start = datetime.combine(first, time.min, tzinfo=self.zone)
+        end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=self.zone)
+        return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+    @property
+    def span_minutes(self) -> int:
+        bounds = self.bounds_ms()
+        return self.minutes if bounds is None else max(1, (bounds[1] - bounds[0]) // 60_000)
+
+    def describe(self) -> str:
+        """The range in words (for captions)."""
+        if self.days is None:
+            return PERIODS.get(self.minutes, f"last {self.minutes} min") + " of data"
+        first, last = self.days
+        return f"{first:%d %b %Y}" + ("" if first == last else f" – {last:%d %b %Y}") + f" ({self.tz})"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A resolved time range: windows starting in ``[start_ms, end_ms)`` of granularity ``gran``."""
+
+    start_ms: int
+    end_ms: int
+    gran: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ms / 1000, tz=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromtimestamp(self.end_ms / 1000, tz=UTC)
+
+
+def newest_window_ms(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> int | None:
+    """Start of the newest minute window written (event time), over the chosen brands."""
+    pairs = [(b, c) for b in (brands or list_brands(client, keys)) for c in list_channels(client, keys, [b])]
+    if not pairs:
+        return None
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrevrange(keys.windows_index(b, c, "m"), 0, 0, withscores=True)
+    newest = [int(r[0][1]) for r in pipe.execute() if r]
+    return max(newest) if newest else None
+
+
+def resolve_span(client: redis.Redis, keys: Keys, filters: Filters) -> Span | None:
+    """The filters' range as windows: calendar days as given, else the last minutes up to the newest window
+    (None when nothing is written yet)."""
+    bounds = filters.bounds_ms()
+    if bounds is not None:
+        return Span(bounds[0], bounds[1], granularity((bounds[1] - bounds[0]) / 60_000))
+    newest = newest_window_ms(client, keys, filters.brands)
+    if newest is None:
+        return None
+    gran = granularity(filters.minutes)
+    length = GRANULARITIES[gran]
+    end = newest - newest % length + length
+    return Span(end - max(1, filters.minutes * 60_000 // length) * length, end, gran)
+
+
+def list_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> list[str]:
+    """The channels seen for the brands (default: all), sorted."""
+    chosen = brands if brands is not None else list_brands(client, keys)
+    if not chosen:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for b in chosen:
+        pipe.smembers(keys.channels(b))
+    return sorted({_text(c) for members in pipe.execute() for c in members})
 
 
 @dataclass(frozen=True)
@@ -169,45 +326,52 @@ def list_brands(client: redis.Redis, keys: Keys) -> list[str]:
 
 
 def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = None, minutes: int = 60,
-                        latest_n: int = 50, dead_letters_n: int = 20) -> CommandCentre:
+                        latest_n: int = 50, dead_letters_n: int = 20, channels: tuple[str, ...] = (),
+                        until_ms: int | None = None) -> CommandCentre:
     """Read and compute the command centre for ``brand`` (None: all brands) over the last ``minutes``.
 
-    Ranges up to six hours use minute windows, longer ones hour windows. First response times are those
-    of replies *posted* in the range (what the team delivered then), for mentions posted at most
-    :data:`RESPONSE_LOOKBACK_MS` earlier; answer rate is replies ÷ queries of the range's windows.
+    ``channels`` narrows every figure to those channels (empty: all); ``until_ms`` ends the range at that
+    event time instead of at the newest window. Ranges up to six hours use minute windows, up to a week
+    hour windows, longer ones day windows. First response times are those of replies *posted* in the range
+    (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS` earlier;
+    answer rate is replies ÷ queries of the range's windows.
     """
     brands = list_brands(client, keys)
     chosen = [brand] if brand else None
-    gran = "m" if minutes <= 360 else "h"
+    gran = granularity(minutes)
     length = GRANULARITIES[gran]
     n_windows = max(1, minutes * 60_000 // length)
     stats = totals(client, keys)
     out = CommandCentre(brands=brands, brand=brand, minutes=minutes, gran=gran, totals=stats,
-                        latest=_latest(client, keys, brand, latest_n),
+                        latest=_latest(client, keys, brand, latest_n, channels),
                         dead_letters=_dead_letters(client, keys, dead_letters_n),
-                        alerts=read_alerts(client, keys, brand))
-    rows = timeseries(client, keys, minutes=2 * n_windows, gran=gran)
+                        alerts=read_alerts(client, keys, brand, channels=channels))
+    # The newest window of the range: the newest written, or the one holding until_ms - 1.
+    last_window = None if until_ms is None else (until_ms - 1) - (until_ms - 1) % length
+    rows = timeseries(client, keys, minutes=2 * n_windows, gran=gran, until_ms=last_window)
     if not rows:
         return out
-    end_ms = _ms(max(r["start"] for r in rows))
+    end_ms = _ms(max(r["start"] for r in rows)) if last_window is None else last_window
     earliest_ms = _ms(min(r["start"] for r in rows))
     start_ms = end_ms - (n_windows - 1) * length
     prev_start_ms = start_ms - n_windows * length
-    rows = [r for r in rows if brand is None or r["brand"] == brand]
+    rows = [r for r in rows if (brand is None or r["brand"] == brand) and (not channels or r["channel"] in channels)]
     current = [r for r in rows if _ms(r["start"]) >= start_ms]
     before = [r for r in rows if _ms(r["start"]) < start_ms]
-    responses = response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
-                                       end_ms + length - 1, chosen)
+    responses = [r for r in response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
+                                                   end_ms + length - 1, chosen)
+                 if not channels or r["channel"] in channels]
     replies = [(r["mention_ms"] + int(r["response_ms"]), r) for r in responses]
     cur_rt = [r for t, r in replies if start_ms <= t < end_ms + length]
     prev_rt = [r for t, r in replies if prev_start_ms <= t < start_ms]
-    authors_now = sum(distinct_authors(client, keys, start_ms, end_ms, gran, chosen).values())
+    authors_now = authors_between(client, keys, start_ms, end_ms, gran, chosen, channels)
     # The range before only gets deltas when the data reaches back over all of it.
     has_before = earliest_ms <= prev_start_ms
-    authors_before = (sum(distinct_authors(client, keys, prev_start_ms, start_ms - 1, gran, chosen).values())
+    authors_before = (authors_between(client, keys, prev_start_ms, start_ms - 1, gran, chosen, channels)
                       if has_before else None)
     # Rates run to the newest event, not to the end of a window that is still filling.
-    newest_ms = min(max(_newest_event_ms(client, keys), end_ms), end_ms + length - 1)
+    newest_event = _newest_event_ms(client, keys) if until_ms is None else end_ms + length - 1
+    newest_ms = min(max(newest_event, end_ms), end_ms + length - 1)
     covered_minutes = max(1.0, (newest_ms - max(start_ms, earliest_ms)) / 60_000)
     filling = newest_ms < end_ms + length - 1_000 and n_windows > 1
     kpis = _kpis(current, cur_rt, covered_minutes, authors_now, stats)
@@ -228,6 +392,40 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
         latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts,
         totals=stats,
     )
+
+
+def granularity(minutes: float) -> str:
+    """The windows a range is read from: minutes up to six hours, hours up to a week, days beyond.
+
+    >>> granularity(60), granularity(1440), granularity(10080), granularity(43200)
+    ('m', 'h', 'h', 'd')
+    """
+    if minutes <= 360:
+        return "m"
+    return "h" if minutes <= 7 * 1440 else "d"
+
+
+def authors_between(client: redis.Redis, keys: Keys, since_ms: int, until_ms: int, gran: str,
+                    brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> int:
+    """Distinct authors over the windows starting in ``[since_ms, until_ms]``, per brand (HyperLogLog union of
+    the chosen channels, one brand's keys on one slot), summed over brands."""
+    if not channels:
+        return sum(distinct_authors(client, keys, since_ms, until_ms, gran, brands).values())
+    pairs = [(b, c) for b in (brands or list_brands(client, keys)) for c in channels]
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), since_ms, until_ms)
+    per_brand: dict[str, list[str]] = {}
+    for (b, c), buckets in zip(pairs, pipe.execute(), strict=True):
+        per_brand.setdefault(b, []).extend(keys.authors(b, c, _text(x), gran) for x in buckets)
+    hll = [k for k in per_brand.values() if k]
+    for k in hll:
+        pipe.pfcount(*k)
+    return sum(int(n) for n in pipe.execute()) if hll else 0
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 def _newest_event_ms(client: redis.Redis, keys: Keys) -> int:
@@ -351,17 +549,19 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
     return frame.sort_values("mentions", ascending=False).reset_index(drop=True)
 
 
-def _latest(client: redis.Redis, keys: Keys, brand: str | None, n: int) -> pd.DataFrame:
+def _latest(client: redis.Redis, keys: Keys, brand: str | None, n: int, channels: tuple[str, ...] = ()) -> pd.DataFrame:
     columns = ["time", "brand", "channel", "author", "sentiment", "intent", "text", "department", "id"]
     wanted = []
     # The latest set holds every brand's mentions; read enough of it to fill the table for one brand.
-    for raw in recent_mentions(client, keys, n if brand is None else max(n, 1000)):
+    for raw in recent_mentions(client, keys, n if brand is None and not channels else max(n, 1000)):
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError:
             log.warning("unreadable entry in %s skipped", keys.latest)
             continue
         if not isinstance(d, dict) or (brand is not None and d.get("brand") != brand):
+            continue
+        if channels and d.get("channel") not in channels:
             continue
         try:
             when = datetime.fromisoformat(str(d.get("ts")))
@@ -381,7 +581,8 @@ ALERT_COLUMNS = ["window", "state", "kind", "severity", "brand", "channel", "obs
                  "message"]
 
 
-def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: int = 20) -> pd.DataFrame:
+def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: int = 20,
+                channels: tuple[str, ...] = ()) -> pd.DataFrame:
     """The current state of each alert (an incident keeps one id), newest window first."""
     rows = []
     for raw in client.hvals(keys.alerts_current):
@@ -390,6 +591,8 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
         except orjson.JSONDecodeError:
             continue
         if brand is not None and a.get("brand") != brand:
+            continue
+        if channels and a.get("channel") not in channels:
             continue
         message = str(a.get("message") or "")
         # Spike alerts carry their incident's state first ("open: …", "update: …", "resolved: …");
@@ -418,6 +621,323 @@ def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
+# -- channels (marketing) -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelsView:
+    """The Channels page over one span: per channel totals, its volume and sentiment series, notable mentions.
+
+    ``table`` has one row per channel: ``channel``, ``owned`` (the brand's own community), ``mentions``,
+    ``authors`` (distinct per brand, summed), ``queries``, ``comments``, ``negative``, ``neutral``,
+    ``positive``, ``negative share``, ``net sentiment`` ((positive - negative) ÷ mentions), ``replies``,
+    ``answer rate``, ``mean first response (min)`` and ``share of voice`` (the channel's share of mentions).
+    """
+
+    span: Span | None
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: One row per window x channel: start, channel, mentions, negative, neutral, positive.
+    series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Newest negative customer mentions: time, brand, channel, author, text.
+    notable: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def has_data(self) -> bool:
+        return not self.table.empty
+
+
+_CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comments", "negative", "neutral",
+                    "positive", "negative share", "net sentiment", "replies", "answer rate",
+                    "mean first response (min)", "share of voice"]
+
+
+def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tuple[str, ...] = ("forum",),
+                  notable_n: int = 30) -> ChannelsView:
+    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads)."""
+    span = resolve_span(client, keys, filters)
+    if span is None:
+        return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    rows = [r for r in windows_between(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands)
+            if filters.channel_ok(r["channel"])]
+    if not rows:
+        return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand)
+    hll: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        bucket = Keys.bucket_id(span.gran, _ms(r["start"]))
+        hll.setdefault((r["brand"], r["channel"]), []).append(keys.authors(r["brand"], r["channel"], bucket, span.gran))
+    pipe = client.pipeline(transaction=False)
+    for names in hll.values():
+        pipe.pfcount(*names)
+    authors: dict[str, int] = {}
+    for (_, channel), n in zip(hll, pipe.execute(), strict=True):
+        authors[channel] = authors.get(channel, 0) + int(n)
+    frame = pd.DataFrame(rows)
+    summed = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count"]
+    per = frame.groupby("channel")[summed].sum()
+    responses = [r for r in response_times_between(client, keys, span.start_ms, span.end_ms - 1, filters.brands)
+                 if filters.channel_ok(r["channel"])]
+    rt: dict[str, list[float]] = {}
+    for r in responses:
+        rt.setdefault(r["channel"], []).append(r["response_ms"])
+    total = int(per["mentions"].sum())
+    nan = float("nan")
+    out = []
+    for channel, acc in per.iterrows():
+        mentions = int(acc["mentions"])
+        values = rt.get(str(channel), [])
+        out.append({
+            "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(str(channel), 0),
+            "queries": int(acc["queries"]), "comments": int(acc["comments"]), "negative": int(acc["negative"]),
+            "neutral": int(acc["neutral"]), "positive": int(acc["positive"]),
+            "negative share": acc["negative"] / mentions if mentions else nan,
+            "net sentiment": (acc["positive"] - acc["negative"]) / mentions if mentions else nan,
+            "replies": int(acc["replies"]),
+            "answer rate": min(1.0, acc["response_count"] / acc["queries"]) if acc["queries"] else nan,
+            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            "share of voice": mentions / total if total else nan,
+        })
+    table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
+    series = frame.groupby(["start", "channel"], as_index=False)[["mentions", "negative", "neutral", "positive"]].sum()
+    return ChannelsView(span=span, table=table, series=series,
+                        notable=_notable(client, keys, filters, span, notable_n))
+
+
+def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: int) -> pd.DataFrame:
+    """The newest negative customer mentions of the range among those the flow keeps (plain text)."""
+    columns = ["time", "brand", "channel", "author", "sentiment score", "text"]
+    out = []
+    for raw in client.zrevrangebyscore(keys.latest, span.end_ms - 1, span.start_ms, start=0, num=2_000):
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(d, dict) or d.get("from_brand") or d.get("sentiment") != "negative":
+            continue
+        if (filters.brand and d.get("brand") != filters.brand) or not filters.channel_ok(d.get("channel")):
+            continue
+        try:
+            when = datetime.fromisoformat(str(d.get("ts")))
+        except ValueError:
+            when = None
+        out.append({"time": when, "brand": str(d.get("brand") or ""), "channel": str(d.get("channel") or ""),
+                    "author": str(d.get("author") or ""), "sentiment score": d.get("sentiment_score"),
+                    "text": str(d.get("text") or "")})
+        if len(out) >= n:
+            break
+    return pd.DataFrame(out, columns=columns)
+
+
+# -- models ---------------------------------------------------------------------------------------------
+
+#: The window counters that are a model's predictions: model -> classes.
+PREDICTION_COUNTERS = {"sentiment": ("negative", "neutral", "positive"), "intent": ("queries", "comments")}
+
+
+def prediction_mix(client: redis.Redis, keys: Keys, filters: Filters, model: str) -> pd.DataFrame:
+    """What a model predicted per window over the filters' range, from the flow's window counters.
+
+    Rows ``start``, ``class``, ``count``, ``share`` and ``drift``: the window's total-variation distance
+    from the whole range's mix (0: the same mix, 1: nothing in common), a drift signal over time.
+    Empty for a model the windows do not count (department).
+    """
+    classes = PREDICTION_COUNTERS.get(model)
+    columns = ["start", "class", "count", "share", "drift"]
+    span = resolve_span(client, keys, filters) if classes else None
+    if classes is None or span is None:
+        return pd.DataFrame(columns=columns)
+    rows = [r for r in windows_between(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands)
+            if filters.channel_ok(r["channel"])]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows).groupby("start")[list(classes)].sum()
+    frame = frame[frame.sum(axis=1) > 0]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    overall = frame.sum() / frame.sum().sum()
+    shares = frame.div(frame.sum(axis=1), axis=0)
+    drift = (shares - overall).abs().sum(axis=1) / 2
+    long = frame.reset_index().melt(id_vars="start", var_name="class", value_name="count")
+    long["share"] = shares.reset_index().melt(id_vars="start", var_name="class", value_name="share")["share"]
+    long["drift"] = long["start"].map(drift)
+    long["class"] = long["class"].replace({"queries": "query", "comments": "comment"})
+    return long[columns]
+
+
+# -- customers ------------------------------------------------------------------------------------------
+
+#: Channels a handle is looked up on when searching (plus ``email``).
+SEARCH_CHANNELS = ("twitter", "facebook", "instagram", "linkedin", "review", "forum", "blog", "email")
+
+
+def search_customers(client: redis.Redis, prefix: str, query: str, limit: int = 25,
+                     scan_cap: int = 50_000) -> list[dict[str, Any]]:
+    """Customers (and prospects) whose id, handle on any channel, name or email matches ``query``.
+
+    An exact id or handle comes first; then names and emails containing the query (case-insensitive) among
+    at most ``scan_cap`` imported customers, read in pipelined batches. Rows: ``id``, ``kind``, ``name``,
+    ``tier``, ``brand``, ``matched`` (what matched).
+    """
+    from crm.identity import normalize_handle
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    q = query.strip()
+    if not q:
+        return []
+    found: dict[str, str] = {}
+    handle = normalize_handle(q)
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(ck.customer(q))
+    for channel in SEARCH_CHANNELS:
+        pipe.get(ck.identity(channel, handle))
+    if ":" in q:  # "twitter:bob"
+        channel, _, h = q.partition(":")
+        pipe.get(ck.identity(channel.strip().lower(), normalize_handle(h)))
+    exists, *owners = pipe.execute()
+    if exists:
+        found[q] = "id"
+    for channel, owner in zip((*SEARCH_CHANNELS, "handle"), owners, strict=False):
+        if owner is not None:
+            found.setdefault(_text(owner), f"handle on {channel}")
+    needle = q.lower()
+    scanned = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        for cid, (name, email) in zip(batch, _hmget_all(client, [ck.customer(c) for c in batch], ("name", "email")),
+                                      strict=True):
+            if needle in (name or "").lower():
+                found.setdefault(cid, "name")
+            elif needle in (email or "").lower():
+                found.setdefault(cid, "email")
+        batch.clear()
+
+    for member in client.sscan_iter(ck.customers, count=1_000):
+        batch.append(_text(member))
+        scanned += 1
+        if len(batch) >= 1_000:
+            flush()
+        if len(found) >= limit or scanned >= scan_cap:
+            break
+    if batch and len(found) < limit:
+        flush()
+    ids = list(found)[:limit]
+    details = _hmget_all(client, [ck.customer(c) for c in ids], ("kind", "name", "tier", "brand"))
+    return [{"id": cid, "kind": kind or ("prospect" if cid.startswith("p:") else "customer"), "name": name or "",
+             "tier": tier or "", "brand": brand or "", "matched": found[cid]}
+            for cid, (kind, name, tier, brand) in zip(ids, details, strict=True)]
+
+
+def case_brands(client: redis.Redis, prefix: str, case_ids: list[str]) -> dict[str, str]:
+    """The brand of each case (one pipelined read), for the service desk's brand filter."""
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    return {cid: brand or "" for cid, (brand,) in
+            zip(case_ids, _hmget_all(client, [ck.case(c) for c in case_ids], ("brand",)), strict=True)}
+
+
+def _hmget_all(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) -> list[list[str | None]]:
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k, fields)
+    return [[None if v is None else _text(v) for v in values] for values in pipe.execute()] if keys else []
+
+
+def churn_candidates(client: redis.Redis, prefix: str, n: int = 50, min_risk: float = 0.0,
+                     customers_only: bool = True, brand: str | None = None) -> pd.DataFrame:
+    """The customers the churn model rates most at risk, highest first, with their CRM fields and reasons.
+
+    Reasons (the features behind each score) come from the flow's churn read function when it offers one
+    (``stream.churn.churn_reasons(client, keys, ids)``); the ``reasons`` column is empty otherwise.
+    """
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons"]
+    rows: list[dict[str, Any]] = []
+    # Prospects (handles not linked to a customer yet, ids "p:...") share the set: skip them by id and read
+    # further, a bounded number of batches.
+    for start in range(0, 50_000, 2_000):
+        members = client.zrevrangebyscore(ck.churn, "+inf", min_risk, start=start, num=2_000, withscores=True)
+        if not members:
+            break
+        scored = [(_text(m), float(score)) for m, score in members]
+        if customers_only:
+            scored = [(c, r) for c, r in scored if not c.startswith("p:")]
+        details = _hmget_all(client, [ck.customer(c) for c, _ in scored],
+                             ("kind", "name", "tier", "brand", "value", "mentions", "negative"))
+        for (cid, risk), (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
+            kind = kind or ("prospect" if cid.startswith("p:") else "customer")
+            if (customers_only and kind != "customer") or (brand is not None and b and b != brand):
+                continue
+            rows.append({"customer": cid, "kind": kind, "name": name or "", "tier": tier or "", "brand": b or "",
+                         "value": _number(value), "risk": risk, "mentions": int(_number(mentions) or 0),
+                         "negative": int(_number(negative) or 0), "reasons": ""})
+            if len(rows) >= n:
+                break
+        if len(rows) >= n:
+            break
+    reasons = churn_reasons(client, prefix, [r["customer"] for r in rows])
+    if reasons is not None:
+        for r in rows:
+            r["reasons"] = format_reasons(reasons.get(r["customer"]) or [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def churn_reasons(client: redis.Redis, prefix: str, customer_ids: list[str]) -> dict[str, list[Any]] | None:
+    """Per customer, the features behind the churn score (``[{"feature", "contribution"}, ...]``), from the
+    flow's read function when there is one; None when the flow does not offer reasons (yet)."""
+    import importlib
+
+    for module_name in ("stream.churn", "stream.churn_reasons"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        fn = getattr(module, "churn_reasons", None)
+        if callable(fn):
+            try:
+                out = fn(client, Keys(prefix), customer_ids)
+            except TypeError:  # a different signature than this page knows: show the risk alone
+                log.warning("%s.churn_reasons has an unexpected signature; churn reasons not shown", module_name)
+                return None
+            return out if isinstance(out, dict) else None
+    return None
+
+
+def format_reasons(reasons: Any) -> str:
+    """Feature contributions as one line of text, largest first: ``negative mentions +0.31, tenure -0.12``.
+
+    >>> format_reasons([{"feature": "tenure", "contribution": -0.12}, {"feature": "negative", "contribution": 0.31}])
+    'negative +0.31, tenure -0.12'
+    >>> format_reasons({"complaints": 0.2})
+    'complaints +0.20'
+    """
+    if isinstance(reasons, dict):
+        items = [(str(k), v) for k, v in reasons.items()]
+    else:
+        items = []
+        for r in reasons or []:
+            if isinstance(r, dict):
+                items.append((str(r.get("feature") or r.get("name") or "?"), r.get("contribution", r.get("value"))))
+            elif isinstance(r, (list, tuple)) and len(r) == 2:
+                items.append((str(r[0]), r[1]))
+            else:
+                items.append((str(r), None))
+    def size(v: Any) -> float:
+        return abs(float(v)) if isinstance(v, (int, float)) else 0.0
+    items.sort(key=lambda kv: -size(kv[1]))
+    return ", ".join(f"{k} {v:+.2f}" if isinstance(v, (int, float)) else k for k, v in items)
+
+
 # -- Streamlit caches ---------------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner=False)
@@ -436,6 +956,32 @@ def load_brands(url: str | None, prefix: str) -> list[str]:
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
-def load_command_centre(url: str | None, prefix: str, brand: str | None, minutes: int) -> CommandCentre:
+def load_channels(url: str | None, prefix: str) -> list[str]:
+    """Cached :func:`list_channels` (every brand's)."""
+    return list_channels(redis_client(url), Keys(prefix))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_command_centre(url: str | None, prefix: str, filters: Filters) -> CommandCentre:
     """Cached :func:`read_command_centre`, shared by every session looking at the same selection."""
-    return read_command_centre(redis_client(url), Keys(prefix), brand, minutes)
+    bounds = filters.bounds_ms()
+    return read_command_centre(redis_client(url), Keys(prefix), filters.brand, filters.span_minutes,
+                               channels=filters.channels, until_ms=None if bounds is None else bounds[1])
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...]) -> ChannelsView:
+    """Cached :func:`read_channels`."""
+    return read_channels(redis_client(url), Keys(prefix), filters, owned)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_customer_search(url: str | None, prefix: str, query: str) -> list[dict[str, Any]]:
+    """Cached :func:`search_customers`."""
+    return search_customers(redis_client(url), prefix, query)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
+def load_churn_candidates(url: str | None, prefix: str, brand: str | None, n: int) -> pd.DataFrame:
+    """Cached :func:`churn_candidates`."""
+    return churn_candidates(redis_client(url), prefix, n, brand=brand)

@@ -1,0 +1,98 @@
+"""Small pieces every page uses: the Redis-down state, times in the chosen timezone, plain-text user content.
+
+User text (mention texts, handles, names, KB titles, top terms) is only ever shown through :func:`plain`
+(``st.text``), dataframes or disabled text areas, which show it literally; never through Markdown or HTML.
+
+>>> to_local(datetime(2024, 1, 1, 12, 0, tzinfo=UTC), "Asia/Kolkata")
+datetime.datetime(2024, 1, 1, 17, 30)
+>>> local_series(pd.Series([datetime(2024, 1, 1, 12, 0, tzinfo=UTC)]), "America/New_York").iloc[0]
+Timestamp('2024-01-01 07:00:00')
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import redis
+import streamlit as st
+
+from dashboard.data import DashboardSettings, RedisUnavailable
+from stream.redisconn import mask_secrets
+
+__all__ = ["REDIS_ERRORS", "chart_time", "chart_times", "local_frame", "md_escape", "local_series", "plain", "redis_down", "to_local", "zone"]
+
+#: What a read raises when Redis is away.
+REDIS_ERRORS = (RedisUnavailable, redis.RedisError, OSError)
+
+
+def zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def to_local(when: datetime | None, tz: str) -> datetime | None:
+    """An aware time as the wall-clock time of ``tz``, naive (charts draw naive times as they are)."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(zone(tz)).replace(tzinfo=None)
+
+
+def local_series(values: pd.Series, tz: str) -> pd.Series:
+    """A column of times as naive wall-clock times of ``tz``."""
+    return pd.to_datetime(values, utc=True).dt.tz_convert(zone(tz)).dt.tz_localize(None)
+
+
+def local_frame(frame: pd.DataFrame, tz: str, *columns: str) -> pd.DataFrame:
+    """``frame`` with the given time columns converted by :func:`local_series` (a copy)."""
+    out = frame.copy()
+    for c in columns:
+        if c in out.columns and not out.empty:
+            out[c] = local_series(out[c], tz)
+    return out
+
+
+def chart_times(frame: pd.DataFrame, tz: str, *columns: str) -> pd.DataFrame:
+    """``frame`` with time columns as the wall-clock time of ``tz`` labelled UTC: charts draw them on a UTC
+    scale, so the axis reads ``tz`` whatever the viewer's browser zone is (a copy)."""
+    out = frame.copy()
+    for c in columns:
+        if c in out.columns and not out.empty:
+            out[c] = local_series(out[c], tz).dt.tz_localize("UTC")
+    return out
+
+
+def chart_time(when: datetime, tz: str) -> datetime:
+    """One time as :func:`chart_times` shows it (wall clock of ``tz``, labelled UTC)."""
+    local = to_local(when, tz)
+    assert local is not None
+    return local.replace(tzinfo=UTC)
+
+
+def md_escape(text: object) -> str:
+    r"""Data-derived short text (ids, channel names) made inert for a Markdown context: every ASCII
+    punctuation character backslash-escaped, line breaks as spaces. User text never goes to Markdown at all.
+
+    >>> print(md_escape("[click](javascript:alert(1)) **b** :red[x] $x$"))
+    \[click\]\(javascript\:alert\(1\)\) \*\*b\*\* \:red\[x\] \$x\$
+    """
+    flat = " ".join(str(text).split())
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", flat)
+
+
+def plain(text: object) -> None:
+    """Show user text exactly as written (no Markdown, no HTML)."""
+    st.text(str(text))
+
+
+def redis_down(settings: DashboardSettings, exc: BaseException | None = None) -> None:
+    """What a panel shows when its read failed: the frame's banner says where and retries; this says what
+    was not shown (passwords masked)."""
+    detail = f" ({mask_secrets(str(exc))})" if exc is not None else ""
+    st.caption(f"Not shown: Redis did not answer{detail}. This panel fills in by itself when Redis is back.")
