@@ -106,8 +106,7 @@ def volume_over_time(view: ChannelsView, filters: Filters) -> None:
     st.subheader("Volume", anchor=False)
     assert view.span is not None
     channels = sorted(view.series["channel"].unique())
-    chart = alt.Chart(with_window(view.series, filters.tz), height=260).mark_line(
-        interpolate="monotone", strokeWidth=2).encode(
+    chart = alt.Chart(with_window(view.series, filters.tz), height=260).mark_line(strokeWidth=2).encode(
         time_axis(view.span.start, view.span.end, view.span.gran, filters.tz),
         alt.Y("mentions:Q", title="mentions"),
         alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),

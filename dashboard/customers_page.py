@@ -117,7 +117,7 @@ def _candidates(settings: DashboardSettings, filters: Filters) -> pd.DataFrame |
     if not has_reasons:
         st.caption("Reasons: the flow does not report the features behind churn scores yet, so the risk is "
                    "shown alone; the mentions and negative counts are the customer's activity so far.")
-    st.dataframe(frame, hide_index=True, placeholder="–", height=320,
+    st.dataframe(frame, hide_index=True, placeholder="–", height=min(360, 38 + 35 * len(frame)),
                  column_order=["name", "customer", "tier", "brand", "value", "risk", "mentions", "negative",
                                *(["reasons"] if has_reasons else [])],
                  column_config={
@@ -205,9 +205,10 @@ def _timeline(view: dict[str, Any], filters: Filters, span: tuple[int, int] | No
                            "channel": str(m.get("channel") or ""), "sentiment": str(m.get("sentiment") or ""),
                            "score": float(m.get("score") or 0.0), "intent": str(m.get("intent") or ""),
                            "text": str(m.get("text") or "")} for m in shown])
-    chart = alt.Chart(chart_times(frame, filters.tz, "time"), height=180).mark_circle(size=90, opacity=0.85).encode(
-        alt.X("time:T", title=None, scale=alt.Scale(type="utc")),
-        alt.Y("score:Q", title="sentiment score", scale=alt.Scale(domain=[-1, 1])),
+    chart = alt.Chart(chart_times(frame, filters.tz, "time"), height=220).mark_circle(size=110, opacity=0.85).encode(
+        alt.X("time:T", title=None, scale=alt.Scale(type="utc", nice=True),
+              axis=alt.Axis(format="%d %b %H:%M", labelAngle=0, tickCount=5)),
+        alt.Y("score:Q", title="sentiment", scale=alt.Scale(domain=[-1, 1])),
         alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
                   legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["channel:N", "sentiment:N", alt.Tooltip("score:Q", format="+.2f")])

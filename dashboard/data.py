@@ -697,7 +697,12 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
             "share of voice": mentions / total if total else nan,
         })
     table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
-    series = frame.groupby(["start", "channel"], as_index=False)[["mentions", "negative", "neutral", "positive"]].sum()
+    series = frame.groupby(["start", "channel"])[["mentions", "negative", "neutral", "positive"]].sum()
+    # every window of the span for every channel, so quiet windows read 0 instead of being bridged
+    length = GRANULARITIES[span.gran]
+    starts = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length)]
+    grid = pd.MultiIndex.from_product([starts, sorted(per.index)], names=["start", "channel"])
+    series = series.reindex(grid, fill_value=0).reset_index()
     return ChannelsView(span=span, table=table, series=series,
                         notable=_notable(client, keys, filters, span, notable_n))
 

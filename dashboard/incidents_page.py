@@ -44,9 +44,10 @@ KINDS = ("spike", "sla_breach", "rule", "churn")
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
-def load_incidents(url: str | None, prefix: str, brand: str | None, channels: tuple[str, ...]) -> list[Incident]:
+def load_incidents(url: str | None, prefix: str, brand: str | None, channels: tuple[str, ...],
+                   kinds: tuple[str, ...] = ()) -> list[Incident]:
     """Cached :func:`stream.incident_desk.read_incidents`."""
-    return read_incidents(redis_client(url), Keys(prefix), brand, channels or None)
+    return read_incidents(redis_client(url), Keys(prefix), brand, channels or None, kinds or None)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
@@ -99,8 +100,8 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
 
 
 def _chosen(settings: DashboardSettings, filters: Filters, kinds: tuple[str, ...], past: bool) -> list[Incident]:
-    incidents = load_incidents(settings.redis_url, settings.prefix, filters.brand, filters.channels)
-    return [i for i in incidents if (not kinds or i.kind in kinds) and (past or i.live)]
+    incidents = load_incidents(settings.redis_url, settings.prefix, filters.brand, filters.channels, kinds)
+    return [i for i in incidents if past or i.live]
 
 
 def _live_list(settings: DashboardSettings, filters: Filters, kinds: tuple[str, ...], past: bool) -> None:

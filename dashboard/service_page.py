@@ -223,8 +223,8 @@ def _answer_panel(settings: DashboardSettings, filters: Filters) -> None:
         case = cases[case_id]
         plain(f"{case['author']} on {case['channel']} · {case['status']} · queue {case['queue']} · "
               f"agent {case['agent'] or '–'}")
-        st.text_area("Customer wrote", value=case["text"], disabled=True, key=f"sd_said_{case_id}",
-                     height="content")
+        st.caption("Customer wrote")
+        st.code(case["text"], language=None, wrap_lines=True)
         user = require_user(settings, "answer or resolve cases")
         if user is None:
             return

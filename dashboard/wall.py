@@ -104,7 +104,7 @@ def _wall(settings: DashboardSettings, filters: Filters, pinned: str | None) -> 
         dots = " ".join("●" if v == view else "○" for v in VIEWS)
         plain(f"{now:%H:%M:%S} {filters.tz}   {dots}" if now else dots)
     try:
-        incidents = load_incidents(settings.redis_url, settings.prefix, filters.brand, ())
+        incidents = load_incidents(settings.redis_url, settings.prefix, filters.brand, (), ("spike",))
     except REDIS_ERRORS:
         st.caption("Redis did not answer: the wall fills in by itself when it is back.")
         return
@@ -210,7 +210,7 @@ def _desk(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -
         frame = pd.DataFrame([{"agent": a["agent"], "cases": a["load"], "free": max(0, a["capacity"] - a["load"])}
                               for a in desk.agents]).melt(id_vars="agent", var_name="part", value_name="n")
         chart = alt.Chart(frame, height=480).mark_bar().encode(
-            alt.Y("agent:N", title=None), alt.X("n:Q", title="cases held / capacity", axis=alt.Axis(tickMinStep=1)),
+            alt.Y("agent:N", title=None), alt.X("n:Q", title="cases held / capacity", axis=alt.Axis(tickMinStep=1, tickCount=8)),
             alt.Color("part:N", scale=alt.Scale(domain=["cases", "free"], range=["#4f8cff", "#334155"]),
                       legend=alt.Legend(orient="bottom", title=None)), alt.Order("part:N"))
         st.altair_chart(_dark(chart), width="stretch", theme=None)

@@ -22,6 +22,7 @@ We know some of you are having trouble with login and outage right now. Our team
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -242,7 +243,7 @@ def incident_timeline(client: redis.Redis, keys: Keys, incident: Incident, scan:
     """
     rows: list[dict[str, Any]] = []
     entries: Any = client.xrevrange(keys.alerts, count=scan) or []
-    for entry_id, fields in entries:
+    for entry_id, fields in reversed(entries):  # oldest first: the sort below keeps ties in stream order
         body = fields.get(b"alert") or fields.get("alert")
         if not body:
             continue
@@ -361,8 +362,16 @@ def notice_reply_id(incident_id: str, channel: str) -> str:
     return f"notice:{incident_id}:{channel}"
 
 
+_WORD = re.compile(r"^[^\W_][\w'’-]*$")
+
+
 def _terms(terms: Sequence[str], n: int = 3) -> str:
-    chosen = [t for t in terms if t][:n]
+    """The first ``n`` terms that are words (a public notice quotes no markup, links or odd tokens).
+
+    >>> _terms(["login", "<b>x</b>", "outage", "[a](b)", "app"])
+    'login, outage and app'
+    """
+    chosen = [t for t in terms if _WORD.match(t)][:n]
     if len(chosen) <= 1:
         return "".join(chosen)
     return ", ".join(chosen[:-1]) + " and " + chosen[-1]
