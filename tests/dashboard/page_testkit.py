@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,11 @@ def run_page(monkeypatch: pytest.MonkeyPatch, redis_url: str, prefix: str, page:
     for k, v in (state or {}).items():
         at.session_state[k] = v
     return at.run()
+
+
+def rendered(markdown: str) -> str:
+    """What a Markdown string escaped with ``dashboard.ui.md_escape`` reads like on screen."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def markdown_texts(at: AppTest) -> list[str]:
