@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 from dashboard_seed import HOSTILE
-from page_testkit import TOKEN, HOSTILE_PIECES
+from page_testkit import HOSTILE_PIECES, TOKEN
 from streamlit.testing.v1 import AppTest
 
 from dashboard.incidents_page import load_incidents

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from pulse_testkit import pulse
+
 from stream.redisconn import RedisUnavailable, connect, mask_secrets
 
 
