@@ -177,8 +177,8 @@ def _detail(settings: DashboardSettings, filters: Filters, kinds: tuple[str, ...
         with right:
             st.subheader("Timeline", anchor=False)
             _timeline(detail["timeline"], filters.tz)
-            _actions(settings, inc)
-    _notices(settings, inc)
+            _actions(settings, inc, filters.tz)
+    _notices(settings, inc, filters.tz)
 
 
 def _flash(message: str) -> None:
@@ -250,19 +250,30 @@ def _timeline(rows: list[dict[str, Any]], tz: str) -> None:
         return
     frame = local_frame(pd.DataFrame(rows), tz, "at")
     st.dataframe(frame, hide_index=True, placeholder="–", column_config={
-        "at": st.column_config.DatetimeColumn(f"when ({tz})", format="DD MMM HH:mm:ss", width="small"),
+        "at": st.column_config.DatetimeColumn(f"when ({tz})", format="DD MMM HH:mm:ss", width="medium"),
         "detail": st.column_config.TextColumn("detail", width="large")})
     st.caption("Detector events are stamped when the flow wrote them; desk events when someone acted.")
 
 
-def _actions(settings: DashboardSettings, inc: Incident) -> None:
+def _stamp(iso: str, tz: str) -> str:
+    """An action's time (ISO, UTC) in the chosen timezone."""
+    from datetime import datetime
+
+    try:
+        local = to_local(datetime.fromisoformat(iso), tz)
+    except ValueError:
+        return iso
+    return f"{local:%d %b %H:%M:%S} {tz}" if local else iso
+
+
+def _actions(settings: DashboardSettings, inc: Incident, tz: str) -> None:
     st.subheader("Handle", anchor=False)
     if inc.acknowledged_by:
         st.caption("Acknowledged by")
-        plain(f"{inc.acknowledged_by} at {inc.acknowledged_at}")
+        plain(f"{inc.acknowledged_by} at {_stamp(inc.acknowledged_at, tz)}")
     if inc.closed_by:
         st.caption("Closed by")
-        plain(f"{inc.closed_by} at {inc.closed_at}")
+        plain(f"{inc.closed_by} at {_stamp(inc.closed_at, tz)}")
     user = require_user(settings, "acknowledge, close or send notices")
     if user is None:
         return
@@ -288,7 +299,7 @@ def _actions(settings: DashboardSettings, inc: Incident) -> None:
     _flash(f"Incident {what}." if done else f"Incident was already {what}.")
 
 
-def _notices(settings: DashboardSettings, inc: Incident) -> None:
+def _notices(settings: DashboardSettings, inc: Incident, tz: str) -> None:
     with st.container(border=True):
         st.subheader("Public notice", anchor=False)
         st.caption("A draft per affected channel and the owned community, from a template and the top terms. "
@@ -297,16 +308,17 @@ def _notices(settings: DashboardSettings, inc: Incident) -> None:
         channels = notice_channels(inc, settings.owned_channels)
         for column, channel in zip(st.columns(len(channels)), channels, strict=True):
             with column:
-                _notice(settings, inc, channel, user)
+                _notice(settings, inc, channel, user, tz)
 
 
-def _notice(settings: DashboardSettings, inc: Incident, channel: str, user: str | None) -> None:
+def _notice(settings: DashboardSettings, inc: Incident, channel: str, user: str | None, tz: str) -> None:
     notice = inc.notices.get(channel)
     owned = channel in settings.owned_channels
     st.markdown(f"**{md_escape(channel)}**" + (" · owned community" if owned else ""))
     status = notice.status if notice else "draft (not saved)"
     plain(f"Status: {status}" + (f" · approved by {notice.approved_by}" if notice and notice.approved_by else "")
-          + (f" · sent by {notice.sent_by} at {notice.sent_at}" if notice and notice.sent_by else ""))
+          + (f" · sent by {notice.sent_by} at {_stamp(notice.sent_at, tz)}" if notice and notice.sent_by
+             else ""))
     key = f"notice_{inc.id}_{channel}"
     default = notice.text if notice and notice.text else draft_notice(inc, channel, owned=owned)
     sent = notice is not None and notice.status == "sent"

@@ -264,6 +264,8 @@ def test_acknowledge_and_send_a_notice(server: int, browser: Any, redis_url: str
     page.get_by_text("Notice for twitter approved", exact=False).wait_for(state="visible", timeout=30_000)
     page.get_by_role("button", name="Send", exact=True).first.click()
     page.get_by_text("Notice sent to the twitter outbox", exact=False).wait_for(state="visible", timeout=30_000)
+    page.get_by_text("Status: sent", exact=False).wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(SCREENSHOTS / "incidents_notice_sent.png"))
     [msg] = read_messages(client, prefix, "twitter")
     assert (msg.kind, msg.agent, msg.brand) == ("notice", "ines", "acme")
