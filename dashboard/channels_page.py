@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard.command_centre import SENTIMENT_COLOURS, channel_colour, time_axis, with_window
 from dashboard.data import ChannelsView, DashboardSettings, Filters, load_channels_view
-from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, to_local
+from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, show_chart, to_local
 
 __all__ = ["PANELS", "render"]
 
@@ -59,7 +59,7 @@ def footprint(view: ChannelsView, filters: Filters) -> None:
         alt.Color("measure:N", scale=alt.Scale(domain=["mentions", "authors"], range=["#4f8cff", "#f2a541"]),
                   legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["channel:N", "measure:N", "count:Q"])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
     st.caption("Authors: distinct per brand (HyperLogLog), summed over brands.")
 
 
@@ -98,7 +98,7 @@ def sentiment_by_channel(view: ChannelsView, filters: Filters) -> None:
                   legend=alt.Legend(orient="bottom", title=None)),
         alt.Order("order:Q"),
         tooltip=["channel:N", "sentiment:N", alt.Tooltip("n:Q", title="mentions")])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
 
 
 def volume_over_time(view: ChannelsView, filters: Filters) -> None:
@@ -112,7 +112,7 @@ def volume_over_time(view: ChannelsView, filters: Filters) -> None:
         alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
                   legend=alt.Legend(orient="bottom", title=None, columns=8)),
         tooltip=[alt.Tooltip("window:N", title="window"), "channel:N", "mentions:Q", "negative:Q"])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
 
 
 def channel_table(view: ChannelsView, filters: Filters) -> None:

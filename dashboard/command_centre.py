@@ -30,7 +30,7 @@ from dashboard.data import (
     load_channels,
     load_command_centre,
 )
-from dashboard.ui import REDIS_ERRORS, chart_time, chart_times, local_frame, redis_down, to_local
+from dashboard.ui import REDIS_ERRORS, chart_time, chart_times, local_frame, redis_down, show_chart, to_local
 
 __all__ = ["channel_colour", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
            "sentiment_chart"]
@@ -133,16 +133,16 @@ def _live_panel(settings: DashboardSettings, filters: Filters, shown_brands: lis
     charts = st.columns(3)
     with charts[0], st.container(border=True):
         st.subheader("Mentions per channel", anchor=False)
-        st.altair_chart(mentions_chart(view, tz), width="stretch")
+        show_chart(mentions_chart(view, tz))
     with charts[1], st.container(border=True):
         st.subheader("Sentiment", anchor=False)
-        st.altair_chart(sentiment_chart(view, tz), width="stretch")
+        show_chart(sentiment_chart(view, tz))
     with charts[2], st.container(border=True):
         st.subheader("First response time", anchor=False)
         if view.response.empty:
             st.caption("No brand replies in this range yet.")
         else:
-            st.altair_chart(response_chart(view, tz), width="stretch")
+            show_chart(response_chart(view, tz))
     _alerts_panel(view)
     left, right = st.columns([2.2, 1.25])
     with left, st.container(border=True):
@@ -260,9 +260,7 @@ def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre, tz: st
 
 def mentions_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.LayerChart:
     """Stacked areas of mentions per window, one band per channel."""
-    frame = view.by_channel.pivot_table(index="start", columns="channel", values="mentions", fill_value=0,
-                                        aggfunc="sum")
-    frame = frame.reset_index().melt(id_vars="start", var_name="channel", value_name="mentions")
+    frame = view.by_channel[["start", "channel", "mentions"]]  # every window x channel, zeros included
     channels = sorted(frame["channel"].unique())
     chart = (
         alt.Chart(with_window(frame, tz), height=CHART_HEIGHT)
@@ -308,7 +306,7 @@ def response_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.Laye
         tooltip=[_WINDOW_TOOLTIP, "statistic:N",
                  alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
     )
-    lines = base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)
+    lines = base.mark_line(interpolate="monotone", strokeWidth=2, point=alt.OverlayMarkDef(size=18, opacity=0.6))
     return _with_filling(lines, view, tz)
 
 

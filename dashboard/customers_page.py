@@ -28,7 +28,7 @@ from dashboard.data import (
     redis_client,
     resolve_span,
 )
-from dashboard.ui import REDIS_ERRORS, chart_times, local_frame, md_escape, plain, redis_down
+from dashboard.ui import REDIS_ERRORS, chart_times, local_frame, md_escape, plain, redis_down, show_chart
 from stream.keys import Keys
 from stream.service_desk import CrmError, service_store
 
@@ -212,7 +212,7 @@ def _timeline(view: dict[str, Any], filters: Filters, span: tuple[int, int] | No
         alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
                   legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["channel:N", "sentiment:N", alt.Tooltip("score:Q", format="+.2f")])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
     st.dataframe(local_frame(frame, filters.tz, "time"), hide_index=True, placeholder="–", column_config={
         "time": st.column_config.DatetimeColumn(f"time ({filters.tz})", format="DD MMM HH:mm", width="small"),
         "score": st.column_config.NumberColumn("score", format="%+.2f", width="small"),

@@ -37,11 +37,10 @@ from stream.metrics import (
     recent_dead_letters,
     recent_mentions,
     response_times_between,
-    timeseries,
     totals,
-    windows_between,
 )
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url, mask_secrets
+from stream.windows import COUNTERS
 
 __all__ = [
     "CACHE_TTL_SECONDS",
@@ -234,14 +233,14 @@ class Span:
         return datetime.fromtimestamp(self.end_ms / 1000, tz=UTC)
 
 
-def newest_window_ms(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> int | None:
-    """Start of the newest minute window written (event time), over the chosen brands."""
-    pairs = [(b, c) for b in (brands or list_brands(client, keys)) for c in list_channels(client, keys, [b])]
+def newest_window_ms(client: redis.Redis, keys: Keys, brands: list[str] | None = None, gran: str = "m") -> int | None:
+    """Start of the newest window written (event time), over the chosen brands."""
+    pairs = [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans]
     if not pairs:
         return None
     pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrevrange(keys.windows_index(b, c, "m"), 0, 0, withscores=True)
+        pipe.zrevrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
     newest = [int(r[0][1]) for r in pipe.execute() if r]
     return max(newest) if newest else None
 
@@ -259,6 +258,101 @@ def resolve_span(client: redis.Redis, keys: Keys, filters: Filters) -> Span | No
     length = GRANULARITIES[gran]
     end = newest - newest % length + length
     return Span(end - max(1, filters.minutes * 60_000 // length) * length, end, gran)
+
+
+def brand_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> dict[str, list[str]]:
+    """The channels seen per brand (default: every brand), two round trips."""
+    chosen = brands if brands is not None else list_brands(client, keys)
+    if not chosen:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for b in chosen:
+        pipe.smembers(keys.channels(b))
+    return {b: sorted(_text(c) for c in members) for b, members in zip(chosen, pipe.execute(), strict=True)}
+
+
+# KEYS: window hashes (one brand: one hash slot); ARGV: the counters to read. One reply for many windows, so
+# reading a day of minute windows costs one round trip per brand instead of one parsed reply per window.
+_FETCH_WINDOWS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, unpack(ARGV))
+end
+return out
+"""
+# The same windows summed on the server: one number per counter.
+_SUM_WINDOWS = """
+local sums = {}
+for i = 1, #ARGV do sums[i] = 0 end
+for _, key in ipairs(KEYS) do
+  local values = redis.call('HMGET', key, unpack(ARGV))
+  for i = 1, #ARGV do sums[i] = sums[i] + (tonumber(values[i]) or 0) end
+end
+return sums
+"""
+
+#: Per brand: (channel, window start ms, window key) of every window found.
+WindowIndex = dict[str, list[tuple[str, float, str]]]
+
+
+def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
+                 brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> WindowIndex:
+    """The windows starting in ``[since_ms, until_ms]`` per brand (one pipelined round trip after the brands')."""
+    pairs = [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans
+             if not channels or c in channels]
+    if not pairs:
+        return {}
+    lo = since_ms if since_ms is not None else "-inf"
+    hi = until_ms if until_ms is not None else "+inf"
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi, withscores=True)
+    per_brand: WindowIndex = {}
+    for (b, c), found in zip(pairs, pipe.execute(), strict=True):
+        per_brand.setdefault(b, []).extend((c, score, keys.window(b, c, _text(bucket), gran)) for bucket, score in found)
+    return {b: items for b, items in per_brand.items() if items}
+
+
+def read_windows(client: redis.Redis, index: WindowIndex) -> list[dict[str, Any]]:
+    """The counters of the indexed windows, one row each (one read-only script per brand, pipelined)."""
+    if not index:
+        return []
+    script = client.register_script(_FETCH_WINDOWS)
+    pipe = client.pipeline(transaction=False)
+    for items in index.values():
+        script(keys=[k for _, _, k in items], args=list(COUNTERS), client=pipe)
+    rows: list[dict[str, Any]] = []
+    for (b, items), values in zip(index.items(), pipe.execute(), strict=True):
+        for (c, score, _), counters in zip(items, values, strict=True):
+            if all(v is None for v in counters):  # expired between the two reads
+                continue
+            row: dict[str, Any] = {name: int(v or 0) for name, v in zip(COUNTERS, counters, strict=True)}
+            row.update(brand=b, channel=c, start=datetime.fromtimestamp(score / 1000, tz=UTC))
+            rows.append(row)
+    return rows
+
+
+def sum_windows(client: redis.Redis, index: WindowIndex) -> dict[str, int]:
+    """Every counter summed over the indexed windows, on the server (one script per brand, pipelined)."""
+    out = dict.fromkeys(COUNTERS, 0)
+    if not index:
+        return out
+    script = client.register_script(_SUM_WINDOWS)
+    pipe = client.pipeline(transaction=False)
+    for items in index.values():
+        script(keys=[k for _, _, k in items], args=list(COUNTERS), client=pipe)
+    for sums in pipe.execute():
+        for name, v in zip(COUNTERS, sums, strict=True):
+            out[name] += int(v or 0)
+    return out
+
+
+def fetch_windows(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
+                  brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per window x brand x channel starting in ``[since_ms, until_ms]``, like
+    :func:`stream.metrics.windows_between` (every counter plus ``brand``, ``channel``, ``start``), read in
+    two pipelined round trips: the windows' indexes, then one read-only script per brand for their hashes."""
+    return read_windows(client, window_index(client, keys, since_ms, until_ms, gran, brands, channels))
 
 
 def list_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> list[str]:
@@ -348,16 +442,21 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
                         alerts=read_alerts(client, keys, brand, channels=channels))
     # The newest window of the range: the newest written, or the one holding until_ms - 1.
     last_window = None if until_ms is None else (until_ms - 1) - (until_ms - 1) % length
-    rows = timeseries(client, keys, minutes=2 * n_windows, gran=gran, until_ms=last_window)
-    if not rows:
-        return out
-    end_ms = _ms(max(r["start"] for r in rows)) if last_window is None else last_window
-    earliest_ms = _ms(min(r["start"] for r in rows))
+    if last_window is None:
+        newest = newest_window_ms(client, keys, None, gran)
+        if newest is None:
+            return out
+        last_window = newest
+    end_ms = last_window
     start_ms = end_ms - (n_windows - 1) * length
     prev_start_ms = start_ms - n_windows * length
-    rows = [r for r in rows if (brand is None or r["brand"] == brand) and (not channels or r["channel"] in channels)]
-    current = [r for r in rows if _ms(r["start"]) >= start_ms]
-    before = [r for r in rows if _ms(r["start"]) < start_ms]
+    index = window_index(client, keys, prev_start_ms, end_ms, gran, chosen, channels)
+    if not index:
+        return out
+    earliest_ms = int(min(score for items in index.values() for _, score, _ in items))
+    # the range itself window by window; the range before only as totals, summed on the server
+    current = read_windows(client, {b: [i for i in items if i[1] >= start_ms] for b, items in index.items()})
+    before = [sum_windows(client, {b: [i for i in items if i[1] < start_ms] for b, items in index.items()})]
     responses = [r for r in response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
                                                    end_ms + length - 1, chosen)
                  if not channels or r["channel"] in channels]
@@ -656,8 +755,7 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    rows = [r for r in windows_between(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands)
-            if filters.channel_ok(r["channel"])]
+    rows = fetch_windows(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
     if not rows:
         return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
     # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand)
@@ -734,6 +832,23 @@ def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: i
 
 # -- models ---------------------------------------------------------------------------------------------
 
+def read_model_quality(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """:func:`stream.metrics.model_quality` without scanning the keyspace: the metrics hashes of the channels
+    the flow has seen (and ``all``), one row per model x channel that has one, channels sorted."""
+    from models.prequential import read_metrics
+    from models.registry import info
+
+    channels = sorted({"all", *list_channels(client, keys)})
+    rows = []
+    for model in ("intent", "sentiment", "department"):
+        meta = info(client, keys.prefix, model) or {}
+        for channel in channels:
+            metrics = read_metrics(client, keys.prefix, model, channel)
+            if metrics:
+                rows.append({"model": model, "channel": channel, "version": meta.get("version"), **metrics})
+    return rows
+
+
 #: The window counters that are a model's predictions: model -> classes.
 PREDICTION_COUNTERS = {"sentiment": ("negative", "neutral", "positive"), "intent": ("queries", "comments")}
 
@@ -750,8 +865,7 @@ def prediction_mix(client: redis.Redis, keys: Keys, filters: Filters, model: str
     span = resolve_span(client, keys, filters) if classes else None
     if classes is None or span is None:
         return pd.DataFrame(columns=columns)
-    rows = [r for r in windows_between(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands)
-            if filters.channel_ok(r["channel"])]
+    rows = fetch_windows(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows).groupby("start")[list(classes)].sum()

@@ -7,6 +7,7 @@ seen so far); when Redis is away the filters show what they can and the pages sa
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import available_timezones
 
@@ -25,6 +26,7 @@ _COMMON_ZONES = ("UTC", "Europe/London", "Europe/Paris", "America/New_York", "Am
                  "America/Los_Angeles", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo", "Australia/Sydney")
 
 
+@functools.lru_cache(maxsize=32)
 def timezones(browser: str | None = None) -> list[str]:
     """UTC, the browser's zone, common ones, then every other IANA zone.
 

@@ -19,7 +19,16 @@ import streamlit as st
 from dashboard.auth import require_user
 from dashboard.command_centre import time_axis, with_window
 from dashboard.data import CACHE_TTL_SECONDS, DashboardSettings, Filters, redis_client
-from dashboard.ui import REDIS_ERRORS, chart_times, local_frame, md_escape, plain, redis_down, to_local
+from dashboard.ui import (
+    REDIS_ERRORS,
+    chart_times,
+    local_frame,
+    md_escape,
+    plain,
+    redis_down,
+    show_chart,
+    to_local,
+)
 from stream.incident_desk import (
     Incident,
     IncidentDeskError,
@@ -163,7 +172,7 @@ def _detail(settings: DashboardSettings, filters: Filters, kinds: tuple[str, ...
         with left:
             st.subheader("Volume and the expected band", anchor=False)
             if detail["volume"]:
-                st.altair_chart(volume_chart(inc, detail["volume"], filters.tz), width="stretch")
+                show_chart(volume_chart(inc, detail["volume"], filters.tz))
             else:
                 st.caption("No minute windows around this incident are kept (older than the retention, or not "
                            "a brand × channel series).")
@@ -280,9 +289,9 @@ def _actions(settings: DashboardSettings, inc: Incident, tz: str) -> None:
     note = st.text_input("Note (optional)", key=f"inc_note_{inc.id}", max_chars=500)
     ack_col, close_col = st.columns(2)
     ack = ack_col.button("Acknowledge", key=f"inc_ack_{inc.id}", type="primary", icon=":material/front_hand:",
-                         disabled=inc.status != "new", width="stretch")
+                         disabled=inc.status != "new")
     close = close_col.button("Close incident", key=f"inc_close_{inc.id}", icon=":material/task_alt:",
-                             disabled=inc.status == "closed", width="stretch")
+                             disabled=inc.status == "closed")
     if not (ack or close):
         return
     client, keys = redis_client(settings.redis_url), Keys(settings.prefix)
@@ -328,8 +337,8 @@ def _notice(settings: DashboardSettings, inc: Incident, channel: str, user: str 
         return
     approved = notice is not None and notice.status == "approved" and notice.text == (text or "").strip()
     save_col, approve_col, send_col = st.columns(3)
-    save = save_col.button("Save", key=f"{key}_save", icon=":material/save:", width="stretch")
-    approve = approve_col.button("Approve", key=f"{key}_approve", icon=":material/verified:", width="stretch")
+    save = save_col.button("Save", key=f"{key}_save", icon=":material/save:")
+    approve = approve_col.button("Approve", key=f"{key}_approve", icon=":material/verified:")
     send = send_col.button("Send", key=f"{key}_send", type="primary", icon=":material/campaign:",
                            disabled=not approved, width="stretch",
                            help=None if approved else "Approve this text first.")

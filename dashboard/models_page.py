@@ -27,13 +27,13 @@ from dashboard.data import (
     DashboardSettings,
     Filters,
     prediction_mix,
+    read_model_quality,
     redis_client,
     resolve_span,
 )
-from dashboard.ui import REDIS_ERRORS, md_escape, redis_down
+from dashboard.ui import REDIS_ERRORS, md_escape, redis_down, show_chart
 from models import registry
 from stream.keys import Keys
-from stream.metrics import model_quality
 from stream.model_desk import (
     ModelDeskError,
     flatten_version,
@@ -56,7 +56,7 @@ SAMPLE = 20
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
 def load_model_quality(url: str | None, prefix: str) -> list[dict]:
-    return model_quality(redis_client(url), Keys(prefix))
+    return read_model_quality(redis_client(url), Keys(prefix))
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
@@ -142,10 +142,10 @@ def _quality(rows: list[dict], name: str) -> None:
                 for _, r in chosen.iterrows() if r["channel"] != "all"
                 for k, v in (r.get("prediction_dist") or {}).items()]
         if dist:
-            st.altair_chart(alt.Chart(pd.DataFrame(dist)).mark_bar().encode(
+            show_chart(alt.Chart(pd.DataFrame(dist)).mark_bar().encode(
                 x=alt.X("share:Q", stack="normalize", title="share of predictions"),
                 y=alt.Y("channel:N", title=None), color=alt.Color("class:N", title=None),
-                tooltip=["channel", "class", alt.Tooltip("share:Q", format=".1%")]), width="stretch")
+                tooltip=["channel", "class", alt.Tooltip("share:Q", format=".1%")]))
         else:
             st.caption("No predictions yet.")
     with right, st.container(border=True):
@@ -243,18 +243,17 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
         data = with_window(mix, filters.tz)
         with left, st.container(border=True):
             st.subheader("Prediction mix", anchor=False)
-            st.altair_chart(alt.Chart(data, height=240).mark_area(opacity=0.85).encode(
+            show_chart(alt.Chart(data, height=240).mark_area(opacity=0.85).encode(
                 axis, alt.Y("count:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
                 alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None)),
                 tooltip=[alt.Tooltip("window:N", title="window"), "class:N", "count:Q",
-                         alt.Tooltip("share:Q", format=".1%")]), width="stretch")
+                         alt.Tooltip("share:Q", format=".1%")]))
         with right, st.container(border=True):
             st.subheader("Distance from the period's mix", anchor=False)
-            st.altair_chart(alt.Chart(data.drop_duplicates("start"), height=240).mark_line(
+            show_chart(alt.Chart(data.drop_duplicates("start"), height=240).mark_line(
                 interpolate="monotone", color="#f2a541").encode(
                 axis, alt.Y("drift:Q", title="TV distance", scale=alt.Scale(domain=[0, 1])),
-                tooltip=[alt.Tooltip("window:N", title="window"), alt.Tooltip("drift:Q", format=".3f")]),
-                width="stretch")
+                tooltip=[alt.Tooltip("window:N", title="window"), alt.Tooltip("drift:Q", format=".3f")]))
     history = [flatten_version(v) for v in (versions or {}).get("versions") or []]
     drift_rows = [{"version": h.get("version"), "saved_at": h.get("saved_at"), "measure": m.split(".", 1)[1],
                    "value": h[m]} for h in history for m in ("metrics.prediction_drift", "metrics.label_drift")
@@ -262,10 +261,10 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
     if drift_rows:
         with st.container(border=True):
             st.subheader("Drift recorded by each checkpoint", anchor=False)
-            st.altair_chart(alt.Chart(pd.DataFrame(drift_rows), height=220).mark_line(point=True).encode(
+            show_chart(alt.Chart(pd.DataFrame(drift_rows), height=220).mark_line(point=True).encode(
                 alt.X("version:O"), alt.Y("value:Q", title="TV distance"),
                 alt.Color("measure:N", legend=alt.Legend(orient="bottom", title=None)),
-                tooltip=["version:O", "saved_at:N", "measure:N", alt.Tooltip("value:Q", format=".3f")]), width="stretch")
+                tooltip=["version:O", "saved_at:N", "measure:N", alt.Tooltip("value:Q", format=".3f")]))
 
 
 def _label(settings: DashboardSettings, name: str, versions: dict[str, Any] | None) -> None:

@@ -17,7 +17,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.data import DashboardSettings, Filters, redis_client, resolve_span
-from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, to_local
+from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, show_chart, to_local
 from stream.keys import GRANULARITIES, Keys
 from stream.report import Report, build_report, write_report
 
@@ -82,12 +82,12 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
     stamp = f"{report.since:%Y%m%d%H%M}-{report.until:%Y%m%d%H%M}"
     cols = st.columns([1, 1, 1, 3])
     cols[0].download_button("CSV", files["csv"], f"pulse-report-{stamp}.csv", "text/csv", key="rep_csv",
-                            icon=":material/download:", width="stretch")
+                            icon=":material/download:")
     cols[1].download_button("Parquet", files["parquet"], f"pulse-report-{stamp}.parquet",
                             "application/vnd.apache.parquet", key="rep_parquet", icon=":material/download:",
                             width="stretch")
     cols[2].download_button("HTML", files["html"], f"pulse-report-{stamp}.html", "text/html", key="rep_html",
-                            icon=":material/download:", width="stretch")
+                            icon=":material/download:")
     with cols[3]:
         st.caption("The same files from the command line:")
     command = (f"pulse report --from {report.since:%Y-%m-%dT%H:%M}Z --to {report.until:%Y-%m-%dT%H:%M}Z "
@@ -107,10 +107,10 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
         st.subheader(f"Mentions per {_PER[gran]}", anchor=False)
         per = (report.periods.group_by("period", "brand").agg(pl.col("mentions").sum()).sort("period").to_pandas())
         per = local_frame(per, filters.tz, "period")
-        st.altair_chart(alt.Chart(per, height=280).mark_bar().encode(
+        show_chart(alt.Chart(per, height=280).mark_bar().encode(
             alt.X("period:T", title=None), alt.Y("mentions:Q", stack="zero"),
             alt.Color("brand:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["brand:N", "mentions:Q"]), width="stretch")
+            tooltip=["brand:N", "mentions:Q"]))
     with st.container(border=True):
         st.subheader(f"Per {_PER[gran]}, brand and channel", anchor=False)
         periods = local_frame(report.periods.to_pandas(), filters.tz, "period")

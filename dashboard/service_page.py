@@ -24,7 +24,7 @@ import streamlit as st
 from dashboard.auth import require_user
 from dashboard.command_centre import format_minutes
 from dashboard.data import CACHE_TTL_SECONDS, DashboardSettings, Filters, case_brands, redis_client
-from dashboard.ui import REDIS_ERRORS, local_frame, md_escape, plain, redis_down
+from dashboard.ui import REDIS_ERRORS, local_frame, md_escape, plain, redis_down, show_chart
 from stream.audit import record_action
 from stream.keys import Keys
 from stream.redisconn import RedisUnavailable
@@ -143,7 +143,7 @@ def _agents_chart(desk: ServiceDesk) -> None:
         x=alt.X("n:Q", title="cases held / capacity", axis=alt.Axis(tickMinStep=1, format="d")), y=alt.Y("agent:N", title=None, sort=None),
         color=alt.Color("part:N", title=None, scale=alt.Scale(domain=["cases", "free"], range=["#4c78a8", "#d8dde6"])),
         order=alt.Order("part:N"), tooltip=["agent", "departments", "part", "n"])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
 
 
 def _queues_chart(desk: ServiceDesk) -> None:
@@ -154,7 +154,7 @@ def _queues_chart(desk: ServiceDesk) -> None:
     chart = alt.Chart(frame).mark_bar(color="#e45756").encode(
         x=alt.X("waiting:Q", title="cases waiting", axis=alt.Axis(tickMinStep=1, format="d")), y=alt.Y("queue:N", title=None, sort="-x"),
         tooltip=["queue", "waiting", "oldest wait"])
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart)
 
 
 def _cases_table(desk: ServiceDesk, tz: str = "UTC") -> None:
@@ -235,8 +235,8 @@ def _answer_panel(settings: DashboardSettings, filters: Filters) -> None:
             text = st.text_area("Reply", key="sd_text", placeholder="Sorry about that! …")
             private = st.checkbox("Move to a private message (DM request)", key="sd_private")
             send, resolve = st.columns(2)
-            sent = send.form_submit_button("Send reply", type="primary", icon=":material/send:", width="stretch")
-            closed = resolve.form_submit_button("Resolve case", icon=":material/task_alt:", width="stretch")
+            sent = send.form_submit_button("Send reply", type="primary", icon=":material/send:")
+            closed = resolve.form_submit_button("Resolve case", icon=":material/task_alt:")
         if sent or closed:
             _act(settings, case_id, user, sent=bool(sent), text=text, article=article or None, private=private)
 

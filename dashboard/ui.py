@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import redis
 import streamlit as st
+from altair import MaxRowsError
 
 from dashboard.data import DashboardSettings, RedisUnavailable
 from stream.redisconn import mask_secrets
 
-__all__ = ["REDIS_ERRORS", "chart_time", "chart_times", "local_frame", "md_escape", "local_series", "plain", "redis_down", "to_local", "zone"]
+__all__ = ["REDIS_ERRORS", "chart_time", "chart_times", "local_frame", "md_escape", "show_chart", "local_series", "plain", "redis_down", "to_local", "zone"]
 
 #: What a read raises when Redis is away.
 REDIS_ERRORS = (RedisUnavailable, redis.RedisError, OSError)
@@ -84,6 +86,20 @@ def md_escape(text: object) -> str:
     """
     flat = " ".join(str(text).split())
     return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", flat)
+
+
+def show_chart(chart: Any, *, theme: Literal["streamlit"] | None = "streamlit") -> None:
+    """Draw an Altair chart across the container.
+
+    Its Vega-Lite spec is built here with Altair's own ``to_dict`` but without the JSON-schema pass that
+    ``st.altair_chart`` runs on every refresh (it doubles the cost of a live chart); the data goes inline.
+    """
+    try:
+        spec = chart.to_dict(validate=False)
+    except MaxRowsError:  # more rows than inline data takes: Streamlit's own path sends them as Arrow
+        st.altair_chart(chart, width="stretch", theme=theme)
+        return
+    st.vega_lite_chart(spec=spec, width="stretch", theme=theme)
 
 
 def plain(text: object) -> None:

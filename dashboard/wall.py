@@ -30,7 +30,7 @@ from dashboard.command_centre import (
 from dashboard.data import DashboardSettings, Filters, load_channels_view, load_command_centre
 from dashboard.incidents_page import load_incidents
 from dashboard.service_page import load_service_desk
-from dashboard.ui import REDIS_ERRORS, plain, to_local
+from dashboard.ui import REDIS_ERRORS, plain, show_chart, to_local
 
 __all__ = ["VIEWS", "WALL_CSS", "render", "wall_view"]
 
@@ -145,7 +145,7 @@ def _now(settings: DashboardSettings, filters: Filters, incidents: list[Any]) ->
         time_axis(cc.start, cc.end, cc.gran, filters.tz), alt.Y("mentions:Q", stack="zero", title="mentions / window"),
         alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
                   legend=alt.Legend(orient="right", title=None)))
-    st.altair_chart(_dark(chart), width="stretch", theme=None)
+    show_chart(_dark(chart), theme=None)
 
 
 def _incidents(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -> None:
@@ -180,7 +180,7 @@ def _channels(settings: DashboardSettings, filters: Filters, incidents: list[Any
             alt.Color("channel:N", scale=alt.Scale(domain=list(table["channel"]),
                                                    range=[channel_colour(c) for c in table["channel"]]), legend=None))
         text = bars.mark_text(align="left", dx=8, fontSize=26, color=_FG).encode(text="mentions:Q")
-        st.altair_chart(_dark(bars + text), width="stretch", theme=None)
+        show_chart(_dark(bars + text), theme=None)
     with right:
         st.subheader("Sentiment", anchor=False)
         long = table.melt(id_vars=["channel"], value_vars=["negative", "neutral", "positive"], var_name="sentiment",
@@ -192,7 +192,7 @@ def _channels(settings: DashboardSettings, filters: Filters, incidents: list[Any
             alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS),
                                                      range=list(SENTIMENT_COLOURS.values())),
                       legend=alt.Legend(orient="bottom", title=None)), alt.Order("order:Q"))
-        st.altair_chart(_dark(chart), width="stretch", theme=None)
+        show_chart(_dark(chart), theme=None)
 
 
 def _desk(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -> None:
@@ -213,4 +213,4 @@ def _desk(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -
             alt.Y("agent:N", title=None), alt.X("n:Q", title="cases held / capacity", axis=alt.Axis(tickMinStep=1, tickCount=8)),
             alt.Color("part:N", scale=alt.Scale(domain=["cases", "free"], range=["#4f8cff", "#334155"]),
                       legend=alt.Legend(orient="bottom", title=None)), alt.Order("part:N"))
-        st.altair_chart(_dark(chart), width="stretch", theme=None)
+        show_chart(_dark(chart), theme=None)
