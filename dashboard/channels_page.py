@@ -15,7 +15,15 @@ import streamlit as st
 
 from dashboard.command_centre import SENTIMENT_COLOURS, channel_colour, time_axis, with_window
 from dashboard.data import ChannelsView, DashboardSettings, Filters, load_channels_view
-from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, show_chart, to_local
+from dashboard.ui import (
+    REDIS_ERRORS,
+    local_frame,
+    md_escape,
+    redis_down,
+    show_chart,
+    show_chart_template,
+    to_local,
+)
 
 __all__ = ["PANELS", "render"]
 
@@ -38,9 +46,10 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
     start, end = to_local(view.span.start, filters.tz), to_local(view.span.end, filters.tz)
     assert start is not None and end is not None
     grain = {"m": "minute", "h": "hour", "d": "day"}[view.span.gran]
-    st.caption(f"{filters.brand or 'All brands'} · {filters.describe()} · {start:%d %b %Y %H:%M} – "
+    owned = ", ".join(sorted(set(view.table.loc[view.table["owned"], "channel"]))) or "none in range"
+    st.caption(f"{md_escape(filters.brand or 'All brands')} · {filters.describe()} · {start:%d %b %Y %H:%M} – "
                f"{end:%d %b %Y %H:%M} {filters.tz} (event time) · per-{grain} windows · owned communities: "
-               f"{', '.join(sorted(set(view.table.loc[view.table['owned'], 'channel']))) or 'none in range'}")
+               f"{md_escape(owned)}")
     for row in PANEL_ROWS:
         for column, panel in zip(st.columns(len(row)), row, strict=True):
             with column, st.container(border=True):
@@ -104,15 +113,20 @@ def sentiment_by_channel(view: ChannelsView, filters: Filters) -> None:
 def volume_over_time(view: ChannelsView, filters: Filters) -> None:
     """Mentions per window and channel over the period."""
     st.subheader("Volume", anchor=False)
-    assert view.span is not None
+    span = view.span
+    assert span is not None
     channels = sorted(view.series["channel"].unique())
-    chart = alt.Chart(with_window(view.series, filters.tz), height=260).mark_line(strokeWidth=2).encode(
-        time_axis(view.span.start, view.span.end, view.span.gran, filters.tz),
-        alt.Y("mentions:Q", title="mentions"),
-        alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
-                  legend=alt.Legend(orient="bottom", title=None, columns=8)),
-        tooltip=[alt.Tooltip("window:N", title="window"), "channel:N", "mentions:Q", "negative:Q"])
-    show_chart(chart)
+
+    def build() -> alt.Chart:
+        return alt.Chart(alt.NamedData("series"), height=260).mark_line(strokeWidth=2).encode(
+            time_axis(span.start, span.end, span.gran, filters.tz),
+            alt.Y("mentions:Q", title="mentions"),
+            alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
+                      legend=alt.Legend(orient="bottom", title=None, columns=8)),
+            tooltip=[alt.Tooltip("window:N", title="window"), "channel:N", "mentions:Q", "negative:Q"])
+
+    show_chart_template(("channels_volume", span, filters.tz, tuple(channels)), build,
+                        {"series": with_window(view.series, filters.tz)})
 
 
 def channel_table(view: ChannelsView, filters: Filters) -> None:

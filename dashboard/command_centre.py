@@ -1,7 +1,8 @@
-"""The command centre: a live wall display for incident managers (KPI tiles, trends, latest mentions).
+"""The command centre: the live overview (KPI tiles, trends, alerts, latest mentions); its big-screen twin is
+:mod:`dashboard.wall`.
 
-Filters (brand, time range, live) sit in the page header; everything below them is one fragment that
-reruns on its own every few seconds, reading cached figures from :mod:`dashboard.data`.
+Filters (brand, channels, time range, timezone) come from the sidebar; everything below the title is one
+fragment that reruns on its own every few seconds, reading cached figures from :mod:`dashboard.data`.
 
 User text (mention texts, authors, dead-letter payloads) only ever reaches the screen inside dataframes,
 which show it as plain text; nothing written by users goes through Markdown or HTML.
@@ -15,7 +16,7 @@ which show it as plain text; nothing written by users goes through Markdown or H
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import altair as alt
 import pandas as pd
@@ -30,10 +31,19 @@ from dashboard.data import (
     load_channels,
     load_command_centre,
 )
-from dashboard.ui import REDIS_ERRORS, chart_time, chart_times, local_frame, redis_down, show_chart, to_local
+from dashboard.ui import (
+    REDIS_ERRORS,
+    chart_time,
+    chart_times,
+    local_frame,
+    md_escape,
+    redis_down,
+    show_chart_template,
+    to_local,
+)
 
-__all__ = ["channel_colour", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
-           "sentiment_chart"]
+__all__ = ["channel_colour", "draw_chart", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
+           "sentiment_chart", "time_axis", "utc_datetime", "with_window"]
 
 SENTIMENT_COLOURS = {"negative": "#e5484d", "neutral": "#7d8897", "positive": "#3ecf8e"}
 RESPONSE_COLOURS = {"mean": "#4f8cff", "p90": "#f2a541"}
@@ -133,16 +143,16 @@ def _live_panel(settings: DashboardSettings, filters: Filters, shown_brands: lis
     charts = st.columns(3)
     with charts[0], st.container(border=True):
         st.subheader("Mentions per channel", anchor=False)
-        show_chart(mentions_chart(view, tz))
+        draw_chart("mentions", view, tz)
     with charts[1], st.container(border=True):
         st.subheader("Sentiment", anchor=False)
-        show_chart(sentiment_chart(view, tz))
+        draw_chart("sentiment", view, tz)
     with charts[2], st.container(border=True):
         st.subheader("First response time", anchor=False)
         if view.response.empty:
             st.caption("No brand replies in this range yet.")
         else:
-            show_chart(response_chart(view, tz))
+            draw_chart("response", view, tz)
     _alerts_panel(view)
     left, right = st.columns([2.2, 1.25])
     with left, st.container(border=True):
@@ -160,7 +170,7 @@ def _live_panel(settings: DashboardSettings, filters: Filters, shown_brands: lis
 def _status_line(view: CommandCentre, tz: str = "UTC") -> None:
     assert view.start is not None and view.end is not None
     fmt = {"m": "%d %b %Y %H:%M", "h": "%d %b %Y %H:00", "d": "%d %b %Y"}[view.gran]
-    scope = view.brand or f"all {len(view.brands)} brands"
+    scope = md_escape(view.brand) if view.brand else f"all {len(view.brands)} brands"
     grain = {"m": "minute", "h": "hour", "d": "day"}[view.gran]
     newest = view.newest or view.end
     filling = f" · shaded: the newest {grain}, so far" if view.filling_from is not None else ""
@@ -247,23 +257,37 @@ def with_window(frame: pd.DataFrame, tz: str, field: str = "start") -> pd.DataFr
 _WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")
 
 
-def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre, tz: str) -> alt.LayerChart | alt.Chart:
+def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre, tz: str, band: Any = None
+                  ) -> alt.LayerChart | alt.Chart:
     """Shade the newest window while it is still filling, so its low counts read as "so far"."""
     if view.filling_from is None or view.end is None:
         return chart
-    band = pd.DataFrame({"start": [chart_time(view.filling_from, tz)], "stop": [chart_time(view.end, tz)],
-                         "note": ["newest window, so far"]})
-    shade = alt.Chart(band).mark_rect(opacity=0.18, color="#9aa4b2").encode(
+    shade = alt.Chart(band if band is not None else _band(view, tz)).mark_rect(opacity=0.18, color="#9aa4b2").encode(
         alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), tooltip=[alt.Tooltip("note:N", title="")])
     return alt.LayerChart(layer=[shade, chart])
 
 
-def mentions_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.LayerChart:
-    """Stacked areas of mentions per window, one band per channel."""
-    frame = view.by_channel[["start", "channel", "mentions"]]  # every window x channel, zeros included
-    channels = sorted(frame["channel"].unique())
+def _band(view: CommandCentre, tz: str) -> pd.DataFrame:
+    assert view.filling_from is not None and view.end is not None
+    return pd.DataFrame({"start": [chart_time(view.filling_from, tz)], "stop": [chart_time(view.end, tz)],
+                         "note": ["newest window, so far"]})
+
+
+def _mentions_frame(view: CommandCentre, tz: str) -> pd.DataFrame:
+    return with_window(view.by_channel[["start", "channel", "mentions"]], tz)  # every window x channel, zeros in
+
+
+def _sentiment_frame(view: CommandCentre, tz: str) -> pd.DataFrame:
+    order = view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2})
+    return with_window(view.sentiment.assign(order=order), tz)
+
+
+def mentions_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                   ) -> alt.Chart | alt.LayerChart:
+    """Stacked areas of mentions per window, one band per channel (``data``: its rows, or a named dataset)."""
+    channels = sorted(view.by_channel["channel"].unique())
     chart = (
-        alt.Chart(with_window(frame, tz), height=CHART_HEIGHT)
+        alt.Chart(_mentions_frame(view, tz) if data is None else data, height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.88)
         .encode(
             _time_axis(view, tz),
@@ -273,14 +297,14 @@ def mentions_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.Laye
             tooltip=[_WINDOW_TOOLTIP, "channel:N", "mentions:Q"],
         )
     )
-    return _with_filling(chart, view, tz)
+    return _with_filling(chart, view, tz, band)
 
 
-def sentiment_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.LayerChart:
+def sentiment_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                    ) -> alt.Chart | alt.LayerChart:
     """Stacked areas of mentions per sentiment (negative at the bottom, where a surge shows first)."""
-    frame = view.sentiment.assign(order=view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2}))
     chart = (
-        alt.Chart(with_window(frame, tz), height=CHART_HEIGHT)
+        alt.Chart(_sentiment_frame(view, tz) if data is None else data, height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.9)
         .encode(
             _time_axis(view, tz),
@@ -292,12 +316,13 @@ def sentiment_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.Lay
             tooltip=[_WINDOW_TOOLTIP, "sentiment:N", "mentions:Q"],
         )
     )
-    return _with_filling(chart, view, tz)
+    return _with_filling(chart, view, tz, band)
 
 
-def response_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.LayerChart:
+def response_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                   ) -> alt.Chart | alt.LayerChart:
     """Mean and p90 first response time (minutes) of the replies posted in each window."""
-    base = alt.Chart(with_window(view.response, tz), height=CHART_HEIGHT).encode(
+    base = alt.Chart(with_window(view.response, tz) if data is None else data, height=CHART_HEIGHT).encode(
         _time_axis(view, tz),
         alt.Y("minutes:Q", title="minutes"),
         alt.Color("statistic:N",
@@ -307,7 +332,23 @@ def response_chart(view: CommandCentre, tz: str = "UTC") -> alt.Chart | alt.Laye
                  alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
     )
     lines = base.mark_line(interpolate="monotone", strokeWidth=2, point=alt.OverlayMarkDef(size=18, opacity=0.6))
-    return _with_filling(lines, view, tz)
+    return _with_filling(lines, view, tz, band)
+
+
+_FRAMES = {"mentions": _mentions_frame, "sentiment": _sentiment_frame,
+           "response": lambda view, tz: with_window(view.response, tz)}
+_CHARTS = {"mentions": mentions_chart, "sentiment": sentiment_chart, "response": response_chart}
+
+
+def draw_chart(kind: str, view: CommandCentre, tz: str) -> None:
+    """Draw one of the live charts (``mentions``, ``sentiment``, ``response``): its spec is built once per
+    range, timezone and set of channels, and each refresh only swaps the rows in."""
+    data = {"points": _FRAMES[kind](view, tz)}
+    if view.filling_from is not None and view.end is not None:
+        data["band"] = _band(view, tz)
+    channels = tuple(sorted(view.by_channel["channel"].unique())) if kind == "mentions" else ()
+    key = ("command_centre", kind, view.gran, tz, view.start, view.end, view.filling_from is not None, channels)
+    show_chart_template(key, lambda: _CHARTS[kind](view, tz, alt.NamedData("points"), alt.NamedData("band")), data)
 
 
 def _latest_table(view: CommandCentre, tz: str = "UTC") -> None:
@@ -315,10 +356,8 @@ def _latest_table(view: CommandCentre, tz: str = "UTC") -> None:
         st.caption("No mentions for this selection yet.")
         return
     latest = local_frame(view.latest, tz, "time")
-    # Styling colours the cells; the text itself stays plain text in the grid.
-    styled = latest.style.map(lambda v: f"color: {SENTIMENT_COLOURS.get(v, 'inherit')}", subset=["sentiment"])
     st.dataframe(
-        styled,
+        latest,
         hide_index=True,
         placeholder="–",
         height=420,

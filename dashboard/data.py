@@ -1,9 +1,11 @@
-"""What the dashboard shows, read from Redis: settings, the cached client and cached command-centre figures.
+"""What the dashboard shows, read from Redis: settings, filters, the cached client and the pages' figures.
 
-The reading and arithmetic (:func:`read_command_centre`) is plain Python over a Redis client, so it can be
-used and tested without Streamlit; :func:`redis_client` and :func:`load_command_centre` wrap it in
-Streamlit's caches (one client per URL shared by every session, query results shared for a second, so ten
-wall screens refreshing every two seconds cost Redis what one does).
+The reading and arithmetic (:func:`read_command_centre`, :func:`read_channels`, :func:`search_customers`,
+:func:`churn_candidates`, :func:`prediction_mix`, ...) is plain Python over a Redis client, so it can be used
+and tested without Streamlit; :func:`redis_client` and the ``load_*`` functions wrap it in Streamlit's caches
+(one client per URL shared by every session, query results shared for a second, so ten wall screens refreshing
+every two seconds cost Redis what one does). Windows are read with :func:`window_index` and one read-only
+script per brand (:func:`read_windows`, :func:`sum_windows`): a few round trips whatever the range.
 
 Time is *event* time: "the last N minutes" are the N minutes up to the newest window in Redis, so a replay
 of an old export looks the same as live traffic.
@@ -32,7 +34,6 @@ import streamlit as st
 
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
-    distinct_authors,
     quantile,
     recent_dead_letters,
     recent_mentions,
@@ -44,23 +45,47 @@ from stream.windows import COUNTERS
 
 __all__ = [
     "CACHE_TTL_SECONDS",
+    "PERIODS",
     "RESPONSE_LOOKBACK_MS",
-    "TIME_RANGES",
+    "ChannelsView",
     "CommandCentre",
     "DashboardSettings",
     "DashboardSettingsError",
+    "Filters",
     "RedisUnavailable",
+    "Span",
+    "brand_channels",
+    "case_brands",
+    "churn_candidates",
+    "churn_reasons",
+    "count_authors",
+    "fetch_windows",
+    "format_reasons",
+    "granularity",
     "list_brands",
+    "list_channels",
     "load_brands",
+    "load_channels",
+    "load_channels_view",
+    "load_churn_candidates",
     "load_command_centre",
+    "load_customer_search",
+    "newest_window_ms",
+    "prediction_mix",
+    "read_channels",
     "read_command_centre",
+    "read_model_quality",
+    "read_windows",
+    "split_index",
     "redis_client",
+    "resolve_span",
+    "search_customers",
+    "sum_windows",
+    "window_index",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Choices of the time-range filter: minutes of event time -> label.
-TIME_RANGES: dict[int, str] = {15: "15 min", 30: "30 min", 60: "1 h", 180: "3 h", 360: "6 h", 1440: "24 h"}
 #: Query results are shared between sessions for this long (below the usual refresh interval).
 CACHE_TTL_SECONDS = 1.0
 #: Replies are matched to mentions at most this long before the range starts (the flow's reply wait).
@@ -291,8 +316,18 @@ end
 return sums
 """
 
-#: Per brand: (channel, window start ms, window key) of every window found.
-WindowIndex = dict[str, list[tuple[str, float, str]]]
+@dataclass(frozen=True, slots=True)
+class IndexedWindow:
+    """A window found in its brand x channel index: where it is and what its keys are."""
+
+    channel: str
+    start_ms: int
+    key: str
+    authors_key: str
+
+
+#: Per brand: every window found, in index order.
+WindowIndex = dict[str, list[IndexedWindow]]
 
 
 def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
@@ -309,42 +344,64 @@ def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms
         pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi, withscores=True)
     per_brand: WindowIndex = {}
     for (b, c), found in zip(pairs, pipe.execute(), strict=True):
-        per_brand.setdefault(b, []).extend((c, score, keys.window(b, c, _text(bucket), gran)) for bucket, score in found)
+        per_brand.setdefault(b, []).extend(
+            IndexedWindow(c, int(score), keys.window(b, c, _text(bucket), gran), keys.authors(b, c, _text(bucket), gran))
+            for bucket, score in found)
     return {b: items for b, items in per_brand.items() if items}
 
 
-def read_windows(client: redis.Redis, index: WindowIndex) -> list[dict[str, Any]]:
-    """The counters of the indexed windows, one row each (one read-only script per brand, pipelined)."""
+def split_index(index: WindowIndex, start_ms: int) -> tuple[WindowIndex, WindowIndex]:
+    """The windows before ``start_ms`` and those from it on."""
+    before = {b: [w for w in items if w.start_ms < start_ms] for b, items in index.items()}
+    after = {b: [w for w in items if w.start_ms >= start_ms] for b, items in index.items()}
+    return {b: i for b, i in before.items() if i}, {b: i for b, i in after.items() if i}
+
+
+def read_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> list[dict[str, Any]]:
+    """The ``fields`` of the indexed windows, one row each (one read-only script per brand, pipelined)."""
     if not index:
         return []
     script = client.register_script(_FETCH_WINDOWS)
     pipe = client.pipeline(transaction=False)
     for items in index.values():
-        script(keys=[k for _, _, k in items], args=list(COUNTERS), client=pipe)
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
     rows: list[dict[str, Any]] = []
     for (b, items), values in zip(index.items(), pipe.execute(), strict=True):
-        for (c, score, _), counters in zip(items, values, strict=True):
+        for w, counters in zip(items, values, strict=True):
             if all(v is None for v in counters):  # expired between the two reads
                 continue
-            row: dict[str, Any] = {name: int(v or 0) for name, v in zip(COUNTERS, counters, strict=True)}
-            row.update(brand=b, channel=c, start=datetime.fromtimestamp(score / 1000, tz=UTC))
+            row: dict[str, Any] = {name: int(v or 0) for name, v in zip(fields, counters, strict=True)}
+            row.update(brand=b, channel=w.channel, start=datetime.fromtimestamp(w.start_ms / 1000, tz=UTC))
             rows.append(row)
     return rows
 
 
-def sum_windows(client: redis.Redis, index: WindowIndex) -> dict[str, int]:
-    """Every counter summed over the indexed windows, on the server (one script per brand, pipelined)."""
-    out = dict.fromkeys(COUNTERS, 0)
+def sum_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> dict[str, int]:
+    """The ``fields`` summed over the indexed windows, on the server (one script per brand, pipelined)."""
+    out = dict.fromkeys(fields, 0)
     if not index:
         return out
     script = client.register_script(_SUM_WINDOWS)
     pipe = client.pipeline(transaction=False)
     for items in index.values():
-        script(keys=[k for _, _, k in items], args=list(COUNTERS), client=pipe)
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
     for sums in pipe.execute():
-        for name, v in zip(COUNTERS, sums, strict=True):
+        for name, v in zip(fields, sums, strict=True):
             out[name] += int(v or 0)
     return out
+
+
+def count_authors(client: redis.Redis, *indexes: WindowIndex) -> list[int]:
+    """Distinct authors over each index's windows: a HyperLogLog union per brand (one slot), summed over brands;
+    every index in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    calls = []
+    for index in indexes:
+        calls.append(len(index))
+        for items in index.values():
+            pipe.pfcount(*[w.authors_key for w in items])
+    counts = iter(pipe.execute() if any(calls) else [])
+    return [sum(int(next(counts)) for _ in range(n)) for n in calls]
 
 
 def fetch_windows(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
@@ -453,21 +510,21 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     index = window_index(client, keys, prev_start_ms, end_ms, gran, chosen, channels)
     if not index:
         return out
-    earliest_ms = int(min(score for items in index.values() for _, score, _ in items))
+    earliest_ms = min(w.start_ms for items in index.values() for w in items)
     # the range itself window by window; the range before only as totals, summed on the server
-    current = read_windows(client, {b: [i for i in items if i[1] >= start_ms] for b, items in index.items()})
-    before = [sum_windows(client, {b: [i for i in items if i[1] < start_ms] for b, items in index.items()})]
+    earlier, now = split_index(index, start_ms)
+    current = read_windows(client, now, _RANGE_FIELDS)
+    before = [sum_windows(client, earlier, _BEFORE_FIELDS)]
     responses = [r for r in response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
                                                    end_ms + length - 1, chosen)
                  if not channels or r["channel"] in channels]
     replies = [(r["mention_ms"] + int(r["response_ms"]), r) for r in responses]
     cur_rt = [r for t, r in replies if start_ms <= t < end_ms + length]
     prev_rt = [r for t, r in replies if prev_start_ms <= t < start_ms]
-    authors_now = authors_between(client, keys, start_ms, end_ms, gran, chosen, channels)
+    authors_now, authors_earlier = count_authors(client, now, earlier)
     # The range before only gets deltas when the data reaches back over all of it.
     has_before = earliest_ms <= prev_start_ms
-    authors_before = (authors_between(client, keys, prev_start_ms, start_ms - 1, gran, chosen, channels)
-                      if has_before else None)
+    authors_before = authors_earlier if has_before else None
     # Rates run to the newest event, not to the end of a window that is still filling.
     newest_event = _newest_event_ms(client, keys) if until_ms is None else end_ms + length - 1
     newest_ms = min(max(newest_event, end_ms), end_ms + length - 1)
@@ -504,27 +561,14 @@ def granularity(minutes: float) -> str:
     return "h" if minutes <= 7 * 1440 else "d"
 
 
-def authors_between(client: redis.Redis, keys: Keys, since_ms: int, until_ms: int, gran: str,
-                    brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> int:
-    """Distinct authors over the windows starting in ``[since_ms, until_ms]``, per brand (HyperLogLog union of
-    the chosen channels, one brand's keys on one slot), summed over brands."""
-    if not channels:
-        return sum(distinct_authors(client, keys, since_ms, until_ms, gran, brands).values())
-    pairs = [(b, c) for b in (brands or list_brands(client, keys)) for c in channels]
-    pipe = client.pipeline(transaction=False)
-    for b, c in pairs:
-        pipe.zrangebyscore(keys.windows_index(b, c, gran), since_ms, until_ms)
-    per_brand: dict[str, list[str]] = {}
-    for (b, c), buckets in zip(pairs, pipe.execute(), strict=True):
-        per_brand.setdefault(b, []).extend(keys.authors(b, c, _text(x), gran) for x in buckets)
-    hll = [k for k in per_brand.values() if k]
-    for k in hll:
-        pipe.pfcount(*k)
-    return sum(int(n) for n in pipe.execute()) if hll else 0
-
-
 def _text(v: bytes | str) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+#: What the command centre reads of each window of the range, and of the range before (summed).
+_RANGE_FIELDS = ("mentions", "queries", "negative", "neutral", "positive", "response_count", "response_ms_sum",
+                 "authors")
+_BEFORE_FIELDS = ("mentions", "queries", "negative", "response_count")
 
 
 def _newest_event_ms(client: redis.Redis, keys: Keys) -> int:
@@ -566,10 +610,17 @@ def _by_channel(rows: list[dict[str, Any]], starts: list[datetime]) -> pd.DataFr
                "response_ms_sum", "authors"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)[columns].groupby(["start", "channel"]).sum()
-    grid = pd.MultiIndex.from_product([starts, sorted({r["channel"] for r in rows})], names=["start", "channel"])
+    summed = columns[2:]
+    acc: dict[tuple[datetime, str], list[int]] = {}
+    for r in rows:  # brands add up per window x channel
+        slot = acc.setdefault((r["start"], r["channel"]), [0] * len(summed))
+        for i, name in enumerate(summed):
+            slot[i] += r[name]
+    zero = [0] * len(summed)
+    channels = sorted({r["channel"] for r in rows})
     # A chart drawn over the windows that exist would bridge quiet minutes with a slope.
-    return frame.reindex(grid, fill_value=0).reset_index()
+    grid = [[start, channel, *acc.get((start, channel), zero)] for start in starts for channel in channels]
+    return pd.DataFrame(grid, columns=columns)
 
 
 def _sentiment_series(by_channel: pd.DataFrame) -> pd.DataFrame:
@@ -755,20 +806,15 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    rows = fetch_windows(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
+    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
+    rows = read_windows(client, index)
     if not rows:
         return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand)
-    hll: dict[tuple[str, str], list[str]] = {}
-    for r in rows:
-        bucket = Keys.bucket_id(span.gran, _ms(r["start"]))
-        hll.setdefault((r["brand"], r["channel"]), []).append(keys.authors(r["brand"], r["channel"], bucket, span.gran))
-    pipe = client.pipeline(transaction=False)
-    for names in hll.values():
-        pipe.pfcount(*names)
-    authors: dict[str, int] = {}
-    for (_, channel), n in zip(hll, pipe.execute(), strict=True):
-        authors[channel] = authors.get(channel, 0) + int(n)
+    # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand), summed
+    channels_seen = sorted({w.channel for items in index.values() for w in items})
+    per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
+                                            if any(w.channel == c for w in items)} for c in channels_seen])
+    authors = dict(zip(channels_seen, per_channel, strict=True))
     frame = pd.DataFrame(rows)
     summed = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count"]
     per = frame.groupby("channel")[summed].sum()

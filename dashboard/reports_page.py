@@ -17,7 +17,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.data import DashboardSettings, Filters, redis_client, resolve_span
-from dashboard.ui import REDIS_ERRORS, local_frame, redis_down, show_chart, to_local
+from dashboard.ui import REDIS_ERRORS, local_frame, md_escape, redis_down, show_chart, to_local
 from stream.keys import GRANULARITIES, Keys
 from stream.report import Report, build_report, write_report
 
@@ -75,7 +75,8 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
     assert report.since is not None and report.until is not None
     since, until = to_local(report.since, filters.tz), to_local(report.until, filters.tz)
     assert since is not None and until is not None
-    st.caption(f"{filters.brand or 'All brands'}{' · ' + ', '.join(filters.channels) if filters.channels else ''} · "
+    scope = (filters.brand or "All brands") + (" · " + ", ".join(filters.channels) if filters.channels else "")
+    st.caption(f"{md_escape(scope)} · "
                f"{since:%d %b %Y %H:%M} – {until:%d %b %Y %H:%M} {filters.tz} · per {_PER[gran]} · "
                "answer rate = replies ÷ queries; first response = mention to the brand's first reply (event time)")
     files = report_files(report)

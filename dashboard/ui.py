@@ -12,6 +12,9 @@ Timestamp('2024-01-01 07:00:00')
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,7 +27,7 @@ from altair import MaxRowsError
 from dashboard.data import DashboardSettings, RedisUnavailable
 from stream.redisconn import mask_secrets
 
-__all__ = ["REDIS_ERRORS", "chart_time", "chart_times", "local_frame", "md_escape", "show_chart", "local_series", "plain", "redis_down", "to_local", "zone"]
+__all__ = ["REDIS_ERRORS", "chart_time", "chart_times", "local_frame", "chart_template", "md_escape", "records", "show_chart", "show_chart_template", "local_series", "plain", "redis_down", "to_local", "zone"]
 
 #: What a read raises when Redis is away.
 REDIS_ERRORS = (RedisUnavailable, redis.RedisError, OSError)
@@ -102,6 +105,56 @@ def show_chart(chart: Any, *, theme: Literal["streamlit"] | None = "streamlit") 
     st.vega_lite_chart(spec=spec, width="stretch", theme=theme)
 
 
+#: Chart specs by their structure (see :func:`show_chart_template`); shared by every session, never mutated.
+_TEMPLATES: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
+_TEMPLATES_LOCK = threading.Lock()
+TEMPLATES_KEPT = 256
+
+
+def chart_template(key: Hashable, build: Callable[[], Any]) -> dict[str, Any]:
+    """The Vega-Lite spec of ``build()`` (an Altair chart reading named datasets), built once per ``key``."""
+    with _TEMPLATES_LOCK:
+        spec = _TEMPLATES.get(key)
+        if spec is not None:
+            _TEMPLATES.move_to_end(key)
+            return spec
+    spec = build().to_dict()  # validated, once per structure
+    with _TEMPLATES_LOCK:
+        _TEMPLATES[key] = spec
+        while len(_TEMPLATES) > TEMPLATES_KEPT:
+            _TEMPLATES.popitem(last=False)
+    return spec
+
+
+def show_chart_template(key: Hashable, build: Callable[[], Any], data: Mapping[str, pd.DataFrame], *,
+                        theme: Literal["streamlit"] | None = "streamlit") -> None:
+    """Draw a live chart whose structure changes rarely: ``build()`` returns an Altair chart whose data are
+    ``alt.NamedData(name)`` for each ``name`` in ``data``; its spec is built once per ``key`` (everything the
+    structure depends on: range, timezone, series...) and each refresh only swaps the datasets in, as Altair
+    would write them. A live panel refreshing every two seconds then costs the reads, not the chart building.
+    """
+    spec = chart_template(key, build)
+    # Streamlit sends named datasets to the browser as Arrow, as it does for st.altair_chart
+    st.vega_lite_chart(spec={**spec, "datasets": {**spec.get("datasets", {}), **data}}, width="stretch", theme=theme)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as Vega-Lite reads inline data: times as ISO 8601 (UTC as ``Z``), missing values as null.
+
+    >>> records(pd.DataFrame({"start": pd.to_datetime(["2024-01-01 10:00"], utc=True), "n": [1.5], "m": [None]}))
+    [{'start': '2024-01-01T10:00:00Z', 'n': 1.5, 'm': None}]
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            out[column] = values.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif pd.api.types.is_datetime64_any_dtype(values):
+            out[column] = values.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    out = out.astype(object).where(out.notna(), None)
+    return out.to_dict("records")
+
+
 def plain(text: object) -> None:
     """Show user text exactly as written (no Markdown, no HTML)."""
     st.text(str(text))
@@ -110,5 +163,5 @@ def plain(text: object) -> None:
 def redis_down(settings: DashboardSettings, exc: BaseException | None = None) -> None:
     """What a panel shows when its read failed: the frame's banner says where and retries; this says what
     was not shown (passwords masked)."""
-    detail = f" ({mask_secrets(str(exc))})" if exc is not None else ""
+    detail = f" ({md_escape(mask_secrets(str(exc)))})" if exc is not None else ""
     st.caption(f"Not shown: Redis did not answer{detail}. This panel fills in by itself when Redis is back.")

@@ -30,7 +30,7 @@ from dashboard.command_centre import (
 from dashboard.data import DashboardSettings, Filters, load_channels_view, load_command_centre
 from dashboard.incidents_page import load_incidents
 from dashboard.service_page import load_service_desk
-from dashboard.ui import REDIS_ERRORS, plain, show_chart, to_local
+from dashboard.ui import REDIS_ERRORS, plain, show_chart, show_chart_template, to_local
 
 __all__ = ["VIEWS", "WALL_CSS", "render", "wall_view"]
 
@@ -139,13 +139,20 @@ def _now(settings: DashboardSettings, filters: Filters, incidents: list[Any]) ->
         column.metric(label, value, border=True)
     if cc.by_channel.empty or cc.start is None or cc.end is None:
         return
-    frame = cc.by_channel.groupby(["start", "channel"], as_index=False)["mentions"].sum()
+    start, end = cc.start, cc.end
+    frame = with_window(cc.by_channel[["start", "channel", "mentions"]], filters.tz)
     channels = sorted(frame["channel"].unique())
-    chart = alt.Chart(with_window(frame, filters.tz), height=520).mark_area(interpolate="monotone", opacity=0.9).encode(
-        time_axis(cc.start, cc.end, cc.gran, filters.tz), alt.Y("mentions:Q", stack="zero", title="mentions / window"),
-        alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
-                  legend=alt.Legend(orient="right", title=None)))
-    show_chart(_dark(chart), theme=None)
+
+    def build() -> Any:
+        return _dark(alt.Chart(alt.NamedData("points"), height=520).mark_area(interpolate="monotone", opacity=0.9)
+                     .encode(time_axis(start, end, cc.gran, filters.tz),
+                             alt.Y("mentions:Q", stack="zero", title="mentions / window"),
+                             alt.Color("channel:N", scale=alt.Scale(domain=channels,
+                                                                    range=[channel_colour(c) for c in channels]),
+                                       legend=alt.Legend(orient="right", title=None))))
+
+    show_chart_template(("wall_now", cc.gran, filters.tz, start, end, tuple(channels)), build, {"points": frame},
+                        theme=None)
 
 
 def _incidents(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -> None:
@@ -173,26 +180,33 @@ def _channels(settings: DashboardSettings, filters: Filters, incidents: list[Any
         return
     left, right = st.columns(2)
     table = view.table
+    channels = list(table["channel"])  # busiest first
+
+    def mentions() -> Any:
+        bars = alt.Chart(alt.NamedData("channels"), height=560).mark_bar(cornerRadiusEnd=6).encode(
+            alt.Y("channel:N", title=None, sort=channels), alt.X("mentions:Q", title=None),
+            alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
+                      legend=None))
+        return _dark(bars + bars.mark_text(align="left", dx=8, fontSize=26, color=_FG).encode(text="mentions:Q"))
+
+    def sentiment() -> Any:
+        return _dark(alt.Chart(alt.NamedData("sentiment"), height=560).mark_bar().encode(
+            alt.Y("channel:N", title=None, sort=channels),
+            alt.X("n:Q", stack="normalize", title=None, axis=alt.Axis(format="%")),
+            alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS),
+                                                     range=list(SENTIMENT_COLOURS.values())),
+                      legend=alt.Legend(orient="bottom", title=None)), alt.Order("order:Q")))
+
     with left:
         st.subheader("Mentions", anchor=False)
-        bars = alt.Chart(table, height=560).mark_bar(cornerRadiusEnd=6).encode(
-            alt.Y("channel:N", title=None, sort="-x"), alt.X("mentions:Q", title=None),
-            alt.Color("channel:N", scale=alt.Scale(domain=list(table["channel"]),
-                                                   range=[channel_colour(c) for c in table["channel"]]), legend=None))
-        text = bars.mark_text(align="left", dx=8, fontSize=26, color=_FG).encode(text="mentions:Q")
-        show_chart(_dark(bars + text), theme=None)
+        show_chart_template(("wall_mentions", tuple(channels)), mentions,
+                            {"channels": table[["channel", "mentions"]]}, theme=None)
     with right:
         st.subheader("Sentiment", anchor=False)
         long = table.melt(id_vars=["channel"], value_vars=["negative", "neutral", "positive"], var_name="sentiment",
                           value_name="n")
         long["order"] = long["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2})
-        chart = alt.Chart(long, height=560).mark_bar().encode(
-            alt.Y("channel:N", title=None, sort=list(table.sort_values("mentions", ascending=False)["channel"])),
-            alt.X("n:Q", stack="normalize", title=None, axis=alt.Axis(format="%")),
-            alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS),
-                                                     range=list(SENTIMENT_COLOURS.values())),
-                      legend=alt.Legend(orient="bottom", title=None)), alt.Order("order:Q"))
-        show_chart(_dark(chart), theme=None)
+        show_chart_template(("wall_sentiment", tuple(channels)), sentiment, {"sentiment": long}, theme=None)
 
 
 def _desk(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -> None:
