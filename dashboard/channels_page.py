@@ -20,7 +20,6 @@ from dashboard.ui import (
     local_frame,
     md_escape,
     redis_down,
-    show_chart,
     show_chart_template,
     to_local,
 )
@@ -61,14 +60,18 @@ def footprint(view: ChannelsView, filters: Filters) -> None:
     st.subheader("Footprint", anchor=False)
     frame = view.table.melt(id_vars=["channel", "owned"], value_vars=["mentions", "authors"], var_name="measure",
                             value_name="count")
-    chart = alt.Chart(frame, height=260).mark_bar().encode(
-        alt.Y("channel:N", title=None, sort=list(view.table["channel"])),
-        alt.X("count:Q", title=None),
-        alt.YOffset("measure:N"),
-        alt.Color("measure:N", scale=alt.Scale(domain=["mentions", "authors"], range=["#4f8cff", "#f2a541"]),
-                  legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["channel:N", "measure:N", "count:Q"])
-    show_chart(chart)
+    order = list(view.table["channel"])
+
+    def build() -> alt.Chart:
+        return alt.Chart(alt.NamedData("footprint"), height=260).mark_bar().encode(
+            alt.Y("channel:N", title=None, sort=order),
+            alt.X("count:Q", title=None),
+            alt.YOffset("measure:N"),
+            alt.Color("measure:N", scale=alt.Scale(domain=["mentions", "authors"], range=["#4f8cff", "#f2a541"]),
+                      legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["channel:N", "measure:N", "count:Q"])
+
+    show_chart_template(("channels_footprint", tuple(order)), build, {"footprint": frame})
     st.caption("Authors: distinct per brand (HyperLogLog), summed over brands.")
 
 
@@ -100,14 +103,19 @@ def sentiment_by_channel(view: ChannelsView, filters: Filters) -> None:
     frame = view.table.melt(id_vars=["channel"], value_vars=["negative", "neutral", "positive"],
                             var_name="sentiment", value_name="n")
     frame["order"] = frame["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2})
-    chart = alt.Chart(frame, height=260).mark_bar().encode(
-        alt.Y("channel:N", title=None, sort=list(view.table["channel"])),
-        alt.X("n:Q", stack="normalize", title="share of mentions", axis=alt.Axis(format="%")),
-        alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
-                  legend=alt.Legend(orient="bottom", title=None)),
-        alt.Order("order:Q"),
-        tooltip=["channel:N", "sentiment:N", alt.Tooltip("n:Q", title="mentions")])
-    show_chart(chart)
+    order = list(view.table["channel"])
+
+    def build() -> alt.Chart:
+        return alt.Chart(alt.NamedData("sentiment"), height=260).mark_bar().encode(
+            alt.Y("channel:N", title=None, sort=order),
+            alt.X("n:Q", stack="normalize", title="share of mentions", axis=alt.Axis(format="%")),
+            alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS),
+                                                     range=list(SENTIMENT_COLOURS.values())),
+                      legend=alt.Legend(orient="bottom", title=None)),
+            alt.Order("order:Q"),
+            tooltip=["channel:N", "sentiment:N", alt.Tooltip("n:Q", title="mentions")])
+
+    show_chart_template(("channels_sentiment", tuple(order)), build, {"sentiment": frame})
 
 
 def volume_over_time(view: ChannelsView, filters: Filters) -> None:

@@ -815,38 +815,49 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
-    frame = pd.DataFrame(rows)
-    summed = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count"]
-    per = frame.groupby("channel")[summed].sum()
+    summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count")
+    per: dict[str, dict[str, int]] = {}
+    cells: dict[tuple[datetime, str], list[int]] = {}
+    for r in rows:
+        acc = per.setdefault(r["channel"], dict.fromkeys(summed, 0))
+        for name in summed:
+            acc[name] += r[name]
+        cell = cells.setdefault((r["start"], r["channel"]), [0, 0, 0, 0])
+        cell[0] += r["mentions"]
+        cell[1] += r["negative"]
+        cell[2] += r["neutral"]
+        cell[3] += r["positive"]
     responses = [r for r in response_times_between(client, keys, span.start_ms, span.end_ms - 1, filters.brands)
                  if filters.channel_ok(r["channel"])]
     rt: dict[str, list[float]] = {}
     for r in responses:
         rt.setdefault(r["channel"], []).append(r["response_ms"])
-    total = int(per["mentions"].sum())
+    total = sum(acc["mentions"] for acc in per.values())
     nan = float("nan")
     out = []
-    for channel, acc in per.iterrows():
-        mentions = int(acc["mentions"])
-        values = rt.get(str(channel), [])
+    for channel, acc in per.items():
+        mentions = acc["mentions"]
+        values = rt.get(channel, [])
         out.append({
-            "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(str(channel), 0),
-            "queries": int(acc["queries"]), "comments": int(acc["comments"]), "negative": int(acc["negative"]),
-            "neutral": int(acc["neutral"]), "positive": int(acc["positive"]),
+            "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(channel, 0),
+            "queries": acc["queries"], "comments": acc["comments"], "negative": acc["negative"],
+            "neutral": acc["neutral"], "positive": acc["positive"],
             "negative share": acc["negative"] / mentions if mentions else nan,
             "net sentiment": (acc["positive"] - acc["negative"]) / mentions if mentions else nan,
-            "replies": int(acc["replies"]),
+            "replies": acc["replies"],
             "answer rate": min(1.0, acc["response_count"] / acc["queries"]) if acc["queries"] else nan,
             "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
             "share of voice": mentions / total if total else nan,
         })
     table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
-    series = frame.groupby(["start", "channel"])[["mentions", "negative", "neutral", "positive"]].sum()
     # every window of the span for every channel, so quiet windows read 0 instead of being bridged
     length = GRANULARITIES[span.gran]
-    starts = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length)]
-    grid = pd.MultiIndex.from_product([starts, sorted(per.index)], names=["start", "channel"])
-    series = series.reindex(grid, fill_value=0).reset_index()
+    zero = [0, 0, 0, 0]
+    series = pd.DataFrame(
+        [[start, channel, *cells.get((start, channel), zero)]
+         for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
+         for channel in sorted(per)],
+        columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
     return ChannelsView(span=span, table=table, series=series,
                         notable=_notable(client, keys, filters, span, notable_n))
 
