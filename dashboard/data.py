@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -60,6 +60,7 @@ __all__ = [
     "churn_reasons",
     "count_authors",
     "fetch_windows",
+    "iter_windows",
     "format_reasons",
     "granularity",
     "list_brands",
@@ -357,22 +358,30 @@ def split_index(index: WindowIndex, start_ms: int) -> tuple[WindowIndex, WindowI
     return {b: i for b, i in before.items() if i}, {b: i for b, i in after.items() if i}
 
 
-def read_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> list[dict[str, Any]]:
-    """The ``fields`` of the indexed windows, one row each (one read-only script per brand, pipelined)."""
+def iter_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS
+                 ) -> Iterator[tuple[str, IndexedWindow, list[int]]]:
+    """``(brand, window, values of fields)`` of the indexed windows that still exist (one read-only script per
+    brand, pipelined)."""
     if not index:
-        return []
+        return
     script = client.register_script(_FETCH_WINDOWS)
     pipe = client.pipeline(transaction=False)
     for items in index.values():
         script(keys=[w.key for w in items], args=list(fields), client=pipe)
-    rows: list[dict[str, Any]] = []
     for (b, items), values in zip(index.items(), pipe.execute(), strict=True):
         for w, counters in zip(items, values, strict=True):
             if all(v is None for v in counters):  # expired between the two reads
                 continue
-            row: dict[str, Any] = {name: int(v or 0) for name, v in zip(fields, counters, strict=True)}
-            row.update(brand=b, channel=w.channel, start=datetime.fromtimestamp(w.start_ms / 1000, tz=UTC))
-            rows.append(row)
+            yield b, w, [int(v or 0) for v in counters]
+
+
+def read_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> list[dict[str, Any]]:
+    """The ``fields`` of the indexed windows, one row each, like :func:`stream.metrics.windows_between`'s."""
+    rows: list[dict[str, Any]] = []
+    for b, w, values in iter_windows(client, index, fields):
+        row: dict[str, Any] = dict(zip(fields, values, strict=True))
+        row.update(brand=b, channel=w.channel, start=datetime.fromtimestamp(w.start_ms / 1000, tz=UTC))
+        rows.append(row)
     return rows
 
 
@@ -889,18 +898,34 @@ def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: i
 
 # -- models ---------------------------------------------------------------------------------------------
 
+class _Prefetched:
+    """Answers ``hgetall`` from hashes read beforehand in one pipeline (what ``read_metrics`` asks of a client)."""
+
+    def __init__(self, hashes: dict[str, dict[Any, Any]]) -> None:
+        self.hashes = hashes
+
+    def hgetall(self, key: str) -> dict[Any, Any]:
+        return self.hashes.get(key, {})
+
+
 def read_model_quality(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     """:func:`stream.metrics.model_quality` without scanning the keyspace: the metrics hashes of the channels
-    the flow has seen (and ``all``), one row per model x channel that has one, channels sorted."""
+    the flow has seen (and ``all``), read in one pipeline; one row per model x channel that has one."""
     from models.prequential import read_metrics
-    from models.registry import info
+    from models.registry import info, metrics_key
 
     channels = sorted({"all", *list_channels(client, keys)})
+    models = ("intent", "sentiment", "department")
+    wanted = [metrics_key(keys.prefix, m, c) for m in models for c in channels]
+    pipe = client.pipeline(transaction=False)
+    for key in wanted:
+        pipe.hgetall(key)
+    fetched = _Prefetched(dict(zip(wanted, pipe.execute(), strict=True)))
     rows = []
-    for model in ("intent", "sentiment", "department"):
+    for model in models:
         meta = info(client, keys.prefix, model) or {}
         for channel in channels:
-            metrics = read_metrics(client, keys.prefix, model, channel)
+            metrics = read_metrics(fetched, keys.prefix, model, channel)
             if metrics:
                 rows.append({"model": model, "channel": channel, "version": meta.get("version"), **metrics})
     return rows
@@ -922,10 +947,15 @@ def prediction_mix(client: redis.Redis, keys: Keys, filters: Filters, model: str
     span = resolve_span(client, keys, filters) if classes else None
     if classes is None or span is None:
         return pd.DataFrame(columns=columns)
-    rows = fetch_windows(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows).groupby("start")[list(classes)].sum()
+    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
+    per_window: dict[int, list[int]] = {}
+    for _, w, values in iter_windows(client, index, classes):  # brands and channels add up per window
+        acc = per_window.setdefault(w.start_ms, [0] * len(classes))
+        for i, v in enumerate(values):
+            acc[i] += v
+    frame = pd.DataFrame.from_dict(per_window, orient="index", columns=list(classes)).sort_index()
+    frame.index = pd.to_datetime(frame.index, unit="ms", utc=True)
+    frame.index.name = "start"
     frame = frame[frame.sum(axis=1) > 0]
     if frame.empty:
         return pd.DataFrame(columns=columns)

@@ -31,7 +31,7 @@ from dashboard.data import (
     redis_client,
     resolve_span,
 )
-from dashboard.ui import REDIS_ERRORS, md_escape, redis_down, show_chart
+from dashboard.ui import REDIS_ERRORS, md_escape, redis_down, show_chart, show_chart_template
 from models import registry
 from stream.keys import Keys
 from stream.model_desk import (
@@ -239,21 +239,30 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
         st.caption(f"What {name} predicted per window over {filters.describe()}, and how far each window's mix is "
                    "from the whole period's (total-variation distance: 0 the same mix, 1 nothing in common).")
         left, right = st.columns(2)
-        axis = time_axis(span.start, span.end, span.gran, filters.tz)
         data = with_window(mix, filters.tz)
-        with left, st.container(border=True):
-            st.subheader("Prediction mix", anchor=False)
-            show_chart(alt.Chart(data, height=240).mark_area(opacity=0.85).encode(
-                axis, alt.Y("count:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
+
+        def mix_chart() -> alt.Chart:
+            return alt.Chart(alt.NamedData("mix"), height=240).mark_area(opacity=0.85).encode(
+                time_axis(span.start, span.end, span.gran, filters.tz),
+                alt.Y("count:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
                 alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None)),
                 tooltip=[alt.Tooltip("window:N", title="window"), "class:N", "count:Q",
-                         alt.Tooltip("share:Q", format=".1%")]))
+                         alt.Tooltip("share:Q", format=".1%")])
+
+        def drift_chart() -> alt.Chart:
+            return alt.Chart(alt.NamedData("drift"), height=240).mark_line(
+                interpolate="monotone", color="#f2a541").encode(
+                time_axis(span.start, span.end, span.gran, filters.tz),
+                alt.Y("drift:Q", title="TV distance", scale=alt.Scale(domain=[0, 1])),
+                tooltip=[alt.Tooltip("window:N", title="window"), alt.Tooltip("drift:Q", format=".3f")])
+
+        with left, st.container(border=True):
+            st.subheader("Prediction mix", anchor=False)
+            show_chart_template(("models_mix", span, filters.tz), mix_chart, {"mix": data})
         with right, st.container(border=True):
             st.subheader("Distance from the period's mix", anchor=False)
-            show_chart(alt.Chart(data.drop_duplicates("start"), height=240).mark_line(
-                interpolate="monotone", color="#f2a541").encode(
-                axis, alt.Y("drift:Q", title="TV distance", scale=alt.Scale(domain=[0, 1])),
-                tooltip=[alt.Tooltip("window:N", title="window"), alt.Tooltip("drift:Q", format=".3f")]))
+            show_chart_template(("models_drift", span, filters.tz), drift_chart,
+                                {"drift": data.drop_duplicates("start")})
     history = [flatten_version(v) for v in (versions or {}).get("versions") or []]
     drift_rows = [{"version": h.get("version"), "saved_at": h.get("saved_at"), "measure": m.split(".", 1)[1],
                    "value": h[m]} for h in history for m in ("metrics.prediction_drift", "metrics.label_drift")
