@@ -63,7 +63,7 @@ def footprint(view: ChannelsView, filters: Filters) -> None:
     order = list(view.table["channel"])
 
     def build() -> alt.Chart:
-        return alt.Chart(alt.NamedData("footprint"), height=260).mark_bar().encode(
+        return alt.Chart(alt.NamedData("footprint"), height=alt.Step(34)).mark_bar().encode(
             alt.Y("channel:N", title=None, sort=order),
             alt.X("count:Q", title=None),
             alt.YOffset("measure:N"),
@@ -106,7 +106,7 @@ def sentiment_by_channel(view: ChannelsView, filters: Filters) -> None:
     order = list(view.table["channel"])
 
     def build() -> alt.Chart:
-        return alt.Chart(alt.NamedData("sentiment"), height=260).mark_bar().encode(
+        return alt.Chart(alt.NamedData("sentiment"), height=alt.Step(34)).mark_bar().encode(
             alt.Y("channel:N", title=None, sort=order),
             alt.X("n:Q", stack="normalize", title="share of mentions", axis=alt.Axis(format="%")),
             alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLOURS),

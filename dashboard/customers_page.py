@@ -100,7 +100,7 @@ def _search(settings: DashboardSettings, filters: Filters, query: str) -> list[d
         st.caption("No customer or prospect matches: try part of a name, a handle, or an id.")
         return []
     st.dataframe(pd.DataFrame(found), hide_index=True, placeholder="–",
-                 column_order=["name", "id", "kind", "tier", "brand", "matched"])
+                 column_order=["name", "id", "kind", "tier", "brand", "mentions", "matched"])
     return found
 
 

@@ -1028,10 +1028,13 @@ def search_customers(client: redis.Redis, prefix: str, query: str, limit: int = 
     if batch and len(found) < limit:
         flush()
     ids = list(found)[:limit]
-    details = _hmget_all(client, [ck.customer(c) for c in ids], ("kind", "name", "tier", "brand"))
-    return [{"id": cid, "kind": kind or ("prospect" if cid.startswith("p:") else "customer"), "name": name or "",
-             "tier": tier or "", "brand": brand or "", "matched": found[cid]}
-            for cid, (kind, name, tier, brand) in zip(ids, details, strict=True)]
+    details = _hmget_all(client, [ck.customer(c) for c in ids], ("kind", "name", "tier", "brand", "mentions"))
+    out = [{"id": cid, "kind": kind or ("prospect" if cid.startswith("p:") else "customer"), "name": name or "",
+            "tier": tier or "", "brand": brand or "", "mentions": int(_number(mentions) or 0), "matched": found[cid]}
+           for cid, (kind, name, tier, brand, mentions) in zip(ids, details, strict=True)]
+    # exact ids and handles first, then the customers who have said the most
+    out.sort(key=lambda c: (c["matched"] in ("name", "email"), -c["mentions"]))
+    return out
 
 
 def case_brands(client: redis.Redis, prefix: str, case_ids: list[str]) -> dict[str, str]:

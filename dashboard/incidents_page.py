@@ -127,9 +127,9 @@ def _live_list(settings: DashboardSettings, filters: Filters, kinds: tuple[str, 
     cols[2].metric("Acknowledged", f"{sum(i.status == 'acknowledged' for i in incidents):,}", border=True)
     cols[3].metric("Resolved or closed", f"{sum(not i.live for i in incidents):,}", border=True)
     if not incidents:
-        st.info("**No incidents** for this selection. The detector opens one when a brand's mentions on a "
-                "channel spike far above what it expects (`pulse demo` simulates some within minutes); "
-                "widen the kinds or the brand/channel filters to see others.", icon=":material/check_circle:")
+        st.info("**No incidents** for this selection. The spike detector opens one when a brand's mentions on a "
+                "channel rise far above what it expects; add kinds above (SLA breaches, rules, churn) or widen the "
+                "brand and channel filters to see the other alerts.", icon=":material/check_circle:")
         return
     rows = [{"opened": _when(i, filters.tz), "severity": i.severity, "kind": i.kind, "brand": i.brand,
              "where": i.where, "detector": i.state, "desk": i.status, "observed": i.observed,

@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import require_user
-from dashboard.command_centre import time_axis, with_window
+from dashboard.command_centre import SENTIMENT_COLOURS, time_axis, with_window
 from dashboard.data import (
     CACHE_TTL_SECONDS,
     DashboardSettings,
@@ -132,6 +132,13 @@ def _quality(rows: list[dict], name: str) -> None:
     if not labels:
         st.warning("**No labels have arrived yet**, so accuracy and F1 read zero: they measure predictions against "
                    "labels. Label a few mentions in the *Label mentions* tab.", icon=":material/label_off:")
+    # a score over no labels is no score: shown as "–", not 0.000
+    unlabelled = chosen["n_labels"].fillna(0) == 0 if "n_labels" in chosen else None
+    if unlabelled is not None:
+        chosen = chosen.copy()
+        for column in ("accuracy", "macro_f1", "macro_recall", "rolling_accuracy", "rolling_macro_f1", "label_drift"):
+            if column in chosen:
+                chosen.loc[unlabelled, column] = float("nan")
     st.dataframe(chosen[[c for c in _COLUMNS if c in chosen.columns]], hide_index=True, placeholder="–",
                  column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f") for c in _SCORES})
     left, right = st.columns(2)
@@ -144,7 +151,10 @@ def _quality(rows: list[dict], name: str) -> None:
         if dist:
             show_chart(alt.Chart(pd.DataFrame(dist)).mark_bar().encode(
                 x=alt.X("share:Q", stack="normalize", title="share of predictions"),
-                y=alt.Y("channel:N", title=None), color=alt.Color("class:N", title=None),
+                y=alt.Y("channel:N", title=None),
+                color=alt.Color("class:N", title=None, scale=alt.Scale(domain=list(SENTIMENT_COLOURS),
+                                                                       range=list(SENTIMENT_COLOURS.values()))
+                                if name == "sentiment" else alt.Undefined),
                 tooltip=["channel", "class", alt.Tooltip("share:Q", format=".1%")]))
         else:
             st.caption("No predictions yet.")

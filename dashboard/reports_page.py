@@ -81,12 +81,11 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
                "answer rate = replies ÷ queries; first response = mention to the brand's first reply (event time)")
     files = report_files(report)
     stamp = f"{report.since:%Y%m%d%H%M}-{report.until:%Y%m%d%H%M}"
-    cols = st.columns([1, 1, 1, 3])
+    cols = st.columns([1, 1, 1, 4])
     cols[0].download_button("CSV", files["csv"], f"pulse-report-{stamp}.csv", "text/csv", key="rep_csv",
                             icon=":material/download:")
     cols[1].download_button("Parquet", files["parquet"], f"pulse-report-{stamp}.parquet",
-                            "application/vnd.apache.parquet", key="rep_parquet", icon=":material/download:",
-                            width="stretch")
+                            "application/vnd.apache.parquet", key="rep_parquet", icon=":material/download:")
     cols[2].download_button("HTML", files["html"], f"pulse-report-{stamp}.html", "text/html", key="rep_html",
                             icon=":material/download:")
     with cols[3]:
@@ -108,10 +107,12 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
         st.subheader(f"Mentions per {_PER[gran]}", anchor=False)
         per = (report.periods.group_by("period", "brand").agg(pl.col("mentions").sum()).sort("period").to_pandas())
         per = local_frame(per, filters.tz, "period")
+        per["when"] = per["period"].dt.strftime("%d %b %H:00" if gran == "h" else "%d %b %Y")
         show_chart(alt.Chart(per, height=280).mark_bar().encode(
-            alt.X("period:T", title=None), alt.Y("mentions:Q", stack="zero"),
+            alt.X("when:O", title=None, sort=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+            alt.Y("mentions:Q", stack="zero"),
             alt.Color("brand:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["brand:N", "mentions:Q"]))
+            tooltip=["when:N", "brand:N", "mentions:Q"]))
     with st.container(border=True):
         st.subheader(f"Per {_PER[gran]}, brand and channel", anchor=False)
         periods = local_frame(report.periods.to_pandas(), filters.tz, "period")
