@@ -211,6 +211,11 @@ def test_every_page_and_the_wall_load_clean(server: int, browser: Any) -> None:
             search.press("Enter")
             page.get_by_text("Profile", exact=True).wait_for(state="visible", timeout=30_000)
             page.wait_for_timeout(1500)
+        if name == "service_desk":  # the answer panel comes after the live panel
+            page.get_by_text("Customer wrote", exact=True).wait_for(state="visible", timeout=30_000)
+            page.locator("[data-testid='stCode']").first.wait_for(state="visible", timeout=30_000)
+        if name == "incidents":
+            page.get_by_text("Top terms", exact=True).wait_for(state="visible", timeout=30_000)
         body = page.locator("[data-testid='stMain']").inner_text()
         for text in texts:
             assert text in body, (name, text)
