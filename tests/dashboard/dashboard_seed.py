@@ -94,7 +94,11 @@ def add_mentions(redis_url: str, prefix: str, rows: list[dict[str, Any]], source
 
 
 def clean_prefix(client: redis.Redis, prefix: str) -> None:
-    """Delete every key under ``prefix``."""
+    """Delete every key under ``prefix`` (after the flows' model hosts wrote what they still held, so a later
+    flush does not bring keys back)."""
+    from stream.learning import flush_all
+
+    flush_all()
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i:i + 500])
