@@ -60,14 +60,6 @@ def _redis_banner() -> None:
 banner_every = settings.refresh_seconds if settings.refresh_seconds > 0 else 5.0
 in_wall = settings.wall or st.query_params.get("wall") in ("1", "true", "yes")
 
-if in_wall:
-    wall_filters = Filters(brand=st.query_params.get("brand") or None)
-    st.fragment(_redis_banner, run_every=banner_every)()
-    page = st.navigation([st.Page(partial(wall.render, settings, wall_filters), title="Wall", url_path="wall",
-                                  icon=":material/tv:", default=True)], position="hidden")
-    page.run()
-    st.stop()
-
 if not settings.public_read and current_user(settings) is None:
     # Nothing is shown before sign-in (PULSE_DASHBOARD_PUBLIC=0).
     with st.sidebar:
@@ -79,6 +71,14 @@ if not settings.public_read and current_user(settings) is None:
                  "PULSE_DASHBOARD_TOKEN or OIDC in .streamlit/secrets.toml.", icon=":material/lock:")
     else:
         st.info("Sign in (sidebar) to see the dashboard.", icon=":material/lock:")
+    st.stop()
+
+if in_wall:
+    wall_filters = Filters(brand=st.query_params.get("brand") or None)
+    st.fragment(_redis_banner, run_every=banner_every)()
+    page = st.navigation([st.Page(partial(wall.render, settings, wall_filters), title="Wall", url_path="wall",
+                                  icon=":material/tv:", default=True)], position="hidden")
+    page.run()
     st.stop()
 
 with st.sidebar:
