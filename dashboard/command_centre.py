@@ -1,7 +1,8 @@
-"""The command centre: a live wall display for incident managers (KPI tiles, trends, latest mentions).
+"""The command centre: the live overview (KPI tiles, trends, alerts, latest mentions); its big-screen twin is
+:mod:`dashboard.wall`.
 
-Filters (brand, time range, live) sit in the page header; everything below them is one fragment that
-reruns on its own every few seconds, reading cached figures from :mod:`dashboard.data`.
+Filters (brand, channels, time range, timezone) come from the sidebar; everything below the title is one
+fragment that reruns on its own every few seconds, reading cached figures from :mod:`dashboard.data`.
 
 User text (mention texts, authors, dead-letter payloads) only ever reaches the screen inside dataframes,
 which show it as plain text; nothing written by users goes through Markdown or HTML.
@@ -15,26 +16,35 @@ which show it as plain text; nothing written by users goes through Markdown or H
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import altair as alt
 import pandas as pd
-import redis
 import streamlit as st
 
 from dashboard.data import (
-    TIME_RANGES,
+    PERIODS,
     CommandCentre,
     DashboardSettings,
-    RedisUnavailable,
+    Filters,
     load_brands,
+    load_channels,
     load_command_centre,
 )
+from dashboard.ui import (
+    REDIS_ERRORS,
+    chart_time,
+    chart_times,
+    local_frame,
+    md_escape,
+    redis_down,
+    show_chart_template,
+    to_local,
+)
 
-__all__ = ["channel_colour", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
-           "sentiment_chart"]
+__all__ = ["channel_colour", "draw_chart", "format_delta", "format_minutes", "format_rate", "mentions_chart", "render", "response_chart",
+           "sentiment_chart", "time_axis", "utc_datetime", "with_window"]
 
-ALL_BRANDS = "All brands"
 SENTIMENT_COLOURS = {"negative": "#e5484d", "neutral": "#7d8897", "positive": "#3ecf8e"}
 RESPONSE_COLOURS = {"mean": "#4f8cff", "p90": "#f2a541"}
 CHART_HEIGHT = 240
@@ -93,66 +103,61 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 # -- the page -----------------------------------------------------------------------------------------
 
-def render(settings: DashboardSettings) -> None:
-    """Draw the page: header with filters, then the live panel."""
-    try:
-        brands = load_brands(settings.redis_url, settings.prefix)
-    except (RedisUnavailable, redis.RedisError, OSError):
-        brands = []  # the live panel says why, and retries on every refresh
-    title, brand_col, range_col, live_col = st.columns([3.2, 1.6, 2.6, 0.8], vertical_alignment="bottom")
+def render(settings: DashboardSettings, filters: Filters) -> None:
+    """Draw the page: title and live switch, then the live panel (filters come from the sidebar)."""
+    title, live_col = st.columns([6, 1], vertical_alignment="bottom")
     with title:
         st.title(":material/monitoring: Command centre", anchor=False)
-    with brand_col:
-        choice = st.selectbox("Brand", [ALL_BRANDS, *brands], key="cc_brand")
-    with range_col:
-        minutes = st.segmented_control("Time range (latest data)", list(TIME_RANGES), default=60,
-                                       format_func=TIME_RANGES.__getitem__, required=True, key="cc_minutes")
     with live_col:
         live = st.toggle("Live", value=settings.refresh_seconds > 0, key="cc_live",
                          help=f"Refresh every {settings.refresh_seconds:g} s", disabled=settings.refresh_seconds <= 0)
-    brand = None if choice == ALL_BRANDS else choice
     every = settings.refresh_seconds if live and settings.refresh_seconds > 0 else None
-    st.fragment(_live_panel, run_every=every)(settings, brand, int(minutes or 60), brands)
-
-
-def _live_panel(settings: DashboardSettings, brand: str | None, minutes: int, shown_brands: list[str]) -> None:
     try:
-        view = load_command_centre(settings.redis_url, settings.prefix, brand, minutes)
-    except (RedisUnavailable, redis.RedisError, OSError) as exc:
-        st.error(f"**Redis is unreachable** at `{settings.display_url}`. The page retries on every refresh; "
-                 "check that Redis is running and `REDIS_URL` points at it.", icon=":material/cloud_off:")
-        st.text(str(exc))
+        shown_brands = load_brands(settings.redis_url, settings.prefix)
+    except REDIS_ERRORS:
+        shown_brands = []  # the frame's banner says why; the live panel retries
+    st.fragment(_live_panel, run_every=every)(settings, filters, shown_brands)
+
+
+def _live_panel(settings: DashboardSettings, filters: Filters, shown_brands: list[str]) -> None:
+    try:
+        view = load_command_centre(settings.redis_url, settings.prefix, filters)
+    except REDIS_ERRORS as exc:
+        redis_down(settings, exc)
         return
     if view.brands != shown_brands:
-        # A brand appeared (or Redis came back): redraw the header so the brand filter lists it.
+        # A brand appeared (or Redis came back): redraw the frame so the brand filter lists it.
         load_brands.clear()
+        load_channels.clear()
         st.rerun(scope="app")
     if not view.has_data:
-        st.info(f"**Waiting for data** under the key prefix `{settings.prefix}` in `{settings.display_url}`. "
+        st.info(f"**Waiting for data** under the key prefix `{settings.prefix}` in `{settings.display_url}`"
+                f"{' for this selection' if filters.brand or filters.channels else ''}. "
                 "Start a flow, e.g. `pulse demo`, `pulse run --source sim` or `pulse replay FILE --format twcs`; "
                 "this page fills in by itself.", icon=":material/hourglass_empty:")
         _dead_letter_panel(view)
         return
-    _status_line(view)
+    tz = filters.tz
+    _status_line(view, tz)
     _kpi_tiles(view)
     charts = st.columns(3)
     with charts[0], st.container(border=True):
         st.subheader("Mentions per channel", anchor=False)
-        st.altair_chart(mentions_chart(view), width="stretch")
+        draw_chart("mentions", view, tz)
     with charts[1], st.container(border=True):
         st.subheader("Sentiment", anchor=False)
-        st.altair_chart(sentiment_chart(view), width="stretch")
+        draw_chart("sentiment", view, tz)
     with charts[2], st.container(border=True):
         st.subheader("First response time", anchor=False)
         if view.response.empty:
             st.caption("No brand replies in this range yet.")
         else:
-            st.altair_chart(response_chart(view), width="stretch")
+            draw_chart("response", view, tz)
     _alerts_panel(view)
     left, right = st.columns([2.2, 1.25])
     with left, st.container(border=True):
         st.subheader("Latest mentions", anchor=False)
-        _latest_table(view)
+        _latest_table(view, tz)
     with right, st.container(border=True):
         st.subheader("Channels", anchor=False)
         _breakdown_table(view.channels, "channel")
@@ -162,21 +167,23 @@ def _live_panel(settings: DashboardSettings, brand: str | None, minutes: int, sh
     _dead_letter_panel(view)
 
 
-def _status_line(view: CommandCentre) -> None:
+def _status_line(view: CommandCentre, tz: str = "UTC") -> None:
     assert view.start is not None and view.end is not None
-    fmt = "%d %b %Y %H:%M" if view.gran == "m" else "%d %b %Y %H:00"
-    scope = view.brand or f"all {len(view.brands)} brands"
-    grain = "minute" if view.gran == "m" else "hour"
+    fmt = {"m": "%d %b %Y %H:%M", "h": "%d %b %Y %H:00", "d": "%d %b %Y"}[view.gran]
+    scope = md_escape(view.brand) if view.brand else f"all {len(view.brands)} brands"
+    grain = {"m": "minute", "h": "hour", "d": "day"}[view.gran]
     newest = view.newest or view.end
     filling = f" · shaded: the newest {grain}, so far" if view.filling_from is not None else ""
-    st.caption(f"{scope} · event time {view.start.strftime(fmt)} – {newest.strftime('%H:%M:%S')} UTC · "
+    start, last = to_local(view.start, tz), to_local(newest, tz)
+    assert start is not None and last is not None
+    st.caption(f"{scope} · event time {start.strftime(fmt)} – {last.strftime('%H:%M:%S')} {tz} · "
                f"per-{grain} windows{filling} · {view.totals.get('accepted', 0):,} records accepted in total · "
                f"updated {datetime.now().strftime('%H:%M:%S')}")
 
 
 def _kpi_tiles(view: CommandCentre) -> None:
     k, p, spark = view.kpis, view.previous, view.sparklines
-    versus = f"vs prev. {TIME_RANGES.get(view.minutes, f'{view.minutes} min')}"
+    versus = "vs the range before" if view.minutes not in PERIODS else f"vs the {PERIODS[view.minutes][5:]} before"
     tiles: list[tuple[str, str, str | None, Literal["normal", "inverse", "off"], str, str]] = [
         ("Mentions / min", format_rate(k["mentions_per_min"]),
          format_delta(k["mentions_per_min"], p["mentions_per_min"], "%"), "off", "mentions_per_min",
@@ -217,67 +224,90 @@ def channel_colour(channel: str) -> str:
     return _SPARE_COLOURS[sum(channel.encode()) % len(_SPARE_COLOURS)]
 
 
-def _utc_datetime(when: datetime) -> alt.DateTime:
+def utc_datetime(when: datetime) -> alt.DateTime:
+    """A Vega-Lite date-time literal on the UTC scale (what :func:`dashboard.ui.chart_time` gives)."""
     return alt.DateTime(year=when.year, month=when.month, date=when.day, hours=when.hour, minutes=when.minute,
                         utc=True)
 
 
-def _time_axis(view: CommandCentre) -> alt.X:
-    fmt = "%H:%M" if view.gran == "m" else "%d %b %H:00"
-    # A UTC scale: the wall screen's own time zone must not shift the axis away from the UTC caption.
-    assert view.start is not None and view.end is not None
-    # Every chart spans the whole range, so the three line up even when one has sparse data.
-    domain = [_utc_datetime(view.start), _utc_datetime(view.end)]
-    return alt.X("start:T", title=None, scale=alt.Scale(type="utc", domain=domain),
+def time_axis(start: datetime, end: datetime, gran: str, tz: str, field: str = "start") -> alt.X:
+    """A time axis over ``[start, end]`` reading in ``tz`` (the data must go through ``chart_times``)."""
+    fmt = {"m": "%H:%M", "h": "%d %b %H:00", "d": "%d %b"}[gran]
+    # A UTC scale over wall-clock times of the chosen zone: the viewer's own browser zone must not shift
+    # the axis away from the caption.
+    domain = [utc_datetime(chart_time(start, tz)), utc_datetime(chart_time(end, tz))]
+    return alt.X(f"{field}:T", title=None, scale=alt.Scale(type="utc", domain=domain),
                  axis=alt.Axis(format=fmt, labelAngle=0, tickCount=6, grid=False))
 
 
-def _with_window(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the window start as UTC text for tooltips (Vega would show the viewer's local time)."""
-    return frame.assign(window=pd.to_datetime(frame["start"], utc=True).dt.strftime("%d %b %H:%M UTC"))
+def _time_axis(view: CommandCentre, tz: str) -> alt.X:
+    assert view.start is not None and view.end is not None
+    # Every chart spans the whole range, so the three line up even when one has sparse data.
+    return time_axis(view.start, view.end, view.gran, tz)
+
+
+def with_window(frame: pd.DataFrame, tz: str, field: str = "start") -> pd.DataFrame:
+    """Chart-ready times plus the window as text for tooltips (Vega would show the viewer's local time)."""
+    out = chart_times(frame, tz, field)
+    if out.empty:
+        return out.assign(window=pd.Series(dtype=str))
+    return out.assign(window=out[field].dt.strftime("%d %b %H:%M") + f" {tz}")
 
 
 _WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")
 
 
-def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre) -> alt.LayerChart | alt.Chart:
+def _with_filling(chart: alt.Chart | alt.LayerChart, view: CommandCentre, tz: str, band: Any = None
+                  ) -> alt.LayerChart | alt.Chart:
     """Shade the newest window while it is still filling, so its low counts read as "so far"."""
     if view.filling_from is None or view.end is None:
         return chart
-    band = pd.DataFrame({"start": [view.filling_from], "stop": [view.end], "note": ["newest window, so far"]})
-    shade = alt.Chart(band).mark_rect(opacity=0.18, color="#9aa4b2").encode(
+    shade = alt.Chart(band if band is not None else _band(view, tz)).mark_rect(opacity=0.18, color="#9aa4b2").encode(
         alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), tooltip=[alt.Tooltip("note:N", title="")])
     return alt.LayerChart(layer=[shade, chart])
 
 
-def mentions_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
-    """Stacked areas of mentions per window, one band per channel."""
-    frame = view.by_channel.pivot_table(index="start", columns="channel", values="mentions", fill_value=0,
-                                        aggfunc="sum")
-    frame = frame.reset_index().melt(id_vars="start", var_name="channel", value_name="mentions")
-    channels = sorted(frame["channel"].unique())
+def _band(view: CommandCentre, tz: str) -> pd.DataFrame:
+    assert view.filling_from is not None and view.end is not None
+    return pd.DataFrame({"start": [chart_time(view.filling_from, tz)], "stop": [chart_time(view.end, tz)],
+                         "note": ["newest window, so far"]})
+
+
+def _mentions_frame(view: CommandCentre, tz: str) -> pd.DataFrame:
+    return with_window(view.by_channel[["start", "channel", "mentions"]], tz)  # every window x channel, zeros in
+
+
+def _sentiment_frame(view: CommandCentre, tz: str) -> pd.DataFrame:
+    order = view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2})
+    return with_window(view.sentiment.assign(order=order), tz)
+
+
+def mentions_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                   ) -> alt.Chart | alt.LayerChart:
+    """Stacked areas of mentions per window, one band per channel (``data``: its rows, or a named dataset)."""
+    channels = sorted(view.by_channel["channel"].unique())
     chart = (
-        alt.Chart(_with_window(frame), height=CHART_HEIGHT)
+        alt.Chart(_mentions_frame(view, tz) if data is None else data, height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.88)
         .encode(
-            _time_axis(view),
+            _time_axis(view, tz),
             alt.Y("mentions:Q", stack="zero", title="mentions"),
             alt.Color("channel:N", scale=alt.Scale(domain=channels, range=[channel_colour(c) for c in channels]),
                       legend=alt.Legend(orient="bottom", title=None, columns=8, symbolType="circle")),
             tooltip=[_WINDOW_TOOLTIP, "channel:N", "mentions:Q"],
         )
     )
-    return _with_filling(chart, view)
+    return _with_filling(chart, view, tz, band)
 
 
-def sentiment_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
+def sentiment_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                    ) -> alt.Chart | alt.LayerChart:
     """Stacked areas of mentions per sentiment (negative at the bottom, where a surge shows first)."""
-    frame = view.sentiment.assign(order=view.sentiment["sentiment"].map({"negative": 0, "neutral": 1, "positive": 2}))
     chart = (
-        alt.Chart(_with_window(frame), height=CHART_HEIGHT)
+        alt.Chart(_sentiment_frame(view, tz) if data is None else data, height=CHART_HEIGHT)
         .mark_area(interpolate="monotone", opacity=0.9)
         .encode(
-            _time_axis(view),
+            _time_axis(view, tz),
             alt.Y("mentions:Q", stack="zero", title="mentions"),
             alt.Color("sentiment:N",
                       scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values())),
@@ -286,13 +316,14 @@ def sentiment_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
             tooltip=[_WINDOW_TOOLTIP, "sentiment:N", "mentions:Q"],
         )
     )
-    return _with_filling(chart, view)
+    return _with_filling(chart, view, tz, band)
 
 
-def response_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
+def response_chart(view: CommandCentre, tz: str = "UTC", data: Any = None, band: Any = None
+                   ) -> alt.Chart | alt.LayerChart:
     """Mean and p90 first response time (minutes) of the replies posted in each window."""
-    base = alt.Chart(_with_window(view.response), height=CHART_HEIGHT).encode(
-        _time_axis(view),
+    base = alt.Chart(with_window(view.response, tz) if data is None else data, height=CHART_HEIGHT).encode(
+        _time_axis(view, tz),
         alt.Y("minutes:Q", title="minutes"),
         alt.Color("statistic:N",
                   scale=alt.Scale(domain=list(RESPONSE_COLOURS), range=list(RESPONSE_COLOURS.values())),
@@ -300,24 +331,39 @@ def response_chart(view: CommandCentre) -> alt.Chart | alt.LayerChart:
         tooltip=[_WINDOW_TOOLTIP, "statistic:N",
                  alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("replies:Q", title="replies")],
     )
-    lines = base.mark_line(interpolate="monotone", strokeWidth=2) + base.mark_circle(size=18, opacity=0.6)
-    return _with_filling(lines, view)
+    lines = base.mark_line(interpolate="monotone", strokeWidth=2, point=alt.OverlayMarkDef(size=18, opacity=0.6))
+    return _with_filling(lines, view, tz, band)
 
 
-def _latest_table(view: CommandCentre) -> None:
+_FRAMES = {"mentions": _mentions_frame, "sentiment": _sentiment_frame,
+           "response": lambda view, tz: with_window(view.response, tz)}
+_CHARTS = {"mentions": mentions_chart, "sentiment": sentiment_chart, "response": response_chart}
+
+
+def draw_chart(kind: str, view: CommandCentre, tz: str) -> None:
+    """Draw one of the live charts (``mentions``, ``sentiment``, ``response``): its spec is built once per
+    range, timezone and set of channels, and each refresh only swaps the rows in."""
+    data = {"points": _FRAMES[kind](view, tz)}
+    if view.filling_from is not None and view.end is not None:
+        data["band"] = _band(view, tz)
+    channels = tuple(sorted(view.by_channel["channel"].unique())) if kind == "mentions" else ()
+    key = ("command_centre", kind, view.gran, tz, view.start, view.end, view.filling_from is not None, channels)
+    show_chart_template(key, lambda: _CHARTS[kind](view, tz, alt.NamedData("points"), alt.NamedData("band")), data)
+
+
+def _latest_table(view: CommandCentre, tz: str = "UTC") -> None:
     if view.latest.empty:
-        st.caption("No mentions yet.")
+        st.caption("No mentions for this selection yet.")
         return
-    # Styling colours the cells; the text itself stays plain text in the grid.
-    styled = view.latest.style.map(lambda v: f"color: {SENTIMENT_COLOURS.get(v, 'inherit')}", subset=["sentiment"])
+    latest = local_frame(view.latest, tz, "time")
     st.dataframe(
-        styled,
+        latest,
         hide_index=True,
         placeholder="–",
         height=420,
         column_order=["time", "brand", "channel", "author", "sentiment", "intent", "text"],
         column_config={
-            "time": st.column_config.DatetimeColumn("time (UTC)", format="DD MMM HH:mm:ss", width="small"),
+            "time": st.column_config.DatetimeColumn(f"time ({tz})", format="DD MMM HH:mm:ss", width="small"),
             "brand": st.column_config.TextColumn("brand", width="small"),
             "channel": st.column_config.TextColumn("channel", width="small"),
             "author": st.column_config.TextColumn("author", width="small"),

@@ -1,9 +1,11 @@
-"""What the dashboard shows, read from Redis: settings, the cached client and cached command-centre figures.
+"""What the dashboard shows, read from Redis: settings, filters, the cached client and the pages' figures.
 
-The reading and arithmetic (:func:`read_command_centre`) is plain Python over a Redis client, so it can be
-used and tested without Streamlit; :func:`redis_client` and :func:`load_command_centre` wrap it in
-Streamlit's caches (one client per URL shared by every session, query results shared for a second, so ten
-wall screens refreshing every two seconds cost Redis what one does).
+The reading and arithmetic (:func:`read_command_centre`, :func:`read_channels`, :func:`search_customers`,
+:func:`churn_candidates`, :func:`prediction_mix`, ...) is plain Python over a Redis client, so it can be used
+and tested without Streamlit; :func:`redis_client` and the ``load_*`` functions wrap it in Streamlit's caches
+(one client per URL shared by every session, query results shared for a second, so ten wall screens refreshing
+every two seconds cost Redis what one does). Windows are read with :func:`window_index` and one read-only
+script per brand (:func:`read_windows`, :func:`sum_windows`): a few round trips whatever the range.
 
 Time is *event* time: "the last N minutes" are the N minutes up to the newest window in Redis, so a replay
 of an old export looks the same as live traffic.
@@ -19,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import pandas as pd
@@ -32,35 +34,59 @@ import streamlit as st
 
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
-    distinct_authors,
     quantile,
     recent_dead_letters,
     recent_mentions,
     response_times_between,
-    timeseries,
     totals,
 )
-from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
+from stream.redisconn import RedisUnavailable, connect, ensure_redis_url, mask_secrets
+from stream.windows import COUNTERS
 
 __all__ = [
     "CACHE_TTL_SECONDS",
+    "PERIODS",
     "RESPONSE_LOOKBACK_MS",
-    "TIME_RANGES",
+    "ChannelsView",
     "CommandCentre",
     "DashboardSettings",
     "DashboardSettingsError",
+    "Filters",
     "RedisUnavailable",
+    "Span",
+    "brand_channels",
+    "case_brands",
+    "churn_candidates",
+    "churn_reasons",
+    "count_authors",
+    "fetch_windows",
+    "iter_windows",
+    "format_reasons",
+    "granularity",
     "list_brands",
+    "list_channels",
     "load_brands",
+    "load_channels",
+    "load_channels_view",
+    "load_churn_candidates",
     "load_command_centre",
+    "load_customer_search",
+    "newest_window_ms",
+    "prediction_mix",
+    "read_channels",
     "read_command_centre",
+    "read_model_quality",
+    "read_windows",
+    "split_index",
     "redis_client",
+    "resolve_span",
+    "search_customers",
+    "sum_windows",
+    "window_index",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Choices of the time-range filter: minutes of event time -> label.
-TIME_RANGES: dict[int, str] = {15: "15 min", 30: "30 min", 60: "1 h", 180: "3 h", 360: "6 h", 1440: "24 h"}
 #: Query results are shared between sessions for this long (below the usual refresh interval).
 CACHE_TTL_SECONDS = 1.0
 #: Replies are matched to mentions at most this long before the range starts (the flow's reply wait).
@@ -75,12 +101,42 @@ class DashboardSettingsError(ValueError):
     """A dashboard setting from the environment that cannot be used; the message names it."""
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise DashboardSettingsError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DashboardSettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise DashboardSettingsError(f"{name}: must not be negative, got {raw!r}")
+    return value
+
+
+#: A sign-in token shorter than this is refused (guessable).
+MIN_TOKEN_CHARS = 12
+
+
 @dataclass(frozen=True, slots=True)
 class DashboardSettings:
     """The dashboard's settings, read once at the entry point from what ``pulse dashboard`` sets.
 
-    ``REDIS_URL`` (unset: the embedded server under ``.pulse/``), ``PULSE_PREFIX`` and
-    ``PULSE_DASHBOARD_REFRESH`` (seconds between live refreshes; 0 turns live refresh off).
+    ``REDIS_URL`` (unset: the embedded server under ``.pulse/``), ``PULSE_PREFIX``,
+    ``PULSE_DASHBOARD_REFRESH`` (seconds between live refreshes; 0 turns live refresh off),
+    ``PULSE_DASHBOARD_TOKEN`` (the sign-in token when no OIDC provider is configured),
+    ``PULSE_DASHBOARD_PUBLIC`` (1: read-only pages open without sign-in, the default; 0: sign in to see
+    anything), ``PULSE_DASHBOARD_WALL`` (1: every session is the wall display), ``PULSE_WALL_ROTATE``
+    (seconds per wall view) and ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated).
 
     >>> DashboardSettings.from_env({}).refresh_seconds
     2.0
@@ -88,31 +144,308 @@ class DashboardSettings:
     Traceback (most recent call last):
     ...
     dashboard.data.DashboardSettingsError: PULSE_DASHBOARD_REFRESH: expected a number of seconds, got 'often'
+    >>> "tok" in repr(DashboardSettings.from_env({"PULSE_DASHBOARD_TOKEN": "tok-123456789"}))
+    False
     """
 
     redis_url: str | None = None
     prefix: str = "pulse:"
     refresh_seconds: float = 2.0
+    #: Never shown or logged (left out of repr).
+    token: str | None = field(default=None, repr=False)
+    public_read: bool = True
+    wall: bool = False
+    rotate_seconds: float = 15.0
+    owned_channels: tuple[str, ...] = ("forum",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
         env = os.environ if env is None else env
-        raw = env.get("PULSE_DASHBOARD_REFRESH") or "2"
-        try:
-            refresh = float(raw)
-        except ValueError:
-            raise DashboardSettingsError(f"PULSE_DASHBOARD_REFRESH: expected a number of seconds, got {raw!r}") from None
-        if refresh < 0:
-            raise DashboardSettingsError(f"PULSE_DASHBOARD_REFRESH: must not be negative, got {raw!r}")
+        token = env.get("PULSE_DASHBOARD_TOKEN") or None
+        if token is not None and len(token) < MIN_TOKEN_CHARS:
+            raise DashboardSettingsError(f"PULSE_DASHBOARD_TOKEN: use at least {MIN_TOKEN_CHARS} characters")
+        rotate = _seconds(env, "PULSE_WALL_ROTATE", "15")
+        if rotate < 3:
+            raise DashboardSettingsError(f"PULSE_WALL_ROTATE: at least 3 seconds, got {rotate:g}")
+        owned = tuple(c.strip() for c in (env.get("PULSE_OWNED_CHANNELS") or "forum").split(",") if c.strip())
         return cls(redis_url=env.get("REDIS_URL") or None, prefix=env.get("PULSE_PREFIX") or "pulse:",
-                   refresh_seconds=refresh)
+                   refresh_seconds=_seconds(env, "PULSE_DASHBOARD_REFRESH", "2"), token=token,
+                   public_read=_flag(env, "PULSE_DASHBOARD_PUBLIC", True),
+                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned)
 
     @property
     def display_url(self) -> str:
         """The Redis URL with any password masked, for showing on screen."""
         if not self.redis_url:
             return "embedded Redis (.pulse/)"
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.redis_url)
+        return mask_secrets(self.redis_url)
+
+
+#: Choices of the time-range filter beyond the command centre's: minutes of event time -> label.
+PERIODS: dict[int, str] = {15: "last 15 min", 60: "last hour", 360: "last 6 h", 1440: "last 24 h",
+                           10080: "last 7 days", 43200: "last 30 days"}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What every page narrows its figures to: brand, channels, time range and the timezone times are shown in.
+
+    The range is the last ``minutes`` of event time up to the newest data, or, when ``days`` is set, those
+    calendar days (first, last) in ``tz``.
+
+    >>> f = Filters(brand="acme", channels=("twitter",), minutes=60, tz="Europe/Paris")
+    >>> f.channel_ok("twitter"), f.channel_ok("forum"), f.brands
+    (True, False, ['acme'])
+    >>> Filters(days=(date(2024, 1, 1), date(2024, 1, 2)), tz="UTC").bounds_ms()
+    (1704067200000, 1704240000000)
+    """
+
+    brand: str | None = None
+    channels: tuple[str, ...] = ()
+    minutes: int = 60
+    days: tuple[date, date] | None = None
+    tz: str = "UTC"
+
+    @property
+    def brands(self) -> list[str] | None:
+        return [self.brand] if self.brand else None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def channel_ok(self, channel: str | None) -> bool:
+        return not self.channels or (channel or "") in self.channels
+
+    def bounds_ms(self) -> tuple[int, int] | None:
+        """``[start, end)`` in epoch ms for calendar days, None for a range relative to the newest data."""
+        if self.days is None:
+            return None
+        first, last = self.days
+        start = datetime.combine(first, time.min, tzinfo=self.zone)
+        end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=self.zone)
+        return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+    @property
+    def span_minutes(self) -> int:
+        bounds = self.bounds_ms()
+        return self.minutes if bounds is None else max(1, (bounds[1] - bounds[0]) // 60_000)
+
+    def describe(self) -> str:
+        """The range in words (for captions)."""
+        if self.days is None:
+            return PERIODS.get(self.minutes, f"last {self.minutes} min") + " of data"
+        first, last = self.days
+        return f"{first:%d %b %Y}" + ("" if first == last else f" – {last:%d %b %Y}") + f" ({self.tz})"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A resolved time range: windows starting in ``[start_ms, end_ms)`` of granularity ``gran``."""
+
+    start_ms: int
+    end_ms: int
+    gran: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ms / 1000, tz=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromtimestamp(self.end_ms / 1000, tz=UTC)
+
+
+def newest_window_ms(client: redis.Redis, keys: Keys, brands: list[str] | None = None, gran: str = "m") -> int | None:
+    """Start of the newest window written (event time), over the chosen brands."""
+    pairs = [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans]
+    if not pairs:
+        return None
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrevrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
+    newest = [int(r[0][1]) for r in pipe.execute() if r]
+    return max(newest) if newest else None
+
+
+def resolve_span(client: redis.Redis, keys: Keys, filters: Filters) -> Span | None:
+    """The filters' range as windows: calendar days as given, else the last minutes up to the newest window
+    (None when nothing is written yet)."""
+    bounds = filters.bounds_ms()
+    if bounds is not None:
+        return Span(bounds[0], bounds[1], granularity((bounds[1] - bounds[0]) / 60_000))
+    newest = newest_window_ms(client, keys, filters.brands)
+    if newest is None:
+        return None
+    gran = granularity(filters.minutes)
+    length = GRANULARITIES[gran]
+    end = newest - newest % length + length
+    return Span(end - max(1, filters.minutes * 60_000 // length) * length, end, gran)
+
+
+def brand_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> dict[str, list[str]]:
+    """The channels seen per brand (default: every brand), two round trips."""
+    chosen = brands if brands is not None else list_brands(client, keys)
+    if not chosen:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for b in chosen:
+        pipe.smembers(keys.channels(b))
+    return {b: sorted(_text(c) for c in members) for b, members in zip(chosen, pipe.execute(), strict=True)}
+
+
+# KEYS: window hashes (one brand: one hash slot); ARGV: the counters to read. A window holds each run's own
+# counters (``name@run``) and the ones kept across runs: each counter is the sum of its fields
+# (stream.metrics.counters_of). One reply for many windows, so reading a day of minute windows costs one round
+# trip per brand instead of one parsed reply per window; a window that no longer exists reads as nil.
+_COUNTERS_LUA = """
+local want = {}
+for i, name in ipairs(ARGV) do want[name] = i end
+local function counters(key)
+  local h = redis.call('HGETALL', key)
+  if #h == 0 then return nil end
+  local row = {}
+  for i = 1, #ARGV do row[i] = 0 end
+  for j = 1, #h, 2 do
+    local at = string.find(h[j], '@', 1, true)
+    local i = want[at and string.sub(h[j], 1, at - 1) or h[j]]
+    if i then row[i] = row[i] + tonumber(h[j + 1]) end
+  end
+  return row
+end
+"""
+_FETCH_WINDOWS = _COUNTERS_LUA + """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = counters(key) or false end
+return out
+"""
+# The same windows summed on the server: one number per counter.
+_SUM_WINDOWS = _COUNTERS_LUA + """
+local sums = {}
+for i = 1, #ARGV do sums[i] = 0 end
+for _, key in ipairs(KEYS) do
+  local row = counters(key)
+  if row then for i = 1, #ARGV do sums[i] = sums[i] + row[i] end end
+end
+return sums
+"""
+
+@dataclass(frozen=True, slots=True)
+class IndexedWindow:
+    """A window found in its brand x channel index: where it is and what its keys are."""
+
+    channel: str
+    start_ms: int
+    key: str
+    authors_key: str
+
+
+#: Per brand: every window found, in index order.
+WindowIndex = dict[str, list[IndexedWindow]]
+
+
+def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
+                 brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> WindowIndex:
+    """The windows starting in ``[since_ms, until_ms]`` per brand (one pipelined round trip after the brands')."""
+    pairs = [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans
+             if not channels or c in channels]
+    if not pairs:
+        return {}
+    lo = since_ms if since_ms is not None else "-inf"
+    hi = until_ms if until_ms is not None else "+inf"
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrangebyscore(keys.windows_index(b, c, gran), lo, hi, withscores=True)
+    per_brand: WindowIndex = {}
+    for (b, c), found in zip(pairs, pipe.execute(), strict=True):
+        per_brand.setdefault(b, []).extend(
+            IndexedWindow(c, int(score), keys.window(b, c, _text(bucket), gran), keys.authors(b, c, _text(bucket), gran))
+            for bucket, score in found)
+    return {b: items for b, items in per_brand.items() if items}
+
+
+def split_index(index: WindowIndex, start_ms: int) -> tuple[WindowIndex, WindowIndex]:
+    """The windows before ``start_ms`` and those from it on."""
+    before = {b: [w for w in items if w.start_ms < start_ms] for b, items in index.items()}
+    after = {b: [w for w in items if w.start_ms >= start_ms] for b, items in index.items()}
+    return {b: i for b, i in before.items() if i}, {b: i for b, i in after.items() if i}
+
+
+def iter_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS
+                 ) -> Iterator[tuple[str, IndexedWindow, list[int]]]:
+    """``(brand, window, values of fields)`` of the indexed windows that still exist (one read-only script per
+    brand, pipelined)."""
+    if not index:
+        return
+    script = client.register_script(_FETCH_WINDOWS)
+    pipe = client.pipeline(transaction=False)
+    for items in index.values():
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
+    for (b, items), values in zip(index.items(), pipe.execute(), strict=True):
+        for w, counters in zip(items, values, strict=True):
+            if not counters:  # expired between the two reads
+                continue
+            yield b, w, [int(v or 0) for v in counters]
+
+
+def read_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> list[dict[str, Any]]:
+    """The ``fields`` of the indexed windows, one row each, like :func:`stream.metrics.windows_between`'s."""
+    rows: list[dict[str, Any]] = []
+    for b, w, values in iter_windows(client, index, fields):
+        row: dict[str, Any] = dict(zip(fields, values, strict=True))
+        row.update(brand=b, channel=w.channel, start=datetime.fromtimestamp(w.start_ms / 1000, tz=UTC))
+        rows.append(row)
+    return rows
+
+
+def sum_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...] = COUNTERS) -> dict[str, int]:
+    """The ``fields`` summed over the indexed windows, on the server (one script per brand, pipelined)."""
+    out = dict.fromkeys(fields, 0)
+    if not index:
+        return out
+    script = client.register_script(_SUM_WINDOWS)
+    pipe = client.pipeline(transaction=False)
+    for items in index.values():
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
+    for sums in pipe.execute():
+        for name, v in zip(fields, sums, strict=True):
+            out[name] += int(v or 0)
+    return out
+
+
+def count_authors(client: redis.Redis, *indexes: WindowIndex) -> list[int]:
+    """Distinct authors over each index's windows: a HyperLogLog union per brand (one slot), summed over brands;
+    every index in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    calls = []
+    for index in indexes:
+        calls.append(len(index))
+        for items in index.values():
+            pipe.pfcount(*[w.authors_key for w in items])
+    counts = iter(pipe.execute() if any(calls) else [])
+    return [sum(int(next(counts)) for _ in range(n)) for n in calls]
+
+
+def fetch_windows(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms: int | None, gran: str = "m",
+                  brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per window x brand x channel starting in ``[since_ms, until_ms]``, like
+    :func:`stream.metrics.windows_between` (every counter plus ``brand``, ``channel``, ``start``), read in
+    two pipelined round trips: the windows' indexes, then one read-only script per brand for their hashes."""
+    return read_windows(client, window_index(client, keys, since_ms, until_ms, gran, brands, channels))
+
+
+def list_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = None) -> list[str]:
+    """The channels seen for the brands (default: all), sorted."""
+    chosen = brands if brands is not None else list_brands(client, keys)
+    if not chosen:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for b in chosen:
+        pipe.smembers(keys.channels(b))
+    return sorted({_text(c) for members in pipe.execute() for c in members})
 
 
 @dataclass(frozen=True)
@@ -169,45 +502,57 @@ def list_brands(client: redis.Redis, keys: Keys) -> list[str]:
 
 
 def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = None, minutes: int = 60,
-                        latest_n: int = 50, dead_letters_n: int = 20) -> CommandCentre:
+                        latest_n: int = 50, dead_letters_n: int = 20, channels: tuple[str, ...] = (),
+                        until_ms: int | None = None) -> CommandCentre:
     """Read and compute the command centre for ``brand`` (None: all brands) over the last ``minutes``.
 
-    Ranges up to six hours use minute windows, longer ones hour windows. First response times are those
-    of replies *posted* in the range (what the team delivered then), for mentions posted at most
-    :data:`RESPONSE_LOOKBACK_MS` earlier; answer rate is replies ÷ queries of the range's windows.
+    ``channels`` narrows every figure to those channels (empty: all); ``until_ms`` ends the range at that
+    event time instead of at the newest window. Ranges up to six hours use minute windows, up to a week
+    hour windows, longer ones day windows. First response times are those of replies *posted* in the range
+    (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS` earlier;
+    answer rate is replies ÷ queries of the range's windows.
     """
     brands = list_brands(client, keys)
     chosen = [brand] if brand else None
-    gran = "m" if minutes <= 360 else "h"
+    gran = granularity(minutes)
     length = GRANULARITIES[gran]
     n_windows = max(1, minutes * 60_000 // length)
     stats = totals(client, keys)
     out = CommandCentre(brands=brands, brand=brand, minutes=minutes, gran=gran, totals=stats,
-                        latest=_latest(client, keys, brand, latest_n),
+                        latest=_latest(client, keys, brand, latest_n, channels),
                         dead_letters=_dead_letters(client, keys, dead_letters_n),
-                        alerts=read_alerts(client, keys, brand))
-    rows = timeseries(client, keys, minutes=2 * n_windows, gran=gran)
-    if not rows:
-        return out
-    end_ms = _ms(max(r["start"] for r in rows))
-    earliest_ms = _ms(min(r["start"] for r in rows))
+                        alerts=read_alerts(client, keys, brand, channels=channels))
+    # The newest window of the range: the newest written, or the one holding until_ms - 1.
+    last_window = None if until_ms is None else (until_ms - 1) - (until_ms - 1) % length
+    if last_window is None:
+        newest = newest_window_ms(client, keys, None, gran)
+        if newest is None:
+            return out
+        last_window = newest
+    end_ms = last_window
     start_ms = end_ms - (n_windows - 1) * length
     prev_start_ms = start_ms - n_windows * length
-    rows = [r for r in rows if brand is None or r["brand"] == brand]
-    current = [r for r in rows if _ms(r["start"]) >= start_ms]
-    before = [r for r in rows if _ms(r["start"]) < start_ms]
-    responses = response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
-                                       end_ms + length - 1, chosen)
+    index = window_index(client, keys, prev_start_ms, end_ms, gran, chosen, channels)
+    if not index:
+        return out
+    earliest_ms = min(w.start_ms for items in index.values() for w in items)
+    # the range itself window by window; the range before only as totals, summed on the server
+    earlier, now = split_index(index, start_ms)
+    current = read_windows(client, now, _RANGE_FIELDS)
+    before = [sum_windows(client, earlier, _BEFORE_FIELDS)]
+    responses = [r for r in response_times_between(client, keys, prev_start_ms - RESPONSE_LOOKBACK_MS,
+                                                   end_ms + length - 1, chosen)
+                 if not channels or r["channel"] in channels]
     replies = [(r["mention_ms"] + int(r["response_ms"]), r) for r in responses]
     cur_rt = [r for t, r in replies if start_ms <= t < end_ms + length]
     prev_rt = [r for t, r in replies if prev_start_ms <= t < start_ms]
-    authors_now = sum(distinct_authors(client, keys, start_ms, end_ms, gran, chosen).values())
+    authors_now, authors_earlier = count_authors(client, now, earlier)
     # The range before only gets deltas when the data reaches back over all of it.
     has_before = earliest_ms <= prev_start_ms
-    authors_before = (sum(distinct_authors(client, keys, prev_start_ms, start_ms - 1, gran, chosen).values())
-                      if has_before else None)
+    authors_before = authors_earlier if has_before else None
     # Rates run to the newest event, not to the end of a window that is still filling.
-    newest_ms = min(max(_newest_event_ms(client, keys), end_ms), end_ms + length - 1)
+    newest_event = _newest_event_ms(client, keys) if until_ms is None else end_ms + length - 1
+    newest_ms = min(max(newest_event, end_ms), end_ms + length - 1)
     covered_minutes = max(1.0, (newest_ms - max(start_ms, earliest_ms)) / 60_000)
     filling = newest_ms < end_ms + length - 1_000 and n_windows > 1
     kpis = _kpis(current, cur_rt, covered_minutes, authors_now, stats)
@@ -230,6 +575,27 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     )
 
 
+def granularity(minutes: float) -> str:
+    """The windows a range is read from: minutes up to six hours, hours up to a week, days beyond.
+
+    >>> granularity(60), granularity(1440), granularity(10080), granularity(43200)
+    ('m', 'h', 'h', 'd')
+    """
+    if minutes <= 360:
+        return "m"
+    return "h" if minutes <= 7 * 1440 else "d"
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+#: What the command centre reads of each window of the range, and of the range before (summed).
+_RANGE_FIELDS = ("mentions", "queries", "negative", "neutral", "positive", "response_count", "response_ms_sum",
+                 "authors", "answered")
+_BEFORE_FIELDS = ("mentions", "queries", "negative", "response_count", "answered")
+
+
 def _newest_event_ms(client: redis.Redis, keys: Keys) -> int:
     """Event time of the newest mention in the latest-mentions set (0 when empty)."""
     top = client.zrevrange(keys.latest, 0, 0, withscores=True)
@@ -244,7 +610,7 @@ def _kpis(rows: list[dict[str, Any]], responses: list[dict[str, Any]], minutes: 
           stats: dict[str, int]) -> dict[str, float | None]:
     mentions = sum(r["mentions"] for r in rows)
     queries = sum(r["queries"] for r in rows)
-    answered = sum(r["response_count"] for r in rows)
+    answered = sum(r["answered"] for r in rows)  # answer rate: answered queries / queries
     values = sorted(r["response_ms"] for r in responses)
     p90 = quantile(values, 0.9)
     return {
@@ -254,7 +620,7 @@ def _kpis(rows: list[dict[str, Any]], responses: list[dict[str, Any]], minutes: 
         "mean_response_min": (sum(values) / len(values) / 60_000) if values else None,
         "p90_response_min": None if p90 is None else p90 / 60_000,
         "responses": float(len(values)),
-        "answer_rate": min(1.0, answered / queries) if queries else None,
+        "answer_rate": answered / queries if queries else None,
         "negative_share": sum(r["negative"] for r in rows) / mentions if mentions else None,
         # Everything in the dead-letter stream: malformed records, and labels, late records, CRM inputs
         # or deliveries the flow refused later on (each with its reason).
@@ -269,10 +635,17 @@ def _by_channel(rows: list[dict[str, Any]], starts: list[datetime]) -> pd.DataFr
                "response_ms_sum", "authors"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)[columns].groupby(["start", "channel"]).sum()
-    grid = pd.MultiIndex.from_product([starts, sorted({r["channel"] for r in rows})], names=["start", "channel"])
+    summed = columns[2:]
+    acc: dict[tuple[datetime, str], list[int]] = {}
+    for r in rows:  # brands add up per window x channel
+        slot = acc.setdefault((r["start"], r["channel"]), [0] * len(summed))
+        for i, name in enumerate(summed):
+            slot[i] += r[name]
+    zero = [0] * len(summed)
+    channels = sorted({r["channel"] for r in rows})
     # A chart drawn over the windows that exist would bridge quiet minutes with a slope.
-    return frame.reindex(grid, fill_value=0).reset_index()
+    grid = [[start, channel, *acc.get((start, channel), zero)] for start in starts for channel in channels]
+    return pd.DataFrame(grid, columns=columns)
 
 
 def _sentiment_series(by_channel: pd.DataFrame) -> pd.DataFrame:
@@ -308,7 +681,7 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
         acc = sums.get(r["start"])
         if acc is None:  # the window still filling
             continue
-        for name in ("mentions", "queries", "negative", "response_count", "authors"):
+        for name in ("mentions", "queries", "negative", "response_count", "authors", "answered"):
             acc[name] = acc.get(name, 0) + r[name]
     ordered = [sums[s] for s in sorted(sums)]
     mean = dict(zip(response.loc[response.statistic == "mean", "start"],
@@ -320,7 +693,7 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
         "authors": [float(a.get("authors", 0)) for a in ordered],
         "mean_response_min": [mean[s] for s in sorted(sums) if s in mean],
         "p90_response_min": [p90[s] for s in sorted(sums) if s in p90],
-        "answer_rate": [min(1.0, a["response_count"] / a["queries"]) for a in ordered if a.get("queries")],
+        "answer_rate": [a["answered"] / a["queries"] for a in ordered if a.get("queries")],
         "negative_share": [a["negative"] / a["mentions"] for a in ordered if a.get("mentions")],
     }
 
@@ -329,7 +702,7 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
     """Per ``by`` (brand or channel): mentions, negative share, answer rate, mean first response."""
     per: dict[str, dict[str, float]] = {}
     for r in rows:
-        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "response_count": 0})
+        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "answered": 0})
         for name in acc:
             acc[name] += r[name]
     rts: dict[str, list[float]] = {}
@@ -343,7 +716,7 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
             by: name,
             "mentions": int(acc["mentions"]),
             "negative share": acc["negative"] / acc["mentions"] if acc["mentions"] else nan,
-            "answer rate": min(1.0, acc["response_count"] / acc["queries"]) if acc["queries"] else nan,
+            "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
             "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
         })
     columns = [by, "mentions", "negative share", "answer rate", "mean first response (min)"]
@@ -351,17 +724,19 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
     return frame.sort_values("mentions", ascending=False).reset_index(drop=True)
 
 
-def _latest(client: redis.Redis, keys: Keys, brand: str | None, n: int) -> pd.DataFrame:
+def _latest(client: redis.Redis, keys: Keys, brand: str | None, n: int, channels: tuple[str, ...] = ()) -> pd.DataFrame:
     columns = ["time", "brand", "channel", "author", "sentiment", "intent", "text", "department", "id"]
     wanted = []
     # The latest set holds every brand's mentions; read enough of it to fill the table for one brand.
-    for raw in recent_mentions(client, keys, n if brand is None else max(n, 1000)):
+    for raw in recent_mentions(client, keys, n if brand is None and not channels else max(n, 1000)):
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError:
             log.warning("unreadable entry in %s skipped", keys.latest)
             continue
         if not isinstance(d, dict) or (brand is not None and d.get("brand") != brand):
+            continue
+        if channels and d.get("channel") not in channels:
             continue
         try:
             when = datetime.fromisoformat(str(d.get("ts")))
@@ -381,7 +756,8 @@ ALERT_COLUMNS = ["window", "state", "kind", "severity", "brand", "channel", "obs
                  "message"]
 
 
-def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: int = 20) -> pd.DataFrame:
+def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: int = 20,
+                channels: tuple[str, ...] = ()) -> pd.DataFrame:
     """The current state of each alert (an incident keeps one id), newest window first."""
     rows = []
     for raw in client.hvals(keys.alerts_current):
@@ -390,6 +766,8 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
         except orjson.JSONDecodeError:
             continue
         if brand is not None and a.get("brand") != brand:
+            continue
+        if channels and a.get("channel") not in channels:
             continue
         message = str(a.get("message") or "")
         # Spike alerts carry their incident's state first ("open: …", "update: …", "resolved: …");
@@ -418,6 +796,374 @@ def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
+# -- channels (marketing) -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelsView:
+    """The Channels page over one span: per channel totals, its volume and sentiment series, notable mentions.
+
+    ``table`` has one row per channel: ``channel``, ``owned`` (the brand's own community), ``mentions``,
+    ``authors`` (distinct per brand, summed), ``queries``, ``comments``, ``negative``, ``neutral``,
+    ``positive``, ``negative share``, ``net sentiment`` ((positive - negative) ÷ mentions), ``replies``,
+    ``answer rate``, ``mean first response (min)`` and ``share of voice`` (the channel's share of mentions).
+    """
+
+    span: Span | None
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: One row per window x channel: start, channel, mentions, negative, neutral, positive.
+    series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Newest negative customer mentions: time, brand, channel, author, text.
+    notable: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def has_data(self) -> bool:
+        return not self.table.empty
+
+
+_CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comments", "negative", "neutral",
+                    "positive", "negative share", "net sentiment", "replies", "answer rate",
+                    "mean first response (min)", "share of voice"]
+
+
+def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tuple[str, ...] = ("forum",),
+                  notable_n: int = 30) -> ChannelsView:
+    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads)."""
+    span = resolve_span(client, keys, filters)
+    if span is None:
+        return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
+    rows = read_windows(client, index)
+    if not rows:
+        return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand), summed
+    channels_seen = sorted({w.channel for items in index.values() for w in items})
+    per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
+                                            if any(w.channel == c for w in items)} for c in channels_seen])
+    authors = dict(zip(channels_seen, per_channel, strict=True))
+    summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
+              "answered")
+    per: dict[str, dict[str, int]] = {}
+    cells: dict[tuple[datetime, str], list[int]] = {}
+    for r in rows:
+        acc = per.setdefault(r["channel"], dict.fromkeys(summed, 0))
+        for name in summed:
+            acc[name] += r[name]
+        cell = cells.setdefault((r["start"], r["channel"]), [0, 0, 0, 0])
+        cell[0] += r["mentions"]
+        cell[1] += r["negative"]
+        cell[2] += r["neutral"]
+        cell[3] += r["positive"]
+    responses = [r for r in response_times_between(client, keys, span.start_ms, span.end_ms - 1, filters.brands)
+                 if filters.channel_ok(r["channel"])]
+    rt: dict[str, list[float]] = {}
+    for r in responses:
+        rt.setdefault(r["channel"], []).append(r["response_ms"])
+    total = sum(acc["mentions"] for acc in per.values())
+    nan = float("nan")
+    out = []
+    for channel, acc in per.items():
+        mentions = acc["mentions"]
+        values = rt.get(channel, [])
+        out.append({
+            "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(channel, 0),
+            "queries": acc["queries"], "comments": acc["comments"], "negative": acc["negative"],
+            "neutral": acc["neutral"], "positive": acc["positive"],
+            "negative share": acc["negative"] / mentions if mentions else nan,
+            "net sentiment": (acc["positive"] - acc["negative"]) / mentions if mentions else nan,
+            "replies": acc["replies"],
+            "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
+            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            "share of voice": mentions / total if total else nan,
+        })
+    table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
+    # every window of the span for every channel, so quiet windows read 0 instead of being bridged
+    length = GRANULARITIES[span.gran]
+    zero = [0, 0, 0, 0]
+    series = pd.DataFrame(
+        [[start, channel, *cells.get((start, channel), zero)]
+         for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
+         for channel in sorted(per)],
+        columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
+    return ChannelsView(span=span, table=table, series=series,
+                        notable=_notable(client, keys, filters, span, notable_n))
+
+
+def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: int) -> pd.DataFrame:
+    """The newest negative customer mentions of the range among those the flow keeps (plain text)."""
+    columns = ["time", "brand", "channel", "author", "sentiment score", "text"]
+    out = []
+    for raw in client.zrevrangebyscore(keys.latest, span.end_ms - 1, span.start_ms, start=0, num=2_000):
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(d, dict) or d.get("from_brand") or d.get("sentiment") != "negative":
+            continue
+        if (filters.brand and d.get("brand") != filters.brand) or not filters.channel_ok(d.get("channel")):
+            continue
+        try:
+            when = datetime.fromisoformat(str(d.get("ts")))
+        except ValueError:
+            when = None
+        out.append({"time": when, "brand": str(d.get("brand") or ""), "channel": str(d.get("channel") or ""),
+                    "author": str(d.get("author") or ""), "sentiment score": d.get("sentiment_score"),
+                    "text": str(d.get("text") or "")})
+        if len(out) >= n:
+            break
+    return pd.DataFrame(out, columns=columns)
+
+
+# -- models ---------------------------------------------------------------------------------------------
+
+class _Prefetched:
+    """Answers ``hgetall`` from hashes read beforehand in one pipeline (what ``read_metrics`` asks of a client)."""
+
+    def __init__(self, hashes: dict[str, dict[Any, Any]]) -> None:
+        self.hashes = hashes
+
+    def hgetall(self, key: str) -> dict[Any, Any]:
+        return self.hashes.get(key, {})
+
+
+def read_model_quality(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """:func:`stream.metrics.model_quality` without scanning the keyspace: the metrics hashes of the channels
+    the flow has seen (and ``all``), read in one pipeline; one row per model x channel that has one."""
+    from models.prequential import read_metrics
+    from models.registry import info, metrics_key
+
+    channels = sorted({"all", *list_channels(client, keys)})
+    models = ("intent", "sentiment", "department")
+    wanted = [metrics_key(keys.prefix, m, c) for m in models for c in channels]
+    pipe = client.pipeline(transaction=False)
+    for key in wanted:
+        pipe.hgetall(key)
+    fetched = _Prefetched(dict(zip(wanted, pipe.execute(), strict=True)))
+    rows = []
+    for model in models:
+        meta = info(client, keys.prefix, model) or {}
+        for channel in channels:
+            metrics = read_metrics(fetched, keys.prefix, model, channel)
+            if metrics:
+                rows.append({"model": model, "channel": channel, "version": meta.get("version"), **metrics})
+    return rows
+
+
+#: The window counters that are a model's predictions: model -> classes.
+PREDICTION_COUNTERS = {"sentiment": ("negative", "neutral", "positive"), "intent": ("queries", "comments")}
+
+
+def prediction_mix(client: redis.Redis, keys: Keys, filters: Filters, model: str) -> pd.DataFrame:
+    """What a model predicted per window over the filters' range, from the flow's window counters.
+
+    Rows ``start``, ``class``, ``count``, ``share`` and ``drift``: the window's total-variation distance
+    from the whole range's mix (0: the same mix, 1: nothing in common), a drift signal over time.
+    Empty for a model the windows do not count (department).
+    """
+    classes = PREDICTION_COUNTERS.get(model)
+    columns = ["start", "class", "count", "share", "drift"]
+    span = resolve_span(client, keys, filters) if classes else None
+    if classes is None or span is None:
+        return pd.DataFrame(columns=columns)
+    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
+    per_window: dict[int, list[int]] = {}
+    for _, w, values in iter_windows(client, index, classes):  # brands and channels add up per window
+        acc = per_window.setdefault(w.start_ms, [0] * len(classes))
+        for i, v in enumerate(values):
+            acc[i] += v
+    frame = pd.DataFrame.from_dict(per_window, orient="index", columns=list(classes)).sort_index()
+    frame.index = pd.to_datetime(frame.index, unit="ms", utc=True)
+    frame.index.name = "start"
+    frame = frame[frame.sum(axis=1) > 0]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    overall = frame.sum() / frame.sum().sum()
+    shares = frame.div(frame.sum(axis=1), axis=0)
+    drift = (shares - overall).abs().sum(axis=1) / 2
+    long = frame.reset_index().melt(id_vars="start", var_name="class", value_name="count")
+    long["share"] = shares.reset_index().melt(id_vars="start", var_name="class", value_name="share")["share"]
+    long["drift"] = long["start"].map(drift)
+    long["class"] = long["class"].replace({"queries": "query", "comments": "comment"})
+    return long[columns]
+
+
+# -- customers ------------------------------------------------------------------------------------------
+
+#: Channels a handle is looked up on when searching (plus ``email``).
+SEARCH_CHANNELS = ("twitter", "facebook", "instagram", "linkedin", "review", "forum", "blog", "email")
+
+
+def search_customers(client: redis.Redis, prefix: str, query: str, limit: int = 25,
+                     scan_cap: int = 50_000) -> list[dict[str, Any]]:
+    """Customers (and prospects) whose id, handle on any channel, name or email matches ``query``.
+
+    An exact id or handle comes first; then names and emails containing the query (case-insensitive) among
+    at most ``scan_cap`` imported customers, read in pipelined batches. Rows: ``id``, ``kind``, ``name``,
+    ``tier``, ``brand``, ``matched`` (what matched).
+    """
+    from crm.identity import normalize_handle
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    q = query.strip()
+    if not q:
+        return []
+    found: dict[str, str] = {}
+    handle = normalize_handle(q)
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(ck.customer(q))
+    for channel in SEARCH_CHANNELS:
+        pipe.get(ck.identity(channel, handle))
+    if ":" in q:  # "twitter:bob"
+        channel, _, h = q.partition(":")
+        pipe.get(ck.identity(channel.strip().lower(), normalize_handle(h)))
+    exists, *owners = pipe.execute()
+    if exists:
+        found[q] = "id"
+    for channel, owner in zip((*SEARCH_CHANNELS, "handle"), owners, strict=False):
+        if owner is not None:
+            found.setdefault(_text(owner), f"handle on {channel}")
+    needle = q.lower()
+    scanned = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        for cid, (name, email) in zip(batch, _hmget_all(client, [ck.customer(c) for c in batch], ("name", "email")),
+                                      strict=True):
+            if needle in (name or "").lower():
+                found.setdefault(cid, "name")
+            elif needle in (email or "").lower():
+                found.setdefault(cid, "email")
+        batch.clear()
+
+    for member in client.sscan_iter(ck.customers, count=1_000):
+        batch.append(_text(member))
+        scanned += 1
+        if len(batch) >= 1_000:
+            flush()
+        if len(found) >= limit or scanned >= scan_cap:
+            break
+    if batch and len(found) < limit:
+        flush()
+    ids = list(found)[:limit]
+    details = _hmget_all(client, [ck.customer(c) for c in ids], ("kind", "name", "tier", "brand", "mentions"))
+    out = [{"id": cid, "kind": kind or ("prospect" if cid.startswith("p:") else "customer"), "name": name or "",
+            "tier": tier or "", "brand": brand or "", "mentions": int(_number(mentions) or 0), "matched": found[cid]}
+           for cid, (kind, name, tier, brand, mentions) in zip(ids, details, strict=True)]
+    # exact ids and handles first, then the customers who have said the most
+    out.sort(key=lambda c: (c["matched"] in ("name", "email"), -c["mentions"]))
+    return out
+
+
+def case_brands(client: redis.Redis, prefix: str, case_ids: list[str]) -> dict[str, str]:
+    """The brand of each case (one pipelined read), for the service desk's brand filter."""
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    return {cid: brand or "" for cid, (brand,) in
+            zip(case_ids, _hmget_all(client, [ck.case(c) for c in case_ids], ("brand",)), strict=True)}
+
+
+def _hmget_all(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) -> list[list[str | None]]:
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k, fields)
+    return [[None if v is None else _text(v) for v in values] for values in pipe.execute()] if keys else []
+
+
+def churn_candidates(client: redis.Redis, prefix: str, n: int = 50, min_risk: float = 0.0,
+                     customers_only: bool = True, brand: str | None = None) -> pd.DataFrame:
+    """The customers the churn model rates most at risk, highest first, with their CRM fields and reasons.
+
+    Reasons (the features behind each score) come from the flow's churn read function when it offers one
+    (``stream.churn.churn_reasons(client, keys, ids)``); the ``reasons`` column is empty otherwise.
+    """
+    from crm.keys import CrmKeys
+
+    ck = CrmKeys(prefix)
+    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons"]
+    rows: list[dict[str, Any]] = []
+    # Prospects (handles not linked to a customer yet, ids "p:...") share the set: skip them by id and read
+    # further, a bounded number of batches.
+    for start in range(0, 50_000, 2_000):
+        members = client.zrevrangebyscore(ck.churn, "+inf", min_risk, start=start, num=2_000, withscores=True)
+        if not members:
+            break
+        scored = [(_text(m), float(score)) for m, score in members]
+        if customers_only:
+            scored = [(c, r) for c, r in scored if not c.startswith("p:")]
+        details = _hmget_all(client, [ck.customer(c) for c, _ in scored],
+                             ("kind", "name", "tier", "brand", "value", "mentions", "negative"))
+        for (cid, risk), (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
+            kind = kind or ("prospect" if cid.startswith("p:") else "customer")
+            if (customers_only and kind != "customer") or (brand is not None and b and b != brand):
+                continue
+            rows.append({"customer": cid, "kind": kind, "name": name or "", "tier": tier or "", "brand": b or "",
+                         "value": _number(value), "risk": risk, "mentions": int(_number(mentions) or 0),
+                         "negative": int(_number(negative) or 0), "reasons": ""})
+            if len(rows) >= n:
+                break
+        if len(rows) >= n:
+            break
+    reasons = churn_reasons(client, prefix, [r["customer"] for r in rows])
+    if reasons is not None:
+        for r in rows:
+            r["reasons"] = format_reasons(reasons.get(r["customer"]) or [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def churn_reasons(client: redis.Redis, prefix: str, customer_ids: list[str]) -> dict[str, list[Any]] | None:
+    """Per customer, the features behind the churn score (``[{"feature", "contribution"}, ...]``), from the
+    flow's read function when there is one; None when the flow does not offer reasons (yet)."""
+    import importlib
+
+    for module_name in ("stream.churn", "stream.churn_reasons"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        fn = getattr(module, "churn_reasons", None)
+        if callable(fn):
+            try:
+                out = fn(client, Keys(prefix), customer_ids)
+            except TypeError:  # a different signature than this page knows: show the risk alone
+                log.warning("%s.churn_reasons has an unexpected signature; churn reasons not shown", module_name)
+                return None
+            return out if isinstance(out, dict) else None
+    return None
+
+
+def format_reasons(reasons: Any) -> str:
+    """Feature contributions as one line of text, largest first: ``negative mentions +0.31, tenure -0.12``.
+
+    >>> format_reasons([{"feature": "tenure", "contribution": -0.12}, {"feature": "negative", "contribution": 0.31}])
+    'negative +0.31, tenure -0.12'
+    >>> format_reasons({"complaints": 0.2})
+    'complaints +0.20'
+    """
+    if isinstance(reasons, dict):
+        items = [(str(k), v) for k, v in reasons.items()]
+    else:
+        items = []
+        for r in reasons or []:
+            if isinstance(r, dict):
+                items.append((str(r.get("feature") or r.get("name") or "?"), r.get("contribution", r.get("value"))))
+            elif isinstance(r, (list, tuple)) and len(r) == 2:
+                items.append((str(r[0]), r[1]))
+            else:
+                items.append((str(r), None))
+    def size(v: Any) -> float:
+        return abs(float(v)) if isinstance(v, (int, float)) else 0.0
+    items.sort(key=lambda kv: -size(kv[1]))
+    return ", ".join(f"{k} {v:+.2f}" if isinstance(v, (int, float)) else k for k, v in items)
+
+
 # -- Streamlit caches ---------------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner=False)
@@ -436,6 +1182,32 @@ def load_brands(url: str | None, prefix: str) -> list[str]:
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
-def load_command_centre(url: str | None, prefix: str, brand: str | None, minutes: int) -> CommandCentre:
+def load_channels(url: str | None, prefix: str) -> list[str]:
+    """Cached :func:`list_channels` (every brand's)."""
+    return list_channels(redis_client(url), Keys(prefix))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_command_centre(url: str | None, prefix: str, filters: Filters) -> CommandCentre:
     """Cached :func:`read_command_centre`, shared by every session looking at the same selection."""
-    return read_command_centre(redis_client(url), Keys(prefix), brand, minutes)
+    bounds = filters.bounds_ms()
+    return read_command_centre(redis_client(url), Keys(prefix), filters.brand, filters.span_minutes,
+                               channels=filters.channels, until_ms=None if bounds is None else bounds[1])
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...]) -> ChannelsView:
+    """Cached :func:`read_channels`."""
+    return read_channels(redis_client(url), Keys(prefix), filters, owned)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def load_customer_search(url: str | None, prefix: str, query: str) -> list[dict[str, Any]]:
+    """Cached :func:`search_customers`."""
+    return search_customers(redis_client(url), prefix, query)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
+def load_churn_candidates(url: str | None, prefix: str, brand: str | None, n: int) -> pd.DataFrame:
+    """Cached :func:`churn_candidates`."""
+    return churn_candidates(redis_client(url), prefix, n, brand=brand)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["GRANULARITIES", "Keys"]
+__all__ = ["AUDIT_MAXLEN", "GRANULARITIES", "INCIDENT_EVENTS_KEPT", "INCIDENT_RETENTION_S", "Keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +224,24 @@ class Keys:
         """Sorted set of the hours that have a features hash (score = hour start, epoch ms)."""
         return f"{self.prefix}x:hours"
 
+    # -- the dashboard's desks: incident handling and the audit trail ----------------------
+    def incident(self, alert_id: str) -> str:
+        """Hash of an incident's handling (``status``, who acknowledged/closed it and when, notice drafts as
+        ``notice:{channel}`` JSON); the alert id is the hash tag, so it shares a slot with its timeline.
+        Expires :data:`INCIDENT_RETENTION_S` after the last action."""
+        return f"{self.prefix}incident:{{{alert_id}}}"
+
+    def incident_events(self, alert_id: str) -> str:
+        """List of JSON events of an incident's handling (acknowledged, notice approved/sent, closed), oldest
+        first; capped at :data:`INCIDENT_EVENTS_KEPT` and expiring with :meth:`incident`."""
+        return f"{self.prefix}incident:{{{alert_id}}}:events"
+
+    @property
+    def audit(self) -> str:
+        """Stream of who did what from the dashboard or the CLI (``ts``, ``user``, ``action``, ``target``,
+        ``detail``, ``outcome``); trimmed to about :data:`AUDIT_MAXLEN` entries."""
+        return f"{self.prefix}audit"
+
     def input_stream(self, n: int) -> str:
         return f"{self.prefix}in:{n}"
 
@@ -249,6 +267,13 @@ class Keys:
         dt = datetime.strptime(bucket, _BUCKET_FORMATS[gran]).replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
 
+
+#: An incident's handling is kept this long after its last action (30 days).
+INCIDENT_RETENTION_S = 30 * 86_400
+#: Handling events kept per incident.
+INCIDENT_EVENTS_KEPT = 200
+#: Entries kept (approximately) in the audit stream.
+AUDIT_MAXLEN = 100_000
 
 #: Window granularities: name -> length in ms.
 GRANULARITIES = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}

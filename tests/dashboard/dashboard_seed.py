@@ -34,10 +34,14 @@ from stream.keys import Keys
 from stream.settings import Settings
 from stream.sinks import RedisSink
 
-__all__ = ["NASTY_TEXT", "add_mentions", "clean_prefix", "conversation", "expected_figures", "seed_redis"]
+__all__ = ["HOSTILE", "NASTY_TEXT", "add_mentions", "clean_prefix", "conversation", "expected_figures",
+           "seed_demo_like", "seed_redis"]
 
-#: A mention that would be bold text and a script if anything rendered user text as Markdown/HTML.
-NASTY_TEXT = "**bold** <script>alert(1)</script> awful service, I hate this"
+#: What a customer may write that must never become markup: a script, bold, an image and a javascript link.
+HOSTILE = "<script>alert(1)</script> **bold** ![x](http://example.com/x.png) [click](javascript:alert(1))"
+#: A mention that would be bold text, an image, a link and a script if anything rendered user text as
+#: Markdown/HTML (a negative comment).
+NASTY_TEXT = f"{HOSTILE} awful service, I hate this"
 T0_MS = 1_704_103_200_000  # 2024-01-01 10:00 UTC
 MINUTES = 120
 BAD_RECORDS = [b'{"id": "broken", "channel": ', b"\xff\xfe not utf-8",
@@ -91,7 +95,11 @@ def add_mentions(redis_url: str, prefix: str, rows: list[dict[str, Any]], source
 
 
 def clean_prefix(client: redis.Redis, prefix: str) -> None:
-    """Delete every key under ``prefix``."""
+    """Delete every key under ``prefix`` (after the flows' model hosts wrote what they still held, so a later
+    flush does not bring keys back)."""
+    from stream.learning import flush_all
+
+    flush_all()
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i:i + 500])
@@ -151,3 +159,72 @@ def seed_service_desk(r: redis.Redis, prefix: str) -> None:
     proc.reply("C-twitter:0", text="Found it, on its way", now_ms=T0 + 30 * MIN)
     proc.resolve("C-twitter:0", now_ms=T0 + 40 * MIN)  # ann's slot goes to the oldest waiting case
     proc.process(mention(9, "gil", sentiment="negative", sentiment_score=-0.7, text="third time my bill is wrong"))
+
+
+# -- a demo-like dataset: the conversation, the CRM, incidents and model versions, with hostile user text ------
+#: A query (it opens a case) from an author whose handle is hostile too.
+HOSTILE_QUERY = f"how do I get my money back? {HOSTILE}"
+HOSTILE_AUTHOR = "eve_[x](javascript:alert(1))"
+#: The name mallory has in the CRM.
+HOSTILE_NAME = f"Mallory {HOSTILE}"
+#: A knowledge-base article whose title is hostile (suggested for refund questions).
+HOSTILE_ARTICLE = {"id": "refunds", "title": f"Refunds {HOSTILE}",
+                   "body": "How to get your money back: a refund goes to the card you paid with within 5 days.",
+                   "tags": '["refund","money","back"]', "url": "https://help.example.com/refunds"}
+#: The live spike (acme on twitter) and a past one (globex on the forum).
+LIVE_SPIKE = "spike:acme:twitter:202401011140"
+PAST_SPIKE = "spike:globex:forum:202401011020"
+
+
+def demo_like_rows() -> list[dict[str, Any]]:
+    """The conversation plus the hostile query in its last minute (a query: it opens a case)."""
+    rows = conversation()
+    last = max(r["ts"] for r in rows)
+    rows.append({"id": "twitter:hostile-q", "channel": "twitter", "brand": "acme", "author": HOSTILE_AUTHOR,
+                 "text": HOSTILE_QUERY, "ts": last - 5_000})
+    rows.sort(key=lambda d: d["ts"])
+    return rows
+
+
+def seed_demo_like(redis_url: str, prefix: str) -> list[dict[str, Any]]:
+    """Everything every page shows, under ``prefix``: customers (mallory's name is hostile), agents, the KB
+    (one hostile title), two hours of conversations through the real flow with the CRM on, a live and a
+    past spike incident (hostile top terms, the hostile mention among the samples), two checkpoints of the
+    sentiment model. Returns the rows that went through the flow."""
+    from models import registry
+    from stream.schema import Alert
+    from stream.sinks import RedisWriter
+
+    client = redis.Redis.from_url(redis_url)
+    store = make_store(client, prefix)
+    import_customers(store, pl.DataFrame({
+        "customer_id": ["C-M", "C-G"], "name": [HOSTILE_NAME, "Gil Grant"], "tier": ["gold", "silver"],
+        "value": [1200.0, 300.0], "email": ["mallory@example.com", "gil@example.com"],
+        "twitter": ["mallory", "user3"]}), now_ms=T0_MS)
+    for agent, departments in (("ann", "service"), ("bob", "sales,marketing,pr")):
+        add_agent(store, Agent.create(agent, capacity=50, departments=departments), online=True, now_ms=T0_MS)
+    kb = KnowledgeBase(store)
+    kb.import_articles([*load_articles(SAMPLE_KB)[0], HOSTILE_ARTICLE])
+    rows = demo_like_rows()
+    records = [RawRecord("test:demo", i, orjson.dumps(r), "jsonl") for i, r in enumerate(rows)]
+    settings = Settings(prefix=prefix, flush_seconds=0.05)
+    run_main(build_flow(TestingSource(records, batch_size=100), settings, RedisSink(redis_url, Keys(prefix)),
+                        redis_url=redis_url))
+    writer = RedisWriter(client, Keys(prefix))
+    live = dict(id=LIVE_SPIKE, kind="spike", brand="acme", channel="twitter", topic=None,
+                window_start="2024-01-01T11:40:00+00:00", expected=2.0, score=0.99, severity="high",
+                sample_ids=("twitter:nasty", "twitter:m100k0", "twitter:m101k3"),
+                top_terms=("refund", *HOSTILE.split(" ")))
+    writer.write([("alert", Alert(**live, observed=9, message="open: acme twitter at 9 mentions, 2.0 expected"))])
+    writer.write([("alert", Alert(**live, observed=14, message="update: acme twitter at 14 mentions, 2.0 expected"))])
+    past = dict(id=PAST_SPIKE, kind="spike", brand="globex", channel="forum", topic=None,
+                window_start="2024-01-01T10:20:00+00:00", expected=1.5, score=0.95, severity="medium",
+                sample_ids=("forum:m20k1",), top_terms=("app", "crash"))
+    writer.write([("alert", Alert(**past, observed=6, message="open: globex forum at 6 mentions, 1.5 expected"))])
+    writer.write([("alert", Alert(**past, observed=6, message="resolved: globex forum back to 1 mentions"))])
+    for n, accuracy in ((1, 0.62), (2, 0.71)):
+        registry.save(client, prefix, "sentiment", registry.new_model("sentiment"),
+                      {"n_labels": 20 * n, "accuracy": accuracy, "macro_f1": accuracy - 0.05,
+                       "prediction_drift": 0.1 / n, "label_drift": 0.2 / n})
+    client.close()
+    return rows

@@ -111,8 +111,8 @@ def test_brand_filter_narrows_every_figure(monkeypatch: pytest.MonkeyPatch, redi
     prefix, rows = seeded
     exp = expected_figures(rows, minutes=60, brand="acme")
     at = _app(monkeypatch, redis_url, prefix)
-    assert at.selectbox(key="cc_brand").options == ["All brands", "acme", "globex"]
-    at.selectbox(key="cc_brand").select("acme").run()
+    assert at.selectbox(key="f_brand").options == ["All brands", "acme", "globex"]
+    at.selectbox(key="f_brand").select("acme").run()
     assert not at.exception
     shown = _metrics(at)
     assert shown["Mentions / min"][0] == f"{exp['mentions_per_min']:.1f}"
@@ -120,7 +120,7 @@ def test_brand_filter_narrows_every_figure(monkeypatch: pytest.MonkeyPatch, redi
     assert shown["Answer rate"][0] == f"{exp['answer_rate'] * 100:.1f} %"
     assert set(at.dataframe[0].value["brand"]) == {"acme"}
     assert "Brands" not in [s.value for s in at.subheader]
-    assert at.caption[0].value.startswith("acme ·")
+    assert at.main.caption[0].value.startswith("acme ·")
 
 
 def test_time_ranges_read_minute_and_hour_windows(redis_url: str,
@@ -147,11 +147,28 @@ def test_empty_prefix_says_waiting_for_data(monkeypatch: pytest.MonkeyPatch, red
     assert not at.get("vega_lite_chart") and not at.metric and not at.error
 
 
-def test_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, key_prefix: str) -> None:
-    at = _app(monkeypatch, "redis://127.0.0.1:1/0", key_prefix)
+def test_unreachable_redis_is_a_banner_and_the_password_never_shows(monkeypatch: pytest.MonkeyPatch,
+                                                                    key_prefix: str) -> None:
+    at = _app(monkeypatch, "redis://:hunter2-secret@127.0.0.1:1/0", key_prefix)
     assert not at.exception
-    assert any("Redis is unreachable" in e.value and "127.0.0.1:1" in e.value for e in at.error)
+    assert [e.value for e in at.error] == ["Redis unreachable at redis://:***@127.0.0.1:1/0 — retrying"]
     assert not at.metric
+    # the password appears nowhere: no element, no message, no caption
+    shown = [str(getattr(e, "value", "")) for e in at.main] + [str(getattr(e, "value", "")) for e in at.sidebar]
+    shown += _markdown_texts(at) + [t.value for t in at.text]
+    assert shown and not any("hunter2" in s for s in shown)
+    assert any("redis://:***@127.0.0.1:1/0" in t.value for t in at.sidebar.text)
+
+
+def test_the_page_comes_back_by_itself_when_redis_does(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                       seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    prefix, _ = seeded
+    at = _app(monkeypatch, redis_url, prefix)
+    at.session_state["redis_down"] = True  # what the banner remembers while Redis was away
+    at.run()
+    assert not at.exception and not at.error
+    assert "redis_down" not in at.session_state
+    assert at.metric
 
 
 def test_bad_refresh_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, redis_url: str,
@@ -165,10 +182,15 @@ def test_dashboard_doctests() -> None:
     """The dashboard folder is outside the default doctest run (app.py is a script): run its modules here."""
     import doctest
 
+    import dashboard.auth
     import dashboard.command_centre
     import dashboard.data
+    import dashboard.filters
+    import dashboard.ui
+    import dashboard.wall
 
-    for module in (dashboard.data, dashboard.command_centre):
+    for module in (dashboard.data, dashboard.command_centre, dashboard.auth, dashboard.filters, dashboard.ui,
+                   dashboard.wall):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import redis
 from dashboard_seed import MIN, T0, mention, seed_service_desk
+from page_testkit import rendered
 from streamlit.testing.v1 import AppTest
 
 from connectors.outbox import read_messages
 from crm import CrmProcessor, CrmSettings, make_store
 from crm.sla import iso_ms
+from stream.audit import recent_actions
+from stream.keys import Keys
 from stream.service_desk import read_service_desk
 
 PAGE = """
@@ -74,7 +77,14 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("PULSE_PREFIX", key_prefix)
     monkeypatch.delenv("PULSE_CRM_CONFIG", raising=False)
-    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
+    monkeypatch.setenv("PULSE_DASHBOARD_TOKEN", "service-desk-token-123")
+    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60)
+    at.run()
+    # not signed in: the case is shown, answering is not offered
+    assert any("Sign in (sidebar) to answer or resolve cases" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label == "Send reply"]
+    at.session_state["pulse_user"] = "ann"
+    at.run()
     at.selectbox(key="sd_case").set_value("C-twitter:1").run()
     assert at.selectbox(key="sd_article").options[1] == "Lost or delayed baggage"  # the case's KB suggestions
     at.selectbox(key="sd_article").set_value("lost-baggage")
@@ -82,17 +92,20 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
     at.checkbox(key="sd_private").check()
     at.button[0].click().run()  # Send reply
     assert not at.exception and not at.error
-    assert "in reply to twitter:1 (DM request)" in at.success[0].value
+    assert "in reply to twitter:1 (DM request)" in rendered(at.success[0].value)
     [posted] = read_messages(r, key_prefix, "twitter", count=1)  # after the seed's reply to twitter:0
     assert posted.in_reply_to == "twitter:1" and posted.case_id == "C-twitter:1"
     assert posted.text.startswith("So sorry, here is how we find it:") and "Lost or delayed baggage" in posted.text
     assert posted.kind == "dm_request"
     case = make_store(r, key_prefix).get_case("C-twitter:1")
     assert case["status"] == "replied"
+    [entry] = recent_actions(r, Keys(key_prefix))
+    assert (entry.user, entry.action, entry.target, entry.outcome) == ("ann", "case.reply", "C-twitter:1", "ok")
+    assert entry.detail["in_reply_to"] == "twitter:1" and entry.detail["private"] is True
 
     at.selectbox(key="sd_case").set_value("C-twitter:1").run()
     at.button[1].click().run()  # Resolve case: ann's slot goes to the case waiting in `service`
-    assert "C-twitter:1 resolved. Assigned: C-twitter:3 → ann" in at.success[0].value
+    assert "C-twitter:1 resolved. Assigned: C-twitter:3 → ann" in rendered(at.success[0].value)
     assert make_store(r, key_prefix).get_case("C-twitter:1")["status"] == "resolved"
 
     # an empty reply is a clear error on the page, nothing is sent
@@ -100,8 +113,27 @@ def test_agent_answers_and_resolves_from_the_page(monkeypatch: pytest.MonkeyPatc
     at.text_area(key="sd_text").input("  ")
     at.selectbox(key="sd_article").set_value("")
     at.button[0].click().run()
-    assert "a reply needs --text or --article" in at.error[0].value
+    assert "a reply needs --text or --article" in rendered(at.error[0].value)
     assert r.xlen(f"{key_prefix}outbox:twitter") == 2
+    assert [(e.action, e.outcome.split(":")[0]) for e in recent_actions(r, Keys(key_prefix))] == [
+        ("case.reply", "refused"), ("case.resolve", "ok"), ("case.reply", "ok")]
+
+
+def test_case_text_and_handles_are_plain_text(monkeypatch: pytest.MonkeyPatch, r: redis.Redis, redis_url: str,
+                                              key_prefix: str) -> None:
+    from dashboard_seed import HOSTILE
+    from page_testkit import assert_no_markup_from_users
+
+    store = make_store(r, key_prefix)
+    proc = CrmProcessor(store, settings=CrmSettings(prefix=key_prefix, auto_tick_ms=0))
+    proc.process(mention(1, "**eve**", text=f"where is my bag? {HOSTILE}"))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("PULSE_PREFIX", key_prefix)
+    at = AppTest.from_string(PAGE.format(root=str(Path(__file__).resolve().parents[2])), default_timeout=60).run()
+    assert not at.exception
+    assert [c.value for c in at.code] == [f"where is my bag? {HOSTILE}"]
+    assert any(t.value.startswith("**eve** on twitter") for t in at.text)
+    assert_no_markup_from_users(at)
 
 
 def test_answers_are_stamped_on_the_cases_clock_when_it_runs_ahead(r: redis.Redis, key_prefix: str) -> None:

@@ -1,0 +1,258 @@
+"""Server-side render time of every dashboard page (AppTest) on 7 days of minute windows, 5 brands x 6 channels.
+
+The dataset: the CRM of the simulated world (1,000 customers, the demo's agents and KB), a few thousand
+simulated mentions through the real flow (cases, churn scores, latest mentions, prequential metrics), then
+7 days of per-minute windows (with hour and day roll-ups, author HyperLogLogs and first response times) for
+5 brands x 6 channels written through the flow's own Redis writer (``stream.sinks.RedisWriter``): 302,400
+minute windows. Two spike incidents and two model checkpoints complete it.
+
+Each page is run by Streamlit's ``AppTest`` with the sidebar filters (defaults: all brands, last hour), its
+query caches cleared before every run, so every figure is a refresh that reads Redis; the figure is the median
+of ``--runs`` runs (after one warm-up run). ``{page}_ms`` is the server-side render: the page script's own
+time (filters, Redis reads, figures, charts and tables built); ``{page}_apptest_ms`` adds AppTest's harness
+(``apptest_empty_ms`` is that harness on a page that draws one title). The baseline, measured in the same
+process, is the plain pipelined read of the data a default view needs — one ``HGETALL`` per minute window of
+the last hour of all 30 brand × channel pairs (``stream.metrics.windows_between``); ``{page}_ratio`` = page /
+baseline. Longer ranges (24 h, 7 days) are timed for the pages that follow the time filter. Prints one
+``name=value`` line per figure (milliseconds).
+
+Run: ``.venv/bin/python benchmarks/dashboard.py [--runs 5] [--days 7]``. Uses ``REDIS_URL`` or an embedded
+redis-server under ``.pulse/bench``, under a unique key prefix that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+from bytewax.testing import TestingSource, run_main  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from connectors.simulator import CHANNELS, World  # noqa: E402
+from models import registry  # noqa: E402
+from stream.demo_setup import seed_demo_crm  # noqa: E402
+from stream.flow import build_flow  # noqa: E402
+from stream.keys import GRANULARITIES, Keys  # noqa: E402
+from stream.metrics import windows_between  # noqa: E402
+from stream.redisconn import connect, ensure_redis_url  # noqa: E402
+from stream.schema import Alert  # noqa: E402
+from stream.settings import Settings  # noqa: E402
+from stream.sinks import RedisSink, RedisWriter  # noqa: E402
+
+EXTRA_BRANDS = ("acme", "globex")
+PAGES = ("command_centre", "incidents_page", "service_page", "customers_page", "channels_page", "reports_page",
+         "models_page", "audit_page")
+WALL_VIEWS = ("now", "incidents", "channels", "desk")
+#: pages that follow the time filter, timed again over longer ranges (minutes)
+RANGED = ("command_centre", "channels_page", "reports_page")
+RUNNER = """
+import sys
+import time
+sys.path.insert(0, {root!r})
+import streamlit as st
+from dashboard.data import DashboardSettings
+from dashboard.filters import filter_panel
+from dashboard import {page}
+started = time.perf_counter()
+settings = DashboardSettings.from_env()
+with st.sidebar:
+    filters = filter_panel(settings)
+{page}.render(settings, filters)
+st.session_state["bench_ms"] = (time.perf_counter() - started) * 1000
+"""
+EMPTY = """
+import time
+import streamlit as st
+started = time.perf_counter()
+st.title("Empty")
+st.session_state["bench_ms"] = (time.perf_counter() - started) * 1000
+"""
+
+
+def build_dataset(url: str, prefix: str, days: int, mentions: int) -> dict[str, Any]:
+    """Fill ``prefix``; returns counts."""
+    client = connect(url)
+    keys = Keys(prefix)
+    world = World(seed=7)
+    seed_demo_crm(url, prefix, world, int(world.start.timestamp() * 1000))
+    records = list(world.events(limit=mentions, kinds={"mention"}))
+    run_main(build_flow(TestingSource(records, batch_size=1000), Settings(prefix=prefix, flush_seconds=0.2),
+                        RedisSink(url, Keys(prefix)), redis_url=url))
+    brands = sorted(b.decode() for b in client.smembers(keys.brands)) + list(EXTRA_BRANDS)
+    newest = max(int(s) for b in brands for c in CHANNELS
+                 for _, s in client.zrevrange(keys.windows_index(b, c, "m"), 0, 0, withscores=True)) \
+        if client.smembers(keys.brands) else int(world.start.timestamp() * 1000)
+    end = newest - newest % 60_000
+    start = end - days * 1440 * 60_000 + 60_000
+    writer = RedisWriter(client, keys, minute_retention_s=max(7, days + 1) * 86_400)
+    rng = random.Random(7)
+    n_windows = 0
+    with Progress(transient=True) as progress:
+        task = progress.add_task("windows", total=len(brands) * len(CHANNELS) * days * 1440)
+        for brand in brands:
+            for channel in CHANNELS:
+                hours: dict[int, dict[str, int]] = {}
+                day_acc: dict[int, dict[str, int]] = {}
+                batch: list[tuple[Any, ...]] = []
+                rts: dict[str, float] = {}
+                rtt: dict[str, float] = {}
+                for ms in range(start, end + 60_000, 60_000):
+                    counters = _counters(rng, ms)
+                    authors = [f"{channel}-{rng.randrange(5_000)}" for _ in range(counters["authors"])]
+                    batch.append(("window", brand, channel, "m", ms, counters, authors, True))
+                    for gran, acc in (("h", hours), ("d", day_acc)):
+                        length = GRANULARITIES[gran]
+                        slot = acc.setdefault(ms - ms % length, dict.fromkeys(counters, 0))
+                        for k, v in counters.items():
+                            slot[k] += v
+                    if ms % 300_000 == 0:  # a first response every five minutes
+                        mid = f"{channel}:bench-{brand}-{ms}"
+                        rts[mid] = float(rng.randrange(60_000, 3_600_000))
+                        rtt[mid] = float(ms)
+                    if len(batch) >= 2_000:
+                        writer.write(batch)
+                        n_windows += len(batch)
+                        progress.advance(task, len(batch))
+                        batch.clear()
+                for gran, acc in (("h", hours), ("d", day_acc)):
+                    batch += [("window", brand, channel, gran, ms, c, [], True) for ms, c in acc.items()]
+                writer.write(batch)
+                n_windows += sum(1 for b in batch if b[3] == "m")
+                progress.advance(task, sum(1 for b in batch if b[3] == "m"))
+                pipe = client.pipeline(transaction=False)
+                pipe.zadd(keys.response_times(brand, channel), rts)
+                pipe.zadd(keys.response_times_at(brand, channel), rtt)
+                pipe.sadd(keys.brands, brand)
+                pipe.sadd(keys.channels(brand), channel)
+                pipe.execute()
+    live = dict(id=f"spike:acme:twitter:{Keys.minute_id(end - 20 * 60_000)}", kind="spike", brand="acme",
+                channel="twitter", topic=None, window_start=datetime.fromtimestamp((end - 20 * 60_000) / 1000,
+                                                                                   tz=UTC).isoformat(),
+                observed=40, expected=6.0, score=0.99, severity="high", sample_ids=(), top_terms=("outage", "login"))
+    writer.write([("alert", Alert(**live, message="open: acme twitter at 40 mentions, 6.0 expected"))])
+    for n in (1, 2):
+        registry.save(client, prefix, "sentiment", registry.new_model("sentiment"), {"accuracy": 0.6 + n / 10})
+    return {"brands": len(brands), "channels": len(CHANNELS), "minute_windows": n_windows, "mentions": len(records)}
+
+
+def _counters(rng: random.Random, ms: int) -> dict[str, int]:
+    hour = datetime.fromtimestamp(ms / 1000, tz=UTC).hour
+    mentions = max(0, int(rng.gauss(6 if 8 <= hour < 22 else 2, 2)))
+    queries = rng.randint(0, mentions)
+    negative = rng.randint(0, mentions)
+    positive = rng.randint(0, mentions - negative)
+    replies = rng.randint(0, queries)
+    return {"mentions": mentions, "queries": queries, "comments": mentions - queries, "negative": negative,
+            "neutral": mentions - negative - positive, "positive": positive, "replies": replies,
+            "response_ms_sum": replies * rng.randrange(60_000, 1_800_000), "response_count": replies,
+            "unanswered": 0, "authors": max(0, mentions - rng.randint(0, 2)), "late": 0}
+
+
+def _time(script: str, runs: int, state: dict[str, Any] | None = None, query: dict[str, str] | None = None
+          ) -> tuple[float, float]:
+    """Median (script ms, AppTest ms) of ``runs`` cold runs of ``script``, after one warm-up run."""
+    script_ms, total_ms = [], []
+    for _ in range(runs + 1):  # the first run warms imports and the model cache; it is not counted
+        st.cache_data.clear()
+        at = AppTest.from_string(script, default_timeout=300)
+        for k, v in (state or {}).items():
+            at.session_state[k] = v
+        at.query_params.update(query or {})
+        t = time.perf_counter()
+        at.run()
+        total_ms.append((time.perf_counter() - t) * 1000)
+        if at.exception:
+            raise RuntimeError(f"page failed: {at.exception[0].value}")
+        script_ms.append(float(at.session_state["bench_ms"]))
+    return statistics.median(script_ms[1:]), statistics.median(total_ms[1:])
+
+
+def _baseline(url: str, prefix: str, runs: int) -> float:
+    """The plain pipelined read of the last hour of minute windows of every brand x channel (median ms)."""
+    client = connect(url)
+    keys = Keys(prefix)
+    newest = max(int(s) for b in client.smembers(keys.brands) for c in CHANNELS
+                 for _, s in client.zrevrange(keys.windows_index(b.decode(), c, "m"), 0, 0, withscores=True))
+    times = []
+    for _ in range(runs + 1):
+        t = time.perf_counter()
+        rows = windows_between(client, keys, newest - 59 * 60_000, newest, "m")
+        times.append((time.perf_counter() - t) * 1000)
+    assert len(rows) >= 60 * 30 * 0.9, len(rows)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="Timed runs per page (median reported).")
+    parser.add_argument("--days", type=int, default=7, help="Days of minute windows.")
+    parser.add_argument("--mentions", type=int, default=4_000, help="Simulated mentions through the flow.")
+    parser.add_argument("--keep", action="store_true", help="Keep the data (prints the prefix).")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    url = ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "bench")
+    prefix = f"bench:dash:{uuid.uuid4().hex[:8]}:"
+    client = connect(url)
+    os.environ.update(REDIS_URL=url, PULSE_PREFIX=prefix, PULSE_DASHBOARD_REFRESH="2")
+    os.environ.pop("PULSE_DASHBOARD_TOKEN", None)
+    try:
+        t = time.perf_counter()
+        counts = build_dataset(url, prefix, args.days, args.mentions)
+        for k, v in counts.items():
+            print(f"{k}={v}")
+        print(f"seed_s={time.perf_counter() - t:.1f}")
+        print(f"redis_used_mb={client.info('memory')['used_memory'] / 2**20:.0f}")
+        base = _baseline(url, prefix, args.runs)
+        print(f"baseline_ms={base:.1f}")
+        _, empty_total = _time(EMPTY, args.runs)
+        print(f"apptest_empty_ms={empty_total:.1f}")
+        worst = 0.0
+        for page in PAGES:
+            ms, total = _time(RUNNER.format(root=str(ROOT), page=page), args.runs)
+            worst = max(worst, ms)
+            print(f"{page}_ms={ms:.1f}")
+            print(f"{page}_ratio={ms / base:.2f}")
+            print(f"{page}_apptest_ms={total:.1f}")
+        for view in WALL_VIEWS:
+            ms, total = _time(RUNNER.format(root=str(ROOT), page="wall"), args.runs, query={"view": view})
+            worst = max(worst, ms)
+            print(f"wall_{view}_ms={ms:.1f}")
+            print(f"wall_{view}_ratio={ms / base:.2f}")
+        print(f"worst_default_ms={worst:.1f}")
+        for minutes, label in ((1440, "24h"), (10080, "7d")):
+            for page in RANGED:
+                ms, _ = _time(RUNNER.format(root=str(ROOT), page=page), args.runs, state={"f_period": minutes})
+                print(f"{page}_{label}_ms={ms:.1f}")
+    finally:
+        if args.keep:
+            print(f"prefix={prefix}")
+        else:
+            batch = []
+            for key in client.scan_iter(match=prefix + "*", count=5_000):
+                batch.append(key)
+                if len(batch) >= 2_000:
+                    client.delete(*batch)
+                    batch.clear()
+            if batch:
+                client.delete(*batch)
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
