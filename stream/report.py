@@ -16,6 +16,7 @@ exact values of the range are kept, else from the hour or day DDSketches (within
 from __future__ import annotations
 
 import html
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any, Literal
 import polars as pl
 import redis
 
-from stream import sketch
+from crm.keys import CrmKeys
+from stream import insights, sketch
 from stream.keys import Keys
 from stream.metrics import distinct_authors, exact_complete, response_times_between, windows_between
 
@@ -33,12 +35,16 @@ __all__ = ["FORMATS", "Report", "build_report", "write_report"]
 #: Output formats of ``pulse report``.
 FORMATS = ("csv", "parquet", "html")
 _PERIOD = {"h": "1h", "d": "1d"}
-_COLUMNS = ["period", "brand", "channel", "mentions", "authors", "queries", "comments", "negative", "neutral",
-            "positive", "negative_share", "replies", "answered", "answer_rate", "reply_rate", "first_response_count",
-            "first_response_mean_min", "first_response_p50_min", "first_response_p90_min", "first_response_p99_min",
-            "quantiles", "unanswered"]
+_COLUMNS = ["period", "brand", "channel", "mentions", "authors", "new_authors", "attraction_rate", "active_customers",
+            "participation_rate", "queries", "comments", "negative", "neutral", "positive", "negative_share", "replies",
+            "answered", "answer_rate", "reply_rate", "first_response_count", "first_response_mean_min",
+            "first_response_p50_min", "first_response_p90_min", "first_response_p99_min", "quantiles", "unanswered"]
+#: The brands and channels tables also carry the insights of the whole range (stream/insights.py).
+_RANGE_COLUMNS = ["after_reply_before", "after_reply_after", "after_reply_improved_share",
+                  "after_reply_worsened_share", "after_reply_customers", "resolution_count", "resolution_mean_min",
+                  "next_response_count", "next_response_mean_min"]
 _SUMMED = ["mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "answered", "unanswered",
-           "response_count", "response_ms_sum"]
+           "response_count", "response_ms_sum", "new_authors"]
 _Q = (("first_response_p50_min", 0.5), ("first_response_p90_min", 0.9), ("first_response_p99_min", 0.99))
 
 
@@ -57,7 +63,10 @@ class Report:
     def empty(cls, since: datetime | None, until: datetime | None, gran: str) -> Report:
         frame = pl.DataFrame(schema=dict.fromkeys(_COLUMNS, pl.Float64) | {
             "period": pl.Datetime("ms", "UTC"), "brand": pl.Utf8, "channel": pl.Utf8, "quantiles": pl.Utf8})
-        return cls(since, until, gran, frame.select(_COLUMNS), frame.drop("period", "channel"), frame.drop("period"))
+        extra = pl.DataFrame(schema=dict.fromkeys(_RANGE_COLUMNS, pl.Float64))
+        return cls(since, until, gran, frame.select(_COLUMNS),
+                   pl.concat([frame.drop("period", "channel"), extra], how="horizontal"),
+                   pl.concat([frame.drop("period"), extra], how="horizontal"))
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -95,6 +104,7 @@ def _sketch_quantiles(sketches: dict[tuple, list[dict[str, int]]], by: list[str]
 def _rates(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         (pl.col("negative") / pl.col("mentions")).alias("negative_share"),
+        pl.when(pl.col("authors") > 0).then(pl.col("new_authors") / pl.col("authors")).alias("attraction_rate"),
         pl.when(pl.col("queries") > 0).then(pl.col("answered") / pl.col("queries")).alias("answer_rate"),
         pl.when(pl.col("mentions") > 0).then(pl.col("replies") / pl.col("mentions")).alias("reply_rate"),
         pl.col("response_count").alias("first_response_count"),
@@ -152,19 +162,75 @@ def build_report(client: redis.Redis, keys: Keys, since: datetime | None = None,
         keep = [tuple(row[x] for x in by if x != "period") not in inexact for row in stats.iter_rows(named=True)]
         return stats.filter(pl.Series(keep, dtype=pl.Boolean))
 
+    # distinct authors and active CRM customers: HyperLogLog unions per period, per channel, per brand
+    customers = int(client.scard(CrmKeys(keys.prefix).customers))
+    counts = counts.with_columns(pl.Series("active_customers", _pfcounts(client, [
+        [keys.customers_active(w["brand"], w["channel"], Keys.bucket_id(gran, int(w["start"].timestamp() * 1000)), gran)]
+        for w in windows]), dtype=pl.Int64))
+    per_series: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for w in windows:
+        per_series[w["brand"], w["channel"]].append((str(gran), Keys.bucket_id(gran, int(w["start"].timestamp() * 1000))))
+    active = insights.participation(client, keys, per_series)
+    channel_authors = dict(zip(series, _pfcounts(client, [[keys.authors(b, c, bucket, g) for g, bucket in ws]
+                                                          for (b, c), ws in per_series.items()]), strict=True))
+    after = insights.after_reply(client, keys, sorted({b for b, _ in series}), lo, hi)
+    cases = insights.case_times(client, keys.prefix, lo, hi)
+
+    def participation(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns((pl.col("active_customers") / customers if customers else pl.lit(None))
+                                  .cast(pl.Float64).alias("participation_rate"))
+
+    def range_insights(frame: pl.DataFrame) -> pl.DataFrame:
+        rows = []
+        for row in frame.iter_rows(named=True):
+            b, c = row["brand"], row.get("channel")
+            ar = after.get(b, {}) if c is None else after.get(b, {}).get("channels", {}).get(c, {})
+            ct = cases.get(b, {})
+            res = ct.get("resolution", {}) if c is None else ct.get("resolution", {}).get("channels", {}).get(c, {})
+            nxt = ct.get("next_response", {}) if c is None else ct.get("next_response", {}).get("channels", {}).get(c, {})
+            rows.append({"after_reply_before": ar.get("before"), "after_reply_after": ar.get("after"),
+                         "after_reply_improved_share": ar.get("improved_share"),
+                         "after_reply_worsened_share": ar.get("worsened_share"),
+                         "after_reply_customers": ar.get("customers", 0), "resolution_count": res.get("count", 0),
+                         "resolution_mean_min": _minutes(res.get("mean_ms")), "next_response_count": nxt.get("count", 0),
+                         "next_response_mean_min": _minutes(nxt.get("mean_ms"))})
+        extra = pl.DataFrame(rows, schema=dict.fromkeys(_RANGE_COLUMNS, pl.Float64), strict=False)
+        return pl.concat([frame, extra], how="horizontal")
+
     cols = ["period", "brand", "channel"]
-    periods = _with_quantiles(counts, exact(cols), sketched(cols), cols)
+    periods = participation(_with_quantiles(counts, exact(cols), sketched(cols), cols))
     periods = periods.select(_COLUMNS).sort("period", "brand", "channel")
-    channels = _with_quantiles(counts.group_by("brand", "channel").agg(pl.col(_SUMMED).sum(), pl.col("authors").max()),
-                               exact(["brand", "channel"]), sketched(["brand", "channel"]), ["brand", "channel"])
+    by_channel = counts.group_by("brand", "channel").agg(pl.col(_SUMMED).sum()).with_columns(
+        pl.struct("brand", "channel").map_elements(lambda x: channel_authors[x["brand"], x["channel"]],
+                                                   return_dtype=pl.Int64).alias("authors"),
+        pl.struct("brand", "channel").map_elements(
+            lambda x: active["brands"][x["brand"]]["channels"][x["channel"]], return_dtype=pl.Int64)
+        .alias("active_customers"))
+    channels = participation(_with_quantiles(by_channel, exact(["brand", "channel"]), sketched(["brand", "channel"]),
+                                             ["brand", "channel"]))
     by_brand = counts.group_by("brand").agg(pl.col(_SUMMED).sum())
     authors = distinct_authors(client, keys, lo if lo is not None else 0, (hi - 1) if hi is not None else 2**62,
                                gran, sorted(by_brand["brand"].to_list()))
-    by_brand = by_brand.with_columns(pl.col("brand").replace_strict(authors, default=0).alias("authors"))
-    brands_frame = _with_quantiles(by_brand, exact(["brand"]), sketched(["brand"]), ["brand"])
+    by_brand = by_brand.with_columns(pl.col("brand").replace_strict(authors, default=0).alias("authors"),
+                                     pl.col("brand").replace_strict({b: v["active"] for b, v in active["brands"].items()},
+                                                                    default=0).alias("active_customers"))
+    brands_frame = participation(_with_quantiles(by_brand, exact(["brand"]), sketched(["brand"]), ["brand"]))
+    brand_cols = [c for c in _COLUMNS if c not in ("period", "channel")]
     return Report(since, until, gran, periods,
-                  brands_frame.select([c for c in _COLUMNS if c not in ("period", "channel")]).sort("brand"),
-                  channels.select([c for c in _COLUMNS if c != "period"]).sort("brand", "channel"))
+                  range_insights(brands_frame.select(brand_cols).sort("brand")),
+                  range_insights(channels.select([c for c in _COLUMNS if c != "period"]).sort("brand", "channel")))
+
+
+def _minutes(ms: float | None) -> float | None:
+    return None if ms is None else ms / 60_000
+
+
+def _pfcounts(client: redis.Redis, groups: list[list[str]]) -> list[int]:
+    """PFCOUNT of each group of HyperLogLogs (their union), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for group in groups:
+        pipe.pfcount(*group)
+    return [int(n) for n in pipe.execute()] if groups else []
 
 
 def write_report(report: Report, fmt: str, path: Path | None) -> str | None:
@@ -199,8 +265,10 @@ def _html(report: Report) -> str:
         f"<h2>Per {grain}</h2>", _table(report.periods),
         "<p>First response: time from a customer mention to the brand's first reply to it (event time), "
         "by the mention's period; quantiles exact while the exact values are kept, else from sketches (within 1 %). "
-        "Answer rate: answered queries ÷ queries; reply rate: brand replies ÷ customer mentions. Authors per brand: "
-        "distinct over the whole range; per channel: the busiest period's.</p></body></html>",
+        "Answer rate: answered queries ÷ queries; reply rate: brand replies ÷ customer mentions. Authors: distinct "
+        "(HyperLogLog) per period, channel and brand; attraction rate: new authors ÷ authors; participation rate: "
+        "active CRM customers ÷ CRM customers. Behaviour after interaction, resolution and next response: over the "
+        "whole range (README, Insights).</p></body></html>",
     ]
     return "".join(parts)
 

@@ -55,6 +55,14 @@ def test_report_matches_the_metrics_snapshot(replayed, tmp_path: Path, redis_url
             assert row["first_response_mean_min"] == pytest.approx(fr["mean_ms"] / 60_000)
             assert row["first_response_p90_min"] == pytest.approx(fr["p90_ms"] / 60_000)
         assert row["authors"] == snap["brands"][row["brand"]]["authors"]
+        b = snap["brands"][row["brand"]]
+        # the insights, the same as in pulse metrics
+        assert row["new_authors"] == b["new_authors"]
+        assert row["attraction_rate"] == pytest.approx(b["attraction_rate"])
+        assert row["active_customers"] == b["active_customers"]
+        assert row["answer_rate"] == pytest.approx(b["answer_rate"]) if b["answer_rate"] is not None else True
+        assert row["after_reply_customers"] == b["after_reply"]["customers"]
+        assert row["resolution_count"] == b["resolution"]["count"]
 
 
 def test_report_range_and_brand_filter(replayed, redis_url: str, key_prefix: str) -> None:
