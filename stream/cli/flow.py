@@ -193,21 +193,26 @@ def _print_metrics(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console()
+    out = Console(emoji=False, highlight=False, width=None if sys.stdout.isatty() else 200)
     out.print(f"offered {doc['offered']}  accepted {doc['accepted']}  dead letters {doc['dead_letters']}  "
               f"duplicates {doc['duplicates']}  late {doc['late']}")
     table = Table("brand", "mentions", "authors", "queries", "negative", "first resp. n", "mean", "p50", "p90",
-                  "unanswered", title="per brand")
+                  "answer rate", "unanswered", "attraction", "participation", title="per brand")
 
     def fmt_ms(v: float | None) -> str:
         return "-" if v is None else f"{v / 60000:.1f} min"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v * 100:.1f} %"
 
     for brand, b in sorted(doc["brands"].items(), key=lambda kv: -kv[1]["mentions"]):
         fr = b["first_response"]
         table.add_row(brand, str(b["mentions"]), str(b["authors"]), str(b["queries"]),
                       str(b["sentiment"]["negative"]), str(fr["count"]), fmt_ms(fr["mean_ms"]),
-                      fmt_ms(fr["p50_ms"]), fmt_ms(fr["p90_ms"]), str(b["unanswered"]))
+                      fmt_ms(fr["p50_ms"]), fmt_ms(fr["p90_ms"]), pct(b.get("answer_rate")), str(b["unanswered"]),
+                      pct(b.get("attraction_rate")), pct(b.get("participation_rate")))
     out.print(table)
+    out.print("quantiles from DDSketches (within 1 %) where exact values are no longer kept; --json for everything")
 
 
 def register(app: typer.Typer) -> None:
