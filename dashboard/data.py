@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +33,8 @@ import pandas as pd
 import redis
 import streamlit as st
 
+from dashboard.channel_insights import ChannelInsights, read_channel_insights
+from stream.insights import parse_business_hours
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
     quantile,
@@ -136,7 +139,10 @@ class DashboardSettings:
     ``PULSE_DASHBOARD_TOKEN`` (the sign-in token when no OIDC provider is configured),
     ``PULSE_DASHBOARD_PUBLIC`` (1: read-only pages open without sign-in, the default; 0: sign in to see
     anything), ``PULSE_DASHBOARD_WALL`` (1: every session is the wall display), ``PULSE_WALL_ROTATE``
-    (seconds per wall view) and ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated).
+    (seconds per wall view), ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated),
+    ``PULSE_BUSINESS_HOURS`` and ``PULSE_AFTER_REPLY_DAYS`` (the insights' settings, as ``pulse metrics``
+    reads them), ``PULSE_DATA_DIR`` and ``PULSE_MODEL_KEY`` (where the flow's model signing key is, to read
+    the current model checkpoint).
 
     >>> DashboardSettings.from_env({}).refresh_seconds
     2.0
@@ -146,6 +152,10 @@ class DashboardSettings:
     dashboard.data.DashboardSettingsError: PULSE_DASHBOARD_REFRESH: expected a number of seconds, got 'often'
     >>> "tok" in repr(DashboardSettings.from_env({"PULSE_DASHBOARD_TOKEN": "tok-123456789"}))
     False
+    >>> DashboardSettings.from_env({"PULSE_BUSINESS_HOURS": "acme=Europe/Berlin Mon-Fri 09:00"})
+    Traceback (most recent call last):
+    ...
+    dashboard.data.DashboardSettingsError: PULSE_BUSINESS_HOURS: business_hours: cannot read 'acme=Europe/Berlin Mon-Fri 09:00' (expected brand=TZ Mon-Fri 09:00-18:00)
     """
 
     redis_url: str | None = None
@@ -157,6 +167,14 @@ class DashboardSettings:
     wall: bool = False
     rotate_seconds: float = 15.0
     owned_channels: tuple[str, ...] = ("forum",)
+    #: Business hours per brand (``stream.insights.parse_business_hours``'s spec; "" for none).
+    business_hours: str = ""
+    #: Behaviour after interaction compares this many days after a brand's reply with as many before.
+    after_reply_days: float = 7.0
+    #: The flow's local state folder (its ``model.key`` signs the model checkpoints).
+    data_dir: str = ".pulse"
+    #: Never shown or logged (left out of repr).
+    model_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
@@ -168,10 +186,36 @@ class DashboardSettings:
         if rotate < 3:
             raise DashboardSettingsError(f"PULSE_WALL_ROTATE: at least 3 seconds, got {rotate:g}")
         owned = tuple(c.strip() for c in (env.get("PULSE_OWNED_CHANNELS") or "forum").split(",") if c.strip())
+        hours = (env.get("PULSE_BUSINESS_HOURS") or "").strip()
+        try:
+            parse_business_hours(hours)
+        except ValueError as exc:
+            raise DashboardSettingsError(f"PULSE_BUSINESS_HOURS: {exc}") from None
+        raw_days = env.get("PULSE_AFTER_REPLY_DAYS") or "7"
+        try:
+            days = float(raw_days)
+        except ValueError:
+            raise DashboardSettingsError(f"PULSE_AFTER_REPLY_DAYS: expected a number of days, got {raw_days!r}") from None
+        if not days > 0:
+            raise DashboardSettingsError(f"PULSE_AFTER_REPLY_DAYS: must be positive, got {raw_days!r}")
         return cls(redis_url=env.get("REDIS_URL") or None, prefix=env.get("PULSE_PREFIX") or "pulse:",
                    refresh_seconds=_seconds(env, "PULSE_DASHBOARD_REFRESH", "2"), token=token,
                    public_read=_flag(env, "PULSE_DASHBOARD_PUBLIC", True),
-                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned)
+                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned,
+                   business_hours=hours, after_reply_days=days, data_dir=env.get("PULSE_DATA_DIR") or ".pulse",
+                   model_key=env.get("PULSE_MODEL_KEY") or "")
+
+    def signing_key(self) -> bytes | None:
+        """The key the flow signs model checkpoints with (``PULSE_MODEL_KEY``, else ``{data_dir}/model.key``);
+        None when there is neither (no checkpoint this dashboard could trust: it shows the default model)."""
+        if self.model_key:
+            return self.model_key.encode()
+        if not (Path(self.data_dir) / "model.key").is_file():
+            return None
+        from stream.learning import model_signing_key
+        from stream.settings import Settings
+
+        return model_signing_key(Settings(data_dir=self.data_dir))
 
     @property
     def display_url(self) -> str:
@@ -814,6 +858,8 @@ class ChannelsView:
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Newest negative customer mentions: time, brand, channel, author, text.
     notable: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Attraction, participation, behaviour after interaction, resolution and next response, business hours.
+    insights: ChannelInsights = field(default_factory=ChannelInsights)
 
     @property
     def has_data(self) -> bool:
@@ -826,8 +872,9 @@ _CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comme
 
 
 def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tuple[str, ...] = ("forum",),
-                  notable_n: int = 30) -> ChannelsView:
-    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads)."""
+                  notable_n: int = 30, business_hours: str = "", after_reply_days: float = 7.0) -> ChannelsView:
+    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads), and the
+    insights of :mod:`dashboard.channel_insights` (``business_hours``: the spec of ``PULSE_BUSINESS_HOURS``)."""
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
@@ -841,7 +888,7 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
     summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
-              "answered")
+              "answered", "new_authors")
     per: dict[str, dict[str, int]] = {}
     cells: dict[tuple[datetime, str], list[int]] = {}
     for r in rows:
@@ -884,8 +931,16 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
          for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
          for channel in sorted(per)],
         columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
+    windows: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for b, items in index.items():
+        for w in items:
+            windows.setdefault((b, w.channel), []).append((span.gran, Keys.bucket_id(span.gran, w.start_ms)))
+    found = read_channel_insights(
+        client, keys, windows, {c: (acc["new_authors"], authors.get(c, 0)) for c, acc in per.items()}, owned,
+        span.start_ms, span.end_ms, sorted(index), filters.channels, parse_business_hours(business_hours),
+        after_reply_days)
     return ChannelsView(span=span, table=table, series=series,
-                        notable=_notable(client, keys, filters, span, notable_n))
+                        notable=_notable(client, keys, filters, span, notable_n), insights=found)
 
 
 def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: int) -> pd.DataFrame:
@@ -1196,9 +1251,11 @@ def load_command_centre(url: str | None, prefix: str, filters: Filters) -> Comma
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
-def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...]) -> ChannelsView:
+def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...],
+                       business_hours: str = "", after_reply_days: float = 7.0) -> ChannelsView:
     """Cached :func:`read_channels`."""
-    return read_channels(redis_client(url), Keys(prefix), filters, owned)
+    return read_channels(redis_client(url), Keys(prefix), filters, owned, business_hours=business_hours,
+                         after_reply_days=after_reply_days)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
