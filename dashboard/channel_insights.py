@@ -12,8 +12,8 @@ the owned and third-party sides count each brand's customers once over the side'
 HyperLogLog union per brand).
 
 >>> merge_after([{"before": -0.5, "after": 0.5, "improved_share": 1.0, "worsened_share": 0.0, "customers": 1},
-...              {"before": 0.0, "after": -0.3, "improved_share": 0.0, "worsened_share": 1.0, "customers": 3}])
-{'before': -0.125, 'after': -0.1, 'improved_share': 0.25, 'worsened_share': 0.75, 'customers': 4}
+...              {"before": 0.0, "after": -0.5, "improved_share": 0.0, "worsened_share": 1.0, "customers": 3}])
+{'before': -0.125, 'after': -0.25, 'improved_share': 0.25, 'worsened_share': 0.75, 'customers': 4}
 >>> merge_times([{"count": 2, "mean_ms": 60000.0, "p50_ms": 60000.0}, {"count": 1, "mean_ms": 150000.0}])
 {'count': 3, 'mean_ms': 90000.0, 'p50_ms': None}
 """

@@ -60,7 +60,6 @@ __all__ = [
     "brand_channels",
     "case_brands",
     "churn_candidates",
-    "churn_reasons",
     "count_authors",
     "fetch_windows",
     "iter_windows",
@@ -74,6 +73,7 @@ __all__ = [
     "load_churn_candidates",
     "load_command_centre",
     "load_customer_search",
+    "model_drift_alerts",
     "newest_window_ms",
     "prediction_mix",
     "read_channels",
@@ -828,6 +828,33 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
     return pd.DataFrame(rows[:n], columns=ALERT_COLUMNS)
 
 
+DRIFT_COLUMNS = ["since", "state", "severity", "error before", "error after", "message", "sample mentions", "id"]
+
+
+def model_drift_alerts(client: redis.Redis, keys: Keys, model: str) -> pd.DataFrame:
+    """The drift guard's alerts on ``model`` (kind ``model_drift``, one per incident, its current state), newest
+    first: since when (the event time of the label that revealed it), ``open`` or ``resolved``, the
+    prequential error before and after the rise, the flow's message and the mentions it got wrong."""
+    rows = []
+    for raw in client.hvals(keys.alerts_current):
+        try:
+            a = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(a, dict) or a.get("kind") != "model_drift" or a.get("topic") != model:
+            continue
+        message = str(a.get("message") or "")
+        head, _, rest = message.partition(":")
+        state, text = (head, rest.strip()) if head in ("open", "update", "resolved") else ("open", message)
+        rows.append({"since": str(a.get("window_start", ""))[:16].replace("T", " "), "state": state,
+                     "severity": str(a.get("severity") or ""), "error before": a.get("expected"),
+                     "error after": a.get("observed"), "message": text[:300],
+                     "sample mentions": ", ".join(str(x) for x in a.get("sample_ids") or [])[:300],
+                     "id": str(a.get("id") or "")})
+    rows.sort(key=lambda r: r["since"], reverse=True)
+    return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+
+
 def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:
     columns = ["received", "reason", "source", "raw"]
     out = []
@@ -1125,44 +1152,51 @@ def _hmget_all(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) ->
     return [[None if v is None else _text(v) for v in values] for values in pipe.execute()] if keys else []
 
 
+#: Churn candidates are looked for among at most this many of the highest risks (prospects and other brands'
+#: customers are read past).
+CANDIDATES_SCAN = 50_000
+
+
 def churn_candidates(client: redis.Redis, prefix: str, n: int = 50, min_risk: float = 0.0,
                      customers_only: bool = True, brand: str | None = None) -> pd.DataFrame:
-    """The customers the churn model rates most at risk, highest first, with their CRM fields and reasons.
+    """The customers the churn model rates most at risk, highest first, with their CRM fields and the reasons
+    behind each score (:func:`stream.churn.churn_candidates`: the features pushing the risk up most).
 
-    Reasons (the features behind each score) come from the flow's churn read function when it offers one
-    (``stream.churn.churn_reasons(client, keys, ids)``); the ``reasons`` column is empty otherwise.
+    Prospects (handles not linked to a customer) and other brands' customers are skipped: the flow's list is
+    read further, four times as far each time, up to :data:`CANDIDATES_SCAN` entries. ``reasons`` is the
+    reasons as one line (:func:`format_reasons`), ``reason_list`` the reasons as the flow stored them.
     """
     from crm.keys import CrmKeys
+    from stream.churn import churn_candidates as flow_candidates
 
     ck = CrmKeys(prefix)
-    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons"]
+    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons",
+               "reason_list"]
     rows: list[dict[str, Any]] = []
-    # Prospects (handles not linked to a customer yet, ids "p:...") share the set: skip them by id and read
-    # further, a bounded number of batches.
-    for start in range(0, 50_000, 2_000):
-        members = client.zrevrangebyscore(ck.churn, "+inf", min_risk, start=start, num=2_000, withscores=True)
-        if not members:
-            break
-        scored = [(_text(m), float(score)) for m, score in members]
+    wanted = max(4 * n, 200)
+    while True:
+        found = flow_candidates(client, Keys(prefix), wanted)
+        scored = [c for c in found if c["risk"] >= min_risk]
         if customers_only:
-            scored = [(c, r) for c, r in scored if not c.startswith("p:")]
-        details = _hmget_all(client, [ck.customer(c) for c, _ in scored],
+            scored = [c for c in scored if not c["customer_id"].startswith("p:")]
+        details = _hmget_all(client, [ck.customer(c["customer_id"]) for c in scored],
                              ("kind", "name", "tier", "brand", "value", "mentions", "negative"))
-        for (cid, risk), (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
-            kind = kind or ("prospect" if cid.startswith("p:") else "customer")
+        rows = []
+        for c, (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
+            if kind is None and name is None:  # a handle the CRM does not know (the flow scores it all the same)
+                kind = "prospect"
+            kind = kind or ("prospect" if c["customer_id"].startswith("p:") else "customer")
             if (customers_only and kind != "customer") or (brand is not None and b and b != brand):
                 continue
-            rows.append({"customer": cid, "kind": kind, "name": name or "", "tier": tier or "", "brand": b or "",
-                         "value": _number(value), "risk": risk, "mentions": int(_number(mentions) or 0),
-                         "negative": int(_number(negative) or 0), "reasons": ""})
+            rows.append({"customer": c["customer_id"], "kind": kind, "name": name or "", "tier": tier or "",
+                         "brand": b or "", "value": _number(value), "risk": c["risk"],
+                         "mentions": int(_number(mentions) or 0), "negative": int(_number(negative) or 0),
+                         "reasons": format_reasons(c["reasons"]), "reason_list": c["reasons"]})
             if len(rows) >= n:
                 break
-        if len(rows) >= n:
+        if len(rows) >= n or len(found) < wanted or wanted >= CANDIDATES_SCAN or (found and found[-1]["risk"] < min_risk):
             break
-    reasons = churn_reasons(client, prefix, [r["customer"] for r in rows])
-    if reasons is not None:
-        for r in rows:
-            r["reasons"] = format_reasons(reasons.get(r["customer"]) or [])
+        wanted = min(CANDIDATES_SCAN, wanted * 4)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -1173,48 +1207,27 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def churn_reasons(client: redis.Redis, prefix: str, customer_ids: list[str]) -> dict[str, list[Any]] | None:
-    """Per customer, the features behind the churn score (``[{"feature", "contribution"}, ...]``), from the
-    flow's read function when there is one; None when the flow does not offer reasons (yet)."""
-    import importlib
-
-    for module_name in ("stream.churn", "stream.churn_reasons"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, "churn_reasons", None)
-        if callable(fn):
-            try:
-                out = fn(client, Keys(prefix), customer_ids)
-            except TypeError:  # a different signature than this page knows: show the risk alone
-                log.warning("%s.churn_reasons has an unexpected signature; churn reasons not shown", module_name)
-                return None
-            return out if isinstance(out, dict) else None
-    return None
-
-
 def format_reasons(reasons: Any) -> str:
-    """Feature contributions as one line of text, largest first: ``negative mentions +0.31, tenure -0.12``.
+    """The reasons of a churn risk as one line, largest contribution first: each reason's text (the feature's
+    name when it has none) and its contribution to the risk's log-odds.
 
-    >>> format_reasons([{"feature": "tenure", "contribution": -0.12}, {"feature": "negative", "contribution": 0.31}])
-    'negative +0.31, tenure -0.12'
-    >>> format_reasons({"complaints": 0.2})
-    'complaints +0.20'
+    >>> format_reasons([{"feature": "tenure_years", "text": "tenure", "value": 0.4, "contribution": 0.12},
+    ...                 {"feature": "unanswered", "text": "questions left unanswered", "value": 2.0,
+    ...                  "contribution": 0.31}])
+    'questions left unanswered +0.31, tenure +0.12'
+    >>> format_reasons([])
+    ''
     """
-    if isinstance(reasons, dict):
-        items = [(str(k), v) for k, v in reasons.items()]
-    else:
-        items = []
-        for r in reasons or []:
-            if isinstance(r, dict):
-                items.append((str(r.get("feature") or r.get("name") or "?"), r.get("contribution", r.get("value"))))
-            elif isinstance(r, (list, tuple)) and len(r) == 2:
-                items.append((str(r[0]), r[1]))
-            else:
-                items.append((str(r), None))
+    items: list[tuple[str, Any]] = []
+    for r in reasons or []:
+        if isinstance(r, dict):
+            items.append((str(r.get("text") or r.get("feature") or "?"), r.get("contribution")))
+        else:
+            items.append((str(r), None))
+
     def size(v: Any) -> float:
         return abs(float(v)) if isinstance(v, (int, float)) else 0.0
+
     items.sort(key=lambda kv: -size(kv[1]))
     return ", ".join(f"{k} {v:+.2f}" if isinstance(v, (int, float)) else k for k, v in items)
 
