@@ -223,10 +223,12 @@ def after_interaction(view: ChannelsView, filters: Filters) -> None:
     rows = pd.concat([found.after_channels.rename(columns={"channel": "name"}).assign(by="channel"),
                       found.after_agents.rename(columns={"agent": "name"}).assign(by="agent")], ignore_index=True)
     rows = rows[rows["customers"] > 0]
-    if rows.empty:
-        st.caption(f"No customer a brand replied to in this period has mentions both {found.days:g} days before "
-                   "and after the reply. Pick a longer period, or other channels.")
-        return
+    if not (rows["by"] == "channel").any():
+        st.caption("No customer a brand replied to in this period" + (" on these channels" if filters.channels else "")
+                   + f" has mentions both {found.days:g} days before and after the reply. Pick a longer period, or "
+                   "other channels.")
+        if rows.empty:
+            return
     rows["label"] = rows["by"] + " " + rows["name"]
     rows["direction"] = rows["change"].map(lambda d: "improved" if d > 0 else ("worsened" if d < 0 else "unchanged"))
     order = list(rows["label"])

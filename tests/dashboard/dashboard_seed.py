@@ -54,7 +54,7 @@ AGENTS = ("ann", "bob")
 
 def conversation() -> list[dict[str, Any]]:
     """Customer mentions every minute for two hours (2-4 a minute), brand replies to every other query
-    (written by ann and bob in turn, two minutes each).
+    (written by ann and bob in turn, four minutes each).
 
     Replies never land after the last customer mention, so the newest window is that mention's minute.
     """
@@ -76,7 +76,7 @@ def conversation() -> list[dict[str, Any]]:
                 rows.append({"id": f"{channel}:r{m}k{k}", "channel": channel, "brand": brand,
                              "author": f"{brand}_care", "text": "sorry about that, please DM us",
                              "ts": ts + delay_ms, "from_brand": True, "in_reply_to": mid,
-                             "meta": {"agent": AGENTS[m // 2 % 2]}})
+                             "meta": {"agent": AGENTS[m // 4 % 2]}})
     rows.append({"id": "twitter:nasty", "channel": "twitter", "brand": "acme", "author": "mallory",
                  "text": NASTY_TEXT, "ts": last_ms})
     rows.sort(key=lambda d: d["ts"])
@@ -200,8 +200,10 @@ THREAD = [
      "text": "Fixed on our side, try again", "ts": T0_MS + 20 * 60_000, "in_reply_to": "twitter:g2",
      "meta": {"agent": "ann"}},
 ]
-#: Cases resolved after the flow, at known times: case id -> resolution in minutes.
-RESOLVED = {"C-twitter:g1": 35, "C-twitter:m0k0": 50, "C-facebook:m1k2": 20}
+#: Cases resolved after the flow, at known times: case id -> resolution in minutes (acme's on twitter, globex's on
+#: facebook). Resolving C-U70's unanswered question (twitter:m10k0, due before it) keeps mallory's escalation the
+#: most urgent open case.
+RESOLVED = {"C-twitter:g1": 35, "C-twitter:m0k0": 50, "C-twitter:m10k0": 45, "C-facebook:m1k2": 20}
 
 
 def churn_outcomes() -> list[dict[str, Any]]:
