@@ -32,7 +32,7 @@ from stream import insights
 from stream.keys import Keys
 from stream.metrics import response_times_between
 
-__all__ = ["AFTER_COLUMNS", "SERVICE_COLUMNS", "ChannelInsights", "merge_after", "merge_times",
+__all__ = ["AFTER_COLUMNS", "NO_AGENT", "NO_AGENT_SHOWN", "SERVICE_COLUMNS", "ChannelInsights", "merge_after", "merge_times",
            "read_channel_insights"]
 
 #: Behaviour after interaction, per channel or agent (the first column names which).
@@ -112,14 +112,19 @@ def _service_row(resolution: Mapping[str, Any], nxt: Mapping[str, Any]) -> dict[
             "mean next response (min)": None if nxt.get("mean_ms") is None else float(nxt["mean_ms"]) / 60_000}
 
 
+#: How the flow names "no agent" (a reply or case nobody is recorded for), and how the page shows it.
+NO_AGENT, NO_AGENT_SHOWN = "-", "(no agent)"
 #: Columns that count (integers); text columns are left as they are, every other one is a float.
 _COUNTS = {"authors", "new authors", "active customers", "customers", "resolved cases", "next responses", "responses"}
 _TEXT = {"channel", "agent", "side", "brand", "time zone", "owned", "channels"}
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=columns).astype(
+    frame = pd.DataFrame(rows, columns=columns).astype(
         {c: "int64" if c in _COUNTS else "float64" for c in columns if c not in _TEXT})
+    if "agent" in frame.columns:
+        frame["agent"] = frame["agent"].replace(NO_AGENT, NO_AGENT_SHOWN)
+    return frame
 
 
 def read_channel_insights(client: redis.Redis, keys: Keys, windows: Mapping[tuple[str, str], list[tuple[str, str]]],

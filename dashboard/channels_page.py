@@ -106,7 +106,8 @@ def owned_vs_third_party(view: ChannelsView, filters: Filters) -> None:
     if not side_by_side.empty:
         st.caption("Side by side: the insights below, per side (authors and customers distinct per brand, "
                    "summed over brands)")
-        st.dataframe(side_by_side, hide_index=True, placeholder="–", width="stretch")
+        st.dataframe(side_by_side, hide_index=True, placeholder="–", width="stretch",
+                     height=38 + 35 * len(side_by_side))
 
 
 def _pct(v: Any, digits: int = 1) -> str:
@@ -188,14 +189,16 @@ def audience(view: ChannelsView, filters: Filters) -> None:
     order = [labels[c] for c in sorted(frame["channel"], key=lambda c: (not labels[c].endswith("(owned)"), c))]
 
     def build() -> alt.Chart:
-        return alt.Chart(alt.NamedData("audience"), height=alt.Step(30)).mark_bar().encode(
+        # one panel per rate, each on its own scale: participation (over every CRM customer) is often a
+        # fraction of a percent where attraction is tens of percent
+        return alt.Chart(alt.NamedData("audience"), height=alt.Step(26), width=230).mark_bar().encode(
             alt.Y("label:N", title=None, sort=order),
-            alt.X("share:Q", title=None, axis=alt.Axis(format="%")),
-            alt.YOffset("rate:N"),
+            alt.X("share:Q", title=None, axis=alt.Axis(format="%", tickCount=4)),
             alt.Color("rate:N", scale=alt.Scale(domain=["attraction rate", "participation rate"],
-                                                range=["#8b7cf6", "#2ec4d6"]),
-                      legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("channel:N"), "rate:N", alt.Tooltip("share:Q", format=".1%")])
+                                                range=["#8b7cf6", "#2ec4d6"]), legend=None),
+            tooltip=[alt.Tooltip("channel:N"), "rate:N", alt.Tooltip("share:Q", format=".2%")]).facet(
+            column=alt.Column("rate:N", title=None, sort=["attraction rate", "participation rate"],
+                              header=alt.Header(labelFontSize=13))).resolve_scale(x="independent")
 
     show_chart_template(("channels_audience", tuple(order)), build, {"audience": long})
     st.dataframe(frame, hide_index=True, placeholder="–", column_config={
@@ -250,11 +253,11 @@ def after_interaction(view: ChannelsView, filters: Filters) -> None:
                      alt.Tooltip("improved share:Q", format=".0%"), alt.Tooltip("customers:Q")])
         return alt.layer(span_, before, after, height=alt.Step(28))
 
-    show_chart_template(("channels_after", tuple(order)), build, {"after": rows.drop(columns=["by", "name"])})
-    left, right = st.columns(2)
-    with left:
+    chart, tables = st.columns([1, 1.1])
+    with chart:
+        show_chart_template(("channels_after", tuple(order)), build, {"after": rows.drop(columns=["by", "name"])})
+    with tables:
         st.dataframe(found.after_channels, hide_index=True, placeholder="–", column_config=_AFTER_CONFIG)
-    with right:
         st.dataframe(found.after_agents, hide_index=True, placeholder="–", column_config=_AFTER_CONFIG)
         if found.agents_all_channels:
             st.caption("Per agent: every channel of the brand (the channel filter narrows the channels only).")
@@ -362,8 +365,9 @@ _RATE_COLUMNS = {
 PANEL_ROWS: list[list[Panel]] = [
     [footprint, sentiment_by_channel],
     [owned_vs_third_party],
-    [audience, after_interaction],
-    [service_times, business_hours],
+    [audience, business_hours],
+    [after_interaction],
+    [service_times],
     [volume_over_time],
     [channel_table],
     [notable_mentions],

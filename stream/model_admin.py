@@ -10,8 +10,9 @@ trail, refused ones too.
 >>> client = r_.Redis.from_url(ensure_redis_url(os.environ.get("REDIS_URL")))
 >>> model_versions(client, "doctest:admin:nothing:")
 []
->>> describe_files([{"name": "Tweets.csv", "rows_used": 14640, "sha256": "9f86d081884c7d659a2feaa0c55ad015"}])
-'Tweets.csv (14640 rows, sha256 9f86d081884c)'
+>>> describe_files([{"default": True, "files": ["airline/Tweets.csv"]},
+...                 {"name": "Tweets.csv", "rows_used": 14640, "sha256": "9f86d081884c7d659a2feaa0c55ad015"}])
+'default warm start (airline/Tweets.csv); Tweets.csv (14640 rows, sha256 9f86d081884c)'
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def describe_files(files: Any) -> str:
     for f in files or []:
         if not isinstance(f, dict):
             parts.append(str(f))
+            continue
+        if f.get("default"):  # the warm start of the default model, from the shipped data
+            parts.append("default warm start" + (f" ({', '.join(str(x) for x in f['files'])})" if f.get("files") else ""))
             continue
         rows = f.get("rows_used", f.get("rows"))
         facts = [f"{rows} rows" if rows is not None else "", f"sha256 {str(f['sha256'])[:12]}" if f.get("sha256") else ""]
