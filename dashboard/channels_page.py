@@ -12,7 +12,6 @@ is one function ``(view, filters) -> None`` and one line there.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Any
 
 import altair as alt

@@ -22,7 +22,6 @@ from dashboard.data import (
     CACHE_TTL_SECONDS,
     DashboardSettings,
     Filters,
-    format_reasons,
     load_churn_candidates,
     load_customer_search,
     redis_client,

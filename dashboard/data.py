@@ -92,6 +92,9 @@ log = logging.getLogger(__name__)
 
 #: Query results are shared between sessions for this long (below the usual refresh interval).
 CACHE_TTL_SECONDS = 1.0
+#: Pages over more than six hours that read every case and replied customer of the range (the Channels page's
+#: insights) share their results this long: a day of a busy brand is tens of thousands of cases.
+SLOW_CACHE_TTL_SECONDS = 30.0
 #: Replies are matched to mentions at most this long before the range starts (the flow's reply wait).
 RESPONSE_LOOKBACK_MS = 6 * 3_600_000
 #: Longer dead-letter payloads are cut for display (the stream keeps them whole).
@@ -899,9 +902,11 @@ _CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comme
 
 
 def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tuple[str, ...] = ("forum",),
-                  notable_n: int = 30, business_hours: str = "", after_reply_days: float = 7.0) -> ChannelsView:
-    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads), and the
-    insights of :mod:`dashboard.channel_insights` (``business_hours``: the spec of ``PULSE_BUSINESS_HOURS``)."""
+                  notable_n: int = 30, business_hours: str = "", after_reply_days: float = 7.0,
+                  with_insights: bool = True) -> ChannelsView:
+    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads), and (unless
+    ``with_insights`` is false: the wall) the insights of :mod:`dashboard.channel_insights`
+    (``business_hours``: the spec of ``PULSE_BUSINESS_HOURS``)."""
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
@@ -958,6 +963,9 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
          for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
          for channel in sorted(per)],
         columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
+    notable = _notable(client, keys, filters, span, notable_n)
+    if not with_insights:
+        return ChannelsView(span=span, table=table, series=series, notable=notable)
     windows: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for b, items in index.items():
         for w in items:
@@ -966,8 +974,7 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
         client, keys, windows, {c: (acc["new_authors"], authors.get(c, 0)) for c, acc in per.items()}, owned,
         span.start_ms, span.end_ms, sorted(index), filters.channels, parse_business_hours(business_hours),
         after_reply_days)
-    return ChannelsView(span=span, table=table, series=series,
-                        notable=_notable(client, keys, filters, span, notable_n), insights=found)
+    return ChannelsView(span=span, table=table, series=series, notable=notable, insights=found)
 
 
 def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: int) -> pd.DataFrame:
@@ -1263,12 +1270,28 @@ def load_command_centre(url: str | None, prefix: str, filters: Filters) -> Comma
                                channels=filters.channels, until_ms=None if bounds is None else bounds[1])
 
 
-@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
 def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...],
-                       business_hours: str = "", after_reply_days: float = 7.0) -> ChannelsView:
-    """Cached :func:`read_channels`."""
+                       business_hours: str = "", after_reply_days: float = 7.0,
+                       with_insights: bool = True) -> ChannelsView:
+    """Cached :func:`read_channels`: for a second up to six hours of range (or without insights), for
+    :data:`SLOW_CACHE_TTL_SECONDS` beyond (the insights read every case and replied customer of the range)."""
+    slow = with_insights and filters.span_minutes > 360
+    return (_channels_view_long if slow else _channels_view)(url, prefix, filters, owned, business_hours,
+                                                             after_reply_days, with_insights)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
+def _channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...], business_hours: str,
+                   after_reply_days: float, with_insights: bool) -> ChannelsView:
     return read_channels(redis_client(url), Keys(prefix), filters, owned, business_hours=business_hours,
-                         after_reply_days=after_reply_days)
+                         after_reply_days=after_reply_days, with_insights=with_insights)
+
+
+@st.cache_data(ttl=SLOW_CACHE_TTL_SECONDS, show_spinner="Reading the period's cases and replies…", max_entries=64)
+def _channels_view_long(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...], business_hours: str,
+                        after_reply_days: float, with_insights: bool) -> ChannelsView:
+    return read_channels(redis_client(url), Keys(prefix), filters, owned, business_hours=business_hours,
+                         after_reply_days=after_reply_days, with_insights=with_insights)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
