@@ -297,7 +297,9 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
             return alt.Chart(alt.NamedData("mix"), height=240).mark_area(opacity=0.85).encode(
                 time_axis(span.start, span.end, span.gran, filters.tz),
                 alt.Y("count:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
-                alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None)),
+                alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None),
+                          scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values()))
+                          if name == "sentiment" else alt.Undefined),
                 tooltip=[alt.Tooltip("window:N", title="window"), "class:N", "count:Q",
                          alt.Tooltip("share:Q", format=".1%")])
 
@@ -310,7 +312,7 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
 
         with left, st.container(border=True):
             st.subheader("Prediction mix", anchor=False)
-            show_chart_template(("models_mix", span, filters.tz), mix_chart, {"mix": data})
+            show_chart_template(("models_mix", name, span, filters.tz), mix_chart, {"mix": data})
         with right, st.container(border=True):
             st.subheader("Distance from the period's mix", anchor=False)
             show_chart_template(("models_drift", span, filters.tz), drift_chart,
