@@ -1,9 +1,10 @@
 """Customers: find one by name, handle or id, see everything known about them, and who may be leaving.
 
 The 360 view is :func:`crm.customer360.customer_360` (profile, handles per channel, recent mentions with
-sentiment, cases, churn risk, influence); the churn candidates come from the flow's churn scores
-(``churn`` sorted set) with the features behind each score when the flow provides them. Names, handles,
-e-mails and mention texts are user text: shown in tables and as plain text only.
+sentiment, cases, churn risk, influence) with the reasons of the churn risk
+(:func:`stream.churn.churn_reasons`: the features pushing it up most, each with its value and contribution);
+the churn candidates are :func:`stream.churn.churn_candidates` (risk and reasons) with the customers' CRM
+fields. Names, handles, e-mails and mention texts are user text: shown in tables and as plain text only.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from dashboard.data import (
     CACHE_TTL_SECONDS,
     DashboardSettings,
     Filters,
-    churn_reasons,
-    format_reasons,
     load_churn_candidates,
     load_customer_search,
     redis_client,
     resolve_span,
 )
 from dashboard.ui import REDIS_ERRORS, chart_times, local_frame, md_escape, plain, redis_down, show_chart
+from stream.churn import churn_reasons
 from stream.keys import Keys
 from stream.service_desk import CrmError, service_store
 
@@ -44,10 +44,9 @@ def _store(url: str | None, prefix: str):  # type: ignore[no-untyped-def]
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
 def load_customer(url: str | None, prefix: str, customer_id: str) -> dict[str, Any]:
-    """The 360 view plus the churn reasons for it (None when the flow offers none)."""
+    """The 360 view plus the reasons of the customer's churn risk (``[]`` when nothing pushes it up)."""
     view = customer_360(_store(url, prefix), customer_id, mentions=200)
-    reasons = churn_reasons(redis_client(url), prefix, [view["id"]])
-    view["churn_reasons"] = None if reasons is None else reasons.get(view["id"], [])
+    view["churn_reasons"] = churn_reasons(redis_client(url), Keys(prefix), view["id"])
     return view
 
 
@@ -113,13 +112,16 @@ def _candidates(settings: DashboardSettings, filters: Filters) -> pd.DataFrame |
     if frame.empty:
         st.caption("No churn scores yet: the flow scores every customer mention (`pulse demo`).")
         return frame
-    has_reasons = bool((frame["reasons"] != "").any())
-    if not has_reasons:
-        st.caption("Reasons: the flow does not report the features behind churn scores yet, so the risk is "
-                   "shown alone; the mentions and negative counts are the customer's activity so far.")
-    st.dataframe(frame, hide_index=True, placeholder="–", height=min(360, 38 + 35 * len(frame)),
-                 column_order=["name", "customer", "tier", "brand", "value", "risk", "mentions", "negative",
-                               *(["reasons"] if has_reasons else [])],
+    if not (frame["reasons"] != "").any():
+        st.caption("No reasons yet: the churn model learns from churn outcomes (the CRM's renewals and "
+                   "cancellations, `churn` records) and starts neutral, so until it has learned some every "
+                   "customer has the same risk and nothing pushes it up.")
+    else:
+        st.caption("Reasons: the features pushing each risk up most, with their contribution (log-odds).")
+    st.dataframe(frame.drop(columns=["reason_list"]), hide_index=True, placeholder="–",
+                 height=min(360, 38 + 35 * len(frame)),
+                 column_order=["name", "customer", "tier", "brand", "value", "risk", "reasons", "mentions",
+                               "negative"],
                  column_config={
                      "risk": st.column_config.ProgressColumn("churn risk", min_value=0.0, max_value=1.0,
                                                              format="percent"),
@@ -178,15 +180,24 @@ def _view(settings: DashboardSettings, filters: Filters, customer_id: str) -> No
 
 
 def _churn(view: dict[str, Any]) -> None:
-    reasons = view.get("churn_reasons")
+    reasons = view.get("churn_reasons") or []
     st.caption("What drives the churn risk")
-    if reasons is None:
-        plain("The flow does not report the features behind churn scores yet: the risk above is the model's "
-              "score alone.")
-    elif not reasons:
-        plain("No feature contributions were recorded for this customer.")
-    else:
-        plain(format_reasons(reasons))
+    if not reasons:
+        plain("Nothing pushes this customer's risk up: no feature is above what the churn model has learned to "
+              "worry about (or it has not learned from churn outcomes yet, and starts neutral).")
+        return
+    frame = pd.DataFrame([{"reason": str(r.get("text") or r.get("feature") or ""), "feature": str(r.get("feature") or ""),
+                           "value": r.get("value"), "contribution": r.get("contribution")} for r in reasons])
+    left, right = st.columns([1.2, 1])
+    with left:
+        st.dataframe(frame, hide_index=True, placeholder="–", column_config={
+            "value": st.column_config.NumberColumn("value", format="%.2f", help="the feature's value for the customer"),
+            "contribution": st.column_config.NumberColumn("contribution", format="%+.3f",
+                                                          help="weight × standardised value: log-odds added to the risk")})
+    with right:
+        show_chart(alt.Chart(frame, height=alt.Step(26)).mark_bar(color="#e5484d").encode(
+            alt.Y("reason:N", title=None, sort="-x"), alt.X("contribution:Q", title="contribution to the risk"),
+            tooltip=["reason:N", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("contribution:Q", format="+.3f")]))
 
 
 def _timeline(view: dict[str, Any], filters: Filters, span: tuple[int, int] | None) -> None:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +33,8 @@ import pandas as pd
 import redis
 import streamlit as st
 
+from dashboard.channel_insights import ChannelInsights, read_channel_insights
+from stream.insights import parse_business_hours
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
     quantile,
@@ -57,7 +60,6 @@ __all__ = [
     "brand_channels",
     "case_brands",
     "churn_candidates",
-    "churn_reasons",
     "count_authors",
     "fetch_windows",
     "iter_windows",
@@ -71,6 +73,7 @@ __all__ = [
     "load_churn_candidates",
     "load_command_centre",
     "load_customer_search",
+    "model_drift_alerts",
     "newest_window_ms",
     "prediction_mix",
     "read_channels",
@@ -89,6 +92,9 @@ log = logging.getLogger(__name__)
 
 #: Query results are shared between sessions for this long (below the usual refresh interval).
 CACHE_TTL_SECONDS = 1.0
+#: Pages over more than six hours that read every case and replied customer of the range (the Channels page's
+#: insights) share their results this long: a day of a busy brand is tens of thousands of cases.
+SLOW_CACHE_TTL_SECONDS = 30.0
 #: Replies are matched to mentions at most this long before the range starts (the flow's reply wait).
 RESPONSE_LOOKBACK_MS = 6 * 3_600_000
 #: Longer dead-letter payloads are cut for display (the stream keeps them whole).
@@ -136,7 +142,10 @@ class DashboardSettings:
     ``PULSE_DASHBOARD_TOKEN`` (the sign-in token when no OIDC provider is configured),
     ``PULSE_DASHBOARD_PUBLIC`` (1: read-only pages open without sign-in, the default; 0: sign in to see
     anything), ``PULSE_DASHBOARD_WALL`` (1: every session is the wall display), ``PULSE_WALL_ROTATE``
-    (seconds per wall view) and ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated).
+    (seconds per wall view), ``PULSE_OWNED_CHANNELS`` (the brands' own communities, comma-separated),
+    ``PULSE_BUSINESS_HOURS`` and ``PULSE_AFTER_REPLY_DAYS`` (the insights' settings, as ``pulse metrics``
+    reads them), ``PULSE_DATA_DIR`` and ``PULSE_MODEL_KEY`` (where the flow's model signing key is, to read
+    the current model checkpoint).
 
     >>> DashboardSettings.from_env({}).refresh_seconds
     2.0
@@ -146,6 +155,10 @@ class DashboardSettings:
     dashboard.data.DashboardSettingsError: PULSE_DASHBOARD_REFRESH: expected a number of seconds, got 'often'
     >>> "tok" in repr(DashboardSettings.from_env({"PULSE_DASHBOARD_TOKEN": "tok-123456789"}))
     False
+    >>> DashboardSettings.from_env({"PULSE_BUSINESS_HOURS": "acme=Europe/Berlin Mon-Fri 09:00"})
+    Traceback (most recent call last):
+    ...
+    dashboard.data.DashboardSettingsError: PULSE_BUSINESS_HOURS: business_hours: cannot read 'acme=Europe/Berlin Mon-Fri 09:00' (expected brand=TZ Mon-Fri 09:00-18:00)
     """
 
     redis_url: str | None = None
@@ -157,6 +170,14 @@ class DashboardSettings:
     wall: bool = False
     rotate_seconds: float = 15.0
     owned_channels: tuple[str, ...] = ("forum",)
+    #: Business hours per brand (``stream.insights.parse_business_hours``'s spec; "" for none).
+    business_hours: str = ""
+    #: Behaviour after interaction compares this many days after a brand's reply with as many before.
+    after_reply_days: float = 7.0
+    #: The flow's local state folder (its ``model.key`` signs the model checkpoints).
+    data_dir: str = ".pulse"
+    #: Never shown or logged (left out of repr).
+    model_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
@@ -168,10 +189,36 @@ class DashboardSettings:
         if rotate < 3:
             raise DashboardSettingsError(f"PULSE_WALL_ROTATE: at least 3 seconds, got {rotate:g}")
         owned = tuple(c.strip() for c in (env.get("PULSE_OWNED_CHANNELS") or "forum").split(",") if c.strip())
+        hours = (env.get("PULSE_BUSINESS_HOURS") or "").strip()
+        try:
+            parse_business_hours(hours)
+        except ValueError as exc:
+            raise DashboardSettingsError(f"PULSE_BUSINESS_HOURS: {exc}") from None
+        raw_days = env.get("PULSE_AFTER_REPLY_DAYS") or "7"
+        try:
+            days = float(raw_days)
+        except ValueError:
+            raise DashboardSettingsError(f"PULSE_AFTER_REPLY_DAYS: expected a number of days, got {raw_days!r}") from None
+        if not days > 0:
+            raise DashboardSettingsError(f"PULSE_AFTER_REPLY_DAYS: must be positive, got {raw_days!r}")
         return cls(redis_url=env.get("REDIS_URL") or None, prefix=env.get("PULSE_PREFIX") or "pulse:",
                    refresh_seconds=_seconds(env, "PULSE_DASHBOARD_REFRESH", "2"), token=token,
                    public_read=_flag(env, "PULSE_DASHBOARD_PUBLIC", True),
-                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned)
+                   wall=_flag(env, "PULSE_DASHBOARD_WALL", False), rotate_seconds=rotate, owned_channels=owned,
+                   business_hours=hours, after_reply_days=days, data_dir=env.get("PULSE_DATA_DIR") or ".pulse",
+                   model_key=env.get("PULSE_MODEL_KEY") or "")
+
+    def signing_key(self) -> bytes | None:
+        """The key the flow signs model checkpoints with (``PULSE_MODEL_KEY``, else ``{data_dir}/model.key``);
+        None when there is neither (no checkpoint this dashboard could trust: it shows the default model)."""
+        if self.model_key:
+            return self.model_key.encode()
+        if not (Path(self.data_dir) / "model.key").is_file():
+            return None
+        from stream.learning import model_signing_key
+        from stream.settings import Settings
+
+        return model_signing_key(Settings(data_dir=self.data_dir))
 
     @property
     def display_url(self) -> str:
@@ -784,6 +831,33 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
     return pd.DataFrame(rows[:n], columns=ALERT_COLUMNS)
 
 
+DRIFT_COLUMNS = ["since", "state", "severity", "error before", "error after", "message", "sample mentions", "id"]
+
+
+def model_drift_alerts(client: redis.Redis, keys: Keys, model: str) -> pd.DataFrame:
+    """The drift guard's alerts on ``model`` (kind ``model_drift``, one per incident, its current state), newest
+    first: since when (the event time of the label that revealed it), ``open`` or ``resolved``, the
+    prequential error before and after the rise, the flow's message and the mentions it got wrong."""
+    rows = []
+    for raw in client.hvals(keys.alerts_current):
+        try:
+            a = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(a, dict) or a.get("kind") != "model_drift" or a.get("topic") != model:
+            continue
+        message = str(a.get("message") or "")
+        head, _, rest = message.partition(":")
+        state, text = (head, rest.strip()) if head in ("open", "update", "resolved") else ("open", message)
+        rows.append({"since": str(a.get("window_start", ""))[:16].replace("T", " "), "state": state,
+                     "severity": str(a.get("severity") or ""), "error before": a.get("expected"),
+                     "error after": a.get("observed"), "message": text[:300],
+                     "sample mentions": ", ".join(str(x) for x in a.get("sample_ids") or [])[:300],
+                     "id": str(a.get("id") or "")})
+    rows.sort(key=lambda r: r["since"], reverse=True)
+    return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+
+
 def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:
     columns = ["received", "reason", "source", "raw"]
     out = []
@@ -814,6 +888,8 @@ class ChannelsView:
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Newest negative customer mentions: time, brand, channel, author, text.
     notable: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Attraction, participation, behaviour after interaction, resolution and next response, business hours.
+    insights: ChannelInsights = field(default_factory=ChannelInsights)
 
     @property
     def has_data(self) -> bool:
@@ -826,8 +902,11 @@ _CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comme
 
 
 def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tuple[str, ...] = ("forum",),
-                  notable_n: int = 30) -> ChannelsView:
-    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads)."""
+                  notable_n: int = 30, business_hours: str = "", after_reply_days: float = 7.0,
+                  with_insights: bool = True) -> ChannelsView:
+    """Footprint, sentiment and volume per channel over the filters' range (pipelined reads), and (unless
+    ``with_insights`` is false: the wall) the insights of :mod:`dashboard.channel_insights`
+    (``business_hours``: the spec of ``PULSE_BUSINESS_HOURS``)."""
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
@@ -841,7 +920,7 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
     summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
-              "answered")
+              "answered", "new_authors")
     per: dict[str, dict[str, int]] = {}
     cells: dict[tuple[datetime, str], list[int]] = {}
     for r in rows:
@@ -884,8 +963,18 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
          for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
          for channel in sorted(per)],
         columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
-    return ChannelsView(span=span, table=table, series=series,
-                        notable=_notable(client, keys, filters, span, notable_n))
+    notable = _notable(client, keys, filters, span, notable_n)
+    if not with_insights:
+        return ChannelsView(span=span, table=table, series=series, notable=notable)
+    windows: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for b, items in index.items():
+        for w in items:
+            windows.setdefault((b, w.channel), []).append((span.gran, Keys.bucket_id(span.gran, w.start_ms)))
+    found = read_channel_insights(
+        client, keys, windows, {c: (acc["new_authors"], authors.get(c, 0)) for c, acc in per.items()}, owned,
+        span.start_ms, span.end_ms, sorted(index), filters.channels, parse_business_hours(business_hours),
+        after_reply_days)
+    return ChannelsView(span=span, table=table, series=series, notable=notable, insights=found)
 
 
 def _notable(client: redis.Redis, keys: Keys, filters: Filters, span: Span, n: int) -> pd.DataFrame:
@@ -1070,44 +1159,51 @@ def _hmget_all(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) ->
     return [[None if v is None else _text(v) for v in values] for values in pipe.execute()] if keys else []
 
 
+#: Churn candidates are looked for among at most this many of the highest risks (prospects and other brands'
+#: customers are read past).
+CANDIDATES_SCAN = 50_000
+
+
 def churn_candidates(client: redis.Redis, prefix: str, n: int = 50, min_risk: float = 0.0,
                      customers_only: bool = True, brand: str | None = None) -> pd.DataFrame:
-    """The customers the churn model rates most at risk, highest first, with their CRM fields and reasons.
+    """The customers the churn model rates most at risk, highest first, with their CRM fields and the reasons
+    behind each score (:func:`stream.churn.churn_candidates`: the features pushing the risk up most).
 
-    Reasons (the features behind each score) come from the flow's churn read function when it offers one
-    (``stream.churn.churn_reasons(client, keys, ids)``); the ``reasons`` column is empty otherwise.
+    Prospects (handles not linked to a customer) and other brands' customers are skipped: the flow's list is
+    read further, four times as far each time, up to :data:`CANDIDATES_SCAN` entries. ``reasons`` is the
+    reasons as one line (:func:`format_reasons`), ``reason_list`` the reasons as the flow stored them.
     """
     from crm.keys import CrmKeys
+    from stream.churn import churn_candidates as flow_candidates
 
     ck = CrmKeys(prefix)
-    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons"]
+    columns = ["customer", "kind", "name", "tier", "brand", "value", "risk", "mentions", "negative", "reasons",
+               "reason_list"]
     rows: list[dict[str, Any]] = []
-    # Prospects (handles not linked to a customer yet, ids "p:...") share the set: skip them by id and read
-    # further, a bounded number of batches.
-    for start in range(0, 50_000, 2_000):
-        members = client.zrevrangebyscore(ck.churn, "+inf", min_risk, start=start, num=2_000, withscores=True)
-        if not members:
-            break
-        scored = [(_text(m), float(score)) for m, score in members]
+    wanted = max(4 * n, 200)
+    while True:
+        found = flow_candidates(client, Keys(prefix), wanted)
+        scored = [c for c in found if c["risk"] >= min_risk]
         if customers_only:
-            scored = [(c, r) for c, r in scored if not c.startswith("p:")]
-        details = _hmget_all(client, [ck.customer(c) for c, _ in scored],
+            scored = [c for c in scored if not c["customer_id"].startswith("p:")]
+        details = _hmget_all(client, [ck.customer(c["customer_id"]) for c in scored],
                              ("kind", "name", "tier", "brand", "value", "mentions", "negative"))
-        for (cid, risk), (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
-            kind = kind or ("prospect" if cid.startswith("p:") else "customer")
+        rows = []
+        for c, (kind, name, tier, b, value, mentions, negative) in zip(scored, details, strict=True):
+            if kind is None and name is None:  # a handle the CRM does not know (the flow scores it all the same)
+                kind = "prospect"
+            kind = kind or ("prospect" if c["customer_id"].startswith("p:") else "customer")
             if (customers_only and kind != "customer") or (brand is not None and b and b != brand):
                 continue
-            rows.append({"customer": cid, "kind": kind, "name": name or "", "tier": tier or "", "brand": b or "",
-                         "value": _number(value), "risk": risk, "mentions": int(_number(mentions) or 0),
-                         "negative": int(_number(negative) or 0), "reasons": ""})
+            rows.append({"customer": c["customer_id"], "kind": kind, "name": name or "", "tier": tier or "",
+                         "brand": b or "", "value": _number(value), "risk": c["risk"],
+                         "mentions": int(_number(mentions) or 0), "negative": int(_number(negative) or 0),
+                         "reasons": format_reasons(c["reasons"]), "reason_list": c["reasons"]})
             if len(rows) >= n:
                 break
-        if len(rows) >= n:
+        if len(rows) >= n or len(found) < wanted or wanted >= CANDIDATES_SCAN or (found and found[-1]["risk"] < min_risk):
             break
-    reasons = churn_reasons(client, prefix, [r["customer"] for r in rows])
-    if reasons is not None:
-        for r in rows:
-            r["reasons"] = format_reasons(reasons.get(r["customer"]) or [])
+        wanted = min(CANDIDATES_SCAN, wanted * 4)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -1118,48 +1214,27 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def churn_reasons(client: redis.Redis, prefix: str, customer_ids: list[str]) -> dict[str, list[Any]] | None:
-    """Per customer, the features behind the churn score (``[{"feature", "contribution"}, ...]``), from the
-    flow's read function when there is one; None when the flow does not offer reasons (yet)."""
-    import importlib
-
-    for module_name in ("stream.churn", "stream.churn_reasons"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, "churn_reasons", None)
-        if callable(fn):
-            try:
-                out = fn(client, Keys(prefix), customer_ids)
-            except TypeError:  # a different signature than this page knows: show the risk alone
-                log.warning("%s.churn_reasons has an unexpected signature; churn reasons not shown", module_name)
-                return None
-            return out if isinstance(out, dict) else None
-    return None
-
-
 def format_reasons(reasons: Any) -> str:
-    """Feature contributions as one line of text, largest first: ``negative mentions +0.31, tenure -0.12``.
+    """The reasons of a churn risk as one line, largest contribution first: each reason's text (the feature's
+    name when it has none) and its contribution to the risk's log-odds.
 
-    >>> format_reasons([{"feature": "tenure", "contribution": -0.12}, {"feature": "negative", "contribution": 0.31}])
-    'negative +0.31, tenure -0.12'
-    >>> format_reasons({"complaints": 0.2})
-    'complaints +0.20'
+    >>> format_reasons([{"feature": "tenure_years", "text": "tenure", "value": 0.4, "contribution": 0.12},
+    ...                 {"feature": "unanswered", "text": "questions left unanswered", "value": 2.0,
+    ...                  "contribution": 0.31}])
+    'questions left unanswered +0.31, tenure +0.12'
+    >>> format_reasons([])
+    ''
     """
-    if isinstance(reasons, dict):
-        items = [(str(k), v) for k, v in reasons.items()]
-    else:
-        items = []
-        for r in reasons or []:
-            if isinstance(r, dict):
-                items.append((str(r.get("feature") or r.get("name") or "?"), r.get("contribution", r.get("value"))))
-            elif isinstance(r, (list, tuple)) and len(r) == 2:
-                items.append((str(r[0]), r[1]))
-            else:
-                items.append((str(r), None))
+    items: list[tuple[str, Any]] = []
+    for r in reasons or []:
+        if isinstance(r, dict):
+            items.append((str(r.get("text") or r.get("feature") or "?"), r.get("contribution")))
+        else:
+            items.append((str(r), None))
+
     def size(v: Any) -> float:
         return abs(float(v)) if isinstance(v, (int, float)) else 0.0
+
     items.sort(key=lambda kv: -size(kv[1]))
     return ", ".join(f"{k} {v:+.2f}" if isinstance(v, (int, float)) else k for k, v in items)
 
@@ -1195,10 +1270,28 @@ def load_command_centre(url: str | None, prefix: str, filters: Filters) -> Comma
                                channels=filters.channels, until_ms=None if bounds is None else bounds[1])
 
 
+def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...],
+                       business_hours: str = "", after_reply_days: float = 7.0,
+                       with_insights: bool = True) -> ChannelsView:
+    """Cached :func:`read_channels`: for a second up to six hours of range (or without insights), for
+    :data:`SLOW_CACHE_TTL_SECONDS` beyond (the insights read every case and replied customer of the range)."""
+    slow = with_insights and filters.span_minutes > 360
+    return (_channels_view_long if slow else _channels_view)(url, prefix, filters, owned, business_hours,
+                                                             after_reply_days, with_insights)
+
+
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)
-def load_channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...]) -> ChannelsView:
-    """Cached :func:`read_channels`."""
-    return read_channels(redis_client(url), Keys(prefix), filters, owned)
+def _channels_view(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...], business_hours: str,
+                   after_reply_days: float, with_insights: bool) -> ChannelsView:
+    return read_channels(redis_client(url), Keys(prefix), filters, owned, business_hours=business_hours,
+                         after_reply_days=after_reply_days, with_insights=with_insights)
+
+
+@st.cache_data(ttl=SLOW_CACHE_TTL_SECONDS, show_spinner="Reading the period's cases and replies…", max_entries=64)
+def _channels_view_long(url: str | None, prefix: str, filters: Filters, owned: tuple[str, ...], business_hours: str,
+                        after_reply_days: float, with_insights: bool) -> ChannelsView:
+    return read_channels(redis_client(url), Keys(prefix), filters, owned, business_hours=business_hours,
+                         after_reply_days=after_reply_days, with_insights=with_insights)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=256)

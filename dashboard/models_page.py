@@ -2,14 +2,17 @@
 
 - **Quality now**: prequential (test-then-train) metrics per channel — every label that arrives for a
   mention scores the prediction made for it before the model learns from it.
-- **Versions**: every kept checkpoint (:func:`models.registry.info`) with whatever it records (what it was
-  trained on, rows, hashes, its prequential scores at the time), two side by side, and a rollback.
-- **Drift**: the prediction mix per window over the chosen period, its distance from the period's mix,
-  and the drift figures each checkpoint recorded.
+- **Versions**: every kept checkpoint (:func:`stream.model_admin.model_versions`, as ``pulse models list``)
+  with its provenance (files with rows and sha256, label map, where it started, lineage) and its prequential
+  scores at the time, two side by side, and a rollback (:func:`stream.model_admin.rollback_model`, as
+  ``pulse models rollback``; a running flow follows within seconds).
+- **Drift**: the alerts of the flow's drift guard (``model_drift``: the prequential error rose, an earlier
+  version is served until the learning copy recovers), the prediction mix per window over the chosen
+  period and its distance from the period's mix, and the drift figures each checkpoint recorded.
 - **Label**: the recent mentions the current model is least sure of; labels go to the flow's feedback
   stream (``pulse feedback`` does the same), so the scores above stop being zeros.
 
-Acting (rollback, labels) needs a signed-in user and is recorded in the audit trail (:mod:`stream.model_desk`).
+Acting (rollback, labels) needs a signed-in user and is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dashboard.data import (
     CACHE_TTL_SECONDS,
     DashboardSettings,
     Filters,
+    model_drift_alerts,
     prediction_mix,
     read_model_quality,
     redis_client,
@@ -33,14 +37,15 @@ from dashboard.data import (
 )
 from dashboard.ui import REDIS_ERRORS, md_escape, redis_down, show_chart, show_chart_template
 from models import registry
+from stream.audit import AuditError
 from stream.keys import Keys
+from stream.model_admin import model_versions, rollback_model
 from stream.model_desk import (
     ModelDeskError,
+    describe_version,
     flatten_version,
     label_classes,
     low_confidence_sample,
-    model_versions,
-    rollback_model,
     send_labels,
 )
 
@@ -61,7 +66,15 @@ def load_model_quality(url: str | None, prefix: str) -> list[dict]:
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
 def load_versions(url: str | None, prefix: str, name: str) -> dict[str, Any] | None:
-    return model_versions(redis_client(url), Keys(prefix), name)
+    """The model's registry entry (served version, rollback details, every kept version), None before any
+    checkpoint."""
+    found = model_versions(redis_client(url), prefix, name)
+    return found[0] if found else None
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
+def load_drift_alerts(url: str | None, prefix: str, name: str) -> pd.DataFrame:
+    return model_drift_alerts(redis_client(url), Keys(prefix), name)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=64)
@@ -70,21 +83,24 @@ def load_prediction_mix(url: str | None, prefix: str, filters: Filters, name: st
 
 
 @st.cache_resource(show_spinner="Loading the current model…", max_entries=8)
-def _current_model(url: str | None, prefix: str, name: str, version: int | None) -> Any:
-    """The model the flow runs now (its current checkpoint, else the warm-started default); read only."""
+def _current_model(url: str | None, prefix: str, name: str, version: int | None, _key: bytes | None) -> Any:
+    """The model the flow runs now (its current checkpoint, checked with the flow's signing key, else the
+    warm-started default); read only."""
     del version  # part of the cache key: a new or rolled-back version loads again
-    return registry.load_current(redis_client(url), prefix, name)
+    return registry.load_current(redis_client(url), prefix, name, key=_key)
 
 
 @st.cache_data(ttl=30.0, show_spinner=False, max_entries=16)
-def load_sample(url: str | None, prefix: str, name: str, version: int | None) -> list[dict[str, Any]]:
-    return low_confidence_sample(redis_client(url), Keys(prefix), name, _current_model(url, prefix, name, version),
-                                 n=SAMPLE)
+def load_sample(url: str | None, prefix: str, name: str, version: int | None, _key: bytes | None
+                ) -> list[dict[str, Any]]:
+    return low_confidence_sample(redis_client(url), Keys(prefix), name,
+                                 _current_model(url, prefix, name, version, _key), n=SAMPLE)
 
 
 def _clear() -> None:
     load_model_quality.clear()
     load_versions.clear()
+    load_drift_alerts.clear()
     load_sample.clear()
 
 
@@ -169,29 +185,32 @@ def _quality(rows: list[dict], name: str) -> None:
 
 
 def _version_frame(versions: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for meta in versions.get("versions") or []:
-        flat = flatten_version(meta)
-        flat["current"] = meta.get("version") == versions.get("version")
-        rows.append(flat)
+    """One row per kept version: what it is, what it was trained on, its scores (:func:`describe_version`)."""
+    rows = [describe_version(meta) for meta in versions.get("versions") or []]
     frame = pd.DataFrame(rows)
-    first = [c for c in ("version", "current", "saved_at", "n_learned") if c in frame.columns]
-    return frame[first + [c for c in frame.columns if c not in first]] if not frame.empty else frame
+    if frame.empty:
+        return frame
+    return frame.dropna(axis="columns", how="all")
 
 
 def _versions(settings: DashboardSettings, name: str, versions: dict[str, Any] | None) -> None:
     if not versions or not versions.get("versions"):
         st.info(f"**No checkpoint of {name} yet.** The flow runs the default model (warm-started from the shipped "
-                "data) and saves a version to Redis after every batch of labels it learns from; label mentions to "
-                "get the first one.", icon=":material/inventory_2:")
+                "data) and saves a version to Redis after every batch of labels it learns from; label mentions, or "
+                f"train one (`pulse train --model {name} --input FILE …`), to get the first one.",
+                icon=":material/inventory_2:")
         return
     current = versions.get("version")
     rolled = versions.get("rolled_back_from")
-    st.caption(f"Current version: {current} of {versions.get('latest')} saved"
-               + (f" (rolled back from {rolled})" if rolled else "") + ". Each version keeps what it recorded when "
-               "it was saved: its training and its prequential scores at that moment.")
+    st.caption(f"Serving version {current} of {versions.get('latest')} saved"
+               + (f" (rolled back from {rolled}: {versions.get('rolled_back_reason') or 'no reason given'})"
+                  if rolled else "")
+               + ". Each version keeps what it recorded when it was saved: what it was trained on (files, rows, "
+               "sha256, label map, lineage) and its prequential scores then — as `pulse models list` shows them.")
     frame = _version_frame(versions)
-    st.dataframe(frame, hide_index=True, placeholder="–")
+    st.dataframe(frame, hide_index=True, placeholder="–", column_config={
+        c: st.column_config.NumberColumn(c, format="%.3f") for c in frame.columns
+        if c.startswith("score: ") and c not in ("score: n_labels", "score: train_rows", "score: drifts_detected")})
     numbers = [int(v) for v in frame["version"]]
     if len(numbers) >= 2:
         st.subheader("Side by side", anchor=False)
@@ -202,7 +221,9 @@ def _versions(settings: DashboardSettings, name: str, versions: dict[str, Any] |
         fields = [c for c in frame.columns if c != "version"]
         side = pd.DataFrame({"field": fields, f"v{a}": [_cell(by[a].get(f)) for f in fields],
                              f"v{b}": [_cell(by[b].get(f)) for f in fields]})
-        st.dataframe(side, hide_index=True, placeholder="–")
+        side["differs"] = side[f"v{a}"] != side[f"v{b}"]
+        st.dataframe(side, hide_index=True, placeholder="–", height=min(720, 38 + 35 * len(side)),
+                     column_config={"differs": st.column_config.CheckboxColumn("differs", width="small")})
     st.subheader("Roll back", anchor=False)
     user = require_user(settings, "roll back models")
     if user is None:
@@ -215,32 +236,53 @@ def _versions(settings: DashboardSettings, name: str, versions: dict[str, Any] |
     confirm = st.checkbox(f"Yes, make version {target} of {name} current", key="mdl_rb_ok")
     if st.button("Roll back", key="mdl_rb", type="primary", icon=":material/history:", disabled=not confirm):
         try:
-            now = rollback_model(redis_client(settings.redis_url), Keys(settings.prefix), name, int(target), user)
-        except ModelDeskError as exc:
-            st.error(md_escape(exc), icon=":material/error:")
+            done = rollback_model(redis_client(settings.redis_url), settings.prefix, name, int(target),
+                                  reason="dashboard", user=user)
+        except (LookupError, AuditError) as exc:
+            st.error(md_escape(exc.args[0] if exc.args else exc), icon=":material/error:")
             return
         except REDIS_ERRORS as exc:
             redis_down(settings, exc)
             return
         _clear()
-        st.session_state["mdl_flash"] = (f"{name} is now version {now}. A running flow keeps the model it loaded "
-                                         "until it restarts or reloads checkpoints.")
+        st.session_state["mdl_flash"] = (f"{name} is now version {done['version']} (was {done['previous']}). A "
+                                         "running flow follows within a few seconds.")
         st.rerun()
 
 
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)
 
 
 def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: dict[str, Any] | None) -> None:
     try:
         mix = load_prediction_mix(settings.redis_url, settings.prefix, filters, name)
         span = resolve_span(redis_client(settings.redis_url), Keys(settings.prefix), filters)
+        alerts = load_drift_alerts(settings.redis_url, settings.prefix, name)
     except REDIS_ERRORS as exc:
         redis_down(settings, exc)
         return
+    with st.container(border=True):
+        st.subheader("Drift alerts", anchor=False)
+        if alerts.empty:
+            st.caption(f"The flow's drift guard has raised no alert on {name}: it watches the prequential error on "
+                       "the labels that arrive, and when it rises it serves the last good version until the "
+                       "learning copy recovers.")
+        else:
+            live = alerts[alerts["state"] != "resolved"]
+            if not live.empty:
+                row = live.iloc[0]
+                st.warning(f"**Drift on {name}**: the prequential error rose from {_pct(row['error before'])} to "
+                           f"{_pct(row['error after'])} (since {md_escape(row['since'])}); the flow serves an earlier "
+                           "version until the learning copy recovers.", icon=":material/trending_up:")
+            st.dataframe(alerts, hide_index=True, placeholder="–", column_config={
+                "error before": st.column_config.NumberColumn("error before", format="percent"),
+                "error after": st.column_config.NumberColumn("error after", format="percent"),
+                "message": st.column_config.TextColumn("message", width="large")})
     if mix.empty or span is None:
         st.caption("The flow's windows count sentiment and intent predictions; there are none for this model and "
                    "period." if name != "department" else "Department predictions are not counted per window; the "
@@ -255,7 +297,9 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
             return alt.Chart(alt.NamedData("mix"), height=240).mark_area(opacity=0.85).encode(
                 time_axis(span.start, span.end, span.gran, filters.tz),
                 alt.Y("count:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
-                alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None)),
+                alt.Color("class:N", legend=alt.Legend(orient="bottom", title=None),
+                          scale=alt.Scale(domain=list(SENTIMENT_COLOURS), range=list(SENTIMENT_COLOURS.values()))
+                          if name == "sentiment" else alt.Undefined),
                 tooltip=[alt.Tooltip("window:N", title="window"), "class:N", "count:Q",
                          alt.Tooltip("share:Q", format=".1%")])
 
@@ -268,7 +312,7 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
 
         with left, st.container(border=True):
             st.subheader("Prediction mix", anchor=False)
-            show_chart_template(("models_mix", span, filters.tz), mix_chart, {"mix": data})
+            show_chart_template(("models_mix", name, span, filters.tz), mix_chart, {"mix": data})
         with right, st.container(border=True):
             st.subheader("Distance from the period's mix", anchor=False)
             show_chart_template(("models_drift", span, filters.tz), drift_chart,
@@ -286,6 +330,10 @@ def _drift(settings: DashboardSettings, filters: Filters, name: str, versions: d
                 tooltip=["version:O", "saved_at:N", "measure:N", alt.Tooltip("value:Q", format=".3f")]))
 
 
+def _pct(value: Any) -> str:
+    return "–" if not isinstance(value, (int, float)) or value != value else f"{float(value) * 100:.0f} %"
+
+
 def _label(settings: DashboardSettings, name: str, versions: dict[str, Any] | None) -> None:
     st.caption(f"The {SAMPLE} newest customer mentions the current {name} model is least sure of (lowest top "
                "probability). Pick the right label for the ones you know and send them: the flow learns from them "
@@ -293,7 +341,7 @@ def _label(settings: DashboardSettings, name: str, versions: dict[str, Any] | No
     user = require_user(settings, "label mentions")
     version = (versions or {}).get("version")
     try:
-        sample = load_sample(settings.redis_url, settings.prefix, name, version)
+        sample = load_sample(settings.redis_url, settings.prefix, name, version, settings.signing_key())
         classes = label_classes(name)
     except REDIS_ERRORS as exc:
         redis_down(settings, exc)

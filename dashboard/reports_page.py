@@ -2,7 +2,10 @@
 
 The same :func:`stream.report.build_report` and :func:`stream.report.write_report` as the command line,
 so the CSV, Parquet and HTML files are what ``pulse report --from … --to … --per …`` writes for that
-period (times in UTC, as there); the tables on screen show times in the chosen timezone.
+period (times in UTC, as there); the tables on screen show times in the chosen timezone. Every column the
+report has is shown (a column the report gains appears without a change here), formatted by what its
+name says it is (:func:`column_config`: ``*_rate`` and ``*_share`` as percentages, ``*_min`` and ``*_h``
+as durations, sentiment ``before``/``after`` with a sign).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import shlex
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import altair as alt
 import polars as pl
@@ -21,7 +26,7 @@ from dashboard.ui import REDIS_ERRORS, local_frame, md_escape, redis_down, show_
 from stream.keys import GRANULARITIES, Keys
 from stream.report import Report, build_report, write_report
 
-__all__ = ["load_report", "render", "report_files"]
+__all__ = ["column_config", "load_report", "render", "report_files"]
 
 _PER = {"h": "hour", "d": "day"}
 
@@ -78,7 +83,7 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
     scope = (filters.brand or "All brands") + (" · " + ", ".join(filters.channels) if filters.channels else "")
     st.caption(f"{md_escape(scope)} · "
                f"{since:%d %b %Y %H:%M} – {until:%d %b %Y %H:%M} {filters.tz} · per {_PER[gran]} · "
-               "answer rate = replies ÷ queries; first response = mention to the brand's first reply (event time)")
+               "answer rate = answered queries ÷ queries; first response = mention to the brand's first reply (event time)")
     files = report_files(report)
     stamp = f"{report.since:%Y%m%d%H%M}-{report.until:%Y%m%d%H%M}"
     cols = st.columns([1, 1, 1, 4])
@@ -98,11 +103,13 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
         st.subheader("Brands", anchor=False)
         if filters.channels:
             st.caption("Brand totals cover every channel; the channel filter narrows the tables below.")
-        st.dataframe(report.brands.to_pandas(), hide_index=True, placeholder="–", column_config=_COLUMNS)
+        brands = report.brands.to_pandas()
+        st.dataframe(brands, hide_index=True, placeholder="–", column_config=column_config(brands.columns))
     left, right = st.columns([1.3, 1])
     with left, st.container(border=True):
         st.subheader("Channels", anchor=False)
-        st.dataframe(report.channels.to_pandas(), hide_index=True, placeholder="–", column_config=_COLUMNS)
+        channels = report.channels.to_pandas()
+        st.dataframe(channels, hide_index=True, placeholder="–", column_config=column_config(channels.columns))
     with right, st.container(border=True):
         st.subheader(f"Mentions per {_PER[gran]}", anchor=False)
         per = (report.periods.group_by("period", "brand").agg(pl.col("mentions").sum()).sort("period").to_pandas())
@@ -117,7 +124,8 @@ def render(settings: DashboardSettings, filters: Filters) -> None:
         st.subheader(f"Per {_PER[gran]}, brand and channel", anchor=False)
         periods = local_frame(report.periods.to_pandas(), filters.tz, "period")
         st.dataframe(periods, hide_index=True, placeholder="–", height=420, column_config={
-            **_COLUMNS, "period": st.column_config.DatetimeColumn(f"period ({filters.tz})", format="DD MMM YYYY HH:mm")})
+            **column_config(periods.columns),
+            "period": st.column_config.DatetimeColumn(f"period ({filters.tz})", format="DD MMM YYYY HH:mm")})
 
 
 _COLUMNS = {
@@ -127,3 +135,35 @@ _COLUMNS = {
     "first_response_p50_min": st.column_config.NumberColumn("1st resp. p50 (min)", format="%.1f"),
     "first_response_p90_min": st.column_config.NumberColumn("1st resp. p90 (min)", format="%.1f"),
 }
+
+
+def _format_of(name: str) -> str | None:
+    """How a report column reads, from its name (None: as it is).
+
+    >>> [_format_of(n) for n in ("attraction_rate", "after_reply_improved_share", "resolution_mean_h",
+    ...                          "next_response_mean_min", "after_reply_before", "mentions")]
+    ['percent', 'percent', '%.2f', '%.1f', '%+.2f', None]
+    """
+    if name.endswith(("_rate", "_share")):
+        return "percent"
+    if name.endswith("_min"):
+        return "%.1f"
+    if name.endswith("_h"):
+        return "%.2f"
+    if name.endswith(("_before", "_after", "_change")) or name in ("before", "after", "change"):
+        return "%+.2f"
+    return None
+
+
+def column_config(columns: Iterable[str]) -> dict[str, Any]:
+    """Column settings for whatever columns the report has: the known ones by name, the others by what
+    their name says (a new insight column of ``pulse report`` is formatted without a change here)."""
+    out: dict[str, Any] = {}
+    for name in columns:
+        if name in _COLUMNS:
+            out[name] = _COLUMNS[name]
+            continue
+        fmt = _format_of(name)
+        if fmt is not None:
+            out[name] = st.column_config.NumberColumn(name.replace("_", " "), format=fmt)
+    return out

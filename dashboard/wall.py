@@ -174,7 +174,8 @@ def _incidents(settings: DashboardSettings, filters: Filters, incidents: list[An
 
 
 def _channels(settings: DashboardSettings, filters: Filters, incidents: list[Any]) -> None:
-    view = load_channels_view(settings.redis_url, settings.prefix, filters, settings.owned_channels)
+    view = load_channels_view(settings.redis_url, settings.prefix, filters, settings.owned_channels,
+                              with_insights=False)
     if not view.has_data:
         plain("No mentions in the last hour.")
         return

@@ -1,8 +1,9 @@
 """The model desk: what data scientists do to the text models from the dashboard or the command line.
 
-Compare checkpoint versions (what each learned from and its prequential scores at the time), roll back to
-a kept version (:func:`models.registry.rollback`), and label a sample of recent mentions the current
-model is least sure about: labels go to the flow's feedback stream (``{prefix}feedback``, as
+Versions and rollback are :mod:`stream.model_admin`'s (the same functions as ``pulse models list`` and
+``pulse models rollback``); this module lays a version out for comparison (:func:`describe_version`: what it
+learned from, its lineage and its prequential scores at the time) and labels a sample of recent mentions
+the current model is least sure about: labels go to the flow's feedback stream (``{prefix}feedback``, as
 ``pulse feedback`` sends them), where the running flow learns from them and scores the prediction it made
 (prequential). Every action is recorded in the audit trail with its user.
 
@@ -31,11 +32,10 @@ from stream.schema import Feedback
 __all__ = [
     "FEEDBACK_MAXLEN",
     "ModelDeskError",
+    "describe_version",
     "flatten_version",
     "label_classes",
     "low_confidence_sample",
-    "model_versions",
-    "rollback_model",
     "send_labels",
 ]
 
@@ -85,32 +85,63 @@ def flatten_version(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Prequential scores a version may record, in the order they are compared (``pulse train`` records the
+#: ``train_prequential_*`` ones over its file; the flow the ones over the labels it learned from).
+SCORES = ("n_labels", "accuracy", "macro_f1", "macro_recall", "rolling_accuracy", "rolling_macro_f1",
+          "train_rows", "train_prequential_accuracy", "train_prequential_macro_f1", "train_prequential_macro_recall",
+          "prediction_drift", "label_drift", "drifts_detected")
+
+
+def describe_version(meta: dict[str, Any]) -> dict[str, Any]:
+    """One kept version (an entry of :func:`stream.model_admin.model_versions`'s ``versions``) as readable
+    ``field -> value`` pairs, in a fixed order so versions line up side by side: what it is, what it was
+    trained on (files with rows and sha256, label map, where it started, its lineage), then its scores
+    (``score: accuracy``, ...) and whatever else it recorded (dotted names).
+
+    >>> d = describe_version({"version": 2, "current": True, "n_learned": 40, "metrics": {"accuracy": 0.8},
+    ...     "provenance": {"command": "pulse train", "started_from": "v1", "label_map": "QUE=query,*=comment",
+    ...                    "files": [{"name": "acts.csv", "rows_used": 40, "sha256": "ab" * 32}]}})
+    >>> d["trained on"], d["label map"], d["score: accuracy"]
+    ('acts.csv (40 rows, sha256 abababababab)', 'QUE=query,*=comment', 0.8)
+    """
+    from stream.model_admin import describe_files
+
+    prov = dict(meta.get("provenance") or {})
+    metrics = dict(meta.get("metrics") or {})
+    drift = prov.pop("drift", None)
+    lineage = prov.pop("trained_on", None) or []
+    out: dict[str, Any] = {
+        "version": meta.get("version"),
+        "current": bool(meta.get("current")),
+        "saved at": str(meta.get("saved_at") or "")[:19].replace("T", " "),
+        "learned (examples)": meta.get("n_learned"),
+        "made by": prov.pop("command", None) or prov.pop("source", None),
+        "started from": prov.pop("started_from", None),
+        "trained on": describe_files(prov.pop("files", None)) or None,
+        "rows": prov.pop("rows", None),
+        "label map": prov.pop("label_map", None) or None,
+        "labels learned (flow)": prov.pop("labels", None),
+        "lineage": describe_files(lineage) or None,
+        "trained at": prov.pop("trained_at", None),
+    }
+    if isinstance(drift, dict):
+        out["drift guard"] = ", ".join(f"{k} {v}" for k, v in drift.items() if v not in (None, False, 0)) or "quiet"
+    for name in SCORES:
+        if name in metrics:
+            out[f"score: {name}"] = metrics.pop(name)
+    for k, v in flatten_version({"score": {k: v for k, v in metrics.items()
+                                           if not isinstance(v, dict)}}).items():
+        out[k.replace("score.", "score: ")] = v
+    for k, v in flatten_version(prov).items():
+        out[f"provenance: {k}"] = v
+    if meta.get("bytes") is not None:
+        out["size (bytes)"] = meta["bytes"]
+    return out
+
+
 def _short(v: Any, limit: int = 200) -> str:
     text = orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def model_versions(client: redis.Redis, keys: Keys, name: str) -> dict[str, Any] | None:
-    """The registry's view of a model (:func:`models.registry.info`): current version and every kept one."""
-    return registry.info(client, keys.prefix, _check_model(name))
-
-
-def rollback_model(client: redis.Redis, keys: Keys, name: str, version: int, user: str) -> int:
-    """Make ``version`` of ``name`` current (as ``pulse models rollback`` does); returns it.
-
-    Raises :class:`ModelDeskError` for a version the registry does not keep.
-    """
-    user = check_user(user)
-    _check_model(name)
-    before = (registry.info(client, keys.prefix, name) or {}).get("version")
-    try:
-        now = registry.rollback(client, keys.prefix, name, int(version))
-    except LookupError as exc:
-        record_action(client, keys, user, "model.rollback", name, {"from": before, "to": int(version)},
-                      outcome=f"refused: {exc}")
-        raise ModelDeskError(str(exc)) from None
-    record_action(client, keys, user, "model.rollback", name, {"from": before, "to": now})
-    return now
 
 
 def low_confidence_sample(client: redis.Redis, keys: Keys, name: str, model: Any, n: int = 20,

@@ -137,6 +137,11 @@ def _start_dashboard(settings: Settings, url: str, headless: bool = True,
                PULSE_DASHBOARD_WALL="1" if access.wall else "0")
     if settings.crm_config:  # the service desk's replies use the CRM's settings (brand handles, ...)
         env["PULSE_CRM_CONFIG"] = settings.crm_config
+    # the Channels page's insights as `pulse metrics` reads them; the Models page checks checkpoints with the key
+    env.update(PULSE_BUSINESS_HOURS=settings.business_hours, PULSE_AFTER_REPLY_DAYS=str(settings.after_reply_days),
+               PULSE_DATA_DIR=str(Path(settings.data_dir).resolve()))
+    if settings.model_key:
+        env["PULSE_MODEL_KEY"] = settings.model_key
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
            "--server.port", str(settings.dashboard_port), "--server.address", access.host,
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]

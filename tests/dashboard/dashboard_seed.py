@@ -48,8 +48,13 @@ BAD_RECORDS = [b'{"id": "broken", "channel": ', b"\xff\xfe not utf-8",
                orjson.dumps({"id": "x1", "brand": "acme", "author": "a", "text": "no channel", "ts": T0_MS})]
 
 
+#: The agents who write the brands' replies (a reply's ``meta.agent``).
+AGENTS = ("ann", "bob")
+
+
 def conversation() -> list[dict[str, Any]]:
-    """Customer mentions every minute for two hours (2-4 a minute), brand replies to every other query.
+    """Customer mentions every minute for two hours (2-4 a minute), brand replies to every other query
+    (written by ann and bob in turn, four minutes each).
 
     Replies never land after the last customer mention, so the newest window is that mention's minute.
     """
@@ -70,7 +75,8 @@ def conversation() -> list[dict[str, Any]]:
             if query and (m + k) % 4 < 2 and ts + delay_ms <= last_ms:
                 rows.append({"id": f"{channel}:r{m}k{k}", "channel": channel, "brand": brand,
                              "author": f"{brand}_care", "text": "sorry about that, please DM us",
-                             "ts": ts + delay_ms, "from_brand": True, "in_reply_to": mid})
+                             "ts": ts + delay_ms, "from_brand": True, "in_reply_to": mid,
+                             "meta": {"agent": AGENTS[m // 4 % 2]}})
     rows.append({"id": "twitter:nasty", "channel": "twitter", "brand": "acme", "author": "mallory",
                  "text": NASTY_TEXT, "ts": last_ms})
     rows.sort(key=lambda d: d["ts"])
@@ -115,7 +121,9 @@ def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str |
     customers = [r for r in mine if not r.get("from_brand") and lo <= r["ts"] < hi]
     replies = [r for r in mine if r.get("from_brand") and lo <= r["ts"] < hi]
     waits = sorted(r["ts"] - by_id[r["in_reply_to"]]["ts"] for r in replies)
-    queries = sum(r["text"].startswith("how do I") for r in customers)
+    asked = [r for r in customers if r["text"].startswith("how do I")]
+    queries = len(asked)
+    replied_to = {r["in_reply_to"] for r in rows if r.get("from_brand")}
     authors = sum(len({r["author"] for r in customers if r["brand"] == b}) for b in {r["brand"] for r in customers})
     return {
         "mentions": len(customers),
@@ -124,7 +132,8 @@ def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str |
         "authors": authors,
         "mean_response_min": statistics.fmean(waits) / 60_000,
         "p90_response_min": statistics.quantiles(waits, n=10, method="inclusive")[8] / 60_000,
-        "answer_rate": len(replies) / queries,
+        # answered queries / queries: a query of the range counts as answered whenever its reply came
+        "answer_rate": sum(r["id"] in replied_to for r in asked) / queries,
         "dead_letters": len(BAD_RECORDS),
     }
 
@@ -176,9 +185,36 @@ LIVE_SPIKE = "spike:acme:twitter:202401011140"
 PAST_SPIKE = "spike:globex:forum:202401011020"
 
 
+#: Customers of the CRM beside mallory and gil: the conversation's twitter handles user0, user5, ... user145.
+LOYAL = [f"C-U{n}" for n in range(0, 150, 5)]
+#: Gil's thread: a question, an answer by ann, a follow-up, a second answer (a next response of 8 minutes).
+THREAD = [
+    {"id": "twitter:g1", "channel": "twitter", "brand": "acme", "author": "user3", "text": "how do I change my plan?",
+     "ts": T0_MS + 5 * 60_000},
+    {"id": "twitter:g1r", "channel": "twitter", "brand": "acme", "author": "acme_care", "from_brand": True,
+     "text": "In the app, under Account > Plan", "ts": T0_MS + 8 * 60_000, "in_reply_to": "twitter:g1",
+     "meta": {"agent": "ann"}},
+    {"id": "twitter:g2", "channel": "twitter", "brand": "acme", "author": "user3", "in_reply_to": "twitter:g1r",
+     "text": "still not working, how do I fix it?", "ts": T0_MS + 12 * 60_000},
+    {"id": "twitter:g2r", "channel": "twitter", "brand": "acme", "author": "acme_care", "from_brand": True,
+     "text": "Fixed on our side, try again", "ts": T0_MS + 20 * 60_000, "in_reply_to": "twitter:g2",
+     "meta": {"agent": "ann"}},
+]
+#: Cases resolved after the flow, at known times: case id -> resolution in minutes (acme's on twitter, globex's on
+#: facebook). Resolving C-U70's unanswered question (twitter:m10k0, due before it) keeps mallory's escalation the
+#: most urgent open case.
+RESOLVED = {"C-twitter:g1": 35, "C-twitter:m0k0": 50, "C-twitter:m10k0": 45, "C-facebook:m1k2": 20}
+
+
+def churn_outcomes() -> list[dict[str, Any]]:
+    """What the CRM learned an hour in: a third of the loyal customers left (the churn model's labels)."""
+    return [{"type": "churn", "customer_id": cid, "churned": (i % 3 == 0), "ts": T0_MS + 70 * 60_000}
+            for i, cid in enumerate(LOYAL)]
+
+
 def demo_like_rows() -> list[dict[str, Any]]:
-    """The conversation plus the hostile query in its last minute (a query: it opens a case)."""
-    rows = conversation()
+    """The conversation, gil's thread and the hostile query in its last minute (a query: it opens a case)."""
+    rows = conversation() + [dict(r) for r in THREAD]
     last = max(r["ts"] for r in rows)
     rows.append({"id": "twitter:hostile-q", "channel": "twitter", "brand": "acme", "author": HOSTILE_AUTHOR,
                  "text": HOSTILE_QUERY, "ts": last - 5_000})
@@ -186,30 +222,64 @@ def demo_like_rows() -> list[dict[str, Any]]:
     return rows
 
 
+#: Model versions of the sentiment model: what each was trained on (as ``pulse train`` and the flow record it).
+_AIRLINE = {"name": "Tweets.csv", "path": "../shared/data/airline/Tweets.csv", "rows": 14640, "rows_used": 14640,
+            "sha256": "5e1d0c4a" * 8}
+_SANDERS = {"name": "sanders.csv", "path": "../shared/data/sanders/sanders.csv", "rows": 5113, "rows_used": 3424,
+            "sha256": "a3b2c1d0" * 8}
+SENTIMENT_VERSIONS = (
+    ({"train_rows": 14640, "train_prequential_accuracy": 0.62, "train_prequential_macro_f1": 0.57,
+      "prediction_drift": 0.1, "label_drift": 0.2},
+     {"command": "pulse train", "files": [_AIRLINE], "rows": 14640, "label_map": "", "text_col": "text",
+      "label_col": "airline_sentiment", "epochs": 1, "started_from": "default (warm-started)", "parent_version": None,
+      "trained_at": "2024-01-01T09:00:00+00:00", "trained_on": [_AIRLINE]}),
+    ({"n_labels": 40, "accuracy": 0.71, "macro_f1": 0.66, "prediction_drift": 0.05, "label_drift": 0.1},
+     {"command": "pulse train", "files": [_SANDERS], "rows": 3424, "label_map": "irrelevant=neutral",
+      "text_col": "TweetText", "label_col": "Sentiment", "epochs": 2, "started_from": "checkpoint v1",
+      "parent_version": 1, "trained_at": "2024-01-01T09:30:00+00:00", "trained_on": [_AIRLINE, _SANDERS]}),
+)
+#: The drift guard's alert on the sentiment model (the flow writes one when its prequential error rises).
+MODEL_DRIFT = "model_drift:sentiment:37"
+
+
 def seed_demo_like(redis_url: str, prefix: str) -> list[dict[str, Any]]:
-    """Everything every page shows, under ``prefix``: customers (mallory's name is hostile), agents, the KB
-    (one hostile title), two hours of conversations through the real flow with the CRM on, a live and a
-    past spike incident (hostile top terms, the hostile mention among the samples), two checkpoints of the
-    sentiment model. Returns the rows that went through the flow."""
+    """Everything every page shows, under ``prefix``: customers (mallory's name is hostile; 30 loyal ones
+    with handles in the conversation), agents, the KB (one hostile title), two hours of conversations through
+    the real flow with the CRM on (replies written by ann and bob; gil's thread with a next response; churn
+    outcomes an hour in, so later risks carry reasons), three cases resolved at known times (:data:`RESOLVED`),
+    a live and a past spike incident (hostile top terms, the hostile mention among the samples), a model
+    drift alert and two checkpoints of the sentiment model with their provenance. Returns the mentions that
+    went through the flow (not the churn outcomes)."""
     from models import registry
+    from stream.learning import model_signing_key
     from stream.schema import Alert
     from stream.sinks import RedisWriter
 
     client = redis.Redis.from_url(redis_url)
     store = make_store(client, prefix)
     import_customers(store, pl.DataFrame({
-        "customer_id": ["C-M", "C-G"], "name": [HOSTILE_NAME, "Gil Grant"], "tier": ["gold", "silver"],
-        "value": [1200.0, 300.0], "email": ["mallory@example.com", "gil@example.com"],
-        "twitter": ["mallory", "user3"]}), now_ms=T0_MS)
+        "customer_id": ["C-M", "C-G", *LOYAL], "name": [HOSTILE_NAME, "Gil Grant", *[f"Loyal {c}" for c in LOYAL]],
+        "tier": ["gold", "silver", *["bronze"] * len(LOYAL)],
+        "value": [1200.0, 300.0, *[40.0 + i for i in range(len(LOYAL))]],
+        "email": ["mallory@example.com", "gil@example.com", *[f"{c.lower()}@example.com" for c in LOYAL]],
+        "tenure_months": [30, 12, *[i % 30 for i in range(len(LOYAL))]],
+        "twitter": ["mallory", "user3", *[f"user{c[3:]}" for c in LOYAL]]}), now_ms=T0_MS)
     for agent, departments in (("ann", "service"), ("bob", "sales,marketing,pr")):
         add_agent(store, Agent.create(agent, capacity=50, departments=departments), online=True, now_ms=T0_MS)
     kb = KnowledgeBase(store)
     kb.import_articles([*load_articles(SAMPLE_KB)[0], HOSTILE_ARTICLE])
     rows = demo_like_rows()
-    records = [RawRecord("test:demo", i, orjson.dumps(r), "jsonl") for i, r in enumerate(rows)]
+    # the churn outcomes ride in the same run, in event-time order, so the mentions after them are scored
+    # by a model that learned them (with reasons)
+    stream_rows = sorted([*rows, *churn_outcomes()], key=lambda d: d["ts"])
+    records = [RawRecord("test:demo", i, orjson.dumps(r), "jsonl") for i, r in enumerate(stream_rows)]
     settings = Settings(prefix=prefix, flush_seconds=0.05)
     run_main(build_flow(TestingSource(records, batch_size=100), settings, RedisSink(redis_url, Keys(prefix)),
                         redis_url=redis_url))
+    crm = CrmProcessor(store, settings=CrmSettings(prefix=prefix, auto_tick_ms=0))
+    created = {cid: int(store.get_case(cid)["created_ms"]) for cid in RESOLVED}
+    for cid, minutes in RESOLVED.items():
+        crm.resolve(cid, now_ms=created[cid] + minutes * 60_000, by=AGENTS[0])
     writer = RedisWriter(client, Keys(prefix))
     live = dict(id=LIVE_SPIKE, kind="spike", brand="acme", channel="twitter", topic=None,
                 window_start="2024-01-01T11:40:00+00:00", expected=2.0, score=0.99, severity="high",
@@ -222,9 +292,14 @@ def seed_demo_like(redis_url: str, prefix: str) -> list[dict[str, Any]]:
                 sample_ids=("forum:m20k1",), top_terms=("app", "crash"))
     writer.write([("alert", Alert(**past, observed=6, message="open: globex forum at 6 mentions, 1.5 expected"))])
     writer.write([("alert", Alert(**past, observed=6, message="resolved: globex forum back to 1 mentions"))])
-    for n, accuracy in ((1, 0.62), (2, 0.71)):
-        registry.save(client, prefix, "sentiment", registry.new_model("sentiment"),
-                      {"n_labels": 20 * n, "accuracy": accuracy, "macro_f1": accuracy - 0.05,
-                       "prediction_drift": 0.1 / n, "label_drift": 0.2 / n})
+    drift = dict(id=MODEL_DRIFT, kind="model_drift", brand="", channel=None, topic="sentiment",
+                 window_start="2024-01-01T11:10:00+00:00", expected=0.21, severity="high")
+    writer.write([("alert", Alert(**drift, observed=0.52, score=0.31, sample_ids=("twitter:m70k0",),
+                                  message="open: sentiment error rose from 21% to 52%; serving version 1 until the "
+                                          "learning copy recovers"))])
+    key = model_signing_key(settings)
+    for metrics, provenance in SENTIMENT_VERSIONS:
+        registry.save(client, prefix, "sentiment", registry.new_model("sentiment"), metrics, key=key,
+                      provenance=provenance)
     client.close()
     return rows

@@ -86,9 +86,10 @@ def shows_literally(at: AppTest, text: str = HOSTILE) -> bool:
         text in str(v) for frame in tables if isinstance(frame, pd.DataFrame) for v in frame.astype(str).values.ravel())
 
 
-def table(at: AppTest, column: str) -> pd.DataFrame:
-    """The first table that has ``column``."""
+def table(at: AppTest, column: str, *more: str) -> pd.DataFrame:
+    """The first table that has ``column`` (and the ``more`` columns)."""
+    wanted = {column, *more}
     for df in at.dataframe:
-        if isinstance(df.value, pd.DataFrame) and column in df.value.columns:
+        if isinstance(df.value, pd.DataFrame) and wanted <= set(df.value.columns):
             return df.value
-    raise AssertionError(f"no table with a {column!r} column among {[list(d.value.columns) for d in at.dataframe]}")
+    raise AssertionError(f"no table with columns {sorted(wanted)} among {[list(d.value.columns) for d in at.dataframe]}")

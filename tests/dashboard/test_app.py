@@ -183,14 +183,16 @@ def test_dashboard_doctests() -> None:
     import doctest
 
     import dashboard.auth
+    import dashboard.channel_insights
     import dashboard.command_centre
     import dashboard.data
     import dashboard.filters
+    import dashboard.reports_page
     import dashboard.ui
     import dashboard.wall
 
     for module in (dashboard.data, dashboard.command_centre, dashboard.auth, dashboard.filters, dashboard.ui,
-                   dashboard.wall):
+                   dashboard.wall, dashboard.channel_insights, dashboard.reports_page):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

@@ -49,8 +49,10 @@ PAGES = {
     "": ("command_centre", ("Command centre", "Mentions / min", "Latest mentions")),
     "incidents": ("incidents", ("Incidents", "Volume and the expected band", "Timeline", "Public notice")),
     "service-desk": ("service_desk", ("Service desk", "Open cases by deadline", "Answer a case")),
-    "customers": ("customers", ("Customers", "Churn candidates", "Profile", "Handles")),
-    "channels": ("channels", ("Channels", "Footprint", "Owned vs third-party", "Volume")),
+    "customers": ("customers", ("Customers", "Churn candidates", "Profile", "Handles", "What drives the churn risk")),
+    "channels": ("channels", ("Channels", "Footprint", "Owned vs third-party", "Attraction and participation",
+                              "Behaviour after interaction", "Resolution and next response",
+                              "First response in business hours", "Volume")),
     "reports": ("reports", ("Reports", "Brands", "Channels", "CSV", "Parquet", "HTML")),
     "models": ("models", ("Models", "Quality now", "Versions", "Label mentions")),
     "audit": ("audit", ("Audit log",)),
@@ -228,6 +230,17 @@ def test_every_page_and_the_wall_load_clean(server: int, browser: Any) -> None:
             assert HOSTILE_NAME in body
         if name == "service_desk":  # the most urgent case's text, in a code block, literally
             assert HOSTILE in body
+        if name == "models":  # versions with their provenance, and the drift guard's alert
+            page.get_by_role("tab", name="Versions").click()
+            page.get_by_text("Side by side", exact=True).wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(1000)
+            versions = page.locator("[data-testid='stMain']").inner_text()
+            assert "Serving version 2 of 2 saved" in versions
+            page.get_by_role("tab", name="Drift").click()
+            page.get_by_text("Drift on sentiment", exact=False).wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(1000)
+            _no_error_element(page)
+            page.screenshot(path=str(SCREENSHOTS / "models_drift.png"))
     for view in ("now", "incidents"):
         page.goto(f"http://127.0.0.1:{server}/?wall=1&view={view}", wait_until="domcontentloaded")
         page.locator("h1", has_text="Social Pulse").first.wait_for(state="visible", timeout=60_000)

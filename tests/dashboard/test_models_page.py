@@ -70,7 +70,7 @@ def test_models_page_waits_for_data(monkeypatch: pytest.MonkeyPatch, redis_url: 
 def test_models_page_compares_versions_rolls_back_and_labels(monkeypatch: pytest.MonkeyPatch, redis_url: str,
                                                             demo_copy: tuple[str, list[dict]]) -> None:
     import orjson
-    from page_testkit import assert_no_markup_from_users, run_page, table
+    from page_testkit import assert_no_markup_from_users, rendered, run_page, table
 
     from models import registry
     from stream.audit import recent_actions
@@ -79,13 +79,34 @@ def test_models_page_compares_versions_rolls_back_and_labels(monkeypatch: pytest
     client = redis.Redis.from_url(redis_url)
     at = run_page(monkeypatch, redis_url, prefix, "models_page")
     assert not at.exception
+    assert not at.exception
     # no labels in the demo: the zeros are explained, not shown as a result
     assert any("No labels have arrived yet" in w.value for w in at.warning)
-    versions = table(at, "current")
-    assert list(versions["version"]) == [1, 2] and list(versions["current"]) == [False, True]
-    assert list(versions["metrics.accuracy"]) == [0.62, 0.71]
-    side = table(at, "field").set_index("field")
-    assert side.loc["metrics.accuracy", "v1"] == "0.62" and side.loc["metrics.accuracy", "v2"] == "0.71"
+    # every version with its provenance and scores, as `pulse models list` (stream.model_admin) has them
+    from dashboard_seed import MODEL_DRIFT, SENTIMENT_VERSIONS
+
+    from stream.model_admin import model_versions
+
+    [meta] = model_versions(client, prefix, "sentiment")
+    versions = table(at, "current", "trained on")
+    assert list(versions["version"]) == [v["version"] for v in meta["versions"]] == [1, 2]
+    assert list(versions["current"]) == [False, True]
+    assert list(versions["trained on"]) == ["Tweets.csv (14640 rows, sha256 5e1d0c4a5e1d)",
+                                            "sanders.csv (3424 rows, sha256 a3b2c1d0a3b2)"]
+    assert list(versions["started from"]) == [p["started_from"] for _, p in SENTIMENT_VERSIONS]
+    assert versions.loc[1, "label map"] == "irrelevant=neutral"
+    assert versions.loc[1, "lineage"] == "Tweets.csv (14640 rows, sha256 5e1d0c4a5e1d); sanders.csv (3424 rows, " \
+        "sha256 a3b2c1d0a3b2)"
+    assert versions.loc[0, "score: train_prequential_accuracy"] == 0.62 and versions.loc[1, "score: accuracy"] == 0.71
+    side = table(at, "field", "differs").set_index("field")
+    assert side.loc["score: train_prequential_accuracy", "v1"] == "0.62"
+    assert side.loc["score: accuracy", "v2"] == "0.71" and side.loc["score: accuracy", "v1"] == "–"
+    assert side.loc["trained on", "differs"] and not side.loc["made by", "differs"]
+    # the drift guard's alert, in the drift view
+    drift = table(at, "error before", "error after")
+    assert list(drift["id"]) == [MODEL_DRIFT] and list(drift["state"]) == ["open"]
+    assert (drift.loc[0, "error before"], drift.loc[0, "error after"]) == (0.21, 0.52)
+    assert any("Drift on sentiment" in w.value and "21 %" in w.value and "52 %" in w.value for w in at.warning)
     assert any("Sign in (sidebar) to roll back models" in i.value for i in at.info)
     assert not [b for b in at.button if b.label == "Roll back"]
     sample = table(at, "confidence")
@@ -96,8 +117,9 @@ def test_models_page_compares_versions_rolls_back_and_labels(monkeypatch: pytest
     at.checkbox(key="mdl_rb_ok").check().run()
     at.button(key="mdl_rb").click().run()
     assert not at.exception
-    assert registry.info(client, prefix, "sentiment")["version"] == 1
-    assert any("sentiment is now version 1" in s.value for s in at.success)
+    served = registry.info(client, prefix, "sentiment")
+    assert (served["version"], served["rolled_back_from"], served["rolled_back_reason"]) == (1, 2, "dashboard")
+    assert any("sentiment is now version 1 (was 2)" in rendered(s.value) for s in at.success)
     assert table(at, "current").set_index("version").loc[1, "current"]
 
     # label the two least sure mentions
@@ -113,5 +135,6 @@ def test_models_page_compares_versions_rolls_back_and_labels(monkeypatch: pytest
     sent = [orjson.loads(f[b"payload"]) for _, f in client.xrange(f"{prefix}feedback")]
     assert [(x["mention_id"], x["label"], x["author"]) for x in sent] == [(ids[0], "negative", "dana"),
                                                                           (ids[1], "positive", "dana")]
-    actions = [(e.user, e.action) for e in recent_actions(client, Keys(prefix))]
-    assert ("dana", "model.label") in actions and ("dana", "model.rollback") in actions
+    actions = [(e.user, e.action, e.detail) for e in recent_actions(client, Keys(prefix))]
+    assert ("dana", "model.rollback", {"from": 2, "to": 1}) in actions
+    assert ("dana", "model.label") in [a[:2] for a in actions]

@@ -26,6 +26,9 @@ def test_report_tables_and_files_equal_pulse_report(monkeypatch: pytest.MonkeyPa
     expected = build_report(redis.Redis.from_url(redis_url), Keys(prefix), datetime(2024, 1, 1, tzinfo=UTC),
                             datetime(2024, 1, 2, tzinfo=UTC), "h")
     brands = table(at, "unanswered").set_index("brand")
+    # every column `pulse report` has is on screen (new insight columns appear without a page change)
+    assert list(brands.reset_index().columns) == expected.brands.columns
+    assert list(table(at, "channel", "unanswered").columns) == expected.channels.columns
     assert brands.loc["acme", "mentions"] == expected.brands.filter(pl.col("brand") == "acme")["mentions"][0]
     customer = [r for r in rows if not r.get("from_brand")]
     assert int(brands["mentions"].sum()) == len(customer)
@@ -57,3 +60,16 @@ def test_channel_filter_narrows_the_report(monkeypatch: pytest.MonkeyPatch, redi
 def test_no_data_says_what_to_do(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str) -> None:
     at = run_page(monkeypatch, redis_url, key_prefix, "reports_page")
     assert not at.exception and any("No data in this period" in i.value for i in at.info)
+
+
+def test_any_report_column_is_formatted_by_its_name() -> None:
+    from dashboard.reports_page import column_config
+
+    config = column_config(["brand", "mentions", "answer_rate", "attraction_rate", "participation_rate",
+                            "after_reply_improved_share", "resolution_mean_h", "next_response_mean_min",
+                            "after_reply_before"])
+    assert set(config) == {"answer_rate", "attraction_rate", "participation_rate", "after_reply_improved_share",
+                           "resolution_mean_h", "next_response_mean_min", "after_reply_before"}
+    assert config["attraction_rate"]["type_config"]["format"] == "percent"
+    assert config["resolution_mean_h"]["type_config"]["format"] == "%.2f"
+    assert config["after_reply_before"]["label"] == "after reply before"
