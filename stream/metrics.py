@@ -159,7 +159,9 @@ def _rates(block: dict[str, Any]) -> None:
     rate (new authors / distinct authors)."""
     block["answer_rate"] = (block["answered"] / block["queries"]) if block["queries"] else None
     block["reply_rate"] = (block["replies"] / block["mentions"]) if block["mentions"] else None
-    block["attraction_rate"] = (block["new_authors"] / block["authors"]) if block.get("authors") else None
+    # every new author is an author: the exact new count bounds the HyperLogLog estimate from below
+    authors = max(block.get("authors") or 0, block["new_authors"])
+    block["attraction_rate"] = (block["new_authors"] / authors) if authors else None
 
 
 def snapshot(client: redis.Redis, keys: Keys, since: datetime | None = None, until: datetime | None = None,

@@ -104,7 +104,8 @@ def _sketch_quantiles(sketches: dict[tuple, list[dict[str, int]]], by: list[str]
 def _rates(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         (pl.col("negative") / pl.col("mentions")).alias("negative_share"),
-        pl.when(pl.col("authors") > 0).then(pl.col("new_authors") / pl.col("authors")).alias("attraction_rate"),
+        pl.when(pl.max_horizontal("authors", "new_authors") > 0)
+        .then(pl.col("new_authors") / pl.max_horizontal("authors", "new_authors")).alias("attraction_rate"),
         pl.when(pl.col("queries") > 0).then(pl.col("answered") / pl.col("queries")).alias("answer_rate"),
         pl.when(pl.col("mentions") > 0).then(pl.col("replies") / pl.col("mentions")).alias("reply_rate"),
         pl.col("response_count").alias("first_response_count"),
