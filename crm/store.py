@@ -82,6 +82,7 @@ class CrmStore(Protocol):
 
     # -- customers and identity ------------------------------------------------------------------
     def get_customer(self, customer_id: str) -> dict[str, str] | None: ...
+    def get_customers(self, customer_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def customer_handles(self, customer_id: str) -> list[str]: ...
     def customer_history(self, customer_id: str, n: int) -> list[dict[str, Any]]: ...
     def customer_case_ids(self, customer_id: str, n: int) -> list[str]: ...
@@ -304,6 +305,13 @@ class RedisCrmStore:
     def get_customer(self, customer_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.customer(customer_id))
         return _hash(raw) if raw else None
+
+    def get_customers(self, customer_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """The records of many customers in one pipelined read (``None`` for an unknown id)."""
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in customer_ids:
+            pipe.hgetall(self.keys.customer(customer_id))
+        return [_hash(raw) if raw else None for raw in pipe.execute()]
 
     def customer_handles(self, customer_id: str) -> list[str]:
         return sorted(_s(h) for h in self.client.smembers(self.keys.customer_handles(customer_id)))

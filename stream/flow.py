@@ -47,7 +47,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
     churn_in = op.key_on("one_churn_model", op.merge("churn_inputs", op.map("unwrap_enriched", serviced.trues,
                          steps.second), outcomes_in), steps.churn_key)
-    scored = op.key_rm("unkey_churn", op.stateful("score_churn", churn_in, s.churn))  # (E + churn_risk, reasons)
+    scored = op.key_rm("unkey_churn", op.stateful_batch("score_churn", churn_in, s.churn))  # (E + churn_risk, reasons)
     enriched = op.map("drop_churn_reasons", scored, steps.scored_mention)  # Enriched + churn_risk
     rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
                              s.learn)  # ("dlq", DeadLetter) for unusable labels, ("alert", Alert) on model drift

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,8 @@ class Steps:
     def churn(self, resume: dict[str, Any] | None) -> ChurnLogic:
         return ChurnLogic(resume, profile=self._customer_profile if self.crm.enabled else None)
 
-    def _customer_profile(self, customer_id: str) -> dict[str, Any] | None:
-        return self.crm.processor().store.get_customer(customer_id)
+    def _customer_profile(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        return self.crm.processor().store.get_customers(customer_ids)
 
     def spikes(self, resume: Any) -> SpikeLogic:
         return SpikeLogic(resume)
