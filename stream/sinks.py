@@ -41,6 +41,15 @@ end
 return 1
 """
 
+# ARGV[1]: a JSON list of commands, each a list [name, key, args...], run in order. Window and audience
+# writes touch many small keys: one script call per batch instead of one round-trip command each (the
+# client's packing and parsing of thousands of tiny commands cost more than Redis running them).
+_COMMANDS = """
+local cmds = cjson.decode(ARGV[1])
+for i = 1, #cmds do redis.call(unpack(cmds[i])) end
+return #cmds
+"""
+
 #: Customers kept in the churn risk sorted set and its reasons hash; the lowest risks go first beyond it.
 CHURN_KEEP = 200_000
 
@@ -81,6 +90,7 @@ class RedisWriter:
         self.latest_keep = latest_keep
         self.dlq_maxlen = dlq_maxlen
         self._append_once = client.register_script(_APPEND_ONCE)
+        self._commands = client.register_script(_COMMANDS)
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
                                     pending_keep=pending_keep, minute_retention_s=self.retention,
@@ -101,6 +111,7 @@ class RedisWriter:
         zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
         churn_reasons: dict[str, bytes] = {}
+        cmds: list[list[Any]] = []
         for item in items:
             kind = item[0]
             if kind == "window":
@@ -109,20 +120,20 @@ class RedisWriter:
                 ttl = self.retention * _ROLLUP_RETENTION[gran]
                 wkey = k.window(brand, channel, bucket, gran)
                 hkey = k.authors(brand, channel, bucket, gran)
-                mine: dict[str | bytes, int] = {f"{name}@{run}": n for name, n in counters.items() if n}
+                mine = [part for name, n in counters.items() if n for part in (f"{name}@{run}", n)]
                 if mine:
-                    pipe.hset(wkey, mapping=mine)  # type: ignore[arg-type]
+                    cmds.append(["HSET", wkey, *mine])
                 if new_authors:
-                    pipe.pfadd(hkey, *new_authors)
-                    pipe.expire(hkey, ttl)
+                    cmds.append(["PFADD", hkey, *new_authors])
+                    cmds.append(["EXPIRE", hkey, ttl])
                     if gran == "d":
-                        pipe.pfadd(k.brand_authors(brand), *new_authors)
+                        cmds.append(["PFADD", k.brand_authors(brand), *new_authors])
                 if first:  # a rewrite keeps the expiry and index entry set by the first write
-                    pipe.expire(wkey, ttl)
+                    cmds.append(["EXPIRE", wkey, ttl])
                     zadds[k.windows_index(brand, channel, gran)][bucket] = start
                     if gran == "d":
-                        pipe.sadd(k.brands, brand)
-                        pipe.sadd(k.channels(brand), channel)
+                        cmds.append(["SADD", k.brands, brand])
+                        cmds.append(["SADD", k.channels(brand), channel])
             elif kind == "fact":
                 facts.append(item[1])
             elif kind == "sla":
@@ -134,8 +145,8 @@ class RedisWriter:
                     for gran in ("h", "d"):
                         start = ts_ms - ts_ms % GRANULARITIES[gran]
                         hkey = k.customers_active(brand, channel, k.bucket_id(gran, start), gran)
-                        pipe.pfadd(hkey, customer_id)
-                        pipe.expire(hkey, self.retention * _ROLLUP_RETENTION[gran])
+                        cmds.append(["PFADD", hkey, customer_id])
+                        cmds.append(["EXPIRE", hkey, self.retention * _ROLLUP_RETENTION[gran]])
                 timeline = k.sentiment_timeline(who)
                 zadds[timeline][f"{mention_id}|{score:.4f}"] = ts_ms
                 trims[timeline] = max(trims.get(timeline, 0), ts_ms - TIMELINE_KEEP_MS)
@@ -169,6 +180,8 @@ class RedisWriter:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
                                                    source="flow", key=f"sink:{hash(repr(item))}"))
+        if cmds:
+            self._commands(args=[orjson.dumps(cmds)], client=pipe)
         for key, members in zadds.items():
             if members:
                 pipe.zadd(key, members)
