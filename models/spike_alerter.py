@@ -330,9 +330,12 @@ class SpikeAlerter:
     # -- intervals -------------------------------------------------------------------------------------
 
     def _new_detector(self, step: int) -> SpikeDetector:
-        det = self.detector.clone({"interval_s": float(step)})
-        assert isinstance(det, SpikeDetector)
-        return det
+        # What ``self.detector.clone({"interval_s": step})`` gives, without River's signature inspection and
+        # deep copies on every new series (the parameters are plain numbers, a tuple and a string).
+        params = self.__dict__.get("_detector_params")
+        if params is None:
+            params = self.__dict__["_detector_params"] = dict(self.detector._get_params())
+        return type(self.detector)(**{**params, "interval_s": float(step)})
 
     def _choose(self, key: _Key, series: _Series,
                 out: list[dict[str, Any]]) -> tuple[dict[str, float], float, bool] | None:
