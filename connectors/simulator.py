@@ -489,7 +489,7 @@ class World:
         begin = self.start + timedelta(hours=self.first_incident_hours or 0.0)
         terms = tx.INDUSTRIES[brand.industry]["outages"]
         assert isinstance(terms, tuple)
-        per_hour = max(60.0, self._base_per_hour(brand, "twitter") * _season(begin) * 4)
+        per_hour = max(120.0, self._base_per_hour(brand, "twitter") * _season(begin) * 6)
         return Incident(f"inc:{brand.id}:{begin:%Y%m%d%H%M}:s", brand.id, "twitter", begin,
                         begin + timedelta(minutes=60), tuple(terms[0]), round(per_hour, 1))
 

@@ -84,7 +84,8 @@ class StaffPlan:
     ``rate_per_hour`` is the simulator's (the staffing follows its forecast); ``case_share`` the share of posts
     that open a case; agents handle ``concurrency`` cases at once, ``handle_minutes`` each (median), planned at
     ``occupancy``; each has room for ``capacity`` assigned cases. Analysts label ``label_share`` of mentions,
-    ``label_noise`` of the labels wrong. ``seed`` varies the choices.
+    ``label_noise`` of the labels wrong. ``seed`` varies the choices. The staff act every ``step_minutes`` of
+    event time.
     """
 
     rate_per_hour: float = 800.0
@@ -96,10 +97,11 @@ class StaffPlan:
     label_share: float = 0.015
     label_noise: float = 0.03
     seed: int = 7
+    step_minutes: float = 1.0
 
     _KEYS = {"rate": "rate_per_hour", "cases": "case_share", "handle": "handle_minutes", "concurrency": "concurrency",
              "occupancy": "occupancy", "capacity": "capacity", "labels": "label_share", "noise": "label_noise",
-             "seed": "seed"}
+             "seed": "seed", "step": "step_minutes"}
 
     @classmethod
     def parse(cls, spec: str) -> StaffPlan:
@@ -119,8 +121,9 @@ class StaffPlan:
             except ValueError:
                 raise ValueError(f"demo staff: {key.strip()} must be a number, got {raw!r}") from None
         plan = cls(**values)
-        if plan.rate_per_hour <= 0 or plan.handle_minutes <= 0 or plan.concurrency < 1 or plan.capacity < 1:
-            raise ValueError("demo staff: rate and handle must be > 0, concurrency and capacity >= 1")
+        if plan.rate_per_hour <= 0 or plan.handle_minutes <= 0 or not 0 < plan.step_minutes <= 60 or plan.concurrency < 1 or plan.capacity < 1:
+            raise ValueError("demo staff: rate and handle must be > 0, step within (0, 60], concurrency and "
+                             "capacity >= 1")
         if not (0 < plan.occupancy <= 1 and 0 <= plan.label_share <= 1 and 0 <= plan.label_noise <= 1
                 and 0 < plan.case_share <= 1):
             raise ValueError("demo staff: occupancy and cases within (0, 1], labels and noise within [0, 1]")
@@ -167,7 +170,6 @@ class StaffPlan:
 
 
 _SIGMA = 0.5  # spread of the handling times (lognormal)
-_STEP_MS = 60_000
 
 
 class DemoStaff:
@@ -181,26 +183,27 @@ class DemoStaff:
         self.plan = plan
         self.keys = keys
         self.team = plan.roster()
-        self._clock: int | None = None  # the last minute boundary acted at (epoch ms)
+        self._clock: int | None = None  # the last step boundary acted at (epoch ms)
+        self._step_ms = int(plan.step_minutes * 60_000)
         self._online: dict[str, bool] = {}
         self._working: dict[str, set[str]] = {agent: set() for agent, _ in self.team}
-        self._replies: list[tuple[int, str, str]] = []  # (due ms, case id, agent): heap
+        self._replies: list[tuple[int, str, str, str]] = []  # (due ms, case id, agent, sentiment): heap
         self._labels: list[tuple[int, str, str, str]] = []  # (due ms, mention id, model, label): heap
         self._classes = {name: label_classes(name) for name in _MODELS}
         self.counts = {"replied": 0, "resolved": 0, "labels": 0}
 
     # -- what the CRM step calls ---------------------------------------------------------------------------
     def due(self, ts_ms: int) -> bool:
-        """Whether the staff act before a mention at ``ts_ms`` (a minute boundary of event time was crossed)."""
-        return self._clock is None or ts_ms >= self._clock + _STEP_MS
+        """Whether the staff act before a mention at ``ts_ms`` (a step boundary of event time was crossed)."""
+        return self._clock is None or ts_ms >= self._clock + self._step_ms
 
     def advance(self, processor: CrmProcessor, ts_ms: int) -> None:
-        """Act at every minute boundary up to ``ts_ms`` (a gap of more than an hour is crossed in one step)."""
-        boundary = ts_ms - ts_ms % _STEP_MS
+        """Act at every step boundary up to ``ts_ms`` (a gap of more than an hour is crossed in one step)."""
+        boundary = ts_ms - ts_ms % self._step_ms
         if self._clock is None or boundary - self._clock > 3_600_000:
-            self._clock = boundary - _STEP_MS
-        while self._clock + _STEP_MS <= boundary:
-            self._clock += _STEP_MS
+            self._clock = boundary - self._step_ms
+        while self._clock + self._step_ms <= boundary:
+            self._clock += self._step_ms
             self._step(processor, self._clock)
 
     def observe(self, e: Enriched) -> None:
@@ -237,48 +240,55 @@ class DemoStaff:
                 if not on:
                     self._working[agent].clear()  # the CRM hands their cases back to the queue
         while self._replies and self._replies[0][0] <= now:
-            due, case_id, agent = heapq.heappop(self._replies)
-            self._finish(processor, case_id, agent, due)
+            due, case_id, agent, sentiment = heapq.heappop(self._replies)
+            self._finish(processor, case_id, agent, due, sentiment)
         self._pick_up(processor, now)
         self._send_labels(processor, now)
 
-    def _finish(self, processor: CrmProcessor, case_id: str, agent: str, due: int) -> None:
+    def _finish(self, processor: CrmProcessor, case_id: str, agent: str, due: int, sentiment: str) -> None:
         working = self._working[agent]
         if case_id not in working:
             return  # handed back at the end of the shift
         working.discard(case_id)
-        case = processor.store.get_case(case_id) or {}
-        if case.get("agent") != agent or case.get("status") == "resolved":
-            return
-        text = _REPLIES.get(str(case.get("sentiment")), _REPLIES["neutral"]).format(agent=agent.title())
+        text = _REPLIES.get(sentiment, _REPLIES["neutral"]).format(agent=agent.title())
         try:
             processor.reply(case_id, now_ms=due, text=text, agent=agent, reply_id=f"demo:{case_id}:{due}")
             self.counts["replied"] += 1
             processor.resolve(case_id, now_ms=due, by=agent)
             self.counts["resolved"] += 1
-        except CaseError as exc:
+        except CaseError as exc:  # resolved meanwhile (e.g. by a person on the dashboard)
             log.debug("demo staff: %s could not finish %s: %s", agent, case_id, exc)
 
     def _pick_up(self, processor: CrmProcessor, now: int) -> None:
+        """Online agents with a free hand start on their oldest assigned cases (two round trips for everyone)."""
         store = processor.store
-        for agent, _ in self.team:
-            if not self._online.get(agent):
-                continue
-            working = self._working[agent]
-            free = self.plan.concurrency - len(working)
-            if free <= 0:
-                continue
-            waiting = [c for c in store.agent_case_ids(agent) if c not in working]
-            if not waiting:
-                continue
-            cases = [c for c in store.get_cases(waiting) if c and c.get("status") in ("assigned", "open")]
-            cases.sort(key=lambda c: (int(c.get("created_ms") or 0), c.get("id", "")))
-            for case in cases[:free]:
+        free = [(agent, self.plan.concurrency - len(self._working[agent])) for agent, _ in self.team
+                if self._online.get(agent) and len(self._working[agent]) < self.plan.concurrency]
+        if not free:
+            return
+        client = getattr(store, "client", None)
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            for agent, _ in free:
+                pipe.smembers(store.keys.agent_cases(agent))
+            assigned = [sorted(str(c) for c in ids) for ids in pipe.execute()]
+        else:
+            assigned = [store.agent_case_ids(agent) for agent, _ in free]
+        waiting = {agent: [c for c in ids if c not in self._working[agent]]
+                   for (agent, _), ids in zip(free, assigned, strict=True)}
+        wanted = [c for ids in waiting.values() for c in ids]
+        if not wanted:
+            return
+        found = {c["id"]: c for c in store.get_cases(wanted) if c and c.get("status") in ("assigned", "open")}
+        for agent, slots in free:
+            cases = sorted((found[c] for c in waiting[agent] if c in found),
+                           key=lambda c: (int(c.get("created_ms") or 0), c["id"]))
+            for case in cases[:slots]:
                 case_id = case["id"]
                 minutes = self.plan.handle_minutes * math.exp(_SIGMA * _normal(self.plan.seed, case_id, now))
-                working.add(case_id)
-                heapq.heappush(self._replies, (now + int(min(minutes, 6 * self.plan.handle_minutes) * 60_000),
-                                               case_id, agent))
+                due = now + int(min(minutes, 6 * self.plan.handle_minutes) * 60_000)
+                self._working[agent].add(case_id)
+                heapq.heappush(self._replies, (due, case_id, agent, str(case.get("sentiment") or "neutral")))
 
     def _send_labels(self, processor: CrmProcessor, now: int) -> None:
         by_model: dict[str, list[tuple[str, str]]] = {}

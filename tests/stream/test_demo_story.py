@@ -73,15 +73,15 @@ def _ts_ms(iso: str) -> int:
 
 def test_the_team_keeps_the_queue_bounded_over_a_day(redis_url: str, key_prefix: str, r: redis.Redis,
                                                      tmp_path: Path) -> None:
-    plan = StaffPlan(rate_per_hour=100, seed=7)
-    source = _run_day(redis_url, key_prefix, tmp_path, plan, hours=24, n_customers=120)
+    plan = StaffPlan(rate_per_hour=60, seed=7, step_minutes=2)
+    source = _run_day(redis_url, key_prefix, tmp_path, plan, hours=24, n_customers=80)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ids = client.zrange(f"{key_prefix}cases:all", 0, -1)
     pipe = client.pipeline(transaction=False)
     for cid in ids:
         pipe.hmget(f"{key_prefix}case:{cid}", "created_ms", "resolved_ms", "agent", "status")
     cases = [(int(c), int(res) if res else None, agent, status) for c, res, agent, status in pipe.execute()]
-    assert len(cases) > 300, "a day of cases"
+    assert len(cases) > 200, "a day of cases"
 
     def backlog(t_ms: int) -> int:
         return sum(1 for created, resolved, _, _ in cases if created <= t_ms and (resolved is None or resolved > t_ms))
@@ -93,12 +93,12 @@ def test_the_team_keeps_the_queue_bounded_over_a_day(redis_url: str, key_prefix:
     quiet = [t for t in quiet if not any(lo <= t < hi for lo, hi in spans)]
     assert len(quiet) >= 12
     outside = [backlog(t) for t in quiet]
-    assert max(outside) <= 12, outside  # steady state: a handful of cases in progress
+    assert max(outside) <= 15, outside  # steady state: a handful of cases in progress
     # the scripted outage builds a backlog that the team drains after it
     first = incidents[0]
     during = max(backlog(int(first.start.timestamp() * 1000) + k * 300_000) for k in range(1, 13))
     assert during > max(outside), (during, outside)
-    assert backlog(int(first.end.timestamp() * 1000) + 90 * 60_000) <= 12
+    assert backlog(int(first.end.timestamp() * 1000) + 90 * 60_000) <= 15
     # the cases were answered by the agents they were assigned to, who resolved them
     resolved = [c for c in cases if c[3] == "resolved"]
     assert len(resolved) >= 0.95 * len(cases)
@@ -150,21 +150,19 @@ def _accepted(r: redis.Redis, prefix: str) -> int:
     return sum(int(v) for k, v in stats.items() if k.decode().endswith("|accepted"))
 
 
-def test_each_demo_starts_fresh_and_continue_keeps_the_counts(redis_url: str, r: redis.Redis, tmp_path: Path,
-                                                               demo_runs: None) -> None:
+def test_a_demo_starts_fresh_and_continue_keeps_the_counts(redis_url: str, r: redis.Redis, tmp_path: Path,
+                                                            demo_runs: None) -> None:
+    r.set(DEMO_RUNS_KEY, 4)  # four demos ran before
+    r.set("demo:4:marker", "the last run")
     one = _demo(redis_url, tmp_path)
     assert one.returncode == 0, one.stderr
-    assert "starting demo run 1 fresh on prefix demo:1:" in one.stderr
-    counted = _accepted(r, "demo:1:")
-    assert counted > 0
-    two = _demo(redis_url, tmp_path)
-    assert two.returncode == 0, two.stderr
-    assert "starting demo run 2 fresh on prefix demo:2:" in two.stderr
-    assert r.zcard("demo:2:cases:all") > 0
-    assert _accepted(r, "demo:1:") == counted, "the previous run's data stays where it was"
+    assert "starting demo run 5 fresh on prefix demo:5:" in one.stderr and "run 4 stays" in one.stderr
+    counted = _accepted(r, "demo:5:")
+    assert counted > 0 and r.zcard("demo:5:cases:all") > 0
+    assert r.get("demo:4:marker") == b"the last run", "the previous run's data stays where it was"
     resumed = _demo(redis_url, tmp_path, "--continue")
     assert resumed.returncode == 0, resumed.stderr
-    assert "continuing demo run 2 (prefix demo:2:)" in resumed.stderr
-    # the same world again: its records are known (de-duplicated), the counts of run 2 are kept, not reset
-    assert _accepted(r, "demo:2:") == _accepted(r, "demo:1:") == counted
-    assert int(r.get(DEMO_RUNS_KEY) or 0) == 2
+    assert "continuing demo run 5 (prefix demo:5:)" in resumed.stderr
+    # the same world again: its records are known (de-duplicated); run 5's counts are kept, not reset
+    assert _accepted(r, "demo:5:") == counted
+    assert int(r.get(DEMO_RUNS_KEY) or 0) == 5
