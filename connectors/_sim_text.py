@@ -20,6 +20,7 @@ __all__ = [
     "FOLLOWUPS",
     "INCIDENT_TEMPLATES",
     "INDUSTRIES",
+    "SLANG_TEMPLATES",
     "TEMPLATES",
     "casual",
     "gamer",
@@ -305,6 +306,41 @@ BRAND_REPLIES: dict[str, tuple[str, ...]] = {
     "incident": (
         "Hi {first}, we're aware of an issue affecting {thing} and engineers are working on it. Sorry! ^{agent}",
         "Sorry {first}, there's a known problem right now. Updates on our status page. ^{agent}",
+    ),
+}
+
+#: A slang wave (the world's vocabulary drifts mid-run): (truth intent, truth sentiment) -> templates in words
+#: the shipped models never saw in that sense ("ate", "sick", "cooked", "mid"); the labels stay the truth.
+SLANG_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("query", "negative"): (
+        "{at} {thing} lowkey cooked fr, when does it come back?",
+        "{at} my {thing} is so mid rn, how do i get it sorted?",
+        "{at} {thing} fell off hard today, who do i dm?",
+        "{at} bro the {thing} is giving nothing, any eta?",
+    ),
+    ("query", "neutral"): (
+        "{at} real ones know how to {action}? asking fr",
+        "{at} ngl where do i {action}, no cap",
+    ),
+    ("query", "positive"): (
+        "{at} the {product} ate, how do i get one fr?",
+        "{at} is the {product} still bussin at that price?",
+    ),
+    ("comment", "negative"): (
+        "{brand} {thing} is mid af. ratio",
+        "{brand} took an L today, {thing} cooked again",
+        "{thing} from {brand} is down bad fr fr",
+        "{brand} fell off. {thing} giving nothing",
+    ),
+    ("comment", "neutral"): (
+        "{brand} {thing} lowkey just exists ngl",
+        "saw the {brand} thing, it's whatever tbh",
+    ),
+    ("comment", "positive"): (
+        "{brand} {thing} is sick, absolutely ate",
+        "ngl {brand} {thing} slaps now, no cap",
+        "{brand} support went crazy today, {thing} bussin",
+        "the {product} is insane fr, {brand} cooked (in a good way)",
     ),
 }
 

@@ -54,6 +54,7 @@ __all__ = [
     "SimState",
     "SimulatorSource",
     "World",
+    "traffic_forecast",
 ]
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,12 @@ class World:
     (payload shaped like a Mention, ``ts`` an ISO string), ``calls`` (per queue per 15 minutes) and
     ``churn`` outcomes. Every call regenerates the same stream from the seed.
 
+    For the demo's story: ``brand_replies=False`` leaves answering to agents outside the world (the demo's
+    simulated staff answer the cases the CRM assigned them); ``first_incident_hours`` scripts an outage on
+    the heaviest brand's Twitter that many hours after the start (on top of the random ones);
+    ``slang_after_hours`` starts a slang wave then: a ``slang_share`` of ordinary posts use words the models
+    never saw in that sense (``meta["slang"]``), so their prequential error rises (vocabulary drift).
+
     >>> w = World(seed=3, n_customers=20)
     >>> c = w.customers()[0]
     >>> len(w.customers()), c["customer_id"], c["tier"] in ("gold", "silver", "bronze")
@@ -297,6 +304,10 @@ class World:
         renewal_days: int = 14,
         posts_per_customer_day: float = 1.0,
         warmup_hours: float = 6.0,
+        brand_replies: bool = True,
+        first_incident_hours: float | None = None,
+        slang_after_hours: float | None = None,
+        slang_share: float = 0.5,
     ) -> None:
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
@@ -317,6 +328,12 @@ class World:
         self.renewal_days = max(1, renewal_days)
         self.posts_per_customer_day = posts_per_customer_day
         self.warmup_hours = max(0.0, warmup_hours)
+        self.brand_replies = brand_replies
+        self.first_incident_hours = first_incident_hours
+        self.slang_after_hours = slang_after_hours
+        if not 0.0 <= slang_share <= 1.0:
+            raise ValueError(f"slang_share must be within [0, 1], got {slang_share}")
+        self.slang_share = slang_share
         self._schedule_cache: dict[int, tuple[list[Incident], list[Burst]]] = {}
         self._horizon = self.start
         self._build_people()
@@ -439,6 +456,8 @@ class World:
                     round(per_hour, 1),
                 )
             )
+        if day == 0 and self.first_incident_hours is not None:
+            incidents.append(self._scripted_incident())
         bursts: list[Burst] = []
         n_burst = rng.choices((0, 1, 2), (0.35, 0.45, 0.2))[0]
         for k in range(n_burst):
@@ -463,6 +482,16 @@ class World:
             )
         self._schedule_cache[day] = (incidents, bursts)
         return incidents, bursts
+
+    def _scripted_incident(self) -> Incident:
+        """The outage ``first_incident_hours`` after the start: the heaviest brand's Twitter, one hour."""
+        brand = max(self.brands, key=lambda b: b.weight)
+        begin = self.start + timedelta(hours=self.first_incident_hours or 0.0)
+        terms = tx.INDUSTRIES[brand.industry]["outages"]
+        assert isinstance(terms, tuple)
+        per_hour = max(120.0, self._base_per_hour(brand, "twitter") * _season(begin) * 6)
+        return Incident(f"inc:{brand.id}:{begin:%Y%m%d%H%M}:s", brand.id, "twitter", begin,
+                        begin + timedelta(minutes=60), tuple(terms[0]), round(per_hour, 1))
 
     def _days(self, start: datetime, end: datetime) -> range:
         # an incident or burst that starts late in a day runs on into the next: look one day back
@@ -651,6 +680,16 @@ def _season(when: datetime) -> float:
     return _DAILY[when.hour] * _WEEKLY[when.weekday()]
 
 
+def traffic_forecast(rate_per_hour: float, when: datetime) -> float:
+    """Posts per hour a world of ``rate_per_hour`` expects in the hour of ``when`` (daily and weekly seasonality,
+    without growth, incidents or bursts): what a staffing plan is made from.
+
+    >>> round(traffic_forecast(2400, DEFAULT_START.replace(hour=3))), round(traffic_forecast(2400, DEFAULT_START.replace(hour=20)))
+    (498, 4289)
+    """
+    return rate_per_hour * _season(when)
+
+
 def _poisson(rng: random.Random, lam: float) -> int:
     if lam <= 0:
         return 0
@@ -754,6 +793,8 @@ class _Run:
         # ids name the world (seed and start minute): the same world gives the same ids, and a live run
         # (which starts now) never reuses the ids of an earlier one the CRM and dedupe already know
         self.id_stem = f"sim{world.seed}-{_base36(int(world.start.timestamp()) // 60)}"
+        self.slang_at = (None if world.slang_after_hours is None
+                         else int(world.start.timestamp() + world.slang_after_hours * _HOUR))
         self.pending: list[tuple[int, int, str, dict[str, Any]]] = []  # replies and follow-ups not yet due
         n = len(world._customers)
         self.sat = Satisfaction(
@@ -889,6 +930,7 @@ class _Run:
     ) -> None:
         rng = self.rng
         vocab = self.vocab[brand.id]
+        slang = False
         if incident is not None:
             cat = "svc_q_neg" if rng.random() < 0.4 else "svc_c_neg"
         elif burst is not None:
@@ -913,6 +955,9 @@ class _Run:
             topic_name = "news"
         else:
             templates = tx.TEMPLATES[cat]
+            if self.slang_at is not None and ts >= self.slang_at and rng.random() < self.w.slang_share:
+                templates = tx.SLANG_TEMPLATES[(truth[0], truth[1])]
+                slang = True
             template = templates[int(rng.random() * len(templates))]
             if cat == "chatter":
                 topic_name = "chatter"
@@ -941,6 +986,8 @@ class _Run:
             burst.id if burst else None,
             truth,
         )
+        if slang:
+            m["meta"]["slang"] = True
         out.append((ts, self.seq, "mention", m))
         if idx >= 0:
             self.sat.posted(idx, ts, truth[1])
@@ -962,7 +1009,7 @@ class _Run:
                 delay = None
         if idx >= 0 and truth[0] == "query":
             self.sat.answered(idx, ts, delay)
-        if delay is not None:
+        if delay is not None and self.w.brand_replies:
             self._reply(ts + delay, brand, channel, m, cat, handle, kind, idx, things, incident, delay)
 
     def _reply(

@@ -12,11 +12,14 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings
 from stream.schema import Alert, DeadLetter, Enriched
+
+if TYPE_CHECKING:
+    from stream.demo_agents import DemoStaff
 
 __all__ = ["CrmHost"]
 
@@ -37,10 +40,14 @@ class CrmHost:
     False
     """
 
-    def __init__(self, redis_url: str | None, settings: CrmSettings, rules_path: str | Path | None) -> None:
+    def __init__(self, redis_url: str | None, settings: CrmSettings, rules_path: str | Path | None,
+                 staff: DemoStaff | None = None) -> None:
         self.redis_url = redis_url
         self.settings = settings
         self.rules_path = rules_path
+        #: The demo's simulated agents and analysts (stream/demo_agents.py): they act at each minute of event
+        #: time before the CRM sees the mentions after it, so what they do is a function of the input.
+        self.staff = staff
         self._proc: CrmProcessor | None = None
         self._lock = threading.Lock()
 
@@ -67,6 +74,23 @@ class CrmHost:
         """
         if not self.enabled or not batch:
             return [("enriched", e) for e in batch]
+        staff = self.staff
+        if staff is None:
+            return self._process(batch)
+        items: list[tuple[str, Any]] = []
+        start = 0
+        for i, e in enumerate(batch):
+            if staff.due(e.mention.ts_ms):
+                items.extend(self._process(batch[start:i]))
+                start = i
+                staff.advance(self.processor(), e.mention.ts_ms)
+            staff.observe(e)
+        items.extend(self._process(batch[start:]))
+        return items
+
+    def _process(self, batch: list[Enriched]) -> list[tuple[str, Any]]:
+        if not batch:
+            return []
         # The churn step scores after the CRM (it needs the customer id): the CRM gets no risk to store.
         results = self.processor().process_batch([_crm_input(e) for e in batch])
         items: list[tuple[str, Any]] = []

@@ -87,6 +87,10 @@ class Settings:
     #: per queue/channel, priority weights, KB top-k, ...; "" for the built-in defaults. Same file as
     #: ``pulse crm --crm-config``; the flow's ``prefix`` wins over the file's.
     crm_config: str = ""
+    #: The demo's simulated staff (stream/demo_agents.py), e.g. "rate=800,labels=0.015,noise=0.03": agents in
+    #: shifts work the cases assigned to them and analysts label a trickle of mentions from the simulator's
+    #: ground truth. "" (the default) for none: real people act through the dashboard and the CLI.
+    demo_staff: str = ""
     #: How many latest mentions the dashboard table keeps.
     latest_keep: int = 200
     #: Port of the dashboard.

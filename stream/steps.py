@@ -170,7 +170,12 @@ class Steps:
         self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
                                 checkpoint_every=settings.checkpoint_every,
                                 signing_key=model_signing_key(settings) if redis_url else None)
-        self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings))
+        staff = None
+        if settings.demo_staff and settings.crm and redis_url:
+            from stream.demo_agents import DemoStaff, StaffPlan
+
+            staff = DemoStaff(StaffPlan.parse(settings.demo_staff), Keys(settings.prefix))
+        self.crm = CrmHost(redis_url if settings.crm else None, crm_settings(settings), rules_path(settings), staff)
 
     def _deduplicator(self) -> Deduplicator:
         found: Deduplicator | None = getattr(self._local, "dedupe", None)

@@ -14,7 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,8 +153,11 @@ def _start_dashboard(settings: Settings, url: str, headless: bool = True,
 
 
 def demo(
-    speed: Annotated[float, typer.Option("--speed", help="Simulated time runs this many times faster than real time.")] = 60.0,
-    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    speed: Annotated[float, typer.Option("--speed", help="Simulated time runs this many times faster than real time (0: as fast as possible, with --limit).")] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed (the same seed, the same world and staff).")] = 7,
+    rate: Annotated[float, typer.Option("--rate", help="Mean simulated posts per event hour; the simulated team is staffed for it.", min=1.0)] = 800.0,
+    resume: Annotated[bool, typer.Option("--continue", help="Go on with the last demo run (its prefix, counts, cases and models) instead of starting a fresh one.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Stop after this many simulator records (default: run until Ctrl-C).", min=1, show_default=False)] = None,
     port: Annotated[int | None, typer.Option("--port", help="Dashboard port (default 8501).", show_default=False)] = None,
     host: HostOpt = "127.0.0.1",
     wall: WallOpt = False,
@@ -166,41 +169,66 @@ def demo(
 ) -> None:
     """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C.
 
+    Each run starts fresh on its own prefix demo:<n>: (the previous run's data stays under its own), or goes on
+    with the last run with --continue; --prefix picks one yourself. The story: normal traffic, an outage on the
+    busiest brand's Twitter 40 event minutes in (40 s at 60x), a slang wave after 6 event hours the models have
+    to learn; a team in shifts answers the cases assigned to them and analysts label a trickle of mentions.
     The dashboard listens on 127.0.0.1 unless --host says otherwise; the sign-in token to act is printed.
     """
-    from stream.demo_setup import DEMO_CRM_CONFIG, seed_demo_crm
+    from connectors.simulator import DEFAULT_START, SimulatorSource
+    from stream.demo_agents import StaffPlan
+    from stream.demo_setup import DEMO_CRM_CONFIG, DEMO_STORY, choose_demo_prefix, seed_demo_crm
     from stream.runner import run_flow
-    from stream.sources import build_source, live_inputs
+    from stream.sources import live_inputs
 
+    if speed < 0:
+        raise fail(f"--speed: must be 0 (as fast as possible) or positive, got {speed}")
+    if speed == 0 and limit is None:
+        raise fail("--speed 0 runs as fast as possible: give --limit too")
     settings = load_settings(config, verbose, redis_url=redis_url, prefix=prefix, dashboard_port=port, for_flow=True)
     if not settings.crm_config:  # demo pace: replied cases close after two idle event hours
         settings = dataclasses.replace(settings, crm_config=str(DEMO_CRM_CONFIG))
-    url, _ = redis_for(settings)
+    url, client = redis_for(settings)
+    chosen = choose_demo_prefix(client, resume=resume,
+                                given=settings.prefix if settings.prefix != Settings().prefix else None)
+    plan = StaffPlan(rate_per_hour=rate, seed=seed)
+    settings = dataclasses.replace(settings, prefix=chosen.prefix, demo_staff=settings.demo_staff or plan.spec())
+    log.info("demo: %s", chosen.message)
+    err.print(f"[bold]demo:[/] {chosen.message}")
+    start = datetime.now(UTC).replace(second=0, microsecond=0) if speed > 0 else None
+    source = SimulatorSource(seed=seed, speed=speed, limit=limit, start=start, rate_per_hour=rate, **DEMO_STORY)
+    world = source.world_for(start or DEFAULT_START)
+    if settings.crm:
+        team = StaffPlan.parse(settings.demo_staff)
+        counts = seed_demo_crm(url, settings.prefix, world, int((start or DEFAULT_START).timestamp() * 1000),
+                               staff=team)
+        shifts = ", ".join(f"{s.name} {s.start:02d}-{s.end:02d}" for s in team.shifts())
+        err.print(f"CRM: {counts['customers']} customers, {counts['agents']} agents in shifts ({shifts} UTC), "
+                  f"{counts['articles']} KB articles")
+    when = f" ({40 * 60 / speed:.0f} s at --speed {speed:g})" if speed else ""
+    err.print(f"story: an outage on {max(world.brands, key=lambda b: b.weight).name}'s Twitter after 40 event "
+              f"minutes{when}, a slang wave after 6 event hours; analysts label "
+              f"~{StaffPlan.parse(settings.demo_staff).label_share:.1%} of mentions (Models page)")
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:
         procs.append(_start_dashboard(settings, url, access=_access(host, wall, True)))
         err.print("Ctrl-C stops the demo")
-    from connectors.simulator import World
     from stream.alert_push import AlertPushServer
 
-    if settings.crm:
-        counts = seed_demo_crm(url, settings.prefix, World(seed=seed), int(time.time() * 1000))
-        err.print(f"CRM: {counts['customers']} customers, {counts['agents']} agents, {counts['articles']} KB articles")
-    push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start()
-    err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}  alert push: {push.url}")
+    # a bounded run (--limit) is for trying things out: no live alert push to listen to
+    push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start() if limit is None else None
+    err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}" + (f"  alert push: {push.url}" if push else ""))
 
     install_stop_handlers()
 
     def go() -> None:
-        # The first simulated incident comes after ten minutes of event time: the wall display shows
-        # normal traffic, then a spike and its alert.
-        run_flow(build_source("sim", speed=speed, seed=seed, warmup_hours=1 / 6, settings=settings), settings, url,
-                 live=live_inputs(url, settings))
+        run_flow(source, settings, url, live=live_inputs(url, settings) if limit is None else ())
 
     try:
         guard(go)
     finally:
-        push.stop()
+        if push is not None:
+            push.stop()
         _stop_children(procs)
 
 

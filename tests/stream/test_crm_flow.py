@@ -73,9 +73,9 @@ def test_flow_refuses_to_start_on_a_malformed_rules_or_crm_file(write_jsonl, tmp
     assert totals(r, Keys(key_prefix))["offered"] == 0, "nothing ran"
 
 
-def test_demo_team_takes_escalations_and_frees_up(redis_url: str, key_prefix: str, r: redis.Redis) -> None:
-    # `pulse demo` at 3600x: an event hour a second. The supervisor takes the escalations the sample rules
-    # route to it, and replied cases close after two idle event hours (the demo's CRM settings), freeing agents.
+def test_demo_team_answers_its_cases_and_frees_up(redis_url: str, key_prefix: str, r: redis.Redis) -> None:
+    # `pulse demo` at 3600x: an event hour a second. The simulated team (stream/demo_agents.py) answers the cases
+    # assigned to its agents, escalations to the supervisor queue included, and resolves them, freeing the slots.
     import os
     import signal
     import subprocess
@@ -83,8 +83,10 @@ def test_demo_team_takes_escalations_and_frees_up(redis_url: str, key_prefix: st
 
     from pulse_testkit import PULSE, free_ports
 
+    from stream.demo_agents import StaffPlan
+
     [port] = free_ports()
-    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_ALERTS_PORT=str(port))
+    env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_ALERTS_PORT=str(port), COLUMNS="250")
     env.pop("PULSE_CRM_CONFIG", None)
     proc = subprocess.Popen([*PULSE, "demo", "--no-dashboard", "--speed", "3600"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -93,18 +95,18 @@ def test_demo_team_takes_escalations_and_frees_up(redis_url: str, key_prefix: st
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            stats = store.case_stats()
-            if stats.get("resolved", 0) >= 5 and (store.get_agent("gus") or {}).get("assigned_total", "0") != "0":
+            if store.case_stats().get("resolved", 0) >= 20:
                 break
             time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert store.case_stats().get("resolved", 0) >= 5, store.case_stats()
+    assert f"demo on the prefix you gave, {key_prefix}" in stderr
+    team = {agent for agent, _ in StaffPlan().roster()}
     resolved = [c for c in _cases(r, key_prefix) if c.get("status") == "resolved"]
-    assert resolved and all(c["resolved_by"] == "auto" for c in resolved)
-    assert all(int(c["resolved_ms"]) - int(c["replied_ms"]) >= 120 * 60_000 for c in resolved)
-    gus = store.get_agent("gus")
-    assert gus is not None and int(gus["assigned_total"]) > 0, "the supervisor took escalated cases"
-    assert {c["queue"] for c in _cases(r, key_prefix) if c.get("agent") == "gus"} == {"supervisor"}
+    assert len(resolved) >= 20, store.case_stats()
+    assert all(c["resolved_by"] == c["agent"] and c["agent"] in team for c in resolved)
+    assert all(int(c["resolved_ms"]) >= int(c["replied_ms"]) >= int(c["created_ms"]) for c in resolved)
+    served = {c["queue"] for c in resolved}
+    assert "service" in served, served
