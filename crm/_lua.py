@@ -795,9 +795,15 @@ DRAIN = _LIB + r"""
 return drain(ARGV[2], tonumber(ARGV[3]), {})
 """
 
-#: ARGV: prefix, now (ms), limit. Fires each SLA timer that is due: a warning first, then the breach.
+#: ARGV: prefix, now (ms), limit[, memo key, memo ttl s]. Fires each SLA timer that is due: a warning first, then
+#: the breach. With a memo key, the first scan's result is kept there and a second scan returns it unchanged.
 SLA_SCAN = _LIB + r"""
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local memo = ARGV[4] or ''
+if memo ~= '' then
+  local prev = redis.call('GET', memo)
+  if prev then return cjson.decode(prev) end
+end
 local out = {}
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(now), 'LIMIT', 0, limit)) do
   local ck = K('case', cid)
@@ -825,6 +831,7 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(n
     end
   end
 end
+if memo ~= '' then redis.call('SET', memo, cjson.encode(out), 'EX', tonumber(ARGV[5])) end
 return out
 """
 
@@ -836,7 +843,8 @@ local f = redis.call('HMGET', lk, 'customer_id', 'expires_ms', 'used_by')
 if not f[1] then return {'unknown', ''} end
 local who = channel .. ':' .. handle
 if f[3] and f[3] ~= '' then
-  if f[3] == who then return {'linked', f[1], ''} end
+  -- the same redemption again (a replay, a retry after an outage): the same answer
+  if f[3] == who then return {'linked', f[1], redis.call('HGET', lk, 'merged') or ''} end
   return {'used', f[1], f[3]}
 end
 if tonumber(now) > tonumber(f[2]) then return {'expired', f[1], f[2]} end
@@ -850,6 +858,7 @@ redis.call('SET', K('identity', channel, handle), f[1])
 redis.call('SADD', K('customer', f[1], 'handles'), who)
 local merged = ''
 if cur ~= '' and cur ~= f[1] and merge_prospect(cur, f[1], now, tonumber(ARGV[7])) == 1 then merged = cur end
+if merged ~= '' then redis.call('HSET', lk, 'merged', merged) end
 return {'linked', f[1], merged}
 """
 

@@ -133,6 +133,21 @@ class CrmKeys:
         """A brand reply that arrived before the mention it answers (applied when the case opens)."""
         return f"{self.prefix}crm:early:{mention_id}"
 
+    def tick(self, period_ms: int) -> str:
+        """String: the timer tick of an event-time period (the mention that triggered it and the alerts it
+        raised), so a replay or a retry returns them instead of ticking twice; expires like :meth:`processed`."""
+        return f"{self.prefix}crm:tick:{period_ms}"
+
+    @property
+    def tick_last(self) -> str:
+        """String: the newest event-time period a timer tick ran for."""
+        return f"{self.prefix}crm:tick:last"
+
+    def tick_scan(self, period_ms: int) -> str:
+        """String: the SLA timers the tick of a period fired (JSON), so the scan fires each once even if
+        the tick is run again after a crash or a lost connection."""
+        return f"{self.prefix}crm:tickscan:{period_ms}"
+
     def processed(self, mention_id: str) -> str:
         """Hash: the stored outcome of processing a mention, so replays return it instead of redoing it."""
         return f"{self.prefix}crm:done:{mention_id}"

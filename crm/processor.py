@@ -180,26 +180,28 @@ class CrmProcessor:
     """
 
     def __init__(self, store: CrmStore, rules: RuleSet | None = None, kb: KnowledgeBase | None = None,
-                 settings: CrmSettings | None = None, outbox: OutboxEncoder | None = None) -> None:
+                 settings: CrmSettings | None = None, outbox: OutboxEncoder | None = None,
+                 stored_churn_risk: bool = True) -> None:
         self.store = store
+        #: Whether a mention without a churn risk counts its author's latest stored one. The flow turns it
+        #: off: there the risk is stored by a later step, so what a mention would read depended on timing.
+        self.stored_churn_risk = stored_churn_risk
         #: Encodes outbox entries (the port of :mod:`crm.outbox`); without one, replies and rule messages fail.
         self.outbox: OutboxEncoder = outbox if outbox is not None else NO_OUTBOX
         self.rules = rules if rules is not None else RuleSet([])
         self.settings = settings or CrmSettings(prefix=store.keys.prefix)
         self.kb = kb
-        self._clock = 0
-        self._last_tick: int | None = None
 
     @classmethod
     def from_redis(cls, target: str | redis.Redis, settings: CrmSettings | None = None,
                    rules_path: str | Path | None = None, *, with_kb: bool = True,
-                   outbox: OutboxEncoder | None = None) -> CrmProcessor:
+                   outbox: OutboxEncoder | None = None, stored_churn_risk: bool = True) -> CrmProcessor:
         """Build a processor on a Redis URL or client; a malformed rules file raises ``RuleError`` here."""
         settings = settings or CrmSettings()
         store = make_store(target, settings.prefix)
         rules = load_rules(rules_path) if rules_path else RuleSet([])
         kb = KnowledgeBase(store, feedback_weight=settings.kb_feedback_weight) if with_kb else None
-        return cls(store, rules, kb, settings, outbox)
+        return cls(store, rules, kb, settings, outbox, stored_churn_risk=stored_churn_risk)
 
     # -- the flow's steps ------------------------------------------------------------------
     def identify(self, mention: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +254,12 @@ class CrmProcessor:
         Items are applied in order, so a follow-up later in the batch joins a case opened earlier in it
         and a brand reply (``from_brand``, result as :meth:`on_brand_reply`) finds the case its mention
         opened earlier in the batch.
+
+        The outcome does not depend on where batches begin and end (a replay after a crash cuts its input
+        differently): a mention is planned from what every mention before it left, so a batch is cut
+        before a mention that reads what an earlier one in it writes (same author, customer or thread) and
+        before a link code; the timers tick in event time, before the first mention of each new
+        ``auto_tick_ms`` period, remembered in Redis so a replay or a retry does not tick twice.
         """
         results: list[dict[str, Any] | None] = [None] * len(items)
         todo: list[tuple[int, _Mention]] = []
@@ -265,29 +273,69 @@ class CrmProcessor:
             if m.from_brand and not m.in_reply_to:
                 results[i] = {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
                 continue
-            if not m.from_brand:
-                self._redeem_codes(m)
             todo.append((i, m))
-        if not todo:
-            return [r or {"mention_id": None, "error": "not processed"} for r in results]
-        customer_mentions = [m for _, m in todo if not m.from_brand]
+        ticks = self._ticks(todo)
+        tick_alerts: dict[int, list[dict[str, Any]]] = {}
+        pos = 0
+        while pos < len(todo):
+            if pos in ticks:
+                tick_alerts[todo[pos][0]] = self._run_tick(*ticks.pop(pos))
+            pos = self._apply_segment(todo, pos, set(ticks), results)
+        for i, alerts in tick_alerts.items():
+            res = results[i]
+            if alerts and res is not None:
+                res["alerts"] = [*res.get("alerts", []), *alerts]
+        return [r or {"mention_id": None, "error": "not processed"} for r in results]
+
+    def _apply_segment(self, todo: list[tuple[int, _Mention]], pos: int, stops: set[int],
+                       results: list[dict[str, Any] | None]) -> int:
+        """Plan and apply mentions from ``todo[pos]`` on, up to the first one that depends on an earlier one
+        (or a tick, or a link code); returns where the next segment starts."""
+        first = todo[pos][1]
+        if not first.from_brand:
+            self._redeem_codes(first)  # a link code changes who its author is: only ever first in a segment
+        end = pos + 1
+        while end < len(todo) and end not in stops and not self._has_link_code(todo[end][1]):
+            end += 1
+        customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
         contexts = iter(self.store.load_contexts([
             {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
              "in_reply_to": m.in_reply_to, "history": history_n}
             for m in customer_mentions
         ]))
+        segment: list[tuple[int, _Mention, dict[str, Any] | None]] = []
+        written: set[str] = set()
+        for j in range(pos, end):
+            i, m = todo[j]
+            ctx = None if m.from_brand else next(contexts)
+            if m.from_brand:
+                reads: set[str] = set()
+                writes = {f"t:{m.id}", f"t:{m.in_reply_to}"}
+            elif "duplicate" in ctx:  # type: ignore[operator]
+                reads, writes = set(), set()
+            else:
+                assert ctx is not None
+                who = {f"h:{m.channel}:{m.author}"} if m.author else set()
+                if ctx["customer_id"]:
+                    who.add(f"c:{ctx['customer_id']}")
+                reads = who | ({f"t:{m.in_reply_to}"} if m.in_reply_to else set())
+                writes = reads | {f"t:{m.id}"}
+            if segment and reads & written:
+                break
+            segment.append((i, m, ctx))
+            written |= writes
         ops: list[tuple[int, str, dict[str, Any]]] = []
 
         def planned() -> Iterator[tuple[str, dict[str, Any]]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
-            for i, m in todo:
+            for i, m, ctx in segment:
                 if m.from_brand:
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
                                        "early_ttl_s": EARLY_REPLY_TTL_S})
                 else:
-                    ctx = next(contexts)
+                    assert ctx is not None
                     if "duplicate" in ctx:
                         results[i] = self._result(ctx["duplicate"], duplicate=True)
                         continue
@@ -308,15 +356,46 @@ class CrmProcessor:
                               "response_ms": int(rec["response_ms"]) if rec["response_ms"] else None}
             else:
                 results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
-        self._clock = max(self._clock, max(m.ts_ms for _, m in todo))
-        if customer_mentions and self.settings.auto_tick_ms > 0 and (
-            self._last_tick is None or self._clock - self._last_tick >= self.settings.auto_tick_ms
-        ):
-            alerts = self.tick(self._clock)
-            last = results[next(i for i, m in reversed(todo) if not m.from_brand)]
-            if alerts and last is not None:
-                last["alerts"] = [*last.get("alerts", []), *alerts]
-        return [r or {"mention_id": None, "error": "not processed"} for r in results]
+        return pos + len(segment)
+
+    def _has_link_code(self, m: _Mention) -> bool:
+        return not m.from_brand and m.link is None and bool(m.text) and bool(
+            find_link_codes(m.text, self.settings.link_code_prefix))
+
+    def _ticks(self, todo: list[tuple[int, _Mention]]) -> dict[int, tuple[int, int, str, dict[str, Any] | None]]:
+        """Where in ``todo`` the timers tick: ``{position: (period, now ms, mention id, stored tick or None)}``.
+
+        A customer mention ticks the timers (at its own event time) when its ``auto_tick_ms`` period is
+        newer than the last one ticked; a tick already stored for this mention (a replay, a retry) is
+        returned as it was.
+        """
+        period = self.settings.auto_tick_ms
+        if period <= 0:
+            return {}
+        customer = [(pos, m, m.ts_ms - m.ts_ms % period) for pos, (_, m) in enumerate(todo) if not m.from_brand]
+        if not customer:
+            return {}
+        last, stored = self.store.ticks_known(sorted({start for _, _, start in customer}))
+        out: dict[int, tuple[int, int, str, dict[str, Any] | None]] = {}
+        for pos, m, start in customer:
+            known = stored.get(start)
+            if known is not None:
+                if known.get("by") == m.id:
+                    out[pos] = (start, m.ts_ms, m.id, known)
+                last = start if last is None else max(last, start)
+            elif last is None or start > last:
+                out[pos] = (start, m.ts_ms, m.id, None)
+                last = start
+        return out
+
+    def _run_tick(self, start: int, now_ms: int, by: str, stored: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The alerts of one tick: run it and remember it, or return the remembered one."""
+        if stored is not None:
+            return list(stored.get("alerts") or [])
+        ttl = self.settings.processed_ttl_seconds
+        alerts = self.tick(now_ms, memo=self.store.keys.tick_scan(start), memo_ttl_s=ttl)
+        self.store.remember_tick(start, {"by": by, "at": now_ms, "alerts": alerts}, ttl)
+        return alerts
 
     def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A brand/agent reply seen on a channel: marks its case replied, recording response times.
@@ -328,20 +407,19 @@ class CrmProcessor:
         """
         return self._brand_reply(_parse(reply))
 
-    def tick(self, now_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
+    def tick(self, now_ms: int, limit: int = 1000, *, memo: str = "", memo_ttl_s: int = 0) -> list[dict[str, Any]]:
         """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
 
         Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases).
+        With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
-        self._last_tick = now_ms
-        self._clock = max(self._clock, now_ms)
         if self.settings.auto_resolve_minutes > 0:
             resolved, assigned = self.store.auto_resolve(now_ms, int(self.settings.auto_resolve_minutes * 60_000),
                                                          limit)
             if resolved:
                 log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
                          len(assigned))
-        fired = self.store.sla_scan(now_ms, limit)
+        fired = self.store.sla_scan(now_ms, limit, memo, memo_ttl_s)
         if not fired:
             return []
         cases = self.store.get_cases([cid for cid, _ in fired])
@@ -429,7 +507,8 @@ class CrmProcessor:
         mention = dict(m.raw)
         mention["customer_id"] = cust or None
         # a mention not scored yet (in the flow, churn scores after the CRM) counts its author's latest risk
-        churn_risk = m.churn_risk if m.churn_risk is not None else ctx.get("churn_risk")
+        churn_risk = m.churn_risk if m.churn_risk is not None else (
+            ctx.get("churn_risk") if self.stored_churn_risk else None)
         mention["churn_risk"] = churn_risk
         history = history_summary(customer, ctx["history"]) if self.rules.uses_history else {}
         hits = self.rules.evaluate(mention, customer, history) if len(self.rules) else []

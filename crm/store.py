@@ -69,7 +69,9 @@ class CrmStore(Protocol):
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
                    maxlen: int) -> tuple[str, str]: ...
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
-    def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]: ...
+    def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
+    def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]: ...
+    def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
@@ -269,8 +271,24 @@ class RedisCrmStore:
         moved = _flat_pairs(raw[1]) if len(raw) > 1 else []
         return _s(raw[0]), moved
 
-    def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
-        return _flat_pairs(self._run("SLA_SCAN", now_ms, limit))
+    def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]:
+        """Fire the SLA timers due by ``now_ms``: ``(case id, "warning"|"breach")``; with ``memo`` (a key), a
+        scan run again returns what the first one fired instead of nothing."""
+        args = (memo, max(1, memo_ttl_s)) if memo else ()
+        return _flat_pairs(self._run("SLA_SCAN", now_ms, limit, *args))
+
+    def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]:
+        """The newest period a tick ran for (None: never), and the stored ticks of ``periods``."""
+        raw = self.client.mget([self.keys.tick_last, *[self.keys.tick(p) for p in periods]])
+        last = int(raw[0]) if raw[0] is not None else None
+        return last, {p: orjson.loads(v) for p, v in zip(periods, raw[1:], strict=True) if v is not None}
+
+    def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None:
+        """Store a tick (who triggered it, when, its alerts) and make its period the newest, atomically."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys.tick(period), orjson.dumps(record), ex=max(1, ttl_s))
+        pipe.set(self.keys.tick_last, period)
+        pipe.execute()
 
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Resolve replied cases idle (no customer mention) for ``idle_ms`` by ``now_ms``: (resolved, assigned)."""

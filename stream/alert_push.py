@@ -18,6 +18,7 @@ import redis.asyncio as aredis
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 
 from stream.keys import Keys
+from stream.redisconn import RETRY, TRANSIENT_ERRORS, note_redis_back, note_redis_down
 
 __all__ = ["AlertPushServer"]
 
@@ -52,6 +53,8 @@ class AlertPushServer:
             entries: list[Any] = await client.xrevrange(self.keys.alerts, count=self.backlog) or []
             for _id, fields in reversed(entries):
                 await ws.send(fields[b"alert"].decode())
+        except TRANSIENT_ERRORS as exc:  # Redis away: the client still gets live alerts once it is back
+            log.warning("alert backlog skipped, redis unreachable: %s", exc)
         finally:
             await client.aclose()
         self._clients.add(ws)
@@ -61,10 +64,29 @@ class AlertPushServer:
             self._clients.discard(ws)
 
     async def _relay(self) -> None:
+        """Relay live alerts; while Redis is away, reconnect with the flow's backoff (and its log lines)."""
+        attempt = 0
+
+        def back() -> None:
+            nonlocal attempt
+            attempt = 0
+            note_redis_back()
+
+        while True:
+            try:
+                await self._relay_once(on_subscribed=back)
+            except TRANSIENT_ERRORS as exc:
+                attempt += 1
+                wait = RETRY.delay(attempt)
+                note_redis_down(exc, attempt, wait, "alert push")
+                await asyncio.sleep(wait)
+
+    async def _relay_once(self, on_subscribed: Any) -> None:
         client = aredis.Redis.from_url(self.redis_url)
         pubsub = client.pubsub()
-        await pubsub.subscribe(self.keys.alerts_live)
         try:
+            await pubsub.subscribe(self.keys.alerts_live)
+            on_subscribed()
             while True:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is not None and msg.get("type") == "message":

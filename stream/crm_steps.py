@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings
+from stream.redisconn import with_retry
 from stream.schema import Alert, DeadLetter, Enriched
 
 if TYPE_CHECKING:
@@ -61,8 +62,10 @@ class CrmHost:
             if self._proc is None:
                 assert self.redis_url is not None
                 # rule replies, DM requests and webhooks are written in the outbox contract's encoding
+                # the churn step scores after the CRM and stores the risk from the sink: reading it back here
+                # would make a case's priority depend on how far the sink had got (not a function of the input)
                 self._proc = CrmProcessor.from_redis(self.redis_url, self.settings, rules_path=self.rules_path,
-                                                     outbox=ENCODING)
+                                                     outbox=ENCODING, stored_churn_risk=False)
                 log.info("CRM ready (rules: %s)", self.rules_path or "none")
             return self._proc
 
@@ -92,7 +95,9 @@ class CrmHost:
         if not batch:
             return []
         # The churn step scores after the CRM (it needs the customer id): the CRM gets no risk to store.
-        results = self.processor().process_batch([_crm_input(e) for e in batch])
+        inputs = [_crm_input(e) for e in batch]
+        # idempotent by mention, reply and tick: a batch cut short by a Redis outage is sent again whole
+        results = with_retry(lambda: self.processor().process_batch(inputs), "crm")
         items: list[tuple[str, Any]] = []
         for e, res in zip(batch, results, strict=True):
             if "error" in res:

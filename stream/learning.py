@@ -37,6 +37,7 @@ from models import MentionClassifier, PrequentialMetrics, registry
 from models.classifiers import TEXT_MODELS
 from models.prequential import DriftGuard
 from stream.keys import Keys
+from stream.redisconn import with_retry
 from stream.schema import Alert, DeadLetter, Enriched, Feedback, Mention
 from stream.settings import Settings
 
@@ -152,13 +153,15 @@ class ModelHost:
                 models: dict[str, Any] = dict(MentionClassifier().models)
             else:
                 prefix = self.keys.prefix
-                models = {name: registry.load_current(self.client, prefix, name, key=self.signing_key,
-                                                      cache_dir=self.cache_dir) for name in TEXT_MODELS}
+                models = with_retry(lambda: {name: registry.load_current(self.client, prefix, name, key=self.signing_key,
+                                                                         cache_dir=self.cache_dir)
+                                             for name in TEXT_MODELS}, "load models")
             for name in TEXT_MODELS:
                 version = None
                 current: dict[str, Any] = {}
                 if self.client is not None and self.warm_start:
-                    current = registry.info(self.client, self.keys.prefix, name) or {}
+                    current = with_retry(lambda: registry.info(self.client, self.keys.prefix, name) or {},  # noqa: B023
+                                         "model info")
                     version = current.get("version")
                     self._rollbacks_seen[name] = current.get("rolled_back_at", "")
                 self._versions[name] = version
@@ -348,13 +351,16 @@ class ModelHost:
         client = self.client
         if client is None:
             return None
-        hours: list[bytes] = client.zrevrange(self.keys.features_hours, 0, -1)  # type: ignore[assignment]
-        if not hours:
-            return None
-        pipe = client.pipeline(transaction=False)
-        for hour in hours:
-            pipe.hget(self.keys.features(hour.decode()), mention_id)
-        return next((found for found in pipe.execute() if found is not None), None)
+        def read() -> bytes | None:
+            hours: list[bytes] = client.zrevrange(self.keys.features_hours, 0, -1)  # type: ignore[assignment]
+            if not hours:
+                return None
+            pipe = client.pipeline(transaction=False)
+            for hour in hours:
+                pipe.hget(self.keys.features(hour.decode()), mention_id)
+            return next((found for found in pipe.execute() if found is not None), None)
+
+        return with_retry(read, "model features")
 
     def _save(self, name: str, model: Any, make_current: bool) -> int | None:
         if self.client is None or not self.signing_key:
@@ -364,8 +370,10 @@ class ModelHost:
         provenance = {"source": "flow feedback", "labels": guard.n_labels, "drift": guard.status(),
                       "started_from": f"v{self._versions[name]}" if self._versions.get(name) else "default",
                       "trained_on": self._lineage.get(name, [])}
-        version = registry.save(self.client, self.keys.prefix, name, model, snap.get(name, {}).get("all"),
-                                key=self.signing_key, provenance=provenance, make_current=make_current)
+        client, key = self.client, self.signing_key
+        version = with_retry(lambda: registry.save(client, self.keys.prefix, name, model, snap.get(name, {}).get("all"),
+                                                   key=key, provenance=provenance,
+                                                   make_current=make_current), "save model")
         if make_current:
             self._versions[name] = version
         return version

