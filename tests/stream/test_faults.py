@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from stream.redisconn import EMBEDDED_CONFIG, RetryPolicy, _start_lite, with_retry
 
 ROOT = Path(__file__).resolve().parents[2]
-MENTIONS = 5000
+MENTIONS = 2000
 
 
 def _load_faults() -> ModuleType:
