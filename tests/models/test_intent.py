@@ -70,7 +70,7 @@ def test_second_stage_learns_and_answers_only_in_its_band() -> None:
 
 
 def test_clone_pickle_and_pure_predictions() -> None:
-    model = IntentClassifier()
+    model = IntentClassifier(detail_band=(0.2, 0.8))
     for x, y in stream(5):
         model.learn_one(x, y)
     fresh = model.clone()
@@ -100,7 +100,7 @@ def test_bad_parameters_are_refused(params: dict, message: str) -> None:
 
 
 def test_zero_weight_examples_teach_neither_stage() -> None:
-    model = IntentClassifier()
+    model = IntentClassifier(detail_band=(0.2, 0.8))
     model.learn_one({"text": "can you help?", "channel": "twitter"}, "query", w=0.0)
     assert model.n_learned == 1 and model._detail is None
 
@@ -112,7 +112,7 @@ def test_two_stages_beat_the_rule_on_held_out_tweet_acts() -> None:
     ]
     random.Random(11).shuffle(rows)
     train, test = rows[:1500], rows[1500:2500]
-    model = IntentClassifier()
+    model = IntentClassifier(detail_band=(0.2, 0.8))
     for x, y in train:
         model.learn_one(x, y)
     y_test = [y for _, y in test]
