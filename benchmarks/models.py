@@ -12,8 +12,9 @@ per figure. Quality:
 - sentiment in domain on the airline tweets: a time-ordered split (oldest 80 % train, newest 20 % test)
   of a model trained on that training part only, and prequential accuracy over the file;
 - intent on tweet_acts (QUE + REQ = query): stratified 5-fold cross-validation (mean macro F1 and its
-  spread over the folds) beside the rule cues alone, the rule prior and the majority class, and the
-  seeded 80/20 split of earlier results;
+  spread over the folds) of the default model and of the opt-in two-stage one (``detail_band=(0.2, 0.8)``)
+  beside the rule cues alone, the rule prior and the majority class; the same with repeated texts
+  (retweets) kept in one fold; the seeded 80/20 split of earlier results;
 - department: no public data labels departments; the only labels are the airline complaints with a
   ``negativereason`` (all service matters), so the figure is the share of those the prior routes to
   service, and a feedback run shows the online part taking over;
@@ -47,7 +48,7 @@ from models import registry  # noqa: E402
 from models.classifiers import MentionClassifier  # noqa: E402
 from models.corpora import SENTIMENT_SETS, read_sentiment_set, read_tweet_acts  # noqa: E402
 from models.department import DepartmentClassifier  # noqa: E402
-from models.intent import IntentClassifier, intent_from_act  # noqa: E402
+from models.intent import IntentClassifier, intent_from_act, warm_start_intent  # noqa: E402
 from models.prequential import classification_scores, majority_scores, prequential_scores  # noqa: E402
 from models.sentiment import SentimentClassifier, warm_start_sentiment  # noqa: E402
 from models.text import TextNormalizer  # noqa: E402
@@ -163,24 +164,35 @@ def bench_sentiment(vader: SentimentIntensityAnalyzer) -> dict[str, Any]:
     return out
 
 
-def stratified_folds(labels: Sequence[str], k: int, seed: int = 0) -> list[list[int]]:
-    """``k`` folds of row indices, each class dealt round-robin after a seeded shuffle."""
+def stratified_folds(
+    labels: Sequence[str], k: int, seed: int = 0, groups: Sequence[str] | None = None
+) -> list[list[int]]:
+    """``k`` folds of row indices, each class dealt round-robin after a seeded shuffle.
+
+    With ``groups``, rows of one group (the same text) are dealt together, by their first row's label.
+    """
+    keys = list(groups) if groups is not None else [str(i) for i in range(len(labels))]
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
     folds: list[list[int]] = [[] for _ in range(k)]
     rng = random.Random(seed)
     for label in sorted(set(labels)):
-        idx = [i for i, y in enumerate(labels) if y == label]
+        idx = [key for key, rows in members.items() if labels[rows[0]] == label]
         rng.shuffle(idx)
-        for j, i in enumerate(idx):
-            folds[j % k].append(i)
+        for j, key in enumerate(idx):
+            folds[j % k].extend(members[key])
     return folds
 
 
 def intent_scores(train: Sequence[Row], test: Sequence[Row]) -> dict[str, dict[str, Any]]:
     y_test = [y for _, y in test]
     model = fit(IntentClassifier(), train)
+    two_stage = fit(IntentClassifier(detail_band=(0.2, 0.8)), train)
     rules = IntentClassifier()
     return {
         "model": classification_scores(y_test, [model.predict_one(x) for x, _ in test]),
+        "two_stage": classification_scores(y_test, [two_stage.predict_one(x) for x, _ in test]),
         "rules": classification_scores(
             y_test, ["query" if rules.rule_says_query(rules.normalise_one(x)) else "comment" for x, _ in test]
         ),
@@ -193,26 +205,35 @@ def bench_intent(k: int = 5) -> dict[str, Any]:
     rows = [
         ({"text": t, "channel": "twitter"}, y) for t, y in read_tweet_acts(DATA, to_label=intent_from_act)
     ]
-    # Stratified k-fold cross-validation (the features and settings were chosen on these folds' mean).
-    folds = stratified_folds([y for _, y in rows], k)
-    per_fold = []
-    for fold in folds:
-        held = set(fold)
-        per_fold.append(
-            intent_scores([r for i, r in enumerate(rows) if i not in held], [rows[i] for i in fold])
-        )
-    out: dict[str, Any] = {"cv": {}}
+    names = ("model", "two_stage", "rules", "prior", "majority")
+    labels = [y for _, y in rows]
+    texts = [x["text"] for x, _ in rows]
     emit("intent_cv_folds", k)
-    emit("intent_query_share", round(sum(y == "query" for _, y in rows) / len(rows), 4))
-    for name in ("model", "rules", "prior", "majority"):
-        for metric in ("macro_f1", "macro_recall", "accuracy"):
-            values = [f[name][metric] for f in per_fold]
-            mean = round(statistics.fmean(values), 4)
-            out["cv"].setdefault(name, {})[metric] = mean
-            emit(f"intent_cv_{name}_{metric}", mean)
-        emit(
-            f"intent_cv_{name}_macro_f1_sd", round(statistics.stdev(f[name]["macro_f1"] for f in per_fold), 4)
-        )
+    emit("intent_query_share", round(sum(y == "query" for y in labels) / len(rows), 4))
+    emit("intent_distinct_texts", len(set(texts)))
+    # Stratified k-fold cross-validation; "cv_grouped" keeps repeated texts (retweets) in one fold.
+    out: dict[str, Any] = {}
+    for tag, groups in (("cv", None), ("cv_grouped", texts)):
+        per_fold = []
+        for fold in stratified_folds(labels, k, groups=groups):
+            held = set(fold)
+            per_fold.append(
+                intent_scores([r for i, r in enumerate(rows) if i not in held], [rows[i] for i in fold])
+            )
+        out[tag] = {}
+        for name in names:
+            for metric in ("macro_f1", "macro_recall", "accuracy"):
+                mean = round(statistics.fmean(f[name][metric] for f in per_fold), 4)
+                out[tag].setdefault(name, {})[metric] = mean
+                emit(f"intent_{tag}_{name}_{metric}", mean)
+            sd = round(statistics.stdev(f[name]["macro_f1"] for f in per_fold), 4)
+            emit(f"intent_{tag}_{name}_macro_f1_sd", sd)
+    # How often the second stage answers (its share of the held-out predictions of one fold's model).
+    fold = stratified_folds(labels, k)[0]
+    held = set(fold)
+    model = fit(IntentClassifier(detail_band=(0.2, 0.8)), [r for i, r in enumerate(rows) if i not in held])
+    asked = sum(model.second_stage_answers(model.normalise_one(rows[i][0])) for i in fold)
+    emit("intent_second_stage_share", round(asked / len(fold), 4))
     # The seeded 80/20 split of earlier results (shuffle seed 42), kept for comparison.
     shuffled = list(rows)
     random.Random(42).shuffle(shuffled)
@@ -220,7 +241,7 @@ def bench_intent(k: int = 5) -> dict[str, Any]:
     split = intent_scores(shuffled[:cut], shuffled[cut:])
     emit("intent_split_train", cut)
     emit("intent_split_test", len(shuffled) - cut)
-    for name in ("model", "rules", "prior", "majority"):
+    for name in names:
         score_triplet(f"intent_split_{name}", split[name])
     preq = prequential_scores(IntentClassifier(), shuffled)
     score_triplet("intent_prequential", preq)
@@ -286,6 +307,8 @@ def bench_speed(vader: SentimentIntensityAnalyzer, cache_dir: Path) -> dict[str,
     emit("warm_start_sentiment_s", round(t_sent, 2))
     emit("warm_start_intent_examples", n_i)
     emit("warm_start_intent_s", round(t_int, 2))
+    intent_two_stage = IntentClassifier(detail_band=(0.2, 0.8))  # the opt-in second stage
+    warm_start_intent(intent_two_stage, DATA / "tweet_acts" / "tweet_acts_5000.csv")
     registry.load_default("sentiment", data_dir=DATA, cache_dir=cache_dir)
     started = time.perf_counter()
     registry.load_default("sentiment", data_dir=DATA, cache_dir=cache_dir)
@@ -305,6 +328,7 @@ def bench_speed(vader: SentimentIntensityAnalyzer, cache_dir: Path) -> dict[str,
         "vader": rate(lambda x: vader.polarity_scores(x["text"]), xs[:5000]),
         "normalise": rate(norm.normalise_one, xs),
         "intent": rate(intent.predict_one, xs),
+        "intent_two_stage": rate(intent_two_stage.predict_one, xs),
         "sentiment": rate(sentiment.predict_one, xs),
         "department": rate(department.predict_one, xs),
         "all_three_separately": rate(
@@ -319,6 +343,14 @@ def bench_speed(vader: SentimentIntensityAnalyzer, cache_dir: Path) -> dict[str,
     emit("speed_classify_one_vs_vader_ratio", round(speeds["classify_one"] / speeds["vader"], 2))
     emit("speed_sentiment_vs_vader_ratio", round(speeds["sentiment"] / speeds["vader"], 2))
     emit("speed_intent_vs_vader_ratio", round(speeds["intent"] / speeds["vader"], 2))
+    emit("speed_intent_two_stage_vs_intent_ratio", round(speeds["intent_two_stage"] / speeds["intent"], 2))
+    two_stage_clf = MentionClassifier(intent=intent_two_stage, sentiment=sentiment, department=department)
+    speeds["classify_one_intent_two_stage"] = rate(two_stage_clf.classify_one, xs)
+    emit("speed_classify_one_intent_two_stage_per_s", round(speeds["classify_one_intent_two_stage"]))
+    emit(
+        "speed_classify_one_intent_two_stage_vs_classify_one_ratio",
+        round(speeds["classify_one_intent_two_stage"] / speeds["classify_one"], 2),
+    )
     emit("speed_shared_vs_separate_ratio", round(speeds["classify_one"] / speeds["all_three_separately"], 2))
     return speeds
 

@@ -3,6 +3,9 @@
 Transparent cues (a question mark, a question word or auxiliary opening the text, request phrases such as
 "how do I", "can you", "help", "DM me"; editable in ``models/taxonomies/intent.toml``) give a rule prior
 that works before any learning, and also feed an online logistic model over the shared word features.
+A second online logistic model also reads the text's character n-grams (spelling, punctuation, "pls",
+"?!", "#gifhistory"); it learns from every example but is only asked when the first model is unsure
+(``detail_band``; off by default, see benchmarks/RESULTS.md).
 The default model is warm-started on ``tweet_acts_5000.csv`` (QUE + REQ = query, the rest = comment;
 :func:`warm_start_intent`) and keeps learning from agents' corrections.
 """
@@ -10,10 +13,14 @@ The default model is warm-started on ``tweet_acts_5000.csv`` (QUE + REQ = query,
 from __future__ import annotations
 
 import re
+import zlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from models._online import OnlineTextClassifier
+from river import linear_model
+
+from models._online import OnlineTextClassifier, _p_true
 from models.text import NormalisedText, TextNormalizer, on_reload, read_taxonomy_file
 
 __all__ = ["INTENTS", "IntentClassifier", "intent_from_act", "warm_start_intent"]
@@ -57,6 +64,36 @@ _WORD = re.compile(r"[a-z']+")
 _QUOTED_QUESTION = re.compile(r"\"[^\"]*\?[^\"]*\"|“[^”]*\?[^”]*”")
 _SHARE_ASK = re.compile(r"\b(?:rt|retweet|share|sign) (?:if|this|and|to)\b")
 _YOU = frozenset(("you", "your", "u", "ur", "ya"))
+_HANDLE = re.compile(r"@\w+")
+#: Character n-gram keys live above every hashed word (``< 2 ** n_bits``) and named cue.
+_CHAR_OFFSET = 1 << 40
+#: Only the text's first characters give n-grams (a long post costs no more than a tweet).
+_CHAR_TEXT = 320
+
+
+def char_ngrams(text: str, low: int, high: int, mask: int) -> dict[int, float]:
+    """Hashed character n-grams (``low``..``high``) of the text, links dropped and @handles as ``@``.
+
+    Each distinct n-gram weighs ``1 / sqrt(count of distinct n-grams)``, so a long text does not outweigh
+    the word and cue features; keys are stable across processes (crc32), in ``2 ** n_bits`` buckets.
+
+    >>> grams = char_ngrams("@acme Pls? https://t.co/x", 1, 2, (1 << 18) - 1)  # " @ pls? ": 6 chars, 7 pairs
+    >>> len(grams), round(sum(v * v for v in grams.values()), 6)
+    (13, 1.0)
+    """
+    t = " ".join(_URL.sub(" ", _HANDLE.sub("@", text[:_CHAR_TEXT].lower())).split())
+    if not t:
+        return {}
+    t = f" {t} "
+    keys = set()
+    n = len(t)
+    for size in range(low, high + 1):
+        for i in range(n - size + 1):
+            keys.add(_CHAR_OFFSET + (zlib.crc32(t[i : i + size].encode("utf-8", "surrogatepass")) & mask))
+    if not keys:
+        return {}
+    value = 1.0 / len(keys) ** 0.5
+    return dict.fromkeys(keys, value)
 
 
 def _sentence_cues(text: str, cues: _Cues) -> dict[str, float]:
@@ -115,6 +152,13 @@ class IntentClassifier(OnlineTextClassifier):
     balance
         Weight examples by inverse class frequency to this power (0: no weighting, 1: fully balanced,
         which favours macro-averaged recall).
+    char_range
+        Character n-gram sizes ``(low, high)`` the second-stage model reads.
+    detail_band
+        When the first model's P(query) falls in ``[low, high]`` the second-stage model (cues, words and
+        character n-grams) answers instead; ``None`` (the default) turns the second stage off. ``(0.2, 0.8)``
+        gains ~0.007 macro F1 in stratified CV on tweet_acts but nothing once retweets are kept in one
+        fold, and halves intent's speed on airline tweets (benchmarks/RESULTS.md): opt in only.
 
     Examples
     --------
@@ -139,6 +183,8 @@ class IntentClassifier(OnlineTextClassifier):
         l2: float = 0.0,
         prior_weight: float = 20.0,
         balance: float = 0.5,
+        char_range: tuple[int, int] = (1, 4),
+        detail_band: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(
             normalizer=normalizer,
@@ -147,11 +193,21 @@ class IntentClassifier(OnlineTextClassifier):
             prior_weight=prior_weight,
             balance=balance,
         )
+        if not 1 <= char_range[0] <= char_range[1]:
+            raise ValueError(f"char_range must be (low, high) with 1 <= low <= high, got {char_range!r}")
+        if detail_band is not None and not 0.0 <= detail_band[0] <= detail_band[1] <= 1.0:
+            raise ValueError(
+                f"detail_band must be (low, high) with 0 <= low <= high <= 1, got {detail_band!r}"
+            )
+        self.char_range = char_range
+        self.detail_band = detail_band
+        self._detail: linear_model.LogisticRegression | None = None
 
     @classmethod
     def _unit_test_params(cls):  # type: ignore[no-untyped-def]
         yield {}
-        yield {"prior_weight": 0.0, "balance": 0.0}
+        yield {"prior_weight": 0.0, "balance": 0.0, "detail_band": (0.2, 0.8)}
+        yield {"char_range": (2, 3), "detail_band": (0.0, 1.0)}
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -195,6 +251,53 @@ class IntentClassifier(OnlineTextClassifier):
 
     def extra_features(self, norm: NormalisedText) -> dict[str, float]:
         return self.cues(norm)
+
+    def detail_features(self, norm: NormalisedText) -> dict[Any, float]:
+        """The second-stage model's input: the first model's features plus hashed character n-grams."""
+        feats = self.features(norm)
+        mask = (1 << self.text_normalizer.n_bits) - 1
+        feats.update(char_ngrams(norm.text, self.char_range[0], self.char_range[1], mask))
+        return feats
+
+    def _example_weight(self, label: str, w: float | None) -> float:
+        # The weight the base class gives this example (its counts as they will be once it is counted).
+        if w is not None:
+            return float(w) if w > 0 else 0.0
+        if not self.balance:
+            return 1.0
+        k = len(self.classes)
+        weight = ((self._n + 1 + k) / (k * (self._counts.get(label, 0) + 2))) ** self.balance
+        return min(5.0, max(0.2, weight))
+
+    def learn_normalised(self, norm: NormalisedText, label: str, w: float | None = None) -> None:
+        """Learn both stages from an already normalised mention and a checked label."""
+        weight = self._example_weight(label, w)
+        super().learn_normalised(norm, label, weight)
+        if self.detail_band is None or not weight:
+            return
+        if self._detail is None:
+            self._detail = self._new_model()
+        self._detail.learn_one(self.detail_features(norm), label == "query", weight)
+
+    def _unsure(self, proba: dict[str, float]) -> bool:
+        band = self.detail_band
+        return band is not None and self._detail is not None and band[0] <= proba["query"] <= band[1]
+
+    def second_stage_answers(self, norm: NormalisedText) -> bool:
+        """Whether the second stage answers for this mention (the first model is unsure of it)."""
+        return self._unsure(super().predict_proba_normalised(norm))
+
+    def predict_proba_normalised(self, norm: NormalisedText) -> dict[str, float]:
+        """P(query) of the first model, or of the second stage when the first is unsure (pure)."""
+        proba = super().predict_proba_normalised(norm)
+        if not self._unsure(proba):
+            return proba
+        assert self._detail is not None
+        p = _p_true(self._detail, self.detail_features(norm))
+        lam = self.prior_weight / (self.prior_weight + self._n) if self.prior_weight > 0 else 0.0
+        if lam >= 1e-3:
+            p = lam * self.prior_proba(norm)["query"] + (1.0 - lam) * p
+        return {"query": p, "comment": 1.0 - p}
 
     def rule_says_query(self, norm: NormalisedText) -> bool:
         """The rule-only decision (the baseline the benchmark compares against)."""
