@@ -413,13 +413,11 @@ class CrmProcessor:
         Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases).
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
-        if self.settings.auto_resolve_minutes > 0:
-            resolved, assigned = self.store.auto_resolve(now_ms, int(self.settings.auto_resolve_minutes * 60_000),
-                                                         limit)
-            if resolved:
-                log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
-                         len(assigned))
-        fired = self.store.sla_scan(now_ms, limit, memo, memo_ttl_s)
+        resolved, assigned, fired = self.store.timers(now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit,
+                                                      memo, memo_ttl_s)
+        if resolved:
+            log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
+                     len(assigned))
         if not fired:
             return []
         cases = self.store.get_cases([cid for cid, _ in fired])
