@@ -181,17 +181,17 @@ class RedisWriter:
                 log.error("unknown sink item kind %r dropped into the dead-letter stream", kind)
                 self._dead_letter(pipe, DeadLetter(raw=repr(item)[:10_000], reason=f"sink: unknown kind {kind!r}",
                                                    source="flow", key=f"sink:{hash(repr(item))}"))
-        if cmds:
-            self._commands(args=[orjson.dumps(cmds)], client=pipe)
         for key, members in zadds.items():
             if members:
-                pipe.zadd(key, members)
+                cmds.append(["ZADD", key, *[part for member, score in members.items() for part in (score, member)]])
         for key, gone in zrems.items():
             if gone:
-                pipe.zrem(key, *gone)
+                cmds.append(["ZREM", key, *gone])
         for key, before in trims.items():
-            pipe.zremrangebyscore(key, "-inf", f"({before}")
-            pipe.expire(key, TIMELINE_IDLE_S)
+            cmds.append(["ZREMRANGEBYSCORE", key, "-inf", f"({before}"])
+            cmds.append(["EXPIRE", key, TIMELINE_IDLE_S])
+        if cmds:
+            self._commands(args=[orjson.dumps(cmds)], client=pipe)
         for (brand, channel), owned in owners.items():
             pipe.hset(k.channel_owned(brand), channel, owned)
         for hour_ms, by_id in features.items():
