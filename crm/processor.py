@@ -331,7 +331,8 @@ class CrmProcessor:
     def tick(self, now_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
 
-        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases).
+        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases),
+        and cases resolved ``case_retention_days`` before the CRM's newest mention are deleted.
         """
         self._last_tick = now_ms
         self._clock = max(self._clock, now_ms)
@@ -341,6 +342,11 @@ class CrmProcessor:
             if resolved:
                 log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
                          len(assigned))
+        if self.settings.case_retention_days > 0:  # resolved cases past their retention (event time) go
+            retention_ms = int(self.settings.case_retention_days * 86_400_000)
+            for _ in range(20):
+                if self.store.retire_cases(retention_ms, limit) < limit:
+                    break
         fired = self.store.sla_scan(now_ms, limit)
         if not fired:
             return []
@@ -525,6 +531,7 @@ class CrmProcessor:
             "outbox": outbox, "outbox_maxlen": self.outbox.maxlen,
             "result": orjson.dumps(partial, default=str).decode(),
             "ttl": s.processed_ttl_seconds, "pttl": s.prospect_ttl_seconds,
+            "case_ret": int(s.case_retention_days * 86_400_000),
         }
 
     @staticmethod
