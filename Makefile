@@ -6,20 +6,35 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench browser install clean help
+.PHONY: demo test lint bench browser install lock clean help
 
 help:
 	@echo "make demo   - set up .venv, start Redis (embedded if REDIS_URL is unset), simulator -> flow -> dashboard on :8501"
 	@echo "make test   - set up .venv (and Chromium for the browser test), run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks; results go to benchmarks/RESULTS.md by hand"
+	@echo "make lock   - re-resolve pyproject.toml's dependencies in a fresh venv and rewrite requirements.lock"
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, found " + sys.version' 
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
+
+# The versions `make install` pins (the ones the suite was run with): resolve pyproject.toml afresh in a
+# throw-away venv and freeze it. Review the diff, run `make test`, commit requirements.lock.
+lock:
+	@rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	@{ echo "# make lock: pip freeze of a fresh venv with -e '.[dev]' (Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'))"; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^socialpulse'; } > $(LOCK)
+	@rm -rf .lock-venv
+	@echo "requirements.lock updated: review 'git diff requirements.lock', run 'make test', commit it"
 
 install: $(STAMP)
 

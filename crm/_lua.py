@@ -23,6 +23,7 @@ __all__ = [
     "REPLY",
     "REPLY_CASE",
     "RESOLVE",
+    "RETIRE_CASES",
     "SLA_SCAN",
 ]
 
@@ -341,6 +342,7 @@ local function resolve(cid, ts, by, dlimit, moved)
   if res < 0 then res = 0 end
   redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
     'due_ms', '', 'warn_ms', '', 'queued', '0', 'resolved_by', by or '')
+  redis.call('ZADD', K('cases', 'closed'), ms(ts), cid)  -- retired case_retention_days later (RETIRE_CASES)
   if f[5] and f[5] ~= '' then
     local n = redis.call('HINCRBY', K('customer', f[5]), 'cases_open', -1)
     if n < 0 then redis.call('HSET', K('customer', f[5]), 'cases_open', 0) end
@@ -459,6 +461,11 @@ local mid, ts = plan.mid, tonumber(plan.ts)
 local done = K('crm', 'done', mid)
 local prev = redis.call('GET', done)
 if prev then return {'duplicate', prev} end
+-- the CRM's watermark (newest event time processed, in input order): a resolved case closed more than
+-- case_ret before it is retired (RETIRE_CASES) and is never joined again, whether or not it is deleted yet
+local CRET = tonumber(plan.case_ret or 0)
+local W = math.max(ts, tonumber(redis.call('GET', K('crm', 'wm')) or '0'))
+redis.call('SET', K('crm', 'wm'), ms(W))
 
 -- who: an unknown author becomes a prospect unless someone linked the handle meanwhile
 local cust = plan.cust or ''
@@ -510,8 +517,9 @@ if plan.in_reply_to ~= '' and cust ~= '' then
   local tc = redis.call('GET', K('thread', plan.in_reply_to))
   if tc then
     local ck = K('case', tc)
-    local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since')
-    if f[1] and f[2] == cust then
+    local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since', 'resolved_ms')
+    local retired = f[1] == 'resolved' and CRET > 0 and (tonumber(f[6]) or 0) + CRET < W
+    if f[1] and f[2] == cust and not retired then
       cid = tc
       link_thread(mid, cid)
       redis.call('HINCRBY', ck, 'mentions', 1)
@@ -520,6 +528,7 @@ if plan.in_reply_to ~= '' and cust ~= '' then
       if f[1] == 'resolved' then
         cev = 'reopened'
         redis.call('HSET', ck, 'status', 'open', 'resolved_ms', '')
+        redis.call('ZREM', K('cases', 'closed'), cid)
         redis.call('HINCRBY', ck, 'reopened', 1)
         cases_open = 1
         stat('reopened')
@@ -928,4 +937,25 @@ if redis.call('EXISTS', lk) == 1 then return 0 end
 redis.call('HSET', lk, 'code', ARGV[2], 'customer_id', ARGV[3], 'created_ms', ARGV[4], 'expires_ms', ARGV[5])
 redis.call('PEXPIRE', lk, ARGV[6])
 return 1
+"""
+
+#: ARGV: prefix, case retention (ms), limit. Deletes resolved cases closed more than the retention before the
+#: CRM's watermark (``crm:wm``, event time): their hash, events, replies, tags and index entries. Returns how
+#: many went.
+RETIRE_CASES = _LIB + r"""
+local W = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+local RET = tonumber(ARGV[2])
+if W < 0 or RET <= 0 then return 0 end
+local closed = K('cases', 'closed')
+local gone = redis.call('ZRANGEBYSCORE', closed, '-inf', '(' .. ms(W - RET), 'LIMIT', 0, tonumber(ARGV[3]))
+for _, cid in ipairs(gone) do
+  local f = redis.call('HMGET', K('case', cid), 'status', 'customer_id')
+  if f[1] == 'resolved' then
+    redis.call('DEL', K('case', cid), K('case', cid, 'events'), K('case', cid, 'replies'), K('case', cid, 'tags'))
+    redis.call('ZREM', K('cases', 'all'), cid)
+    if f[2] and f[2] ~= '' then redis.call('ZREM', K('customer', f[2], 'cases'), cid) end
+  end
+  redis.call('ZREM', closed, cid)
+end
+return #gone
 """

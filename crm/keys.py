@@ -120,6 +120,17 @@ class CrmKeys:
         return f"{self.prefix}cases:all"
 
     @property
+    def cases_closed(self) -> str:
+        """Sorted set of resolved cases by resolution time (ms): a case goes ``case_retention_days`` (event time)
+        after it, behind :attr:`watermark`."""
+        return f"{self.prefix}cases:closed"
+
+    @property
+    def watermark(self) -> str:
+        """String: the CRM's newest processed mention time (ms, event time), what case retention follows."""
+        return f"{self.prefix}crm:wm"
+
+    @property
     def cases_stats(self) -> str:
         """Hash of lifecycle counters: opened, assigned, replied, resolved, reopened, sla_breaches, ..."""
         return f"{self.prefix}cases:stats"

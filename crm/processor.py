@@ -410,14 +410,21 @@ class CrmProcessor:
     def tick(self, now_ms: int, limit: int = 1000, *, memo: str = "", memo_ttl_s: int = 0) -> list[dict[str, Any]]:
         """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
 
-        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases).
+        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases),
+        and cases resolved ``case_retention_days`` before the CRM's newest mention are deleted.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
-        resolved, assigned, fired = self.store.timers(now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit,
-                                                      memo, memo_ttl_s)
+        retention_ms = int(self.settings.case_retention_days * 86_400_000)
+        resolved, assigned, fired, retired = self.store.timers(
+            now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s,
+            retention_ms=retention_ms)
         if resolved:
             log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
                      len(assigned))
+        for _ in range(20):  # resolved cases past their retention (event time) go, a batch per call
+            if retention_ms <= 0 or retired < limit:
+                break
+            retired = self.store.retire_cases(retention_ms, limit)
         if not fired:
             return []
         cases = self.store.get_cases([cid for cid, _ in fired])
@@ -602,6 +609,7 @@ class CrmProcessor:
             "outbox": outbox, "outbox_maxlen": self.outbox.maxlen,
             "result": orjson.dumps(partial, default=str).decode(),
             "ttl": s.processed_ttl_seconds, "pttl": s.prospect_ttl_seconds,
+            "case_ret": int(s.case_retention_days * 86_400_000),
         }
 
     @staticmethod

@@ -94,6 +94,10 @@ class CrmSettings:
     #: A replied case the customer has not written to again for this many minutes (event time) is resolved,
     #: freeing its agent's slot for the queue (checked with the SLA timers); 0: only agents resolve cases.
     auto_resolve_minutes: float = 1440.0
+    #: A resolved case (hash, events, replies, tags, index entries) is deleted this many days (event time)
+    #: after it was resolved, behind the CRM's newest mention; a follow-up in its thread after that opens a
+    #: new case. 0 keeps resolved cases forever.
+    case_retention_days: float = 365.0
     #: Author shown on replies per brand (``brand -> handle``); the brand name when absent.
     brand_handles: dict[str, str] = field(default_factory=dict)
 
@@ -177,6 +181,8 @@ class CrmSettings:
                 raise CrmError(f"{where}: priority_thresholds.{name}: expected a number")
         if self.link_code_ttl_hours <= 0:
             raise CrmError(f"{where}: link_code_ttl_hours must be > 0")
+        if self.case_retention_days < 0:
+            raise CrmError(f"{where}: case_retention_days must be >= 0 (0 keeps resolved cases)")
         if self.auto_resolve_minutes < 0:
             raise CrmError(f"{where}: auto_resolve_minutes must be >= 0 (0 turns it off)")
         if self.history_keep < 1 or self.kb_top_k < 1 or self.rules_history < 1:

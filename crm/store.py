@@ -72,9 +72,10 @@ class CrmStore(Protocol):
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
     def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]: ...
     def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None: ...
+    def retire_cases(self, retention_ms: int, limit: int) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
-    def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0
-               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]: ...
+    def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
+               retention_ms: int = 0) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -292,22 +293,31 @@ class RedisCrmStore:
         pipe.set(self.keys.tick_last, period)
         pipe.execute()
 
+    def retire_cases(self, retention_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` cases resolved more than ``retention_ms`` (event time) before the CRM's
+        watermark (its newest processed mention); how many went."""
+        return int(self._run("RETIRE_CASES", retention_ms, limit))
+
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Resolve replied cases idle (no customer mention) for ``idle_ms`` by ``now_ms``: (resolved, assigned)."""
         raw = self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT)
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
-    def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0
-               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
-        """:meth:`auto_resolve` (when ``idle_ms`` > 0) then :meth:`sla_scan`, in one round trip:
-        (resolved, assigned, fired). Sparse streams tick at almost every mention: the round trips count."""
+    def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
+               retention_ms: int = 0) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]:
+        """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`retire_cases` (when ``retention_ms`` > 0), then
+        :meth:`sla_scan`, in one round trip: (resolved, assigned, fired, retired). Sparse streams tick at
+        almost every mention: the round trips count."""
         pipe = self.client.pipeline(transaction=False)
         if idle_ms > 0:
             self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT, pipe=pipe)
+        if retention_ms > 0:
+            self._run("RETIRE_CASES", retention_ms, limit, pipe=pipe)
         self._run("SLA_SCAN", now_ms, limit, *((memo, max(1, memo_ttl_s)) if memo else ()), pipe=pipe)
         raw = pipe.execute()
         resolved, assigned = ([_s(c) for c in raw[0][0]], _flat_pairs(raw[0][1])) if idle_ms > 0 else ([], [])
-        return resolved, assigned, _flat_pairs(raw[-1])
+        retired = int(raw[-2]) if retention_ms > 0 else 0
+        return resolved, assigned, _flat_pairs(raw[-1]), retired
 
     def get_case(self, case_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.case(case_id))

@@ -120,8 +120,20 @@ class Keys:
 
     def sentiment_timeline(self, customer: str) -> str:
         """Sorted set ``mention id|sentiment score -> event ms`` of a customer's (or handle's) mentions, the last
-        60 days of event time."""
+        ``timeline_retention_seconds`` (60 days) of event time behind their newest."""
         return f"{self.prefix}snt:{customer}"
+
+    @property
+    def sentiment_timelines_at(self) -> str:
+        """Sorted set ``customer -> event ms of their newest mention``: a timeline whose newest mention is
+        ``timeline_retention_seconds`` behind the flow's watermark is deleted (:mod:`stream.retention`)."""
+        return f"{self.prefix}snti"
+
+    @property
+    def watermarks(self) -> str:
+        """Hash ``brand|channel -> event ms`` of each series' confirmed newest event time, and ``*`` -> the
+        flow's (the newest of all): what event-time retention follows (:mod:`stream.retention`)."""
+        return f"{self.prefix}wm"
 
     def replied(self, brand: str) -> str:
         """Sorted set ``mention id\tcustomer\tchannel\tagent -> reply ms`` of the brand's first responses."""
@@ -179,8 +191,14 @@ class Keys:
 
     @property
     def alerts_current(self) -> str:
-        """Hash of alert id -> its newest state (an incident's open/update/resolved share one id)."""
+        """Hash of alert id -> its newest state (an incident's open/update/resolved share one id); an alert goes
+        ``alert_retention_seconds`` (event time) after its window."""
         return f"{self.prefix}alerts:current"
+
+    @property
+    def alerts_current_at(self) -> str:
+        """Sorted set ``alert id -> its window start (ms)``, the index :attr:`alerts_current` retires by."""
+        return f"{self.prefix}alerts:current:t"
 
     @property
     def alerts_live(self) -> str:
@@ -189,8 +207,13 @@ class Keys:
 
     @property
     def calls(self) -> str:
-        """Hash of call volume: field ``queue|minute`` -> calls."""
+        """Hash of call volume: field ``brand|queue|minute`` -> calls, kept ``calls_retention_seconds``."""
         return f"{self.prefix}calls"
+
+    @property
+    def calls_at(self) -> str:
+        """Sorted set ``brand|queue|minute -> minute start (ms)``, the index :attr:`calls` retires by."""
+        return f"{self.prefix}calls:t"
 
     @property
     def churn(self) -> str:
@@ -215,7 +238,8 @@ class Keys:
         """Hash ``mention id -> what the models saw and predicted``, per hour of event time (``YYYYmmddHH``).
 
         Feedback names only a mention id; its text is looked up here. One hash per hour keeps the write
-        to one command per batch (and lets whole hours expire).
+        to one command per batch (and lets whole hours go: :mod:`stream.retention` deletes an hour
+        ``features_retention_seconds`` of event time after it ended).
         """
         return f"{self.prefix}x:{hour}"
 

@@ -63,7 +63,8 @@ ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 
 MATCH = r"""
 local P, SLA, RET, KEEP, LG = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local TTL = {m = tonumber(ARGV[6]), h = tonumber(ARGV[6]) * 30, d = tonumber(ARGV[6]) * 365}
+-- window retention (ms) per granularity (stream/retention.py); 0: kept forever
+local RETW = {m = tonumber(ARGV[6]) * 1000, h = tonumber(ARGV[6]) * 30000, d = tonumber(ARGV[6]) * 365000}
 local UNKNOWN = ARGV[7]
 local events = cjson.decode(ARGV[8])
 local AUTHOR_RET = tonumber(ARGV[9])
@@ -76,29 +77,41 @@ local function bucket_id(g, mid) if g == 'm' then return mid elseif g == 'h' the
   return string.sub(mid, 1, 8) end
 local function wkey(g, brand, c, mid) return P .. g .. ':{' .. brand .. '}:' .. c .. ':' .. bucket_id(g, mid) end
 
+-- a window that event-time retention already retired (behind the series' watermark by its retention) is
+-- never written again, so what remains after a run does not depend on when the retention ran
+local wms = {}
+local function retired(g, brand, c, t)
+  if RETW[g] <= 0 then return false end
+  local f = brand .. '|' .. c
+  if wms[f] == nil then wms[f] = tonumber(redis.call('HGET', P .. 'wm', f) or '-1') end
+  return wms[f] >= 0 and t - t % LEN[g] + LEN[g] <= wms[f] - RETW[g]
+end
+
 -- add deltas {field, n, ...} to a brand x channel's minute, hour and day windows of a mention;
--- a window made here gets the expiry and index entry the flow's sink gives the windows it makes
+-- a window made here gets the index entry the flow's sink gives the windows it makes
 local function add(brand, c, t, mid, deltas)
   for _, g in ipairs(GRANS) do
+    if not retired(g, brand, c, t) then
     local k = wkey(g, brand, c, mid)
     for i = 1, #deltas, 2 do redis.call('HINCRBY', k, deltas[i], int(deltas[i + 1])) end
     local start = t - t % LEN[g]
     if redis.call('ZADD', P .. g .. 'i:{' .. brand .. '}:' .. c, 'NX', int(start), bucket_id(g, mid)) == 1 then
-      redis.call('EXPIRE', k, int(TTL[g]))
       if g == 'd' then
         redis.call('SADD', P .. 'brands', brand)
         redis.call('SADD', P .. 'channels:{' .. brand .. '}', c)
       end
     end
+    end
   end
 end
 
 local function bucket(x) if x <= 0 then return 'z' end return int(math.ceil(math.log(x) / LG)) end
-local function sketch(brand, c, mid, x, n)
+local function sketch(brand, c, t, mid, x, n)
   for _, g in ipairs({'h', 'd'}) do
-    local k = P .. 'sk' .. g .. ':{' .. brand .. '}:' .. c .. ':' .. bucket_id(g, mid)
-    if redis.call('HINCRBY', k, bucket(x), n) == 0 then redis.call('HDEL', k, bucket(x)) end
-    redis.call('EXPIRE', k, int(TTL[g]))
+    if not retired(g, brand, c, t) then
+      local k = P .. 'sk' .. g .. ':{' .. brand .. '}:' .. c .. ':' .. bucket_id(g, mid)
+      if redis.call('HINCRBY', k, bucket(x), n) == 0 then redis.call('HDEL', k, bucket(x)) end
+    end
   end
 end
 
@@ -222,9 +235,10 @@ attribute = function(id, r, brand, level)
     add(from, r.c, r.t, r.m, {'mentions@x', -1, kind, -1, r.s .. '@x', -1})
     add(brand, r.c, r.t, r.m, {'mentions@x', 1, kind, 1, r.s .. '@x', 1})
     for _, g in ipairs(GRANS) do
-      local hll = P .. ((g == 'm') and 'hll' or ('hll' .. g)) .. ':{' .. brand .. '}:' .. r.c .. ':' .. bucket_id(g, r.m)
-      redis.call('PFADD', hll, r.a)
-      redis.call('EXPIRE', hll, int(TTL[g]))
+      if not retired(g, brand, r.c, r.t) then
+        local hll = P .. ((g == 'm') and 'hll' or ('hll' .. g)) .. ':{' .. brand .. '}:' .. r.c .. ':' .. bucket_id(g, r.m)
+        redis.call('PFADD', hll, r.a)
+      end
     end
     redis.call('PFADD', P .. 'hll:{' .. brand .. '}:all', r.a)
     first_seen(brand, r.c, r.a, r.t, r.m)
@@ -268,7 +282,7 @@ local function respond(id, r, old_rt, old_rb, old_ag)
   if old_rt ~= nil then
     local old = math.max(0, old_rt - r.t)
     add(old_rb, r.c, r.t, r.m, {'response_count', -1, 'response_ms_sum', -old})
-    sketch(old_rb, r.c, r.m, old, -1)
+    sketch(old_rb, r.c, r.t, r.m, old, -1)
     if old_rb ~= r.rb then
       local a, b = rt_keys(old_rb, r.c)
       redis.call('ZREM', a, id)
@@ -281,7 +295,7 @@ local function respond(id, r, old_rt, old_rb, old_ag)
   local x = math.max(0, r.rt - r.t)
   touched[r.rb .. '|' .. r.c] = true
   add(r.rb, r.c, r.t, r.m, {'response_count', 1, 'response_ms_sum', x})
-  sketch(r.rb, r.c, r.m, x, 1)
+  sketch(r.rb, r.c, r.t, r.m, x, 1)
   see(r.rb, r.c, r.t)
   responded(r.rb, r.c, r.t)
   if r.t >= cutoff(r.rb, r.c) then

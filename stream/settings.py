@@ -64,8 +64,16 @@ class Settings:
     #: A brand x channel's event time jumping further ahead than this (seconds) waits for a second record to
     #: confirm it before windows become final (one mistyped year must not dead-letter the records after it).
     watermark_jump_seconds: float = 30 * 86400.0
-    #: Retention (seconds) of minute buckets in Redis; hour and day roll-ups are kept 30x longer.
+    #: Retention (event seconds behind the series' newest mention) of minute windows in Redis; hour windows
+    #: are kept 30x and day windows 365x longer (stream/retention.py). 0 keeps them forever.
     minute_retention_seconds: float = 7 * 86400.0
+    #: Retention (event seconds behind the flow's newest mention) of the calls feed's per-minute volumes.
+    calls_retention_seconds: float = 210 * 86400.0
+    #: An alert's current state (``alerts:current``) is kept this long (event seconds) after its window.
+    alert_retention_seconds: float = 90 * 86400.0
+    #: A customer's sentiment timeline keeps this much event time behind their newest mention, and goes
+    #: whole once that newest mention is this far behind the flow's newest.
+    timeline_retention_seconds: float = 60 * 86400.0
     #: How often (system seconds) aggregates are flushed to Redis.
     flush_seconds: float = 0.5
     #: Bytewax epoch (snapshot) interval in seconds when recovery is on.
@@ -73,7 +81,8 @@ class Settings:
     #: Response times and unanswered queries of mentions older than this (event seconds behind the newest of
     #: their brand x channel) are forgotten; 0 keeps them forever.
     response_retention_seconds: float = 90 * 86400.0
-    #: How long (seconds) a mention's model input is kept for feedback to refer to.
+    #: How long (event seconds behind the flow's newest mention) a mention's model input is kept for feedback
+    #: to refer to.
     features_retention_seconds: float = 2 * 86400.0
     #: Checkpoint the models to Redis after this many accepted feedback labels (and on a clean stop).
     checkpoint_every: int = 50

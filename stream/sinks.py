@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from stream.keys import GRANULARITIES, Keys
 from stream.redisconn import with_retry
 from stream.replies import ReplyMatcher
+from stream.retention import Retention
 from stream.schema import Alert, CallVolume, DeadLetter
 from stream.settings import Settings
 
@@ -54,14 +56,8 @@ return #cmds
 #: Customers kept in the churn risk sorted set and its reasons hash; the lowest risks go first beyond it.
 CHURN_KEEP = 200_000
 
-#: Retention of hour and day roll-ups relative to minute windows.
-_ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
 #: How many mention ids the ``late`` set keeps (the newest by event time).
 LATE_KEEP = 1_000_000
-#: How much of a customer's sentiment history is kept (event ms behind their newest mention), and how long
-#: (wall seconds) the history of a customer who stops posting stays.
-TIMELINE_KEEP_MS = 60 * 86_400_000
-TIMELINE_IDLE_S = 180 * 86400
 
 
 class RedisWriter:
@@ -81,20 +77,23 @@ class RedisWriter:
                  latest_keep: int = 200, dlq_maxlen: int = 1_000_000,
                  features_retention_s: float = 2 * 86400, response_retention_s: float = 90 * 86400,
                  run_id: str = "0", sla_s: float = 3600.0, pending_keep: int = 500_000,
-                 author_retention_s: float = 400 * 86400, churn_keep: int = CHURN_KEEP) -> None:
+                 author_retention_s: float = 400 * 86400, churn_keep: int = CHURN_KEEP,
+                 retention: Retention | None = None) -> None:
         self.client = client
         self.churn_keep = max(1, churn_keep)
         self.keys = keys
         self.run_id = run_id
-        self.features_ttl = max(1, int(features_retention_s))
-        self.retention = int(minute_retention_s)
+        # Event-time retention (stream/retention.py): nothing written here expires by the wall clock.
+        self.retention = retention or Retention(client, keys, minute_retention_s=minute_retention_s,
+                                                features_retention_s=features_retention_s)
+        self.timeline_keep_ms = self.retention.timeline_ms or 10**15
         self.latest_keep = latest_keep
         self.dlq_maxlen = dlq_maxlen
         self._append_once = client.register_script(_APPEND_ONCE)
         self._commands = client.register_script(_COMMANDS)
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
-                                    pending_keep=pending_keep, minute_retention_s=self.retention,
+                                    pending_keep=pending_keep, minute_retention_s=int(minute_retention_s),
                                     author_retention_ms=int(author_retention_s * 1000))
 
     def write(self, items: list[Any]) -> None:
@@ -113,12 +112,14 @@ class RedisWriter:
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
         churn_reasons: dict[str, bytes] = {}
         cmds: list[list[Any]] = []
+        watermarks: dict[tuple[str, str], int] = {}
+        timelines: dict[str, int] = {}
+        calls_at: dict[str, int] = {}
         for item in items:
             kind = item[0]
             if kind == "window":
                 _, brand, channel, gran, start, counters, new_authors, first = item
                 bucket = k.bucket_id(gran, start)
-                ttl = self.retention * _ROLLUP_RETENTION[gran]
                 wkey = k.window(brand, channel, bucket, gran)
                 hkey = k.authors(brand, channel, bucket, gran)
                 mine = [part for name, n in counters.items() if n for part in (f"{name}@{run}", n)]
@@ -126,11 +127,9 @@ class RedisWriter:
                     cmds.append(["HSET", wkey, *mine])
                 if new_authors:
                     cmds.append(["PFADD", hkey, *new_authors])
-                    cmds.append(["EXPIRE", hkey, ttl])
                     if gran == "d":
                         cmds.append(["PFADD", k.brand_authors(brand), *new_authors])
-                if first:  # a rewrite keeps the expiry and index entry set by the first write
-                    cmds.append(["EXPIRE", wkey, ttl])
+                if first:  # the index entry is what event-time retention retires the window by
                     zadds[k.windows_index(brand, channel, gran)][bucket] = start
                     if gran == "d":
                         cmds.append(["SADD", k.brands, brand])
@@ -147,10 +146,10 @@ class RedisWriter:
                         start = ts_ms - ts_ms % GRANULARITIES[gran]
                         hkey = k.customers_active(brand, channel, k.bucket_id(gran, start), gran)
                         cmds.append(["PFADD", hkey, customer_id])
-                        cmds.append(["EXPIRE", hkey, self.retention * _ROLLUP_RETENTION[gran]])
                 timeline = k.sentiment_timeline(who)
                 zadds[timeline][f"{mention_id}|{score:.4f}"] = ts_ms
-                trims[timeline] = max(trims.get(timeline, 0), ts_ms - TIMELINE_KEEP_MS)
+                trims[timeline] = max(trims.get(timeline, 0), ts_ms - self.timeline_keep_ms)
+                timelines[who] = max(timelines.get(who, 0), ts_ms)
             elif kind == "mention":
                 _, body, ts_ms, mention_id, feats = item
                 latest.append((body, ts_ms))
@@ -171,8 +170,12 @@ class RedisWriter:
                 calls: CallVolume = item[1]
                 minute = k.minute_id(int(calls.ts.timestamp() * 1000))
                 pipe.hset(k.calls, f"{calls.brand}|{calls.queue}|{minute}", calls.calls)
+                calls_at[f"{calls.brand}|{calls.queue}|{minute}"] = int(calls.ts.timestamp() * 1000)
             elif kind == "alert":
                 self.alert(pipe, item[1])
+            elif kind == "watermark":
+                _, brand, channel, ts_ms = item
+                watermarks[brand, channel] = max(watermarks.get((brand, channel), 0), ts_ms)
             elif kind == "churn":
                 zadds[k.churn][item[1]] = item[2]
                 if len(item) > 3:
@@ -189,7 +192,10 @@ class RedisWriter:
                 cmds.append(["ZREM", key, *gone])
         for key, before in trims.items():
             cmds.append(["ZREMRANGEBYSCORE", key, "-inf", f"({before}"])
-            cmds.append(["EXPIRE", key, TIMELINE_IDLE_S])
+        if timelines:  # each customer's newest mention: whole timelines retire by it
+            pipe.zadd(k.sentiment_timelines_at, timelines, gt=True)  # type: ignore[arg-type]
+        if calls_at:
+            pipe.zadd(k.calls_at, calls_at)  # type: ignore[arg-type]
         if cmds:
             self._commands(args=[orjson.dumps(cmds)], client=pipe)
         for (brand, channel), owned in owners.items():
@@ -197,9 +203,7 @@ class RedisWriter:
         for hour_ms, by_id in features.items():
             hour = k.bucket_id("h", hour_ms)
             pipe.hset(k.features(hour), mapping=by_id)  # type: ignore[arg-type]
-            pipe.expire(k.features(hour), self.features_ttl)
             pipe.zadd(k.features_hours, {hour: hour_ms})
-            pipe.zremrangebyscore(k.features_hours, "-inf", hour_ms - self.features_ttl * 1000)
         if facts or checks:
             # mentions first, then replies, then SLA checks: the script's result does not depend on the
             # order, but a check that finds its mention already there does less work
@@ -212,6 +216,8 @@ class RedisWriter:
             latest = latest[-self.latest_keep:]
             pipe.zadd(k.latest, {member: ts for member, ts in latest})
             pipe.zremrangebyrank(k.latest, 0, -self.latest_keep - 1)
+        if watermarks:  # after this batch's writes: what fell behind its retention goes
+            self.retention.apply(watermarks, client=pipe)
         if churn_reasons:
             pipe.hset(k.churn_reasons, mapping=churn_reasons)  # type: ignore[arg-type]
         if k.churn in zadds:
@@ -242,7 +248,22 @@ class RedisWriter:
         self._append_once(keys=[self.keys.alerts, self.keys.alerts_seen],
                           args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "alert", body], client=pipe)
         pipe.hset(self.keys.alerts_current, alert.id, body)
+        # retired by event time (its window), never before the newest state of an open incident
+        at = _iso_ms(alert.window_start)
+        if at is not None:
+            pipe.zadd(self.keys.alerts_current_at, {alert.id: at}, gt=True)
         pipe.publish(self.keys.alerts_live, body)
+
+
+def _iso_ms(iso: str) -> int | None:
+    try:
+        at = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    try:
+        return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Any]):
@@ -277,4 +298,5 @@ class RedisSink(DynamicSink[Any]):
             client, self.keys, s.minute_retention_seconds, s.latest_keep,
             features_retention_s=s.features_retention_seconds, response_retention_s=s.response_retention_seconds,
             run_id=self.run_id, sla_s=s.sla_seconds, pending_keep=s.pending_keep,
-            author_retention_s=s.author_retention_seconds))
+            author_retention_s=s.author_retention_seconds,
+            retention=Retention.from_settings(client, self.keys, s)))

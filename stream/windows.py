@@ -18,7 +18,9 @@ Input events (tuples):
 
 Output: ``("window", brand, channel, gran, start_ms, counters, new_authors, first)`` (``first``: this run
 has not written the window before, so the sink also sets its expiry and indexes it),
-``("late", brand, channel, mention_id, ts_ms)``, ``("sla", mention_id)`` once a customer query's SLA has
+``("late", brand, channel, mention_id, ts_ms)``, ``("watermark", brand, channel, high_water_ms)`` after a
+flush that moved the key's confirmed newest event time (what event-time retention follows, :mod:`stream.retention`),
+``("sla", mention_id)`` once a customer query's SLA has
 passed in event time (or its input ended; :mod:`stream.replies` then decides whether it was answered), and
 once per minute window, when the newest event time has passed its end plus the allowed lateness (or at
 the end of a bounded input), ``("closed", brand, channel, start_ms, mentions, negative, sample_ids,
@@ -30,8 +32,10 @@ top_terms, topics)`` for spike detection, ``topics`` mapping each topic (the men
 >>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1",
 ...                    ("outage",), "service"))
 >>> out, _ = logic.on_notify()
->>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out]
+>>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out[:-1]]
 [('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
+>>> out[-1]
+('watermark', 'acme', 'twitter', 1704103200000)
 >>> [o for o in logic.on_eof()[0] if o[0] != "window"]
 [('closed', 'acme', 'twitter', 1704103200000, 1, 1, ['t:1'], ['outage'], {'service': (1, 1)}), ('sla', 't:1')]
 """
@@ -81,7 +85,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         self.sla_ms = sla_ms
         self.flush = timedelta(seconds=flush_seconds)
         state = resume_state or {"w": {}, "a": {}, "n": {}, "d": [], "hw": 0, "bc": None, "fin": {},
-                                 "wr": set(), "s": {}, "t": {}, "cl": -1, "tp": {}, "q": [], "u": [], "j": None}
+                                 "wr": set(), "s": {}, "t": {}, "cl": -1, "tp": {}, "q": [], "u": [], "j": None, "we": 0}
         self.windows: dict[tuple[str, int], dict[str, int]] = state["w"]
         self.authors: dict[tuple[str, int], set[str]] = state["a"]
         self.new_authors: dict[tuple[str, int], list[str]] = state["n"]
@@ -107,6 +111,8 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         #: A jump of the event time further than ``max_jump_ms`` ahead waits for a second record to confirm it:
         #: one record dated years ahead must not make every window of the key final.
         self.jump: int | None = state["j"]
+        #: The newest event time already reported downstream as a ``watermark`` item.
+        self.watermark_sent: int = state.get("we", 0)
         self._due: datetime | None = None
 
     def _mark(self, key: tuple[str, int]) -> None:
@@ -221,6 +227,9 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         ]
         self.written.update(self.dirty)
         self.dirty.clear()
+        if self.high_water > self.watermark_sent:
+            out.append(("watermark", brand, channel, self.high_water))
+            self.watermark_sent = self.high_water
         self._due = None
         # Final windows are written: forget them.
         for (gran, start) in list(self.windows):
@@ -256,4 +265,5 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
             "q": list(self.queries),
             "u": list(self.unclosed),
             "j": self.jump,
+            "we": self.watermark_sent,
         }
