@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -34,9 +34,11 @@ import redis
 import streamlit as st
 
 from dashboard.channel_insights import ChannelInsights, read_channel_insights
+from stream import sketch
 from stream.insights import parse_business_hours
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
+    merged_sketches,
     quantile,
     recent_dead_letters,
     recent_mentions,
@@ -351,14 +353,21 @@ def brand_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = N
 _COUNTERS_LUA = """
 local want = {}
 for i, name in ipairs(ARGV) do want[name] = i end
+-- field -> counter index (false: not wanted), learnt once per call: the same few fields repeat in every window
+local index_of = {}
 local function counters(key)
   local h = redis.call('HGETALL', key)
   if #h == 0 then return nil end
   local row = {}
   for i = 1, #ARGV do row[i] = 0 end
   for j = 1, #h, 2 do
-    local at = string.find(h[j], '@', 1, true)
-    local i = want[at and string.sub(h[j], 1, at - 1) or h[j]]
+    local f = h[j]
+    local i = index_of[f]
+    if i == nil then
+      local at = string.find(f, '@', 1, true)
+      i = want[at and string.sub(f, 1, at - 1) or f] or false
+      index_of[f] = i
+    end
     if i then row[i] = row[i] + tonumber(h[j + 1]) end
   end
   return row
@@ -380,8 +389,7 @@ end
 return sums
 """
 
-@dataclass(frozen=True, slots=True)
-class IndexedWindow:
+class IndexedWindow(NamedTuple):
     """A window found in its brand x channel index: where it is and what its keys are."""
 
     channel: str
@@ -412,6 +420,77 @@ def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms
             IndexedWindow(c, int(score), keys.window(b, c, _text(bucket), gran), keys.authors(b, c, _text(bucket), gran))
             for bucket, score in found)
     return {b: items for b, items in per_brand.items() if items}
+
+
+def _pairs(client: redis.Redis, keys: Keys, brands: list[str] | None, channels: tuple[str, ...]
+           ) -> list[tuple[str, str]]:
+    return [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans
+            if not channels or c in channels]
+
+
+def _indexed(keys: Keys, pairs: list[tuple[str, str]], slots: list[tuple[str, int]]) -> WindowIndex:
+    """The windows ``(gran, start)`` of every pair, by brand, named without reading the windows' indexes (a window
+    that was never written reads as missing)."""
+    named = [(gran, start, Keys.bucket_id(gran, start)) for gran, start in slots]
+    out: WindowIndex = {}
+    for b, c in pairs:
+        out.setdefault(b, []).extend(IndexedWindow(c, start, keys.window(b, c, bucket, gran),
+                                                   keys.authors(b, c, bucket, gran)) for gran, start, bucket in named)
+    return {b: items for b, items in out.items() if items}
+
+
+def grid_index(client: redis.Redis, keys: Keys, start_ms: int, end_ms: int, gran: str,
+               brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> WindowIndex:
+    """Every ``gran`` window starting in ``[start_ms, end_ms)`` (``start_ms`` aligned) of the chosen brand x channel
+    pairs, by name: one round trip (the pairs) instead of reading each pair's window index."""
+    return _indexed(keys, _pairs(client, keys, brands, channels),
+                    [(gran, t) for t in range(start_ms, end_ms, GRANULARITIES[gran])])
+
+
+def covering_slots(lo: int, hi: int) -> list[tuple[str, int]]:
+    """The fewest windows ``(gran, start)`` that tile ``[lo, hi)`` (minute aligned): whole days, then whole hours,
+    then minutes at its edges (as :func:`stream.metrics.snapshot` reads a range).
+
+    >>> H = 3_600_000
+    >>> [(g, t // 60_000) for g, t in covering_slots(86_400_000 - H - 60_000, 2 * 86_400_000 + H)]
+    [('d', 1440), ('h', 1380), ('h', 2880), ('m', 1379)]
+    """
+    day, hour, minute = GRANULARITIES["d"], GRANULARITIES["h"], GRANULARITIES["m"]
+    out: list[tuple[str, int]] = []
+    d_lo, d_hi = -(-lo // day) * day, hi // day * day
+    edges = [(lo, d_lo), (d_hi, hi)] if d_lo < d_hi else [(lo, hi)]
+    out += [("d", t) for t in range(d_lo, d_hi, day)]
+    minutes: list[tuple[str, int]] = []
+    for a, z in edges:
+        h_lo, h_hi = -(-a // hour) * hour, z // hour * hour
+        if h_lo < h_hi:
+            out += [("h", t) for t in range(h_lo, h_hi, hour)]
+            minutes += [("m", t) for t in range(a, h_lo, minute)] + [("m", t) for t in range(h_hi, z, minute)]
+        else:
+            minutes += [("m", t) for t in range(a, z, minute)]
+    return out + minutes
+
+
+def covering_index(client: redis.Redis, keys: Keys, lo: int, hi: int, brands: list[str] | None = None,
+                   channels: tuple[str, ...] = ()) -> WindowIndex:
+    """The windows of :func:`covering_slots` for the chosen pairs: sums and distinct counts over ``[lo, hi)`` read
+    from a few day and hour windows instead of every hour or minute of it."""
+    return _indexed(keys, _pairs(client, keys, brands, channels), covering_slots(lo, hi))
+
+
+def _sketch_groups(keys: Keys, index: WindowIndex, group: Any) -> dict[str, list[tuple[str, str]]]:
+    """Per brand ``(sketch key, group)`` of the indexed windows' response-time sketches (day sketches for day
+    windows, hour sketches for hour and minute windows, each once per group); ``group(window)`` names the group."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for b, items in index.items():
+        seen: dict[tuple[str, str], None] = {}
+        for w in items:
+            gran = "d" if w.key.startswith(f"{keys.prefix}d:") else "h"
+            length = GRANULARITIES[gran]
+            bucket = Keys.bucket_id(gran, w.start_ms - w.start_ms % length)
+            seen[keys.sketch(b, w.channel, bucket, gran), str(group(w))] = None
+        out[b] = list(seen)
+    return out
 
 
 def split_index(index: WindowIndex, start_ms: int) -> tuple[WindowIndex, WindowIndex]:
@@ -555,9 +634,12 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
 
     ``channels`` narrows every figure to those channels (empty: all); ``until_ms`` ends the range at that
     event time instead of at the newest window. Ranges up to six hours use minute windows, up to a week
-    hour windows, longer ones day windows. First response times are those of replies *posted* in the range
-    (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS` earlier;
-    answer rate is replies ÷ queries of the range's windows.
+    hour windows, longer ones day windows. Up to six hours, first response times are those of replies *posted*
+    in the range (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS`
+    earlier, exact; over longer ranges they are those of the range's mentions (as ``pulse metrics`` counts
+    them): count and mean exact from the windows' counters, p90 from the hour and day DDSketches (within 1 %),
+    so a week is read from a few hundred windows instead of every response time. Answer rate is answered
+    queries ÷ queries of the range's windows.
     """
     brands = list_brands(client, keys)
     chosen = [brand] if brand else None
@@ -579,6 +661,8 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     end_ms = last_window
     start_ms = end_ms - (n_windows - 1) * length
     prev_start_ms = start_ms - n_windows * length
+    if gran != "m":
+        return _command_centre_long(client, keys, out, chosen, channels, start_ms, end_ms, prev_start_ms, until_ms)
     index = window_index(client, keys, prev_start_ms, end_ms, gran, chosen, channels)
     if not index:
         return out
@@ -620,6 +704,99 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
         latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts,
         totals=stats,
     )
+
+
+def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, chosen: list[str] | None,
+                         channels: tuple[str, ...], start_ms: int, end_ms: int, prev_start_ms: int,
+                         until_ms: int | None) -> CommandCentre:
+    """:func:`read_command_centre` over hour or day windows: the range window by window (named, not looked up),
+    the range before and the distinct authors from the fewest day and hour windows that tile them, first
+    responses from the windows' counters and their sketches merged on the server (the range, the range before,
+    and each day: the chart's p90 line is the p90 of the window's day)."""
+    gran, minutes = out.gran, out.minutes
+    length = GRANULARITIES[gran]
+    n_windows = (end_ms - start_ms) // length + 1
+    now = grid_index(client, keys, start_ms, end_ms + length, gran, chosen, channels)
+    current = read_windows(client, now, _RANGE_FIELDS)
+    now_cover = covering_index(client, keys, start_ms, end_ms + length, chosen, channels)
+    earlier = covering_index(client, keys, prev_start_ms, start_ms, chosen, channels)
+    before = sum_windows(client, earlier, _BEFORE_FIELDS + ("response_ms_sum",))
+    if not current and not before["mentions"] and not before["response_count"]:
+        return out
+    pairs = [(b, w.channel) for b, items in now.items() for w in items[:: max(1, n_windows)]]
+    pipe = client.pipeline(transaction=False)
+    for b, c in pairs:
+        pipe.zrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
+    oldest = [int(r[0][1]) for r in pipe.execute() if r]
+    earliest_ms = min(oldest) if oldest else start_ms
+    authors_now, authors_earlier = count_authors(client, now_cover, earlier)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    # the chart's p90 per day (a day sketch per pair and day: hour sketches of a week would be 168 a pair)
+    days = {b: {w.channel: None for w in items} for b, items in now.items()}
+    day_groups = {b: [(keys.sketch(b, c, Keys.bucket_id("d", t), "d"), str(t)) for c in chans
+                      for t in range(start_ms - start_ms % _DAY_MS, end_ms + length, _DAY_MS)]
+                  for b, chans in days.items()}
+    for part in (day_groups, _sketch_groups(keys, now_cover, lambda w: "now"),
+                 _sketch_groups(keys, earlier, lambda w: "before")):
+        for b, found in part.items():
+            groups.setdefault(b, []).extend(found)
+    sketches = merged_sketches(client, groups)
+    has_before = earliest_ms <= prev_start_ms
+    newest_event = _newest_event_ms(client, keys) if until_ms is None else end_ms + length - 1
+    newest_ms = min(max(newest_event, end_ms), end_ms + length - 1)
+    covered_minutes = max(1.0, (newest_ms - max(start_ms, earliest_ms)) / 60_000)
+    filling = newest_ms < end_ms + length - 1_000 and n_windows > 1
+    kpis = _kpis(current, [], covered_minutes, authors_now, out.totals)
+    kpis.update(_response_kpis([(r["response_count"], r["response_ms_sum"]) for r in current], sketches.get("now")))
+    previous: dict[str, float | None] = dict.fromkeys(kpis)
+    if has_before:
+        previous = _kpis([before], [], minutes, authors_earlier, out.totals)
+        previous.update(_response_kpis([(before["response_count"], before["response_ms_sum"])],
+                                       sketches.get("before")))
+    starts = [datetime.fromtimestamp((start_ms + i * length) / 1000, tz=UTC) for i in range(n_windows)]
+    by_channel = _by_channel(current, starts)
+    per_window: dict[int, list[int]] = {}
+    for r in current:
+        acc = per_window.setdefault(_ms(r["start"]), [0, 0])
+        acc[0] += r["response_count"]
+        acc[1] += r["response_ms_sum"]
+    rows = []
+    day_p90: dict[str, float | None] = {}
+    for start, (n, total) in sorted(per_window.items()):
+        if not n:
+            continue
+        when = datetime.fromtimestamp(start / 1000, tz=UTC)
+        day = str(start - start % _DAY_MS)
+        if day not in day_p90:
+            day_p90[day] = sketch.quantile(sketches.get(day, {}), 0.9)
+        p90 = day_p90[day]
+        rows.append({"start": when, "statistic": "mean", "minutes": total / n / 60_000, "replies": n})
+        if p90 is not None:
+            rows.append({"start": when, "statistic": "p90", "minutes": p90 / 60_000, "replies": n})
+    response = pd.DataFrame(rows, columns=["start", "statistic", "minutes", "replies"])
+    return CommandCentre(
+        brands=out.brands, brand=out.brand, minutes=minutes, gran=gran,
+        start=starts[0], end=datetime.fromtimestamp((end_ms + length) / 1000, tz=UTC),
+        newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
+        filling_from=starts[-1] if filling else None,
+        kpis=kpis, previous=previous,
+        sparklines=_sparklines(current, response, starts[:-1] if filling else starts),
+        by_channel=by_channel, sentiment=_sentiment_series(by_channel), response=response,
+        channels=_breakdown(current, None, "channel"), brands_table=_breakdown(current, None, "brand"),
+        latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts, totals=out.totals,
+    )
+
+
+_DAY_MS = GRANULARITIES["d"]
+
+
+def _response_kpis(counts: list[tuple[int, int]], merged: dict[str, int] | None) -> dict[str, float | None]:
+    """Mean response and responses from window counters ``(response_count, response_ms_sum)``, p90 from a sketch."""
+    n = sum(c for c, _ in counts)
+    total = sum(t for _, t in counts)
+    p90 = sketch.quantile(merged or {}, 0.9)
+    return {"mean_response_min": total / n / 60_000 if n else None,
+            "p90_response_min": None if p90 is None else p90 / 60_000, "responses": float(n)}
 
 
 def granularity(minutes: float) -> str:
@@ -745,15 +922,19 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
     }
 
 
-def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: str) -> pd.DataFrame:
-    """Per ``by`` (brand or channel): mentions, negative share, answer rate, mean first response."""
+def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]] | None, by: str) -> pd.DataFrame:
+    """Per ``by`` (brand or channel): mentions, negative share, answer rate, mean first response (of
+    ``responses``, or from the rows' counters when None)."""
     per: dict[str, dict[str, float]] = {}
+    counted = responses is None
     for r in rows:
-        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "answered": 0})
-        for name in acc:
+        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "answered": 0,
+                                     "response_count": 0, "response_ms_sum": 0})
+        for name in ("mentions", "negative", "queries", "answered") + (("response_count", "response_ms_sum")
+                                                                         if counted else ()):
             acc[name] += r[name]
     rts: dict[str, list[float]] = {}
-    for r in responses:
+    for r in responses or ():
         rts.setdefault(r[by], []).append(r["response_ms"])
     nan = float("nan")
     out = []
@@ -764,7 +945,9 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
             "mentions": int(acc["mentions"]),
             "negative share": acc["negative"] / acc["mentions"] if acc["mentions"] else nan,
             "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
-            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            "mean first response (min)": (acc["response_ms_sum"] / acc["response_count"] / 60_000
+                                          if acc["response_count"] else nan) if counted else
+                                         (sum(values) / len(values) / 60_000 if values else nan),
         })
     columns = [by, "mentions", "negative share", "answer rate", "mean first response (min)"]
     frame = pd.DataFrame(out, columns=columns)
@@ -896,6 +1079,9 @@ class ChannelsView:
         return not self.table.empty
 
 
+#: What the Channels page reads of each window of the range.
+_CHANNEL_FIELDS = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
+                   "response_ms_sum", "answered", "new_authors")
 _CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comments", "negative", "neutral",
                     "positive", "negative share", "net sentiment", "replies", "answer rate",
                     "mean first response (min)", "share of voice"]
@@ -910,17 +1096,22 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
-    rows = read_windows(client, index)
+    # every window of the span by name (one read-only script per brand; windows never written read as missing),
+    # and the fewest day, hour and minute windows that tile it for the distinct counts
+    grid = grid_index(client, keys, span.start_ms, span.end_ms, span.gran, filters.brands, filters.channels)
+    rows = read_windows(client, grid, _CHANNEL_FIELDS)
     if not rows:
         return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    present = {(r["brand"], r["channel"]) for r in rows}
+    cover = covering_index(client, keys, span.start_ms, span.end_ms, filters.brands, filters.channels)
+    index = {b: [w for w in items if (b, w.channel) in present] for b, items in cover.items()}
+    index = {b: items for b, items in index.items() if items}
     # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand), summed
-    channels_seen = sorted({w.channel for items in index.values() for w in items})
+    channels_seen = sorted({c for _, c in present})
     per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
-    summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
-              "answered", "new_authors")
+    summed = _CHANNEL_FIELDS
     per: dict[str, dict[str, int]] = {}
     cells: dict[tuple[datetime, str], list[int]] = {}
     for r in rows:
@@ -932,17 +1123,11 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
         cell[1] += r["negative"]
         cell[2] += r["neutral"]
         cell[3] += r["positive"]
-    responses = [r for r in response_times_between(client, keys, span.start_ms, span.end_ms - 1, filters.brands)
-                 if filters.channel_ok(r["channel"])]
-    rt: dict[str, list[float]] = {}
-    for r in responses:
-        rt.setdefault(r["channel"], []).append(r["response_ms"])
     total = sum(acc["mentions"] for acc in per.values())
     nan = float("nan")
     out = []
     for channel, acc in per.items():
         mentions = acc["mentions"]
-        values = rt.get(channel, [])
         out.append({
             "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(channel, 0),
             "queries": acc["queries"], "comments": acc["comments"], "negative": acc["negative"],
@@ -951,7 +1136,9 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
             "net sentiment": (acc["positive"] - acc["negative"]) / mentions if mentions else nan,
             "replies": acc["replies"],
             "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
-            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            # the exact mean of the first responses to the range's mentions: the windows' own counters
+            "mean first response (min)": (acc["response_ms_sum"] / acc["response_count"] / 60_000
+                                          if acc["response_count"] else nan),
             "share of voice": mentions / total if total else nan,
         })
     table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
@@ -969,7 +1156,8 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     windows: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for b, items in index.items():
         for w in items:
-            windows.setdefault((b, w.channel), []).append((span.gran, Keys.bucket_id(span.gran, w.start_ms)))
+            gran = w.key[len(keys.prefix)]  # the covering window's granularity: d, h or m
+            windows.setdefault((b, w.channel), []).append((gran, Keys.bucket_id(gran, w.start_ms)))
     found = read_channel_insights(
         client, keys, windows, {c: (acc["new_authors"], authors.get(c, 0)) for c, acc in per.items()}, owned,
         span.start_ms, span.end_ms, sorted(index), filters.channels, parse_business_hours(business_hours),

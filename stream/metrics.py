@@ -35,7 +35,8 @@ from stream import insights, sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "quantile", "recent_dead_letters",
+__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "merged_sketches", "quantile",
+           "recent_dead_letters",
            "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
            "unanswered_between", "windows_between"]
 
@@ -138,6 +139,56 @@ def _sketch_keys(keys: Keys, brand: str, channel: str, windows: Iterable[tuple[s
         else:
             found[keys.sketch(brand, channel, bucket[:10], "h")] = None
     return list(found)
+
+
+# KEYS: sketch hashes of one brand (one hash slot); ARGV[i]: the group of KEYS[i]. Merges each group's
+# sketches on the server; returns per group {group, n, bucket_1, count_1, ...} (bucket "z" for zero).
+_MERGE_SKETCHES = """
+local groups, order = {}, {}
+for i, key in ipairs(KEYS) do
+  local g = ARGV[i]
+  local acc = groups[g]
+  if acc == nil then acc = {}; groups[g] = acc; order[#order + 1] = g end
+  local h = redis.call('HGETALL', key)
+  for j = 1, #h, 2 do acc[h[j]] = (acc[h[j]] or 0) + tonumber(h[j + 1]) end
+end
+local out = {}
+for _, g in ipairs(order) do
+  local acc = groups[g]
+  local flat = {}
+  for b, n in pairs(acc) do if n ~= 0 then flat[#flat + 1] = b; flat[#flat + 1] = n end end
+  out[#out + 1] = g
+  out[#out + 1] = #flat / 2
+  for _, x in ipairs(flat) do out[#out + 1] = x end
+end
+return out
+"""
+
+
+def merged_sketches(client: redis.Redis, per_brand: Mapping[str, list[tuple[str, str]]]) -> dict[str, dict[str, int]]:
+    """Response-time sketches merged per group: ``per_brand`` maps a brand to its ``(sketch key, group)`` pairs.
+
+    One read-only script per brand (its keys share a hash slot), pipelined; the groups of every brand are
+    added up in Python. Returns ``group -> {bucket: count}`` (:mod:`stream.sketch`), for groups with data.
+    """
+    chosen = {b: pairs for b, pairs in per_brand.items() if pairs}
+    if not chosen:
+        return {}
+    script = client.register_script(_MERGE_SKETCHES)
+    pipe = client.pipeline(transaction=False)
+    for pairs in chosen.values():
+        script(keys=[k for k, _ in pairs], args=[g for _, g in pairs], client=pipe)
+    out: dict[str, dict[str, int]] = {}
+    for flat in pipe.execute():
+        i = 0
+        while i < len(flat):
+            group, n = _decode(flat[i]), int(flat[i + 1])
+            acc = out.setdefault(group, {})
+            for j in range(i + 2, i + 2 + 2 * n, 2):
+                b = _decode(flat[j])
+                acc[b] = acc.get(b, 0) + int(flat[j + 1])
+            i += 2 + 2 * n
+    return out
 
 
 def _response_block(exact: list[float] | None, sketches: list[Mapping[bytes, bytes]], count: int,
