@@ -450,24 +450,35 @@ def response_times_between(client: redis.Redis, keys: Keys, since_ms: int | None
     bc = _brand_channels(client, keys)
     pairs = [(b, c) for b, chans in bc.items() if brands is None or b in brands for c in chans]
     cutoffs = _cutoffs(client, keys)
+    script = client.register_script(_RESPONSE_TIMES)
     pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrangebyscore(keys.response_times_at(b, c), *_exact_range(cutoffs, b, c, since_ms, until_ms),
-                           withscores=True)
-    found = pipe.execute()
-    for (b, c), members in zip(pairs, found, strict=True):
-        if members:
-            pipe.zmscore(keys.response_times(b, c), [m for m, _ in members])
-    scores = iter(pipe.execute())
+        script(keys=[keys.response_times_at(b, c), keys.response_times(b, c)],
+               args=list(_exact_range(cutoffs, b, c, since_ms, until_ms)), client=pipe)
     rows: list[dict[str, Any]] = []
-    for (b, c), members in zip(pairs, found, strict=True):
-        if not members:
-            continue
-        for (member, mention_ms), response_ms in zip(members, next(scores), strict=True):
-            if response_ms is not None:
-                rows.append({"brand": b, "channel": c, "mention_id": _decode(member),
-                             "mention_ms": int(mention_ms), "response_ms": float(response_ms)})
+    for (b, c), flat in zip(pairs, pipe.execute() if pairs else [], strict=True):
+        for i in range(0, len(flat), 3):
+            rows.append({"brand": b, "channel": c, "mention_id": _decode(flat[i]), "mention_ms": int(flat[i + 1]),
+                         "response_ms": float(flat[i + 2])})
     return rows
+
+
+# KEYS[1] mention times (rtt), KEYS[2] response times (rt) of one series; ARGV: the mention-time range. One reply
+# per series, {mention id, mention ms, response ms, ...} (whole milliseconds: integers), instead of two sorted-set
+# reads and their scores converted one by one.
+_RESPONSE_TIMES = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local out = {}
+for i = 1, #found, 2 do
+  local r = redis.call('ZSCORE', KEYS[2], found[i])
+  if r then
+    out[#out + 1] = found[i]
+    out[#out + 1] = tonumber(found[i + 1])
+    out[#out + 1] = tonumber(r)
+  end
+end
+return out
+"""
 
 
 def unanswered_between(client: redis.Redis, keys: Keys, since_ms: int | None = None, until_ms: int | None = None,
