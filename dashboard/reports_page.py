@@ -46,7 +46,7 @@ def load_report(url: str | None, prefix: str, filters: Filters, gran: str) -> Re
     # holds tens of thousands of exact response times
     report = build_report(redis_client(url), Keys(prefix), datetime.fromtimestamp(lo / 1000, tz=UTC),
                           datetime.fromtimestamp(hi / 1000, tz=UTC), gran,  # type: ignore[arg-type]
-                          filters.brands, exact=hi - lo <= EXACT_QUANTILES_MS)
+                          filters.brands, exact_quantiles=hi - lo <= EXACT_QUANTILES_MS)
     if filters.channels:
         keep = pl.col("channel").is_in(list(filters.channels))
         report = dataclasses.replace(report, periods=report.periods.filter(keep), channels=report.channels.filter(keep))
