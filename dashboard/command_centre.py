@@ -253,7 +253,11 @@ def with_window(frame: pd.DataFrame, tz: str, field: str = "start") -> pd.DataFr
     out = chart_times(frame, tz, field)
     if out.empty:
         return out.assign(window=pd.Series(dtype=str))
-    return out.assign(window=out[field].dt.strftime("%d %b %H:%M") + f" {tz}")
+    # each distinct time formatted once (a week of hours x channels repeats every time six times or more)
+    times = out[field]
+    unique = times.drop_duplicates()
+    labels = pd.Series(unique.dt.strftime("%d %b %H:%M").to_numpy(), index=unique.to_numpy())
+    return out.assign(window=times.map(labels).astype(str) + f" {tz}")
 
 
 _WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import orjson
 import pandas as pd
 import redis
@@ -542,6 +543,36 @@ def sum_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...]
     return out
 
 
+# The same counters as one flat list of numbers: per window ``exists`` (1 or 0) then the fields (0 when missing),
+# so a brand's reply turns into an array in one step.
+_FETCH_GRID = _COUNTERS_LUA + """
+local out, n = {}, #ARGV
+for _, key in ipairs(KEYS) do
+  local row = counters(key)
+  out[#out + 1] = row and 1 or 0
+  for i = 1, n do out[#out + 1] = row and row[i] or 0 end
+end
+return out
+"""
+
+
+def read_grid(client: redis.Redis, index: WindowIndex, n_slots: int, fields: tuple[str, ...]
+              ) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The windows of a :func:`grid_index` of ``n_slots`` windows per pair as an array ``(pair, slot, 1 + fields)``
+    (first column: the window exists), with the pairs ``(brand, channel)`` in its order; one read-only script per
+    brand, pipelined."""
+    pairs: list[tuple[str, str]] = []
+    if not index or n_slots <= 0:
+        return pairs, np.zeros((0, max(n_slots, 0), 1 + len(fields)), dtype=np.int64)
+    script = client.register_script(_FETCH_GRID)
+    pipe = client.pipeline(transaction=False)
+    for b, items in index.items():
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
+        pairs.extend((b, w.channel) for w in items[::n_slots])
+    arrays = [np.asarray(flat, dtype=np.int64).reshape(-1, n_slots, 1 + len(fields)) for flat in pipe.execute()]
+    return pairs, np.concatenate(arrays)
+
+
 def count_authors(client: redis.Redis, *indexes: WindowIndex) -> list[int]:
     """Distinct authors over each index's windows: a HyperLogLog union per brand (one slot), summed over brands;
     every index in one pipelined round trip."""
@@ -717,15 +748,21 @@ def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, ch
     length = GRANULARITIES[gran]
     n_windows = (end_ms - start_ms) // length + 1
     now = grid_index(client, keys, start_ms, end_ms + length, gran, chosen, channels)
-    current = read_windows(client, now, _RANGE_FIELDS)
+    pair_list, grid = read_grid(client, now, n_windows, _RANGE_FIELDS)
+    # rows summed per pair (pairs with a window in the range), per window, and per channel x window
+    f = {name: i + 1 for i, name in enumerate(_RANGE_FIELDS)}
+    seen = grid[:, :, 0].any(axis=1)
+    per_pair = grid.sum(axis=1)
+    current = [{"brand": b, "channel": c, **dict(zip(_RANGE_FIELDS, map(int, per_pair[i, 1:]), strict=True))}
+               for i, (b, c) in enumerate(pair_list) if seen[i]]
+    per_slot = grid.sum(axis=0)
     now_cover = covering_index(client, keys, start_ms, end_ms + length, chosen, channels)
     earlier = covering_index(client, keys, prev_start_ms, start_ms, chosen, channels)
     before = sum_windows(client, earlier, _BEFORE_FIELDS + ("response_ms_sum",))
-    if not current and not before["mentions"] and not before["response_count"]:
+    if not seen.any() and not before["mentions"] and not before["response_count"]:
         return out
-    pairs = [(b, w.channel) for b, items in now.items() for w in items[:: max(1, n_windows)]]
     pipe = client.pipeline(transaction=False)
-    for b, c in pairs:
+    for b, c in pair_list:
         pipe.zrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
     oldest = [int(r[0][1]) for r in pipe.execute() if r]
     earliest_ms = min(oldest) if oldest else start_ms
@@ -754,18 +791,17 @@ def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, ch
         previous.update(_response_kpis([(before["response_count"], before["response_ms_sum"])],
                                        sketches.get("before")))
     starts = [datetime.fromtimestamp((start_ms + i * length) / 1000, tz=UTC) for i in range(n_windows)]
-    by_channel = _by_channel(current, starts)
-    per_window: dict[int, list[int]] = {}
-    for r in current:
-        acc = per_window.setdefault(_ms(r["start"]), [0, 0])
-        acc[0] += r["response_count"]
-        acc[1] += r["response_ms_sum"]
+    by_channel = _channel_grid(pair_list, grid, seen, starts)
+    slot_rows = [{"start": starts[i], **dict(zip(_RANGE_FIELDS, map(int, per_slot[i, 1:]), strict=True))}
+                 for i in range(n_windows)]
     rows = []
     day_p90: dict[str, float | None] = {}
-    for start, (n, total) in sorted(per_window.items()):
+    for i in range(n_windows):
+        n, total = int(per_slot[i, f["response_count"]]), int(per_slot[i, f["response_ms_sum"]])
         if not n:
             continue
-        when = datetime.fromtimestamp(start / 1000, tz=UTC)
+        start = start_ms + i * length
+        when = starts[i]
         day = str(start - start % _DAY_MS)
         if day not in day_p90:
             day_p90[day] = sketch.quantile(sketches.get(day, {}), 0.9)
@@ -780,14 +816,41 @@ def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, ch
         newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
         filling_from=starts[-1] if filling else None,
         kpis=kpis, previous=previous,
-        sparklines=_sparklines(current, response, starts[:-1] if filling else starts),
-        by_channel=by_channel, sentiment=_sentiment_series(by_channel), response=response,
+        sparklines=_sparklines(slot_rows, response, starts[:-1] if filling else starts),
+        by_channel=by_channel, sentiment=_sentiment_grid(per_slot, starts) if not by_channel.empty
+        else _sentiment_series(by_channel), response=response,
         channels=_breakdown(current, None, "channel"), brands_table=_breakdown(current, None, "brand"),
         latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts, totals=out.totals,
     )
 
 
 _DAY_MS = GRANULARITIES["d"]
+
+
+def _sentiment_grid(per_slot: np.ndarray, starts: list[datetime]) -> pd.DataFrame:
+    """:func:`_sentiment_series` from the per-window sums of a :func:`read_grid` array."""
+    cols = [_RANGE_FIELDS.index(name) + 1 for name in _SENTIMENTS]
+    return pd.DataFrame({"start": pd.to_datetime(np.repeat(np.array(starts, dtype=object), len(cols)), utc=True),
+                         "sentiment": list(_SENTIMENTS) * len(starts),
+                         "mentions": per_slot[:, cols].reshape(-1)})
+
+
+def _channel_grid(pairs: list[tuple[str, str]], grid: np.ndarray, seen: np.ndarray, starts: list[datetime]
+                  ) -> pd.DataFrame:
+    """:func:`_by_channel` from a :func:`read_grid` array: every window x channel seen, brands added up."""
+    columns = ["start", "channel", "mentions", "queries", "negative", "neutral", "positive", "response_count",
+               "response_ms_sum", "authors"]
+    channels = sorted({c for (_, c), ok in zip(pairs, seen, strict=True) if ok})
+    if not channels:
+        return pd.DataFrame(columns=columns)
+    cols = [_RANGE_FIELDS.index(name) + 1 for name in columns[2:]]
+    per = np.stack([grid[[i for i, (_, ch) in enumerate(pairs) if ch == c]].sum(axis=0)[:, cols] for c in channels],
+                   axis=1)  # (slot, channel, field)
+    frame = pd.DataFrame(per.reshape(-1, len(cols)), columns=columns[2:])
+    frame.insert(0, "channel", channels * len(starts))
+    frame.insert(0, "start", np.repeat(np.array(starts, dtype=object), len(channels)))
+    frame["start"] = pd.to_datetime(frame["start"], utc=True)
+    return frame
 
 
 def _response_kpis(counts: list[tuple[int, int]], merged: dict[str, int] | None) -> dict[str, float | None]:
@@ -1098,11 +1161,14 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
     # every window of the span by name (one read-only script per brand; windows never written read as missing),
     # and the fewest day, hour and minute windows that tile it for the distinct counts
+    length = GRANULARITIES[span.gran]
+    n_slots = (span.end_ms - span.start_ms) // length
     grid = grid_index(client, keys, span.start_ms, span.end_ms, span.gran, filters.brands, filters.channels)
-    rows = read_windows(client, grid, _CHANNEL_FIELDS)
-    if not rows:
+    pair_list, values = read_grid(client, grid, n_slots, _CHANNEL_FIELDS)
+    seen = values[:, :, 0].any(axis=1) if len(pair_list) else np.zeros(0, dtype=bool)
+    if not seen.any():
         return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    present = {(r["brand"], r["channel"]) for r in rows}
+    present = {pair for pair, ok in zip(pair_list, seen, strict=True) if ok}
     cover = covering_index(client, keys, span.start_ms, span.end_ms, filters.brands, filters.channels)
     index = {b: [w for w in items if (b, w.channel) in present] for b, items in cover.items()}
     index = {b: items for b, items in index.items() if items}
@@ -1111,18 +1177,10 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
-    summed = _CHANNEL_FIELDS
-    per: dict[str, dict[str, int]] = {}
-    cells: dict[tuple[datetime, str], list[int]] = {}
-    for r in rows:
-        acc = per.setdefault(r["channel"], dict.fromkeys(summed, 0))
-        for name in summed:
-            acc[name] += r[name]
-        cell = cells.setdefault((r["start"], r["channel"]), [0, 0, 0, 0])
-        cell[0] += r["mentions"]
-        cell[1] += r["negative"]
-        cell[2] += r["neutral"]
-        cell[3] += r["positive"]
+    # per channel, brands added up: totals, and every window of the span (quiet windows read 0, not bridged)
+    by_channel = {c: values[[i for i, (b, ch) in enumerate(pair_list) if ch == c and (b, ch) in present]].sum(axis=0)
+                  for c in channels_seen}  # (slot, 1 + fields)
+    per = {c: dict(zip(_CHANNEL_FIELDS, map(int, v[:, 1:].sum(axis=0)), strict=True)) for c, v in by_channel.items()}
     total = sum(acc["mentions"] for acc in per.values())
     nan = float("nan")
     out = []
@@ -1142,14 +1200,12 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
             "share of voice": mentions / total if total else nan,
         })
     table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
-    # every window of the span for every channel, so quiet windows read 0 instead of being bridged
-    length = GRANULARITIES[span.gran]
-    zero = [0, 0, 0, 0]
-    series = pd.DataFrame(
-        [[start, channel, *cells.get((start, channel), zero)]
-         for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
-         for channel in sorted(per)],
-        columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
+    cols = [_CHANNEL_FIELDS.index(name) + 1 for name in ("mentions", "negative", "neutral", "positive")]
+    cube = np.stack([by_channel[c][:, cols] for c in channels_seen], axis=1)  # (slot, channel, 4)
+    series = pd.DataFrame(cube.reshape(-1, len(cols)), columns=["mentions", "negative", "neutral", "positive"])
+    series.insert(0, "channel", channels_seen * n_slots)
+    series.insert(0, "start", pd.to_datetime(np.repeat(np.arange(span.start_ms, span.end_ms, length), len(channels_seen)),
+                                             unit="ms", utc=True))
     notable = _notable(client, keys, filters, span, notable_n)
     if not with_insights:
         return ChannelsView(span=span, table=table, series=series, notable=notable)
