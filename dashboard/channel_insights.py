@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import redis
 
@@ -120,11 +121,19 @@ _TEXT = {"channel", "agent", "side", "brand", "time zone", "owned", "channels"}
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=columns).astype(
-        {c: "int64" if c in _COUNTS else "float64" for c in columns if c not in _TEXT})
-    if "agent" in frame.columns:
-        frame["agent"] = frame["agent"].replace(NO_AGENT, NO_AGENT_SHOWN)
-    return frame
+    """Rows as a frame with counts as int64, text as it is and every other column float64 (None: NaN), built
+    column by column (converting a small frame's types afterwards costs more than reading its figures)."""
+    data: dict[str, Any] = {}
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        if c in _TEXT:
+            text = [NO_AGENT_SHOWN if v == NO_AGENT else v for v in values] if c == "agent" else values
+            data[c] = text if text else pd.Series([], dtype=object)
+        elif c in _COUNTS:
+            data[c] = np.array(values, dtype=np.int64)
+        else:
+            data[c] = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return pd.DataFrame(data, columns=columns)
 
 
 def read_channel_insights(client: redis.Redis, keys: Keys, windows: Mapping[tuple[str, str], list[tuple[str, str]]],

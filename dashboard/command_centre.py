@@ -192,10 +192,12 @@ def _kpi_tiles(view: CommandCentre) -> None:
          "authors", "Distinct authors in the range (HyperLogLog, per brand)."),
         ("Mean response", format_minutes(k["mean_response_min"]),
          format_delta(k["mean_response_min"], p["mean_response_min"], "min"), "inverse", "mean_response_min",
-         f"Mean time to the brand's first reply, over {_number(k['responses'])} replies posted in the range."),
+         f"Mean time to the brand's first reply, over {_number(k['responses'])} "
+         + ("replies posted in the range." if view.gran == "m" else "first replies to the range's mentions.")),
         ("p90 response", format_minutes(k["p90_response_min"]),
          format_delta(k["p90_response_min"], p["p90_response_min"], "min"), "inverse", "p90_response_min",
-         "90th percentile of first response times of replies posted in the range."),
+         "90th percentile of first response times of replies posted in the range." if view.gran == "m" else
+         "90th percentile of first response times of the range's mentions (hour and day sketches, within 1 %)."),
         ("Answer rate", _percent(k["answer_rate"]), format_delta(k["answer_rate"], p["answer_rate"], "pp"),
          "normal", "answer_rate", "Replies ÷ customer queries in the range."),
         ("Negative share", _percent(k["negative_share"]),
@@ -251,7 +253,11 @@ def with_window(frame: pd.DataFrame, tz: str, field: str = "start") -> pd.DataFr
     out = chart_times(frame, tz, field)
     if out.empty:
         return out.assign(window=pd.Series(dtype=str))
-    return out.assign(window=out[field].dt.strftime("%d %b %H:%M") + f" {tz}")
+    # each distinct time formatted once (a week of hours x channels repeats every time six times or more)
+    times = out[field]
+    unique = times.drop_duplicates()
+    labels = pd.Series(unique.dt.strftime("%d %b %H:%M").to_numpy(), index=unique.to_numpy())
+    return out.assign(window=times.map(labels).astype(str) + f" {tz}")
 
 
 _WINDOW_TOOLTIP = alt.Tooltip("window:N", title="window")

@@ -25,18 +25,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import orjson
 import pandas as pd
 import redis
 import streamlit as st
 
 from dashboard.channel_insights import ChannelInsights, read_channel_insights
+from stream import sketch
 from stream.insights import parse_business_hours
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
+    merged_sketches,
     quantile,
     recent_dead_letters,
     recent_mentions,
@@ -351,14 +354,21 @@ def brand_channels(client: redis.Redis, keys: Keys, brands: list[str] | None = N
 _COUNTERS_LUA = """
 local want = {}
 for i, name in ipairs(ARGV) do want[name] = i end
+-- field -> counter index (false: not wanted), learnt once per call: the same few fields repeat in every window
+local index_of = {}
 local function counters(key)
   local h = redis.call('HGETALL', key)
   if #h == 0 then return nil end
   local row = {}
   for i = 1, #ARGV do row[i] = 0 end
   for j = 1, #h, 2 do
-    local at = string.find(h[j], '@', 1, true)
-    local i = want[at and string.sub(h[j], 1, at - 1) or h[j]]
+    local f = h[j]
+    local i = index_of[f]
+    if i == nil then
+      local at = string.find(f, '@', 1, true)
+      i = want[at and string.sub(f, 1, at - 1) or f] or false
+      index_of[f] = i
+    end
     if i then row[i] = row[i] + tonumber(h[j + 1]) end
   end
   return row
@@ -380,8 +390,7 @@ end
 return sums
 """
 
-@dataclass(frozen=True, slots=True)
-class IndexedWindow:
+class IndexedWindow(NamedTuple):
     """A window found in its brand x channel index: where it is and what its keys are."""
 
     channel: str
@@ -412,6 +421,77 @@ def window_index(client: redis.Redis, keys: Keys, since_ms: int | None, until_ms
             IndexedWindow(c, int(score), keys.window(b, c, _text(bucket), gran), keys.authors(b, c, _text(bucket), gran))
             for bucket, score in found)
     return {b: items for b, items in per_brand.items() if items}
+
+
+def _pairs(client: redis.Redis, keys: Keys, brands: list[str] | None, channels: tuple[str, ...]
+           ) -> list[tuple[str, str]]:
+    return [(b, c) for b, chans in brand_channels(client, keys, brands).items() for c in chans
+            if not channels or c in channels]
+
+
+def _indexed(keys: Keys, pairs: list[tuple[str, str]], slots: list[tuple[str, int]]) -> WindowIndex:
+    """The windows ``(gran, start)`` of every pair, by brand, named without reading the windows' indexes (a window
+    that was never written reads as missing)."""
+    named = [(gran, start, Keys.bucket_id(gran, start)) for gran, start in slots]
+    out: WindowIndex = {}
+    for b, c in pairs:
+        out.setdefault(b, []).extend(IndexedWindow(c, start, keys.window(b, c, bucket, gran),
+                                                   keys.authors(b, c, bucket, gran)) for gran, start, bucket in named)
+    return {b: items for b, items in out.items() if items}
+
+
+def grid_index(client: redis.Redis, keys: Keys, start_ms: int, end_ms: int, gran: str,
+               brands: list[str] | None = None, channels: tuple[str, ...] = ()) -> WindowIndex:
+    """Every ``gran`` window starting in ``[start_ms, end_ms)`` (``start_ms`` aligned) of the chosen brand x channel
+    pairs, by name: one round trip (the pairs) instead of reading each pair's window index."""
+    return _indexed(keys, _pairs(client, keys, brands, channels),
+                    [(gran, t) for t in range(start_ms, end_ms, GRANULARITIES[gran])])
+
+
+def covering_slots(lo: int, hi: int) -> list[tuple[str, int]]:
+    """The fewest windows ``(gran, start)`` that tile ``[lo, hi)`` (minute aligned): whole days, then whole hours,
+    then minutes at its edges (as :func:`stream.metrics.snapshot` reads a range).
+
+    >>> H = 3_600_000
+    >>> [(g, t // 60_000) for g, t in covering_slots(86_400_000 - H - 60_000, 2 * 86_400_000 + H)]
+    [('d', 1440), ('h', 1380), ('h', 2880), ('m', 1379)]
+    """
+    day, hour, minute = GRANULARITIES["d"], GRANULARITIES["h"], GRANULARITIES["m"]
+    out: list[tuple[str, int]] = []
+    d_lo, d_hi = -(-lo // day) * day, hi // day * day
+    edges = [(lo, d_lo), (d_hi, hi)] if d_lo < d_hi else [(lo, hi)]
+    out += [("d", t) for t in range(d_lo, d_hi, day)]
+    minutes: list[tuple[str, int]] = []
+    for a, z in edges:
+        h_lo, h_hi = -(-a // hour) * hour, z // hour * hour
+        if h_lo < h_hi:
+            out += [("h", t) for t in range(h_lo, h_hi, hour)]
+            minutes += [("m", t) for t in range(a, h_lo, minute)] + [("m", t) for t in range(h_hi, z, minute)]
+        else:
+            minutes += [("m", t) for t in range(a, z, minute)]
+    return out + minutes
+
+
+def covering_index(client: redis.Redis, keys: Keys, lo: int, hi: int, brands: list[str] | None = None,
+                   channels: tuple[str, ...] = ()) -> WindowIndex:
+    """The windows of :func:`covering_slots` for the chosen pairs: sums and distinct counts over ``[lo, hi)`` read
+    from a few day and hour windows instead of every hour or minute of it."""
+    return _indexed(keys, _pairs(client, keys, brands, channels), covering_slots(lo, hi))
+
+
+def _sketch_groups(keys: Keys, index: WindowIndex, group: Any) -> dict[str, list[tuple[str, str]]]:
+    """Per brand ``(sketch key, group)`` of the indexed windows' response-time sketches (day sketches for day
+    windows, hour sketches for hour and minute windows, each once per group); ``group(window)`` names the group."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for b, items in index.items():
+        seen: dict[tuple[str, str], None] = {}
+        for w in items:
+            gran = "d" if w.key.startswith(f"{keys.prefix}d:") else "h"
+            length = GRANULARITIES[gran]
+            bucket = Keys.bucket_id(gran, w.start_ms - w.start_ms % length)
+            seen[keys.sketch(b, w.channel, bucket, gran), str(group(w))] = None
+        out[b] = list(seen)
+    return out
 
 
 def split_index(index: WindowIndex, start_ms: int) -> tuple[WindowIndex, WindowIndex]:
@@ -461,6 +541,36 @@ def sum_windows(client: redis.Redis, index: WindowIndex, fields: tuple[str, ...]
         for name, v in zip(fields, sums, strict=True):
             out[name] += int(v or 0)
     return out
+
+
+# The same counters as one flat list of numbers: per window ``exists`` (1 or 0) then the fields (0 when missing),
+# so a brand's reply turns into an array in one step.
+_FETCH_GRID = _COUNTERS_LUA + """
+local out, n = {}, #ARGV
+for _, key in ipairs(KEYS) do
+  local row = counters(key)
+  out[#out + 1] = row and 1 or 0
+  for i = 1, n do out[#out + 1] = row and row[i] or 0 end
+end
+return out
+"""
+
+
+def read_grid(client: redis.Redis, index: WindowIndex, n_slots: int, fields: tuple[str, ...]
+              ) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The windows of a :func:`grid_index` of ``n_slots`` windows per pair as an array ``(pair, slot, 1 + fields)``
+    (first column: the window exists), with the pairs ``(brand, channel)`` in its order; one read-only script per
+    brand, pipelined."""
+    pairs: list[tuple[str, str]] = []
+    if not index or n_slots <= 0:
+        return pairs, np.zeros((0, max(n_slots, 0), 1 + len(fields)), dtype=np.int64)
+    script = client.register_script(_FETCH_GRID)
+    pipe = client.pipeline(transaction=False)
+    for b, items in index.items():
+        script(keys=[w.key for w in items], args=list(fields), client=pipe)
+        pairs.extend((b, w.channel) for w in items[::n_slots])
+    arrays = [np.asarray(flat, dtype=np.int64).reshape(-1, n_slots, 1 + len(fields)) for flat in pipe.execute()]
+    return pairs, np.concatenate(arrays)
 
 
 def count_authors(client: redis.Redis, *indexes: WindowIndex) -> list[int]:
@@ -555,9 +665,12 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
 
     ``channels`` narrows every figure to those channels (empty: all); ``until_ms`` ends the range at that
     event time instead of at the newest window. Ranges up to six hours use minute windows, up to a week
-    hour windows, longer ones day windows. First response times are those of replies *posted* in the range
-    (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS` earlier;
-    answer rate is replies ÷ queries of the range's windows.
+    hour windows, longer ones day windows. Up to six hours, first response times are those of replies *posted*
+    in the range (what the team delivered then), for mentions posted at most :data:`RESPONSE_LOOKBACK_MS`
+    earlier, exact; over longer ranges they are those of the range's mentions (as ``pulse metrics`` counts
+    them): count and mean exact from the windows' counters, p90 from the hour and day DDSketches (within 1 %),
+    so a week is read from a few hundred windows instead of every response time. Answer rate is answered
+    queries ÷ queries of the range's windows.
     """
     brands = list_brands(client, keys)
     chosen = [brand] if brand else None
@@ -579,6 +692,8 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     end_ms = last_window
     start_ms = end_ms - (n_windows - 1) * length
     prev_start_ms = start_ms - n_windows * length
+    if gran != "m":
+        return _command_centre_long(client, keys, out, chosen, channels, start_ms, end_ms, prev_start_ms, until_ms)
     index = window_index(client, keys, prev_start_ms, end_ms, gran, chosen, channels)
     if not index:
         return out
@@ -620,6 +735,131 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
         latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts,
         totals=stats,
     )
+
+
+def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, chosen: list[str] | None,
+                         channels: tuple[str, ...], start_ms: int, end_ms: int, prev_start_ms: int,
+                         until_ms: int | None) -> CommandCentre:
+    """:func:`read_command_centre` over hour or day windows: the range window by window (named, not looked up),
+    the range before and the distinct authors from the fewest day and hour windows that tile them, first
+    responses from the windows' counters and their sketches merged on the server (the range, the range before,
+    and each day: the chart's p90 line is the p90 of the window's day)."""
+    gran, minutes = out.gran, out.minutes
+    length = GRANULARITIES[gran]
+    n_windows = (end_ms - start_ms) // length + 1
+    now = grid_index(client, keys, start_ms, end_ms + length, gran, chosen, channels)
+    pair_list, grid = read_grid(client, now, n_windows, _RANGE_FIELDS)
+    # rows summed per pair (pairs with a window in the range), per window, and per channel x window
+    f = {name: i + 1 for i, name in enumerate(_RANGE_FIELDS)}
+    seen = grid[:, :, 0].any(axis=1)
+    per_pair = grid.sum(axis=1)
+    current = [{"brand": b, "channel": c, **dict(zip(_RANGE_FIELDS, map(int, per_pair[i, 1:]), strict=True))}
+               for i, (b, c) in enumerate(pair_list) if seen[i]]
+    per_slot = grid.sum(axis=0)
+    now_cover = covering_index(client, keys, start_ms, end_ms + length, chosen, channels)
+    earlier = covering_index(client, keys, prev_start_ms, start_ms, chosen, channels)
+    before = sum_windows(client, earlier, _BEFORE_FIELDS + ("response_ms_sum",))
+    if not seen.any() and not before["mentions"] and not before["response_count"]:
+        return out
+    pipe = client.pipeline(transaction=False)
+    for b, c in pair_list:
+        pipe.zrange(keys.windows_index(b, c, gran), 0, 0, withscores=True)
+    oldest = [int(r[0][1]) for r in pipe.execute() if r]
+    earliest_ms = min(oldest) if oldest else start_ms
+    authors_now, authors_earlier = count_authors(client, now_cover, earlier)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    # the chart's p90 per day (a day sketch per pair and day: hour sketches of a week would be 168 a pair)
+    days = {b: {w.channel: None for w in items} for b, items in now.items()}
+    day_groups = {b: [(keys.sketch(b, c, Keys.bucket_id("d", t), "d"), str(t)) for c in chans
+                      for t in range(start_ms - start_ms % _DAY_MS, end_ms + length, _DAY_MS)]
+                  for b, chans in days.items()}
+    for part in (day_groups, _sketch_groups(keys, now_cover, lambda w: "now"),
+                 _sketch_groups(keys, earlier, lambda w: "before")):
+        for b, found in part.items():
+            groups.setdefault(b, []).extend(found)
+    sketches = merged_sketches(client, groups)
+    has_before = earliest_ms <= prev_start_ms
+    newest_event = _newest_event_ms(client, keys) if until_ms is None else end_ms + length - 1
+    newest_ms = min(max(newest_event, end_ms), end_ms + length - 1)
+    covered_minutes = max(1.0, (newest_ms - max(start_ms, earliest_ms)) / 60_000)
+    filling = newest_ms < end_ms + length - 1_000 and n_windows > 1
+    kpis = _kpis(current, [], covered_minutes, authors_now, out.totals)
+    kpis.update(_response_kpis([(r["response_count"], r["response_ms_sum"]) for r in current], sketches.get("now")))
+    previous: dict[str, float | None] = dict.fromkeys(kpis)
+    if has_before:
+        previous = _kpis([before], [], minutes, authors_earlier, out.totals)
+        previous.update(_response_kpis([(before["response_count"], before["response_ms_sum"])],
+                                       sketches.get("before")))
+    starts = [datetime.fromtimestamp((start_ms + i * length) / 1000, tz=UTC) for i in range(n_windows)]
+    by_channel = _channel_grid(pair_list, grid, seen, starts)
+    slot_rows = [{"start": starts[i], **dict(zip(_RANGE_FIELDS, map(int, per_slot[i, 1:]), strict=True))}
+                 for i in range(n_windows)]
+    rows = []
+    day_p90: dict[str, float | None] = {}
+    for i in range(n_windows):
+        n, total = int(per_slot[i, f["response_count"]]), int(per_slot[i, f["response_ms_sum"]])
+        if not n:
+            continue
+        start = start_ms + i * length
+        when = starts[i]
+        day = str(start - start % _DAY_MS)
+        if day not in day_p90:
+            day_p90[day] = sketch.quantile(sketches.get(day, {}), 0.9)
+        p90 = day_p90[day]
+        rows.append({"start": when, "statistic": "mean", "minutes": total / n / 60_000, "replies": n})
+        if p90 is not None:
+            rows.append({"start": when, "statistic": "p90", "minutes": p90 / 60_000, "replies": n})
+    response = pd.DataFrame(rows, columns=["start", "statistic", "minutes", "replies"])
+    return CommandCentre(
+        brands=out.brands, brand=out.brand, minutes=minutes, gran=gran,
+        start=starts[0], end=datetime.fromtimestamp((end_ms + length) / 1000, tz=UTC),
+        newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
+        filling_from=starts[-1] if filling else None,
+        kpis=kpis, previous=previous,
+        sparklines=_sparklines(slot_rows, response, starts[:-1] if filling else starts),
+        by_channel=by_channel, sentiment=_sentiment_grid(per_slot, starts) if not by_channel.empty
+        else _sentiment_series(by_channel), response=response,
+        channels=_breakdown(current, None, "channel"), brands_table=_breakdown(current, None, "brand"),
+        latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts, totals=out.totals,
+    )
+
+
+_DAY_MS = GRANULARITIES["d"]
+
+
+def _sentiment_grid(per_slot: np.ndarray, starts: list[datetime]) -> pd.DataFrame:
+    """:func:`_sentiment_series` from the per-window sums of a :func:`read_grid` array."""
+    cols = [_RANGE_FIELDS.index(name) + 1 for name in _SENTIMENTS]
+    return pd.DataFrame({"start": pd.to_datetime(np.repeat(np.array(starts, dtype=object), len(cols)), utc=True),
+                         "sentiment": list(_SENTIMENTS) * len(starts),
+                         "mentions": per_slot[:, cols].reshape(-1)})
+
+
+def _channel_grid(pairs: list[tuple[str, str]], grid: np.ndarray, seen: np.ndarray, starts: list[datetime]
+                  ) -> pd.DataFrame:
+    """:func:`_by_channel` from a :func:`read_grid` array: every window x channel seen, brands added up."""
+    columns = ["start", "channel", "mentions", "queries", "negative", "neutral", "positive", "response_count",
+               "response_ms_sum", "authors"]
+    channels = sorted({c for (_, c), ok in zip(pairs, seen, strict=True) if ok})
+    if not channels:
+        return pd.DataFrame(columns=columns)
+    cols = [_RANGE_FIELDS.index(name) + 1 for name in columns[2:]]
+    per = np.stack([grid[[i for i, (_, ch) in enumerate(pairs) if ch == c]].sum(axis=0)[:, cols] for c in channels],
+                   axis=1)  # (slot, channel, field)
+    frame = pd.DataFrame(per.reshape(-1, len(cols)), columns=columns[2:])
+    frame.insert(0, "channel", channels * len(starts))
+    frame.insert(0, "start", np.repeat(np.array(starts, dtype=object), len(channels)))
+    frame["start"] = pd.to_datetime(frame["start"], utc=True)
+    return frame
+
+
+def _response_kpis(counts: list[tuple[int, int]], merged: dict[str, int] | None) -> dict[str, float | None]:
+    """Mean response and responses from window counters ``(response_count, response_ms_sum)``, p90 from a sketch."""
+    n = sum(c for c, _ in counts)
+    total = sum(t for _, t in counts)
+    p90 = sketch.quantile(merged or {}, 0.9)
+    return {"mean_response_min": total / n / 60_000 if n else None,
+            "p90_response_min": None if p90 is None else p90 / 60_000, "responses": float(n)}
 
 
 def granularity(minutes: float) -> str:
@@ -745,15 +985,19 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
     }
 
 
-def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: str) -> pd.DataFrame:
-    """Per ``by`` (brand or channel): mentions, negative share, answer rate, mean first response."""
+def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]] | None, by: str) -> pd.DataFrame:
+    """Per ``by`` (brand or channel): mentions, negative share, answer rate, mean first response (of
+    ``responses``, or from the rows' counters when None)."""
     per: dict[str, dict[str, float]] = {}
+    counted = responses is None
     for r in rows:
-        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "answered": 0})
-        for name in acc:
+        acc = per.setdefault(r[by], {"mentions": 0, "negative": 0, "queries": 0, "answered": 0,
+                                     "response_count": 0, "response_ms_sum": 0})
+        for name in ("mentions", "negative", "queries", "answered") + (("response_count", "response_ms_sum")
+                                                                         if counted else ()):
             acc[name] += r[name]
     rts: dict[str, list[float]] = {}
-    for r in responses:
+    for r in responses or ():
         rts.setdefault(r[by], []).append(r["response_ms"])
     nan = float("nan")
     out = []
@@ -764,7 +1008,9 @@ def _breakdown(rows: list[dict[str, Any]], responses: list[dict[str, Any]], by: 
             "mentions": int(acc["mentions"]),
             "negative share": acc["negative"] / acc["mentions"] if acc["mentions"] else nan,
             "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
-            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            "mean first response (min)": (acc["response_ms_sum"] / acc["response_count"] / 60_000
+                                          if acc["response_count"] else nan) if counted else
+                                         (sum(values) / len(values) / 60_000 if values else nan),
         })
     columns = [by, "mentions", "negative share", "answer rate", "mean first response (min)"]
     frame = pd.DataFrame(out, columns=columns)
@@ -896,6 +1142,9 @@ class ChannelsView:
         return not self.table.empty
 
 
+#: What the Channels page reads of each window of the range.
+_CHANNEL_FIELDS = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
+                   "response_ms_sum", "answered", "new_authors")
 _CHANNEL_COLUMNS = ["channel", "owned", "mentions", "authors", "queries", "comments", "negative", "neutral",
                     "positive", "negative share", "net sentiment", "replies", "answer rate",
                     "mean first response (min)", "share of voice"]
@@ -910,39 +1159,33 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
     span = resolve_span(client, keys, filters)
     if span is None:
         return ChannelsView(span=None, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
-    index = window_index(client, keys, span.start_ms, span.end_ms - 1, span.gran, filters.brands, filters.channels)
-    rows = read_windows(client, index)
-    if not rows:
+    # every window of the span by name (one read-only script per brand; windows never written read as missing),
+    # and the fewest day, hour and minute windows that tile it for the distinct counts
+    length = GRANULARITIES[span.gran]
+    n_slots = (span.end_ms - span.start_ms) // length
+    grid = grid_index(client, keys, span.start_ms, span.end_ms, span.gran, filters.brands, filters.channels)
+    pair_list, values = read_grid(client, grid, n_slots, _CHANNEL_FIELDS)
+    seen = values[:, :, 0].any(axis=1) if len(pair_list) else np.zeros(0, dtype=bool)
+    if not seen.any():
         return ChannelsView(span=span, table=pd.DataFrame(columns=_CHANNEL_COLUMNS))
+    present = {pair for pair, ok in zip(pair_list, seen, strict=True) if ok}
+    cover = covering_index(client, keys, span.start_ms, span.end_ms, filters.brands, filters.channels)
+    index = {b: [w for w in items if (b, w.channel) in present] for b, items in cover.items()}
+    index = {b: items for b, items in index.items() if items}
     # distinct authors per brand x channel: one PFCOUNT over that pair's windows (one slot per brand), summed
-    channels_seen = sorted({w.channel for items in index.values() for w in items})
+    channels_seen = sorted({c for _, c in present})
     per_channel = count_authors(client, *[{b: [w for w in items if w.channel == c] for b, items in index.items()
                                             if any(w.channel == c for w in items)} for c in channels_seen])
     authors = dict(zip(channels_seen, per_channel, strict=True))
-    summed = ("mentions", "queries", "comments", "negative", "neutral", "positive", "replies", "response_count",
-              "answered", "new_authors")
-    per: dict[str, dict[str, int]] = {}
-    cells: dict[tuple[datetime, str], list[int]] = {}
-    for r in rows:
-        acc = per.setdefault(r["channel"], dict.fromkeys(summed, 0))
-        for name in summed:
-            acc[name] += r[name]
-        cell = cells.setdefault((r["start"], r["channel"]), [0, 0, 0, 0])
-        cell[0] += r["mentions"]
-        cell[1] += r["negative"]
-        cell[2] += r["neutral"]
-        cell[3] += r["positive"]
-    responses = [r for r in response_times_between(client, keys, span.start_ms, span.end_ms - 1, filters.brands)
-                 if filters.channel_ok(r["channel"])]
-    rt: dict[str, list[float]] = {}
-    for r in responses:
-        rt.setdefault(r["channel"], []).append(r["response_ms"])
+    # per channel, brands added up: totals, and every window of the span (quiet windows read 0, not bridged)
+    by_channel = {c: values[[i for i, (b, ch) in enumerate(pair_list) if ch == c and (b, ch) in present]].sum(axis=0)
+                  for c in channels_seen}  # (slot, 1 + fields)
+    per = {c: dict(zip(_CHANNEL_FIELDS, map(int, v[:, 1:].sum(axis=0)), strict=True)) for c, v in by_channel.items()}
     total = sum(acc["mentions"] for acc in per.values())
     nan = float("nan")
     out = []
     for channel, acc in per.items():
         mentions = acc["mentions"]
-        values = rt.get(channel, [])
         out.append({
             "channel": channel, "owned": channel in owned, "mentions": mentions, "authors": authors.get(channel, 0),
             "queries": acc["queries"], "comments": acc["comments"], "negative": acc["negative"],
@@ -951,25 +1194,26 @@ def read_channels(client: redis.Redis, keys: Keys, filters: Filters, owned: tupl
             "net sentiment": (acc["positive"] - acc["negative"]) / mentions if mentions else nan,
             "replies": acc["replies"],
             "answer rate": acc["answered"] / acc["queries"] if acc["queries"] else nan,
-            "mean first response (min)": sum(values) / len(values) / 60_000 if values else nan,
+            # the exact mean of the first responses to the range's mentions: the windows' own counters
+            "mean first response (min)": (acc["response_ms_sum"] / acc["response_count"] / 60_000
+                                          if acc["response_count"] else nan),
             "share of voice": mentions / total if total else nan,
         })
     table = pd.DataFrame(out, columns=_CHANNEL_COLUMNS).sort_values("mentions", ascending=False).reset_index(drop=True)
-    # every window of the span for every channel, so quiet windows read 0 instead of being bridged
-    length = GRANULARITIES[span.gran]
-    zero = [0, 0, 0, 0]
-    series = pd.DataFrame(
-        [[start, channel, *cells.get((start, channel), zero)]
-         for start in (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in range(span.start_ms, span.end_ms, length))
-         for channel in sorted(per)],
-        columns=["start", "channel", "mentions", "negative", "neutral", "positive"])
+    cols = [_CHANNEL_FIELDS.index(name) + 1 for name in ("mentions", "negative", "neutral", "positive")]
+    cube = np.stack([by_channel[c][:, cols] for c in channels_seen], axis=1)  # (slot, channel, 4)
+    series = pd.DataFrame(cube.reshape(-1, len(cols)), columns=["mentions", "negative", "neutral", "positive"])
+    series.insert(0, "channel", channels_seen * n_slots)
+    series.insert(0, "start", pd.to_datetime(np.repeat(np.arange(span.start_ms, span.end_ms, length), len(channels_seen)),
+                                             unit="ms", utc=True))
     notable = _notable(client, keys, filters, span, notable_n)
     if not with_insights:
         return ChannelsView(span=span, table=table, series=series, notable=notable)
     windows: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for b, items in index.items():
         for w in items:
-            windows.setdefault((b, w.channel), []).append((span.gran, Keys.bucket_id(span.gran, w.start_ms)))
+            gran = w.key[len(keys.prefix)]  # the covering window's granularity: d, h or m
+            windows.setdefault((b, w.channel), []).append((gran, Keys.bucket_id(gran, w.start_ms)))
     found = read_channel_insights(
         client, keys, windows, {c: (acc["new_authors"], authors.get(c, 0)) for c, acc in per.items()}, owned,
         span.start_ms, span.end_ms, sorted(index), filters.channels, parse_business_hours(business_hours),

@@ -29,6 +29,8 @@ from stream.report import Report, build_report, write_report
 __all__ = ["column_config", "load_report", "render", "report_files"]
 
 _PER = {"h": "hour", "d": "day"}
+#: Reports over at most this much event time read exact quantiles; longer ones the hour and day sketches.
+EXACT_QUANTILES_MS = 86_400_000
 
 
 @st.cache_data(ttl=5.0, show_spinner=False, max_entries=32)
@@ -40,9 +42,11 @@ def load_report(url: str | None, prefix: str, filters: Filters, gran: str) -> Re
     length = GRANULARITIES[gran]
     lo = span.start_ms - span.start_ms % length
     hi = span.end_ms if span.end_ms % length == 0 else span.end_ms - span.end_ms % length + length
+    # beyond a day, quantiles from the windows' sketches (within 1 %, the "quantiles" column says so): a week
+    # holds tens of thousands of exact response times
     report = build_report(redis_client(url), Keys(prefix), datetime.fromtimestamp(lo / 1000, tz=UTC),
                           datetime.fromtimestamp(hi / 1000, tz=UTC), gran,  # type: ignore[arg-type]
-                          filters.brands)
+                          filters.brands, exact_quantiles=hi - lo <= EXACT_QUANTILES_MS)
     if filters.channels:
         keep = pl.col("channel").is_in(list(filters.channels))
         report = dataclasses.replace(report, periods=report.periods.filter(keep), channels=report.channels.filter(keep))

@@ -198,6 +198,29 @@ def case_times_empty() -> dict[str, Any]:
     return {**_times([]), "channels": {}, "agents": {}}
 
 
+# KEYS[1]: every case by opening time; ARGV: the range and the case hashes' key prefix. Adds up, on the server,
+# each brand x channel x agent's next responses (sum, count) and lists its resolution times: one small reply
+# instead of every case's fields (a day of the demo opens ~28,000 cases). Reads the case hashes it finds
+# (not declared keys: a single Redis server, as the CRM's own scripts).
+_CASE_TIMES = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
+local groups, order = {}, {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[3] .. id, 'brand', 'channel', 'agent', 'resolution_ms', 'next_response_ms_sum',
+                       'next_response_count')
+  if f[1] and f[1] ~= '' then
+    local key = f[1] .. '\t' .. (f[2] or '') .. '\t' .. (f[3] or '')
+    local g = groups[key]
+    if g == nil then g = {key, 0, 0}; groups[key] = g; order[#order + 1] = g end
+    local n = tonumber(f[6] or '0') or 0
+    if n ~= 0 then g[2] = g[2] + (tonumber(f[5] or '0') or 0); g[3] = g[3] + n end
+    if f[4] and f[4] ~= '' then g[#g + 1] = tonumber(f[4]) end
+  end
+end
+return order
+"""
+
+
 def case_times(client: redis.Redis, prefix: str, since_ms: int | None, until_ms: int | None
                ) -> dict[str, dict[str, Any]]:
     """Resolution and next response times of the CRM's cases opened in the range, per brand, channel and agent.
@@ -209,23 +232,19 @@ def case_times(client: redis.Redis, prefix: str, since_ms: int | None, until_ms:
     ck = CrmKeys(prefix)
     lo = since_ms if since_ms is not None else "-inf"
     hi = f"({until_ms}" if until_ms is not None else "+inf"
-    ids: list[bytes] = client.zrangebyscore(ck.cases_all, lo, hi)  # type: ignore[assignment]
-    pipe = client.pipeline(transaction=False)
-    for cid in ids:
-        pipe.hmget(ck.case(_decode(cid)), "brand", "channel", "agent", "resolution_ms", "next_response_ms_sum",
-                   "next_response_count")
+    found: list[list[Any]] = client.register_script(_CASE_TIMES)(  # type: ignore[assignment]
+        keys=[ck.cases_all], args=[lo, hi, ck.case("")])
     res: dict[str, dict[str, Any]] = {}
-    for row in pipe.execute() if ids else []:
-        brand, channel, agent, resolution, nsum, ncount = (_decode(x) if x is not None else "" for x in row)
-        if not brand:
-            continue
+    for entry in found:
+        brand, channel, agent = _decode(entry[0]).split("\t")
+        nsum, ncount, resolutions = int(entry[1]), int(entry[2]), [int(x) for x in entry[3:]]
         b = res.setdefault(brand, {"r": defaultdict(list), "n": defaultdict(lambda: [0, 0])})
         for group in ("", f"c:{channel}", f"a:{agent or '-'}"):
-            if resolution:
-                b["r"][group].append(int(resolution))
-            if ncount and int(ncount):
-                b["n"][group][0] += int(nsum or 0)
-                b["n"][group][1] += int(ncount)
+            if resolutions:
+                b["r"][group].extend(resolutions)
+            if ncount:
+                b["n"][group][0] += nsum
+                b["n"][group][1] += ncount
     out: dict[str, dict[str, Any]] = {}
     for brand, b in res.items():
         def nxt(group: str, b: dict[str, Any] = b) -> dict[str, Any]:

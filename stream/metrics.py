@@ -35,7 +35,8 @@ from stream import insights, sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "quantile", "recent_dead_letters",
+__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "merged_sketches", "quantile",
+           "recent_dead_letters",
            "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
            "unanswered_between", "windows_between"]
 
@@ -138,6 +139,56 @@ def _sketch_keys(keys: Keys, brand: str, channel: str, windows: Iterable[tuple[s
         else:
             found[keys.sketch(brand, channel, bucket[:10], "h")] = None
     return list(found)
+
+
+# KEYS: sketch hashes of one brand (one hash slot); ARGV[i]: the group of KEYS[i]. Merges each group's
+# sketches on the server; returns per group {group, n, bucket_1, count_1, ...} (bucket "z" for zero).
+_MERGE_SKETCHES = """
+local groups, order = {}, {}
+for i, key in ipairs(KEYS) do
+  local g = ARGV[i]
+  local acc = groups[g]
+  if acc == nil then acc = {}; groups[g] = acc; order[#order + 1] = g end
+  local h = redis.call('HGETALL', key)
+  for j = 1, #h, 2 do acc[h[j]] = (acc[h[j]] or 0) + tonumber(h[j + 1]) end
+end
+local out = {}
+for _, g in ipairs(order) do
+  local acc = groups[g]
+  local flat = {}
+  for b, n in pairs(acc) do if n ~= 0 then flat[#flat + 1] = b; flat[#flat + 1] = n end end
+  out[#out + 1] = g
+  out[#out + 1] = #flat / 2
+  for _, x in ipairs(flat) do out[#out + 1] = x end
+end
+return out
+"""
+
+
+def merged_sketches(client: redis.Redis, per_brand: Mapping[str, list[tuple[str, str]]]) -> dict[str, dict[str, int]]:
+    """Response-time sketches merged per group: ``per_brand`` maps a brand to its ``(sketch key, group)`` pairs.
+
+    One read-only script per brand (its keys share a hash slot), pipelined; the groups of every brand are
+    added up in Python. Returns ``group -> {bucket: count}`` (:mod:`stream.sketch`), for groups with data.
+    """
+    chosen = {b: pairs for b, pairs in per_brand.items() if pairs}
+    if not chosen:
+        return {}
+    script = client.register_script(_MERGE_SKETCHES)
+    pipe = client.pipeline(transaction=False)
+    for pairs in chosen.values():
+        script(keys=[k for k, _ in pairs], args=[g for _, g in pairs], client=pipe)
+    out: dict[str, dict[str, int]] = {}
+    for flat in pipe.execute():
+        i = 0
+        while i < len(flat):
+            group, n = _decode(flat[i]), int(flat[i + 1])
+            acc = out.setdefault(group, {})
+            for j in range(i + 2, i + 2 + 2 * n, 2):
+                b = _decode(flat[j])
+                acc[b] = acc.get(b, 0) + int(flat[j + 1])
+            i += 2 + 2 * n
+    return out
 
 
 def _response_block(exact: list[float] | None, sketches: list[Mapping[bytes, bytes]], count: int,
@@ -399,24 +450,35 @@ def response_times_between(client: redis.Redis, keys: Keys, since_ms: int | None
     bc = _brand_channels(client, keys)
     pairs = [(b, c) for b, chans in bc.items() if brands is None or b in brands for c in chans]
     cutoffs = _cutoffs(client, keys)
+    script = client.register_script(_RESPONSE_TIMES)
     pipe = client.pipeline(transaction=False)
     for b, c in pairs:
-        pipe.zrangebyscore(keys.response_times_at(b, c), *_exact_range(cutoffs, b, c, since_ms, until_ms),
-                           withscores=True)
-    found = pipe.execute()
-    for (b, c), members in zip(pairs, found, strict=True):
-        if members:
-            pipe.zmscore(keys.response_times(b, c), [m for m, _ in members])
-    scores = iter(pipe.execute())
+        script(keys=[keys.response_times_at(b, c), keys.response_times(b, c)],
+               args=list(_exact_range(cutoffs, b, c, since_ms, until_ms)), client=pipe)
     rows: list[dict[str, Any]] = []
-    for (b, c), members in zip(pairs, found, strict=True):
-        if not members:
-            continue
-        for (member, mention_ms), response_ms in zip(members, next(scores), strict=True):
-            if response_ms is not None:
-                rows.append({"brand": b, "channel": c, "mention_id": _decode(member),
-                             "mention_ms": int(mention_ms), "response_ms": float(response_ms)})
+    for (b, c), flat in zip(pairs, pipe.execute() if pairs else [], strict=True):
+        for i in range(0, len(flat), 3):
+            rows.append({"brand": b, "channel": c, "mention_id": _decode(flat[i]), "mention_ms": int(flat[i + 1]),
+                         "response_ms": float(flat[i + 2])})
     return rows
+
+
+# KEYS[1] mention times (rtt), KEYS[2] response times (rt) of one series; ARGV: the mention-time range. One reply
+# per series, {mention id, mention ms, response ms, ...} (whole milliseconds: integers), instead of two sorted-set
+# reads and their scores converted one by one.
+_RESPONSE_TIMES = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local out = {}
+for i = 1, #found, 2 do
+  local r = redis.call('ZSCORE', KEYS[2], found[i])
+  if r then
+    out[#out + 1] = found[i]
+    out[#out + 1] = tonumber(found[i + 1])
+    out[#out + 1] = tonumber(r)
+  end
+end
+return out
+"""
 
 
 def unanswered_between(client: redis.Redis, keys: Keys, since_ms: int | None = None, until_ms: int | None = None,

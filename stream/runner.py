@@ -15,6 +15,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from connectors.records import RawRecord
+from stream import health
 from stream.flow import build_flow
 from stream.keys import Keys
 from stream.learning import flush_all
@@ -76,13 +77,19 @@ def check_crm(settings: Settings) -> None:
 
 def run_flow(source: Source[RawRecord], settings: Settings, redis_url: str, *, workers: int = 1,
              recovery_dir: str | Path | None = None, process_id: int | None = None,
-             addresses: list[str] | None = None, live: Sequence[Source[RawRecord]] = ()) -> str:
+             addresses: list[str] | None = None, live: Sequence[Source[RawRecord]] = (),
+             metrics_port: int | None = None) -> str:
     """Build the flow over ``source`` and run it to completion (bounded sources) or until interrupted;
     returns the run id (stream/runs.py).
 
     ``live`` adds the live inputs (labels, replies sent through the CRM; endless: only for unbounded runs).
+    ``metrics_port`` exposes the engine's health for Prometheus while the flow runs (:mod:`stream.health`;
+    in a cluster, process ``i`` listens on ``metrics_port + i``).
     """
     check_crm(settings)
+    if metrics_port is not None:
+        health.serve(metrics_port + (process_id or 0), settings.data_dir)
+        health.enable(redis_url, Keys(settings.prefix))
     if isinstance(source, FixedPartitionedSource):
         source = StoppableSource(source)
     live = [StoppableSource(x) if isinstance(x, FixedPartitionedSource) else x for x in live]

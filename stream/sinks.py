@@ -11,6 +11,7 @@ was seen are capped like the streams they guard.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from stream import health
 from stream.keys import GRANULARITIES, Keys
 from stream.redisconn import with_retry
 from stream.replies import ReplyMatcher
@@ -271,8 +273,10 @@ class _RedisSinkPartition(StatelessSinkPartition[Any]):
         self.writer = writer
 
     def write_batch(self, items: list[Any]) -> None:
+        started = time.perf_counter()
         # every write of a batch is idempotent, so a batch that partly applied before Redis went away is re-sent whole
         with_retry(lambda: self.writer.write(items), "write_redis")
+        health.observe_sink_batch(items, time.perf_counter() - started)  # a no-op unless --metrics-port
 
     def close(self) -> None:
         self.writer.client.close()

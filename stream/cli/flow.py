@@ -41,6 +41,7 @@ def replay(
     speed: Annotated[float, typer.Option("--speed", help="0 = as fast as possible; X = replay in event time X times faster than real time.")] = 0.0,
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory: a killed replay started again with the same directory resumes where it was.", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Expose the engine's health for Prometheus on http://0.0.0.0:PORT/metrics while the flow runs: records in and out per step, dead letters, event-time lag, Redis write latency, open incidents (README, 'Monitoring the engine'). In a cluster, process i listens on PORT + i.", min=1, max=65535, show_default=False)] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not show the progress bar.")] = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
@@ -64,10 +65,12 @@ def replay(
                             on_progress=None if no_progress else update)
         started = time.monotonic()
         if no_progress:
-            run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+            run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir,
+                              metrics_port=metrics_port)
         else:
             with progress:
-                run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir)
+                run_id = run_flow(source, settings, url, workers=workers, recovery_dir=recovery_dir,
+                                  metrics_port=metrics_port)
         counts = _source_counts(client, settings, f"file:{path.resolve()}", run_id)
         log.info("replay of %s finished in %.1fs", path, time.monotonic() - started)
         err.print(f"replayed {path} (run {run_id}): offered {counts['offered']}, accepted {counts['accepted']}, "
@@ -95,6 +98,7 @@ def run(
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory (resume after a crash).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
     process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's index in a cluster of processes (with --addresses; start one process per address, same options otherwise).", min=0, show_default=False)] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Expose the engine's health for Prometheus on http://0.0.0.0:PORT/metrics while the flow runs: records in and out per step, dead letters, event-time lag, Redis write latency, open incidents (README, 'Monitoring the engine'). In a cluster, process i listens on PORT + i.", min=1, max=65535, show_default=False)] = None,
     addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process of the cluster, separated by ';' (index = --process-id). Threads share the GIL: scale out with processes.", show_default=False)] = None,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
@@ -116,7 +120,8 @@ def run(
         install_stop_handlers()
         log.info("running the flow on %s%s", source, " with the live inputs (labels, replies)" if live else "")
         run_flow(src, settings, url, workers=workers, recovery_dir=recovery_dir,
-                 live=live_inputs(url, settings) if live else (), process_id=process_id, addresses=cluster)
+                 live=live_inputs(url, settings) if live else (), process_id=process_id, addresses=cluster,
+                 metrics_port=metrics_port)
 
     guard(go)
 

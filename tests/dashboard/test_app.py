@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from dashboard_seed import NASTY_TEXT, clean_prefix, expected_figures, seed_redis
+from dashboard_seed import NASTY_TEXT, T0_MS, clean_prefix, expected_figures, seed_redis
 from streamlit.testing.v1 import AppTest
 
 from dashboard.command_centre import format_minutes
@@ -227,3 +227,44 @@ def test_alerts_panel_shows_current_state_of_each_alert(monkeypatch: pytest.Monk
     finally:
         clean_prefix(client, alert_prefix)
         client.close()
+
+
+def test_seven_day_range_equals_the_rows(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                         seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    """Over a week the page reads hour windows, the fewest day and hour windows for the range before and the
+    distinct authors, and the hour and day DDSketches for p90: counts and means stay exact, p90 within 1 %."""
+    import statistics
+
+    prefix, rows = seeded
+    at = _app(monkeypatch, redis_url, prefix)
+    at.session_state["f_period"] = 10080
+    at.run()
+    assert not at.exception
+    by_id = {r["id"]: r for r in rows}
+    customers = [r for r in rows if not r.get("from_brand")]
+    waits = sorted(r["ts"] - by_id[r["in_reply_to"]]["ts"] for r in rows if r.get("from_brand"))
+    shown = _metrics(at)
+    assert shown["Mean response"][0] == format_minutes(statistics.fmean(waits) / 60_000)
+    assert shown["Mentions / min"][0] == f"{len(customers) / ((max(r['ts'] for r in rows) - T0_MS) / 60_000):.1f}"
+    view = read_command_centre(connect(redis_url), Keys(prefix), None, 10080)
+    assert view.gran == "h" and view.kpis["mentions"] == len(customers)
+    assert view.kpis["responses"] == len(waits)
+    exact_p90 = statistics.quantiles(waits, n=10, method="inclusive")[8] / 60_000
+    assert view.kpis["p90_response_min"] == pytest.approx(exact_p90, rel=0.01)
+    # the hourly series adds up to the rows, per channel
+    per_channel = view.by_channel.groupby("channel")["mentions"].sum().to_dict()
+    assert per_channel == {c: sum(1 for r in customers if r["channel"] == c) for c in per_channel}
+    assert view.by_channel["start"].nunique() == 168
+    # the mean line is each hour's exact mean (by the mention's hour), the p90 line its day's
+    means = view.response[view.response.statistic == "mean"]
+    hours: dict[int, list[int]] = {}
+    for r in rows:
+        if r.get("from_brand"):
+            mention = by_id[r["in_reply_to"]]
+            hours.setdefault(mention["ts"] - mention["ts"] % 3_600_000, []).append(r["ts"] - mention["ts"])
+    assert {int(s.timestamp() * 1000): m for s, m in zip(means["start"], means["minutes"], strict=True)} == \
+        pytest.approx({h: statistics.fmean(v) / 60_000 for h, v in hours.items()})
+    p90s = list(view.response[view.response.statistic == "p90"]["minutes"])
+    assert p90s and all(v == pytest.approx(exact_p90, rel=0.01) for v in p90s)  # one day of data
+    # less than a week of data before the range: no made-up comparison
+    assert view.previous["mentions"] is None

@@ -213,3 +213,33 @@ def test_channel_filter_narrows_the_insights(monkeypatch: pytest.MonkeyPatch, re
     assert any("No customer a brand replied to in this period" in c for c in captions)
     assert any("No case opened in this period is resolved" in c for c in captions)
     assert any("Business hours are set for acme only" in c for c in captions)
+
+
+def test_seven_day_range_equals_the_rows_and_pulse_metrics(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                           demo_like: tuple[str, list[dict[str, Any]]]) -> None:
+    """A week is read from hour windows (the series) and the fewest day and hour windows (distinct counts): the
+    mentions are the rows', the mean first response per channel the windows' exact counters, and the audience
+    and service insights those of ``pulse metrics`` over the same range."""
+    prefix, rows = demo_like
+    at = run_page(monkeypatch, redis_url, prefix, "channels_page", state={"f_brand": "acme", "f_period": 10080})
+    assert not at.exception
+    acme = _doc(redis_url, prefix, Filters(brand="acme", minutes=10080))["brands"]["acme"]
+    per = table(at, "share of voice").set_index("channel")
+    mentions: dict[str, int] = {}
+    for r in rows:
+        if r["brand"] == "acme" and not r.get("from_brand"):
+            mentions[r["channel"]] = mentions.get(r["channel"], 0) + 1
+    assert {c: int(per.loc[c, "mentions"]) for c in per.index} == mentions
+    for channel, block in acme["channels"].items():
+        mean = block["first_response"]["mean_ms"]
+        assert _close(per.loc[channel, "mean first response (min)"], None if mean is None else mean / 60_000), channel
+        assert per.loc[channel, "authors"] == block["authors"], channel
+    audience = table(at, "attraction rate", "channel").set_index("channel")
+    for channel, block in acme["channels"].items():
+        assert (audience.loc[channel, "new authors"], audience.loc[channel, "active customers"]) == (
+            block["new_authors"], block["active_customers"]), channel
+    service = table(at, "resolved cases", "channel").set_index("channel")
+    for channel in acme["channels"]:
+        res = acme["resolution"]["channels"].get(channel, {})
+        assert service.loc[channel, "resolved cases"] == res.get("count", 0), channel
+        assert _close(service.loc[channel, "mean resolution (h)"], _hours(res.get("mean_ms"))), channel

@@ -63,6 +63,17 @@ def test_report_matches_the_metrics_snapshot(replayed, tmp_path: Path, redis_url
         assert row["answer_rate"] == pytest.approx(b["answer_rate"]) if b["answer_rate"] is not None else True
         assert row["after_reply_customers"] == b["after_reply"]["customers"]
         assert row["resolution_count"] == b["resolution"]["count"]
+    # the dashboard over long ranges: the same report with quantiles from the sketches, within 1 %
+    sketched = build_report(r, Keys(key_prefix), gran="d", exact_quantiles=False)
+    exact = {row["brand"]: row for row in rep.brands.iter_rows(named=True)}
+    assert sketched.brands.height == rep.brands.height
+    for row in sketched.brands.iter_rows(named=True):
+        want = exact[row["brand"]]
+        assert row["first_response_count"] == want["first_response_count"]
+        assert row["first_response_mean_min"] == want["first_response_mean_min"]
+        if want["first_response_p90_min"] is not None:
+            assert row["quantiles"] == "sketch"
+            assert row["first_response_p90_min"] == pytest.approx(want["first_response_p90_min"], rel=0.01)
 
 
 def test_report_range_and_brand_filter(replayed, redis_url: str, key_prefix: str) -> None:
