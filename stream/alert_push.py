@@ -113,14 +113,23 @@ class AlertPushServer:
     def start(self) -> AlertPushServer:
         """Serve in a background thread; returns once the port is open."""
 
+        failed: list[OSError] = []
+
         def run() -> None:
             self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.serve())
+            try:
+                self._loop.run_until_complete(self.serve())
+            except OSError as exc:  # e.g. the port is taken: said by start(), not lost in this thread
+                failed.append(exc)
+                self._ready.set()
 
         self._thread = threading.Thread(target=run, name="alert-push", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError(f"alert push server did not start on {self.host}:{self.port}")
+        if failed:
+            raise ValueError(f"alert push: cannot listen on {self.host}:{self.port} ({failed[0].strerror or failed[0]}); "
+                             "is another pulse demo running? Set another port with PULSE_ALERTS_PORT")
         return self
 
     def stop(self) -> None:

@@ -215,16 +215,17 @@ def demo(
         err.print("Ctrl-C stops the demo")
     from stream.alert_push import AlertPushServer
 
-    # a bounded run (--limit) is for trying things out: no live alert push to listen to
-    push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start() if limit is None else None
-    err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}" + (f"  alert push: {push.url}" if push else ""))
-
-    install_stop_handlers()
+    push: AlertPushServer | None = None
 
     def go() -> None:
+        nonlocal push
+        # a bounded run (--limit) is for trying things out: no live alert push to listen to
+        push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start() if limit is None else None
+        err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}" + (f"  alert push: {push.url}" if push else ""))
+        install_stop_handlers()
         run_flow(source, settings, url, live=live_inputs(url, settings) if limit is None else ())
 
-    try:
+    try:  # the dashboard child stops with the demo, whatever stops it (a taken port included)
         guard(go)
     finally:
         if push is not None:

@@ -94,3 +94,24 @@ def test_help_and_bad_token(redis_url: str, key_prefix: str) -> None:
     proc = pulse("dashboard", "--port", str(free_ports()[0]), redis_url=redis_url, prefix=key_prefix, check=False,
                  extra_env={"PULSE_DASHBOARD_TOKEN": "short"}, timeout=60)
     assert proc.returncode == 2 and "PULSE_DASHBOARD_TOKEN: use at least 12 characters" in proc.stderr
+
+
+def test_demo_with_the_alert_port_taken_says_so_and_leaves_no_dashboard_behind(redis_url: str, key_prefix: str) -> None:
+    dash_port, alerts_port = free_ports(2)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", alerts_port))
+    taken.listen()
+    try:
+        env = dict(os.environ, REDIS_URL=redis_url, PULSE_ALERTS_PORT=str(alerts_port))
+        env.pop("PULSE_PREFIX", None)
+        proc = subprocess.run([sys.executable, "-m", "stream.cli", "demo", "--port", str(dash_port), "--prefix",
+                               key_prefix, "--rate", "50"], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    finally:
+        taken.close()
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("pulse: error:")]
+    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{alerts_port}" in errors[0], proc.stderr
+    assert "PULSE_ALERTS_PORT" in errors[0] and "Traceback" not in proc.stderr
+    time.sleep(1)
+    assert not _healthy("127.0.0.1", dash_port), "the demo's dashboard outlived the demo"
