@@ -48,6 +48,7 @@ from connectors.simulator import World  # noqa: E402
 from stream.demo_setup import DEMO_CRM_CONFIG, seed_demo_crm  # noqa: E402
 from stream.keys import Keys  # noqa: E402
 from stream.metrics import totals  # noqa: E402
+from stream.redisconn import delete_prefix  # noqa: E402
 
 PULSE = [sys.executable, "-m", "stream.cli"]
 #: The simulated world of every run here (a fixed start: the run id and every event time follow from it).
@@ -195,14 +196,7 @@ def differing_keys(a: dict[bytes, Any], b: dict[bytes, Any]) -> list[bytes]:
 
 
 def drop_prefix(client: redis.Redis, prefix: str) -> None:
-    batch = []
-    for key in client.scan_iter(match=prefix + "*", count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.delete(*batch)
-            batch.clear()
-    if batch:
-        client.delete(*batch)
+    delete_prefix(client, prefix)
 
 
 def _free_port() -> int:

@@ -43,7 +43,7 @@ from connectors.records import RawRecord  # noqa: E402
 from stream.flow import build_flow  # noqa: E402
 from stream.keys import Keys  # noqa: E402
 from stream.metrics import totals  # noqa: E402
-from stream.redisconn import connect, ensure_redis_url  # noqa: E402
+from stream.redisconn import connect, delete_prefix, ensure_redis_url  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.sinks import RedisSink  # noqa: E402
 
@@ -179,14 +179,7 @@ def main() -> None:
 
 
 def _drop(client: redis.Redis, prefix: str) -> None:
-    batch = []
-    for key in client.scan_iter(match=prefix + "*", count=5000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.delete(*batch)
-            batch.clear()
-    if batch:
-        client.delete(*batch)
+    delete_prefix(client, prefix)
 
 
 if __name__ == "__main__":

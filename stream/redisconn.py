@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import redis
 
-__all__ = ["EMBEDDED_CONFIG", "RETRY", "TRANSIENT_ERRORS", "RedisUnavailable", "RetryPolicy", "connect",
+__all__ = ["EMBEDDED_CONFIG", "RETRY", "TRANSIENT_ERRORS", "RedisUnavailable", "RetryPolicy", "connect", "delete_prefix",
            "embedded_url", "ensure_redis_url", "mask_secrets", "note_redis_back", "note_redis_down", "with_retry"]
 
 T = TypeVar("T")
@@ -235,3 +235,22 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
 if __name__ == "__main__":  # pragma: no cover - `python -m stream.redisconn` prints a usable URL
     print(ensure_redis_url(None))
     sys.stdout.flush()
+
+
+def delete_prefix(client: redis.Redis, prefix: str, batch: int = 1000) -> int:
+    """Delete every key that starts with ``prefix`` (SCAN, then DEL in batches); how many went.
+
+    Only for a prefix of one's own (a test's, a benchmark's): it never touches other keys.
+    """
+    if not prefix:
+        raise ValueError("delete_prefix: an empty prefix would delete every key")
+    found: list[bytes] = []
+    deleted = 0
+    for key in client.scan_iter(match=prefix + "*", count=2000):
+        found.append(key)
+        if len(found) >= batch:
+            deleted += int(client.delete(*found))  # type: ignore[arg-type]
+            found.clear()
+    if found:
+        deleted += int(client.delete(*found))  # type: ignore[arg-type]
+    return deleted

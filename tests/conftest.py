@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.redisconn import connect, ensure_redis_url
+from stream.redisconn import connect, delete_prefix, ensure_redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -33,14 +33,7 @@ def r(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
     """A client on the real server; every key under this test's prefix is deleted afterwards."""
     client = connect(redis_url)
     yield client
-    batch = []
-    for key in client.scan_iter(match=key_prefix + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            client.delete(*batch)
-            batch.clear()
-    if batch:
-        client.delete(*batch)
+    delete_prefix(client, key_prefix)
     client.close()
 
 

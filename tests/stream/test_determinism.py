@@ -29,6 +29,7 @@ from pulse_testkit import PULSE, pulse
 from connectors.simulator import World
 from stream.keys import Keys
 from stream.metrics import totals
+from stream.redisconn import delete_prefix
 
 ENV = {"PULSE_CRM": "false", "PULSE_EPOCH_SECONDS": "0.2"}
 
@@ -45,8 +46,7 @@ def _replay(path: Path, fmt: str, redis_url: str, prefix: str, *extra: str) -> N
 
 
 def _drop(r: redis.Redis, prefix: str) -> None:
-    for key in r.scan_iter(match=prefix + "*", count=2000):
-        r.delete(key)
+    delete_prefix(r, prefix)
 
 
 @pytest.fixture(scope="module")
