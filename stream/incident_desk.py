@@ -461,15 +461,20 @@ def _check_text(channel: str, text: str) -> str:
     return text
 
 
-def save_notice(client: redis.Redis, keys: Keys, incident_id: str, channel: str, text: str, user: str) -> Notice:
-    """Keep an edited draft (a sent notice cannot change; an approved one goes back to draft if edited)."""
+def _editable_notice(client: redis.Redis, keys: Keys, incident_id: str, channel: str, text: str,
+                     user: str) -> tuple[str, Notice, str, str]:
+    """(user, the notice as it is, the checked new text, now) for an edit; refuses a notice already sent."""
     user = check_user(user)
     inc = _require(client, keys, incident_id)
     old = inc.notices.get(channel, Notice(channel=channel))
     if old.status == "sent":
         raise IncidentDeskError(f"the notice on {channel} was already sent")
-    text = _check_text(channel, text)
-    now = _now_iso()
+    return user, old, _check_text(channel, text), _now_iso()
+
+
+def save_notice(client: redis.Redis, keys: Keys, incident_id: str, channel: str, text: str, user: str) -> Notice:
+    """Keep an edited draft (a sent notice cannot change; an approved one goes back to draft if edited)."""
+    user, old, text, now = _editable_notice(client, keys, incident_id, channel, text, user)
     approved = old.status == "approved" and old.text == text
     notice = replace(old, text=text, edited_by=user, edited_at=now, status="approved" if approved else "draft",
                      approved_by=old.approved_by if approved else "", approved_at=old.approved_at if approved else "")
@@ -481,13 +486,7 @@ def save_notice(client: redis.Redis, keys: Keys, incident_id: str, channel: str,
 
 def approve_notice(client: redis.Redis, keys: Keys, incident_id: str, channel: str, text: str, user: str) -> Notice:
     """Approve ``text`` as the notice for ``channel`` (what :func:`send_notice` will send)."""
-    user = check_user(user)
-    inc = _require(client, keys, incident_id)
-    old = inc.notices.get(channel, Notice(channel=channel))
-    if old.status == "sent":
-        raise IncidentDeskError(f"the notice on {channel} was already sent")
-    text = _check_text(channel, text)
-    now = _now_iso()
+    user, old, text, now = _editable_notice(client, keys, incident_id, channel, text, user)
     edited = old.text != text
     notice = replace(old, text=text, status="approved", approved_by=user, approved_at=now,
                      edited_by=user if edited else old.edited_by or user, edited_at=now if edited else old.edited_at or now)
