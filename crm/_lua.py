@@ -31,6 +31,16 @@ _LIB = r"""
 local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
+-- the stored outcome of processing mention id, unless it is past its event-time retention (ret ms behind the
+-- CRM's watermark): then as if never processed, whether RETIRE_CASES deleted it yet or not
+local function processed(id, ret)
+  local rec = redis.call('GET', K('crm', 'done', id))
+  if not rec or not ret or ret <= 0 then return rec end
+  local t = tonumber(redis.call('ZSCORE', K('crm', 'donet'), id) or '')
+  local w = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+  if t ~= nil and t + ret < w then return false end
+  return rec
+end
 
 -- links from a mention or reply to its case, and the marks that make outbox writes happen once, live this
 -- long (seconds, wall clock; crm.keys.KEEP_LINKS_SECONDS): a thread quiet for half a year starts a new case
@@ -420,10 +430,11 @@ local function merge_prospect(pid, cid, now, keep)
 end
 """
 
-#: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n.
+#: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n,
+#: processed-mark retention (ms).
 CONTEXT = _LIB + r"""
 local mid, channel, handle, given, irt = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local prev = redis.call('GET', K('crm', 'done', mid))
+local prev = processed(mid, tonumber(ARGV[9] or '0'))
 if prev then return {'duplicate', prev} end
 local cust = ''
 if given ~= '' and redis.call('EXISTS', K('customer', given)) == 1 then
@@ -459,7 +470,7 @@ COMMIT = _LIB + r"""
 local plan = cjson.decode(ARGV[2])
 local mid, ts = plan.mid, tonumber(plan.ts)
 local done = K('crm', 'done', mid)
-local prev = redis.call('GET', done)
+local prev = processed(mid, tonumber(plan.done_ret or 0))
 if prev then return {'duplicate', prev} end
 -- the CRM's watermark (newest event time processed, in input order): a resolved case closed more than
 -- case_ret before it is retired (RETIRE_CASES) and is never joined again, whether or not it is deleted yet
@@ -671,7 +682,9 @@ local pflag = '0'
 if is_prospect then pflag = '1' end
 local rec = cjson.encode({r = ARGV[3], case_id = cid, case_event = cev, agent = agent, status = status,
   customer_id = cust, prospect = pflag, priority = prio, queue = queue})
-redis.call('SET', done, rec, 'EX', tonumber(plan.ttl))
+redis.call('SET', done, rec)
+-- forgotten processed_ttl_seconds of event time behind the CRM's watermark (RETIRE_CASES)
+redis.call('ZADD', K('crm', 'donet'), ms(ts), mid)
 return {'ok', rec}
 """
 
@@ -680,8 +693,9 @@ REPLY = _LIB + r"""
 local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cid = redis.call('GET', K('thread', irt))
 if not cid then
-  -- the mention was processed and opened no case: nothing to answer for
-  if redis.call('EXISTS', K('crm', 'done', irt)) == 1 then return {'no_case', ''} end
+  -- the mention was processed and opened no case: nothing to answer for (unless its processed mark is past
+  -- its event-time retention, ARGV[7] ms behind crm:wm: then as if never seen, deleted yet or not)
+  if processed(irt, tonumber(ARGV[7] or '0')) then return {'no_case', ''} end
   local existing = redis.call('GET', K('crm', 'early', irt))
   if not existing then
     redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}), 'EX', tonumber(ARGV[6]))
@@ -930,13 +944,21 @@ redis.call('PEXPIRE', lk, ARGV[6])
 return 1
 """
 
-#: ARGV: prefix, case retention (ms), limit. Deletes resolved cases closed more than the retention before the
-#: CRM's watermark (``crm:wm``, event time): their hash, events, replies, tags and index entries. Returns how
-#: many went.
+#: ARGV: prefix, case retention (ms), limit, processed-mark retention (ms). Deletes, behind the CRM's watermark
+#: (``crm:wm``, event time), resolved cases closed more than the case retention before it (their hash, events,
+#: replies, tags and index entries) and the processed marks of mentions older than the mark retention.
+#: Returns how many cases went (at most ``limit``; as many marks).
 RETIRE_CASES = _LIB + r"""
 local W = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
-local RET = tonumber(ARGV[2])
-if W < 0 or RET <= 0 then return 0 end
+local RET, RETP = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
+if W < 0 then return 0 end
+if RETP > 0 then
+  local donet = K('crm', 'donet')
+  local old = redis.call('ZRANGEBYSCORE', donet, '-inf', '(' .. ms(W - RETP), 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, mid in ipairs(old) do redis.call('DEL', K('crm', 'done', mid)) end
+  if #old > 0 then redis.call('ZREM', donet, unpack(old)) end
+end
+if RET <= 0 then return 0 end
 local closed = K('cases', 'closed')
 local gone = redis.call('ZRANGEBYSCORE', closed, '-inf', '(' .. ms(W - RET), 'LIMIT', 0, tonumber(ARGV[3]))
 for _, cid in ipairs(gone) do

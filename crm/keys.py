@@ -145,8 +145,14 @@ class CrmKeys:
         return f"{self.prefix}crm:early:{mention_id}"
 
     def processed(self, mention_id: str) -> str:
-        """Hash: the stored outcome of processing a mention, so replays return it instead of redoing it."""
+        """String: the stored outcome of processing a mention, so replays return it instead of redoing it;
+        kept ``processed_ttl_seconds`` of event time (:attr:`processed_at`)."""
         return f"{self.prefix}crm:done:{mention_id}"
+
+    @property
+    def processed_at(self) -> str:
+        """Sorted set ``mention id -> event ms`` of :meth:`processed`, what their retention walks."""
+        return f"{self.prefix}crm:donet"
 
     # -- queues and agents ----------------------------------------------------------------------
     def queue(self, name: str) -> str:

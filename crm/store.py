@@ -63,14 +63,15 @@ class CrmStore(Protocol):
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
-    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
+                     processed_ms: int = 0) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
                    maxlen: int) -> tuple[str, str]: ...
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
     def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]: ...
-    def retire_cases(self, retention_ms: int, limit: int) -> int: ...
+    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
@@ -162,7 +163,7 @@ class RedisCrmStore:
         for q in requests:
             self._run("CONTEXT", q["mention_id"], q["channel"], q["handle"], q.get("customer_id") or "",
                       q.get("in_reply_to") or "", "1" if q.get("history") else "0", q.get("history") or 0,
-                      pipe=pipe)
+                      q.get("processed_ms") or 0, pipe=pipe)
         out = []
         for raw in pipe.execute():
             if raw[0] == "duplicate":
@@ -194,7 +195,7 @@ class RedisCrmStore:
                 kinds.append(kind)
                 if kind == "reply":
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
-                                    payload["early_ttl_s"])
+                                    payload["early_ttl_s"], payload.get("processed_ms", 0))
                 else:
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
@@ -253,8 +254,9 @@ class RedisCrmStore:
                 raise reply
         return replies
 
-    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]:
-        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s))
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
+                     processed_ms: int = 0) -> dict[str, str]:
+        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s, processed_ms))
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
@@ -272,10 +274,11 @@ class RedisCrmStore:
     def sla_scan(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
         return _flat_pairs(self._run("SLA_SCAN", now_ms, limit))
 
-    def retire_cases(self, retention_ms: int, limit: int) -> int:
+    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int:
         """Delete up to ``limit`` cases resolved more than ``retention_ms`` (event time) before the CRM's
-        watermark (its newest processed mention); how many went."""
-        return int(self._run("RETIRE_CASES", retention_ms, limit))
+        watermark (its newest processed mention), and up to ``limit`` processed-mention marks older than
+        ``processed_ms`` behind it (0: neither); how many cases went."""
+        return int(self._run("RETIRE_CASES", retention_ms, limit, processed_ms))
 
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Resolve replied cases idle (no customer mention) for ``idle_ms`` by ``now_ms``: (resolved, assigned)."""
