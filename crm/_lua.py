@@ -42,10 +42,23 @@ local function processed(id, ret)
   return rec
 end
 
--- links from a mention or reply to its case, and the marks that make outbox writes happen once, live this
--- long (seconds, wall clock; crm.keys.KEEP_LINKS_SECONDS): a thread quiet for half a year starts a new case
+-- links from a mention or reply to its case live this long (seconds of event time behind the CRM's watermark
+-- crm:wm; crm.keys.KEEP_LINKS_SECONDS): a follow-up to a message half a year old starts a new case. A link past
+-- it counts as gone whether RETIRE_CASES deleted it yet or not. The marks that make outbox writes happen once
+-- live as long (wall clock: Redis expiry).
 local KEEP_S = 15552000
-local function link_thread(id, cid) redis.call('SET', K('thread', id), cid, 'EX', KEEP_S) end
+local function link_thread(id, cid, t)
+  redis.call('SET', K('thread', id), cid)
+  redis.call('ZADD', K('threadt'), ms(t), id)
+end
+local function thread_of(id)
+  local cid = redis.call('GET', K('thread', id))
+  if not cid then return false end
+  local t = tonumber(redis.call('ZSCORE', K('threadt'), id) or '')
+  local w = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+  if t ~= nil and t + KEEP_S * 1000 < w then return false end
+  return cid
+end
 local function first_send(id) return redis.call('SET', K('outbox', 'sent', id), '1', 'NX', 'EX', KEEP_S) end
 -- append one outbox entry (a flat field/value list from the encoder) to a stream capped near maxlen
 local function post(stream, maxlen, fields)
@@ -302,7 +315,7 @@ end
 local function apply_reply(cid, rid, ts, by)
   local ck = K('case', cid)
   if redis.call('SADD', K('case', cid, 'replies'), rid) == 0 then return {'duplicate', ''} end
-  link_thread(rid, cid)
+  link_thread(rid, cid, ts)
   local f = redis.call('HMGET', ck, 'status', 'awaiting_since', 'first_reply_ms')
   if f[1] == 'resolved' then
     event(cid, ts, 'reply_after_resolve', {reply_id = rid})
@@ -447,7 +460,7 @@ local rec = {}
 if cust ~= '' then rec = redis.call('HGETALL', K('customer', cust)) end
 local tc, tstatus, tcust = '', '', ''
 if irt ~= '' then
-  tc = redis.call('GET', K('thread', irt)) or ''
+  tc = thread_of(irt) or ''
   if tc ~= '' then
     local f = redis.call('HMGET', K('case', tc), 'status', 'customer_id')
     tstatus, tcust = f[1] or '', f[2] or ''
@@ -525,14 +538,14 @@ local agent, status, prio, queue = '', '', '', ''
 local known = false
 local cases_total, cases_open = 0, 0
 if plan.in_reply_to ~= '' and cust ~= '' then
-  local tc = redis.call('GET', K('thread', plan.in_reply_to))
+  local tc = thread_of(plan.in_reply_to)
   if tc then
     local ck = K('case', tc)
     local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since', 'resolved_ms')
     local retired = f[1] == 'resolved' and CRET > 0 and (tonumber(f[6]) or 0) + CRET < W
     if f[1] and f[2] == cust and not retired then
       cid = tc
-      link_thread(mid, cid)
+      link_thread(mid, cid, ts)
       redis.call('HINCRBY', ck, 'mentions', 1)
       redis.call('HSET', ck, 'last_customer_ms', ms(ts), 'last_mention_id', mid)
       local sla = plan.sla[f[4]] or plan.sla['medium']
@@ -582,7 +595,7 @@ if cid == '' and plan.open == 1 then
     end
     for k2, v in pairs(pc) do table.insert(args, k2); table.insert(args, v) end
     redis.call('HSET', ck, unpack(args))
-    link_thread(mid, cid)
+    link_thread(mid, cid, ts)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
     redis.call('ZADD', K('cases', 'open'), due, cid)
     redis.call('ZADD', K('cases', 'sla'), warn, cid)
@@ -635,7 +648,7 @@ for _, o in ipairs(plan.outbox) do
   if first_send(o.id) then
     post(o.stream, plan.outbox_maxlen, with_ids(o.fields, cid, cust))
   end
-  if cid ~= '' and o.thread == 1 then link_thread(o.id, cid) end
+  if cid ~= '' and o.thread == 1 then link_thread(o.id, cid, ts) end
 end
 
 -- the customer's counters, in one write
@@ -691,7 +704,7 @@ return {'ok', rec}
 #: ARGV: prefix, reply id, in_reply_to, ts, by, early-reply ttl (s). A brand reply seen on a channel.
 REPLY = _LIB + r"""
 local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local cid = redis.call('GET', K('thread', irt))
+local cid = thread_of(irt)
 if not cid then
   -- the mention was processed and opened no case: nothing to answer for (unless its processed mark is past
   -- its event-time retention, ARGV[7] ms behind crm:wm: then as if never seen, deleted yet or not)
@@ -952,6 +965,12 @@ RETIRE_CASES = _LIB + r"""
 local W = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
 local RET, RETP = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
 if W < 0 then return 0 end
+do  -- thread links past KEEP_S of event time
+  local links = K('threadt')
+  local old = redis.call('ZRANGEBYSCORE', links, '-inf', '(' .. ms(W - KEEP_S * 1000), 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, id in ipairs(old) do redis.call('DEL', K('thread', id)) end
+  if #old > 0 then redis.call('ZREM', links, unpack(old)) end
+end
 if RETP > 0 then
   local donet = K('crm', 'donet')
   local old = redis.call('ZRANGEBYSCORE', donet, '-inf', '(' .. ms(W - RETP), 'LIMIT', 0, tonumber(ARGV[3]))

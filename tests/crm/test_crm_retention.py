@@ -55,6 +55,10 @@ def test_resolved_cases_and_histories_stay_bounded_over_three_years(r: redis.Red
     marks = r.zcard(keys.processed_at)
     assert 0 < marks <= 5 * (7 // 3 + 2)
     assert sum(1 for _ in r.scan_iter(match=key_prefix + "crm:done:*", count=5000)) == marks
+    # thread links: half a year of event time (KEEP_LINKS_SECONDS)
+    links = r.zcard(keys.threads_at)
+    assert 0 < links <= 5 * (180 // 3 + 2)
+    assert sum(1 for _ in r.scan_iter(match=key_prefix + "thread:*", count=5000)) == links
     # the newest cases are all there, whole
     newest = r.zrevrange(keys.cases_all, 0, 4)
     assert all(r.hget(keys.case(c.decode()), "status") == b"resolved" for c in newest)
