@@ -17,9 +17,9 @@ every size cap (pending replies, dead letters, latest, ...) is reached, and samp
 
 The retentions are shortened (``--minute-retention-hours``; hours keep 30x, days 365x as long) so that a
 million mentions cover several day-window retentions; the flow is listening-only (``PULSE_CRM=false``):
-the CRM's keys are bounded by their own settings (see README "Redis keys").
+the CRM's keys are bounded by their own settings (see README "Redis keys"); ``--crm`` runs the CRM step too.
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/memory.py [--mentions 1000000] [--every 20000]``.
+Run: ``nice -n 10 .venv/bin/python benchmarks/memory.py [--mentions 1000000] [--every 20000] [--crm]``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def main() -> None:
                         help="simulated posts per hour (default 40: a million mentions span about 680 days)")
     parser.add_argument("--minute-retention-hours", type=float, default=12.0,
                         help="minute-window retention in event hours (hours 30x, days 365x; default 12)")
+    parser.add_argument("--crm", action="store_true",
+                        help="run the CRM step too (every author a prospect; resolved cases kept --case-retention-days)")
+    parser.add_argument("--case-retention-days", type=float, default=60.0,
+                        help="with --crm: event days a resolved case is kept (default 60)")
     args = parser.parse_args()
     if args.mentions < 1 or args.every < 1:
         parser.error("--mentions and --every must be >= 1")
@@ -74,8 +78,13 @@ def main() -> None:
     for key in client.scan_iter(f"{PREFIX}*", count=10_000):
         client.delete(key)
     client.execute_command("MEMORY", "PURGE")
-    settings = Settings(prefix=PREFIX, crm=False, minute_retention_seconds=args.minute_retention_hours * 3600,
-                        pending_keep=50_000, flush_seconds=0.5)
+    crm_config = ""
+    if args.crm:
+        crm_toml = ROOT / ".pulse" / "bench-memory" / "crm.toml"
+        crm_toml.write_text(f"[crm]\ncase_retention_days = {args.case_retention_days}\n")
+        crm_config = str(crm_toml)
+    settings = Settings(prefix=PREFIX, crm=args.crm, minute_retention_seconds=args.minute_retention_hours * 3600,
+                        pending_keep=50_000, flush_seconds=0.5, crm_config=crm_config)
     world = World(seed=11, rate_per_hour=args.rate_per_hour, growth_per_day=0.0, n_customers=1000)
     samples: list[tuple[int, int]] = []
     first_ts: list[str] = []

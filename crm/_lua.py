@@ -31,11 +31,34 @@ _LIB = r"""
 local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
+-- the stored outcome of processing mention id, unless it is past its event-time retention (ret ms behind the
+-- CRM's watermark): then as if never processed, whether RETIRE_CASES deleted it yet or not
+local function processed(id, ret)
+  local rec = redis.call('GET', K('crm', 'done', id))
+  if not rec or not ret or ret <= 0 then return rec end
+  local t = tonumber(redis.call('ZSCORE', K('crm', 'donet'), id) or '')
+  local w = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+  if t ~= nil and t + ret < w then return false end
+  return rec
+end
 
--- links from a mention or reply to its case, and the marks that make outbox writes happen once, live this
--- long (seconds, wall clock; crm.keys.KEEP_LINKS_SECONDS): a thread quiet for half a year starts a new case
+-- links from a mention or reply to its case live this long (seconds of event time behind the CRM's watermark
+-- crm:wm; crm.keys.KEEP_LINKS_SECONDS): a follow-up to a message half a year old starts a new case. A link past
+-- it counts as gone whether RETIRE_CASES deleted it yet or not. The marks that make outbox writes happen once
+-- live as long (wall clock: Redis expiry).
 local KEEP_S = 15552000
-local function link_thread(id, cid) redis.call('SET', K('thread', id), cid, 'EX', KEEP_S) end
+local function link_thread(id, cid, t)
+  redis.call('SET', K('thread', id), cid)
+  redis.call('ZADD', K('threadt'), ms(t), id)
+end
+local function thread_of(id)
+  local cid = redis.call('GET', K('thread', id))
+  if not cid then return false end
+  local t = tonumber(redis.call('ZSCORE', K('threadt'), id) or '')
+  local w = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+  if t ~= nil and t + KEEP_S * 1000 < w then return false end
+  return cid
+end
 local function first_send(id) return redis.call('SET', K('outbox', 'sent', id), '1', 'NX', 'EX', KEEP_S) end
 -- append one outbox entry (a flat field/value list from the encoder) to a stream capped near maxlen
 local function post(stream, maxlen, fields)
@@ -292,7 +315,7 @@ end
 local function apply_reply(cid, rid, ts, by)
   local ck = K('case', cid)
   if redis.call('SADD', K('case', cid, 'replies'), rid) == 0 then return {'duplicate', ''} end
-  link_thread(rid, cid)
+  link_thread(rid, cid, ts)
   local f = redis.call('HMGET', ck, 'status', 'awaiting_since', 'first_reply_ms')
   if f[1] == 'resolved' then
     event(cid, ts, 'reply_after_resolve', {reply_id = rid})
@@ -420,10 +443,11 @@ local function merge_prospect(pid, cid, now, keep)
 end
 """
 
-#: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n.
+#: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n,
+#: processed-mark retention (ms).
 CONTEXT = _LIB + r"""
 local mid, channel, handle, given, irt = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local prev = redis.call('GET', K('crm', 'done', mid))
+local prev = processed(mid, tonumber(ARGV[9] or '0'))
 if prev then return {'duplicate', prev} end
 local cust = ''
 if given ~= '' and redis.call('EXISTS', K('customer', given)) == 1 then
@@ -436,7 +460,7 @@ local rec = {}
 if cust ~= '' then rec = redis.call('HGETALL', K('customer', cust)) end
 local tc, tstatus, tcust = '', '', ''
 if irt ~= '' then
-  tc = redis.call('GET', K('thread', irt)) or ''
+  tc = thread_of(irt) or ''
   if tc ~= '' then
     local f = redis.call('HMGET', K('case', tc), 'status', 'customer_id')
     tstatus, tcust = f[1] or '', f[2] or ''
@@ -459,7 +483,7 @@ COMMIT = _LIB + r"""
 local plan = cjson.decode(ARGV[2])
 local mid, ts = plan.mid, tonumber(plan.ts)
 local done = K('crm', 'done', mid)
-local prev = redis.call('GET', done)
+local prev = processed(mid, tonumber(plan.done_ret or 0))
 if prev then return {'duplicate', prev} end
 -- the CRM's watermark (newest event time processed, in input order): a resolved case closed more than
 -- case_ret before it is retired (RETIRE_CASES) and is never joined again, whether or not it is deleted yet
@@ -514,14 +538,14 @@ local agent, status, prio, queue = '', '', '', ''
 local known = false
 local cases_total, cases_open = 0, 0
 if plan.in_reply_to ~= '' and cust ~= '' then
-  local tc = redis.call('GET', K('thread', plan.in_reply_to))
+  local tc = thread_of(plan.in_reply_to)
   if tc then
     local ck = K('case', tc)
     local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since', 'resolved_ms')
     local retired = f[1] == 'resolved' and CRET > 0 and (tonumber(f[6]) or 0) + CRET < W
     if f[1] and f[2] == cust and not retired then
       cid = tc
-      link_thread(mid, cid)
+      link_thread(mid, cid, ts)
       redis.call('HINCRBY', ck, 'mentions', 1)
       redis.call('HSET', ck, 'last_customer_ms', ms(ts), 'last_mention_id', mid)
       local sla = plan.sla[f[4]] or plan.sla['medium']
@@ -571,7 +595,7 @@ if cid == '' and plan.open == 1 then
     end
     for k2, v in pairs(pc) do table.insert(args, k2); table.insert(args, v) end
     redis.call('HSET', ck, unpack(args))
-    link_thread(mid, cid)
+    link_thread(mid, cid, ts)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
     redis.call('ZADD', K('cases', 'open'), due, cid)
     redis.call('ZADD', K('cases', 'sla'), warn, cid)
@@ -624,7 +648,7 @@ for _, o in ipairs(plan.outbox) do
   if first_send(o.id) then
     post(o.stream, plan.outbox_maxlen, with_ids(o.fields, cid, cust))
   end
-  if cid ~= '' and o.thread == 1 then link_thread(o.id, cid) end
+  if cid ~= '' and o.thread == 1 then link_thread(o.id, cid, ts) end
 end
 
 -- the customer's counters, in one write
@@ -671,17 +695,20 @@ local pflag = '0'
 if is_prospect then pflag = '1' end
 local rec = cjson.encode({r = ARGV[3], case_id = cid, case_event = cev, agent = agent, status = status,
   customer_id = cust, prospect = pflag, priority = prio, queue = queue})
-redis.call('SET', done, rec, 'EX', tonumber(plan.ttl))
+redis.call('SET', done, rec)
+-- forgotten processed_ttl_seconds of event time behind the CRM's watermark (RETIRE_CASES)
+redis.call('ZADD', K('crm', 'donet'), ms(ts), mid)
 return {'ok', rec}
 """
 
 #: ARGV: prefix, reply id, in_reply_to, ts, by, early-reply ttl (s). A brand reply seen on a channel.
 REPLY = _LIB + r"""
 local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local cid = redis.call('GET', K('thread', irt))
+local cid = thread_of(irt)
 if not cid then
-  -- the mention was processed and opened no case: nothing to answer for
-  if redis.call('EXISTS', K('crm', 'done', irt)) == 1 then return {'no_case', ''} end
+  -- the mention was processed and opened no case: nothing to answer for (unless its processed mark is past
+  -- its event-time retention, ARGV[7] ms behind crm:wm: then as if never seen, deleted yet or not)
+  if processed(irt, tonumber(ARGV[7] or '0')) then return {'no_case', ''} end
   local existing = redis.call('GET', K('crm', 'early', irt))
   if not existing then
     redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}), 'EX', tonumber(ARGV[6]))
@@ -939,13 +966,27 @@ redis.call('PEXPIRE', lk, ARGV[6])
 return 1
 """
 
-#: ARGV: prefix, case retention (ms), limit. Deletes resolved cases closed more than the retention before the
-#: CRM's watermark (``crm:wm``, event time): their hash, events, replies, tags and index entries. Returns how
-#: many went.
+#: ARGV: prefix, case retention (ms), limit, processed-mark retention (ms). Deletes, behind the CRM's watermark
+#: (``crm:wm``, event time), resolved cases closed more than the case retention before it (their hash, events,
+#: replies, tags and index entries) and the processed marks of mentions older than the mark retention.
+#: Returns how many cases went (at most ``limit``; as many marks).
 RETIRE_CASES = _LIB + r"""
 local W = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
-local RET = tonumber(ARGV[2])
-if W < 0 or RET <= 0 then return 0 end
+local RET, RETP = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
+if W < 0 then return 0 end
+do  -- thread links past KEEP_S of event time
+  local links = K('threadt')
+  local old = redis.call('ZRANGEBYSCORE', links, '-inf', '(' .. ms(W - KEEP_S * 1000), 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, id in ipairs(old) do redis.call('DEL', K('thread', id)) end
+  if #old > 0 then redis.call('ZREM', links, unpack(old)) end
+end
+if RETP > 0 then
+  local donet = K('crm', 'donet')
+  local old = redis.call('ZRANGEBYSCORE', donet, '-inf', '(' .. ms(W - RETP), 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, mid in ipairs(old) do redis.call('DEL', K('crm', 'done', mid)) end
+  if #old > 0 then redis.call('ZREM', donet, unpack(old)) end
+end
+if RET <= 0 then return 0 end
 local closed = K('cases', 'closed')
 local gone = redis.call('ZRANGEBYSCORE', closed, '-inf', '(' .. ms(W - RET), 'LIMIT', 0, tonumber(ARGV[3]))
 for _, cid in ipairs(gone) do

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 __all__ = ["KEEP_LINKS_SECONDS", "CrmKeys"]
 
-#: How long (wall-clock seconds) thread links (mention or reply -> case) and outbox sent-once marks are kept:
-#: 180 days. The Lua scripts (crm._lua, ``KEEP_S``) use the same number.
+#: How long thread links (mention or reply -> case; event time behind the CRM's watermark) and outbox
+#: sent-once marks (wall clock) are kept: 180 days. The Lua scripts (crm._lua, ``KEEP_S``) use the same number.
 KEEP_LINKS_SECONDS = 180 * 86400
 
 
@@ -136,9 +136,14 @@ class CrmKeys:
         return f"{self.prefix}cases:stats"
 
     def thread(self, mention_id: str) -> str:
-        """String: the case a mention (customer or brand reply) belongs to; expires after
-        :data:`KEEP_LINKS_SECONDS` (a thread quiet that long starts a new case)."""
+        """String: the case a mention (customer or brand reply) belongs to; kept :data:`KEEP_LINKS_SECONDS` of
+        event time behind :attr:`watermark` (a follow-up to a message that old starts a new case)."""
         return f"{self.prefix}thread:{mention_id}"
+
+    @property
+    def threads_at(self) -> str:
+        """Sorted set ``mention or reply id -> event ms`` of :meth:`thread` links, what their retention walks."""
+        return f"{self.prefix}threadt"
 
     def early_reply(self, mention_id: str) -> str:
         """A brand reply that arrived before the mention it answers (applied when the case opens)."""
@@ -160,8 +165,14 @@ class CrmKeys:
         return f"{self.prefix}crm:tickscan:{period_ms}"
 
     def processed(self, mention_id: str) -> str:
-        """Hash: the stored outcome of processing a mention, so replays return it instead of redoing it."""
+        """String: the stored outcome of processing a mention, so replays return it instead of redoing it;
+        kept ``processed_ttl_seconds`` of event time (:attr:`processed_at`)."""
         return f"{self.prefix}crm:done:{mention_id}"
+
+    @property
+    def processed_at(self) -> str:
+        """Sorted set ``mention id -> event ms`` of :meth:`processed`, what their retention walks."""
+        return f"{self.prefix}crm:donet"
 
     # -- queues and agents ----------------------------------------------------------------------
     def queue(self, name: str) -> str:

@@ -301,7 +301,8 @@ class CrmProcessor:
         history_n = self.settings.rules_history if self.rules.uses_history else 0
         contexts = iter(self.store.load_contexts([
             {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
-             "in_reply_to": m.in_reply_to, "history": history_n}
+             "in_reply_to": m.in_reply_to, "history": history_n,
+             "processed_ms": self.settings.processed_ttl_seconds * 1000}
             for m in customer_mentions
         ]))
         segment: list[tuple[int, _Mention, dict[str, Any] | None]] = []
@@ -333,7 +334,8 @@ class CrmProcessor:
                 if m.from_brand:
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
-                                       "early_ttl_s": EARLY_REPLY_TTL_S})
+                                       "early_ttl_s": EARLY_REPLY_TTL_S,
+                                       "processed_ms": self.settings.processed_ttl_seconds * 1000})
                 else:
                     assert ctx is not None
                     if "duplicate" in ctx:
@@ -411,20 +413,22 @@ class CrmProcessor:
         """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
 
         Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases),
-        and cases resolved ``case_retention_days`` before the CRM's newest mention are deleted.
+        and cases resolved ``case_retention_days`` before the CRM's newest mention are deleted, as are the
+        processed marks of mentions ``processed_ttl_seconds`` older than it.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
         retention_ms = int(self.settings.case_retention_days * 86_400_000)
+        processed_ms = self.settings.processed_ttl_seconds * 1000
         resolved, assigned, fired, retired = self.store.timers(
             now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s,
-            retention_ms=retention_ms)
+            retention_ms=retention_ms, processed_ms=processed_ms)
         if resolved:
             log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
                      len(assigned))
-        for _ in range(20):  # resolved cases past their retention (event time) go, a batch per call
-            if retention_ms <= 0 or retired < limit:
+        for _ in range(20):  # resolved cases and processed marks past their retention (event time) go
+            if retired < limit:
                 break
-            retired = self.store.retire_cases(retention_ms, limit)
+            retired = self.store.retire_cases(retention_ms, limit, processed_ms)
         if not fired:
             return []
         cases = self.store.get_cases([cid for cid, _ in fired])
@@ -472,7 +476,8 @@ class CrmProcessor:
         if not m.in_reply_to:
             return {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
         by = str(m.meta.get("agent") or m.author or "")
-        r = self.store.record_reply(m.id, m.in_reply_to, m.ts_ms, by, EARLY_REPLY_TTL_S)
+        r = self.store.record_reply(m.id, m.in_reply_to, m.ts_ms, by, EARLY_REPLY_TTL_S,
+                                    self.settings.processed_ttl_seconds * 1000)
         return {"reply_id": m.id, "case_id": r["case_id"] or None, "outcome": r["outcome"],
                 "response_ms": int(r["response_ms"]) if r["response_ms"] else None}
 
@@ -608,7 +613,7 @@ class CrmProcessor:
             "warn": repr(s.sla_warn_fraction), "tags": tags, "hits": [h.rule for h in hits], "tasks": tasks,
             "outbox": outbox, "outbox_maxlen": self.outbox.maxlen,
             "result": orjson.dumps(partial, default=str).decode(),
-            "ttl": s.processed_ttl_seconds, "pttl": s.prospect_ttl_seconds,
+            "pttl": s.prospect_ttl_seconds, "done_ret": s.processed_ttl_seconds * 1000,
             "case_ret": int(s.case_retention_days * 86_400_000),
         }
 

@@ -81,8 +81,8 @@ class CrmSettings:
     history_keep: int = 50
     #: How many of them rules see as ``history.recent_*``.
     rules_history: int = 10
-    #: How long (seconds, wall time) the outcome of a processed mention is kept so replays do nothing twice
-    #: (about 150 bytes per mention without a case).
+    #: How long (seconds of event time behind the CRM's newest mention) the outcome of a processed mention is
+    #: kept so replays do nothing twice (about 150 bytes per mention without a case); 0 keeps it forever.
     processed_ttl_seconds: int = 7 * 86400
     #: A prospect profile (an unknown author) is forgotten after this many seconds without a mention; 0 = never.
     prospect_ttl_seconds: int = 90 * 86400

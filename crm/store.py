@@ -63,7 +63,8 @@ class CrmStore(Protocol):
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
-    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]: ...
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
+                     processed_ms: int = 0) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
@@ -72,10 +73,11 @@ class CrmStore(Protocol):
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
     def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]: ...
     def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None: ...
-    def retire_cases(self, retention_ms: int, limit: int) -> int: ...
+    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention_ms: int = 0) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]: ...
+               retention_ms: int = 0, processed_ms: int = 0
+               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -167,7 +169,7 @@ class RedisCrmStore:
         for q in requests:
             self._run("CONTEXT", q["mention_id"], q["channel"], q["handle"], q.get("customer_id") or "",
                       q.get("in_reply_to") or "", "1" if q.get("history") else "0", q.get("history") or 0,
-                      pipe=pipe)
+                      q.get("processed_ms") or 0, pipe=pipe)
         out = []
         for raw in pipe.execute():
             if raw[0] == "duplicate":
@@ -199,7 +201,7 @@ class RedisCrmStore:
                 kinds.append(kind)
                 if kind == "reply":
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
-                                    payload["early_ttl_s"])
+                                    payload["early_ttl_s"], payload.get("processed_ms", 0))
                 else:
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
@@ -258,8 +260,9 @@ class RedisCrmStore:
                 raise reply
         return replies
 
-    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int) -> dict[str, str]:
-        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s))
+    def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
+                     processed_ms: int = 0) -> dict[str, str]:
+        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s, processed_ms))
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
@@ -293,10 +296,11 @@ class RedisCrmStore:
         pipe.set(self.keys.tick_last, period)
         pipe.execute()
 
-    def retire_cases(self, retention_ms: int, limit: int) -> int:
+    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int:
         """Delete up to ``limit`` cases resolved more than ``retention_ms`` (event time) before the CRM's
-        watermark (its newest processed mention); how many went."""
-        return int(self._run("RETIRE_CASES", retention_ms, limit))
+        watermark (its newest processed mention), and up to ``limit`` processed-mention marks older than
+        ``processed_ms`` behind it (0: neither); how many cases went."""
+        return int(self._run("RETIRE_CASES", retention_ms, limit, processed_ms))
 
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Resolve replied cases idle (no customer mention) for ``idle_ms`` by ``now_ms``: (resolved, assigned)."""
@@ -304,19 +308,19 @@ class RedisCrmStore:
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention_ms: int = 0) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]:
-        """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`retire_cases` (when ``retention_ms`` > 0), then
+               retention_ms: int = 0, processed_ms: int = 0
+               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]:
+        """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`retire_cases`, then
         :meth:`sla_scan`, in one round trip: (resolved, assigned, fired, retired). Sparse streams tick at
         almost every mention: the round trips count."""
         pipe = self.client.pipeline(transaction=False)
         if idle_ms > 0:
             self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT, pipe=pipe)
-        if retention_ms > 0:
-            self._run("RETIRE_CASES", retention_ms, limit, pipe=pipe)
+        self._run("RETIRE_CASES", retention_ms, limit, processed_ms, pipe=pipe)
         self._run("SLA_SCAN", now_ms, limit, *((memo, max(1, memo_ttl_s)) if memo else ()), pipe=pipe)
         raw = pipe.execute()
         resolved, assigned = ([_s(c) for c in raw[0][0]], _flat_pairs(raw[0][1])) if idle_ms > 0 else ([], [])
-        retired = int(raw[-2]) if retention_ms > 0 else 0
+        retired = int(raw[-2])
         return resolved, assigned, _flat_pairs(raw[-1]), retired
 
     def get_case(self, case_id: str) -> dict[str, str] | None:

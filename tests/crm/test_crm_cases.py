@@ -329,8 +329,8 @@ def test_a_failure_while_planning_leaves_the_connection_clean(processor, mention
     assert store.case_stats()["opened"] == STREAM_CHUNK * 2
 
 
-def test_thread_links_and_sent_marks_expire(processor, mention, agents, store, r, key_prefix):
-    # links from mentions and replies to their case and the outbox's sent-once marks do not pile up forever
+def test_thread_links_and_sent_marks_do_not_pile_up(processor, mention, agents, store, r, key_prefix):
+    # links from mentions and replies to their case retire by event time, the outbox's sent-once marks expire
     from crm import _lua
     from crm.keys import KEEP_LINKS_SECONDS
 
@@ -340,12 +340,22 @@ def test_thread_links_and_sent_marks_expire(processor, mention, agents, store, r
     sent = processor.reply("C-twitter:1", text="On it", now_ms=T0 + MIN)
     rid = sent["reply"]["reply_id"]
     keys = CrmKeys(key_prefix)
-    for key in (keys.thread("twitter:1"), keys.thread(rid), keys.outbox_sent(rid)):
-        assert KEEP_LINKS_SECONDS - 60 < r.ttl(key) <= KEEP_LINKS_SECONDS, key
+    assert KEEP_LINKS_SECONDS - 60 < r.ttl(keys.outbox_sent(rid)) <= KEEP_LINKS_SECONDS
+    for key in (keys.thread("twitter:1"), keys.thread(rid)):
+        assert r.ttl(key) == -1, key  # no wall-clock expiry: indexed by event time instead
+    assert r.zscore(keys.threads_at, "twitter:1") == T0 and r.zscore(keys.threads_at, rid) == T0 + MIN
     # still sent once, and a follow-up in the thread still joins the case
     again = processor.reply("C-twitter:1", text="On it", now_ms=T0 + 2 * MIN)
     assert again["outcome"] == "duplicate" and r.xlen(keys.outbox("twitter")) == 1
     follow = processor.process(mention(id="twitter:2", author="bob", in_reply_to=rid, ts_ms=T0 + 3 * MIN,
                                        intent="comment"))
     assert follow["case_event"] == "appended" and follow["case_id"] == "C-twitter:1"
-    assert r.ttl(keys.thread("twitter:2")) > KEEP_LINKS_SECONDS - 60
+    # half a year of event time later the links are gone (deleted by the tick, and ignored before it)
+    later = T0 + KEEP_LINKS_SECONDS * 1000 + 10 * MIN
+    processor.process(mention(id="twitter:3", author="kim", ts_ms=later))
+    late = processor.process(mention(id="twitter:4", author="bob", in_reply_to="twitter:2", ts_ms=later + MIN,
+                                     intent="comment"))
+    assert late["case_id"] != "C-twitter:1"
+    processor.tick(later + MIN)
+    for mid in ("twitter:1", rid, "twitter:2"):
+        assert not r.exists(keys.thread(mid)) and r.zscore(keys.threads_at, mid) is None

@@ -1,5 +1,6 @@
-"""CRM bounds: resolved cases go ``case_retention_days`` (event time) after closing, customers' mention histories
-are capped, and what a mention does never depends on whether the retirement ran yet."""
+"""CRM bounds: resolved cases go ``case_retention_days`` (event time) after closing, processed-mention marks
+``processed_ttl_seconds`` behind the newest mention, customers' mention histories are capped, and what a
+mention does never depends on whether the retirement ran yet."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def test_resolved_cases_and_histories_stay_bounded_over_three_years(r: redis.Red
         assert r.zcard(keys.customer_cases(cust)) <= 30 // 3 + 2
         assert r.zcard(keys.customer_mentions(cust)) == 20
         assert r.hlen(keys.customer_mention_data(cust)) == 20
+    # processed-mention marks: a week of event time (processed_ttl_seconds), not three years
+    marks = r.zcard(keys.processed_at)
+    assert 0 < marks <= 5 * (7 // 3 + 2)
+    assert sum(1 for _ in r.scan_iter(match=key_prefix + "crm:done:*", count=5000)) == marks
+    # thread links: half a year of event time (KEEP_LINKS_SECONDS)
+    links = r.zcard(keys.threads_at)
+    assert 0 < links <= 5 * (180 // 3 + 2)
+    assert sum(1 for _ in r.scan_iter(match=key_prefix + "thread:*", count=5000)) == links
     # the newest cases are all there, whole
     newest = r.zrevrange(keys.cases_all, 0, 4)
     assert all(r.hget(keys.case(c.decode()), "status") == b"resolved" for c in newest)
@@ -75,6 +84,26 @@ def test_a_follow_up_to_a_retired_case_opens_a_new_one_whether_or_not_the_retire
                 r.delete(key)
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == "opened" and outcomes[0][1] != "C-twitter:1"
+
+
+def test_a_processed_mark_past_its_retention_counts_as_gone_whether_or_not_deleted(r: redis.Redis) -> None:
+    outcomes = []
+    for tick, prefix in ((True, "test:crmdone-a:"), (False, "test:crmdone-b:")):
+        try:
+            p = _processor(r, prefix, processed_ttl_seconds=86_400)
+            p.process(_mention(1, "bob", T0, intent="comment"))  # no case: only its processed mark
+            p.process(_mention(2, "kim", T0 + 2 * DAY))
+            if tick:
+                p.tick(T0 + 2 * DAY)
+                assert not r.exists(CrmKeys(prefix).processed("twitter:1"))
+            late = p.on_brand_reply({"id": "twitter:r1", "channel": "twitter", "brand": "acme", "author": "acme",
+                                     "text": "thanks", "ts": _mention(0, "x", T0 + 2 * DAY)["ts"],
+                                     "in_reply_to": "twitter:1", "from_brand": True})
+            outcomes.append(late["outcome"])
+        finally:
+            for key in r.scan_iter(match=prefix + "*", count=5000):
+                r.delete(key)
+    assert outcomes[0] == outcomes[1] == "pending"
 
 
 def test_a_follow_up_within_retention_still_reopens(r: redis.Redis, key_prefix: str) -> None:
