@@ -221,4 +221,4 @@ class Steps:
         return ModelLogic(ModelHost(self.redis_url, Keys(s.prefix), Path(s.data_dir) / "models",
                                     checkpoint_every=s.checkpoint_every,
                                     signing_key=model_signing_key(s) if self.redis_url else None, resume=resume,
-                                    run_id=self.run_id))
+                                    run_id=None if self.run_id == "0" else self.run_id))  # "0": unnamed runs
