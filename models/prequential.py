@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -185,8 +186,25 @@ def _tv_distance(recent: dict[str, int], total: dict[str, int]) -> float:
     return 0.5 * sum(abs(recent.get(k, 0) / n_recent - reference.get(k, 0) / n_ref) for k in keys)
 
 
+def _interned(value: Any) -> Any:
+    """``value`` with every string in it (dict keys, deque and list items, tuples) interned."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {_interned(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, deque):
+        return deque((_interned(v) for v in value), maxlen=value.maxlen)
+    if isinstance(value, list | tuple):
+        return type(value)(_interned(v) for v in value)
+    return value
+
+
 class _Track:
-    """Metrics of one model on one channel."""
+    """Metrics of one model on one channel.
+
+    Labels and predictions are kept as interned strings, also after unpickling, so that equal states
+    pickle to equal bytes (a resumed flow writes the same sealed state as one that never stopped).
+    """
 
     def __init__(self, window: int) -> None:
         self.window = window
@@ -203,7 +221,11 @@ class _Track:
         self.drifts = 0
         self.dirty = True
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({sys.intern(k): v if k == "adwin" else _interned(v) for k, v in state.items()})
+
     def prediction(self, pred: str) -> None:
+        pred = sys.intern(pred)
         self.n_predictions += 1
         self.preds_total[pred] = self.preds_total.get(pred, 0) + 1
         self.preds_recent[pred] = self.preds_recent.get(pred, 0) + 1
@@ -214,6 +236,7 @@ class _Track:
         self.dirty = True
 
     def label(self, y: str, pred: str) -> None:
+        y, pred = sys.intern(y), sys.intern(pred)
         row = self.confusion.setdefault(y, {})
         row[pred] = row.get(pred, 0) + 1
         rrow = self.recent_confusion.setdefault(y, {})
@@ -291,8 +314,12 @@ class PrequentialMetrics:
         key = (model, channel)
         track = self._tracks.get(key)
         if track is None:
-            track = self._tracks[key] = _Track(self.window)
+            track = self._tracks[sys.intern(model), sys.intern(channel)] = _Track(self.window)
         return track
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({sys.intern(k): v for k, v in state.items()})
+        self._tracks = {(sys.intern(m), sys.intern(c)): t for (m, c), t in self._tracks.items()}
 
     def observe_prediction(self, model: str, channel: str, prediction: str) -> None:
         """Count a prediction (for prediction drift), on ``channel`` and on ``all``."""
@@ -506,6 +533,41 @@ class DriftGuard:
         self.drifts += 1
         self.error_before, self.error_after, self.drift_at = before, after, onset
         return "drift"
+
+    def state(self) -> dict[str, Any]:
+        """Everything the guard knows except the snapshot models themselves, which are named by their
+        version (``None``: the model it started from): what :meth:`restore` needs to rebuild it.
+
+        >>> guard = DriftGuard(min_labels=5)
+        >>> guard.remember({"w": 1}, version=3)
+        >>> _ = guard.observe(learner_error=True)
+        >>> again = DriftGuard.restore(guard.state(), load=lambda version: {"w": version})
+        >>> again.n_labels, again._snaps[0].version, again._snaps[0].model
+        (1, 3, {'w': 3})
+        """
+        out = {k: v for k, v in self.__dict__.items() if k not in ("_snaps", "_pinned", "_errors", "_since")}
+        out["_errors"] = list(self._errors)
+        out["_since"] = list(self._since)
+        out["_snaps"] = [(s.at_label, s.version) for s in self._snaps]
+        out["_pinned"] = None if self._pinned is None else (self._pinned.at_label, self._pinned.version)
+        return out
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], load: Callable[[int | None], Any]) -> DriftGuard:
+        """The guard :meth:`state` described, its snapshot models loaded by version with ``load``."""
+        guard = cls(detector=state["detector"], min_labels=state["min_labels"], window=state["window"],
+                    snapshots=state["snapshots"], min_recovery=state["min_recovery"])
+        plain = {k: v for k, v in state.items() if k not in ("_snaps", "_pinned", "_errors", "_since")}
+        guard.__dict__.update(plain)
+        guard._errors.extend(state["_errors"])
+        guard._since.extend(state["_since"])
+        for at_label, version in state["_snaps"]:
+            guard._snaps.append(_Snapshot(at_label, version, load(version)))
+        if state["_pinned"] is not None:
+            at_label, version = state["_pinned"]
+            found = [s for s in guard._snaps if (s.at_label, s.version) == (at_label, version)]
+            guard._pinned = found[-1] if found else _Snapshot(at_label, version, load(version))
+        return guard
 
     def status(self) -> dict[str, Any]:
         """Plain values for logs, alerts and the Models page."""

@@ -377,6 +377,8 @@ def save(
     provenance: dict[str, Any] | None = None,
     texts: Iterable[int] | None = None,
     make_current: bool = True,
+    version: int | None = None,
+    saved_at: str | None = None,
 ) -> int:
     """Checkpoint ``model`` as a new version of ``name`` (signed with ``key``) and return the version.
 
@@ -386,16 +388,25 @@ def save(
     version is kept but not served (a candidate, e.g. a model learning while the flow serves an older one).
     The blob is written before the pointer moves, so a crash in between leaves the previous version
     current. Versions beyond the newest ``keep`` are deleted (never the current one).
+
+    ``version`` and ``saved_at`` make saving idempotent for a caller that numbers its own versions and
+    keeps its own clock (the flow: the same input gives the same versions, also when it is replayed after a
+    crash); by default the next number and the current time.
     """
     if not name or ":" in name:
         raise ValueError(f"model name must be non-empty without ':', got {name!r}")
     blob = seal(model, key)
     checksum = hashlib.sha256(blob).hexdigest()
-    version = int(client.hincrby(model_key(prefix, name), "latest", 1))
+    if version is None:
+        version = int(client.hincrby(model_key(prefix, name), "latest", 1))
+    else:
+        version = int(version)
+        if int(_s(client.hget(model_key(prefix, name), "latest") or 0) or 0) < version:
+            client.hset(model_key(prefix, name), "latest", version)
     counts = getattr(model, "class_counts", None)
     meta = {
         "version": version,
-        "saved_at": datetime.now(UTC).isoformat(),
+        "saved_at": saved_at if saved_at is not None else datetime.now(UTC).isoformat(),
         "class": type(model).__name__,
         "n_learned": int(getattr(model, "n_learned", 0) or 0),
         "class_counts": counts if isinstance(counts, dict) else {},
@@ -515,10 +526,11 @@ def load_current(
     return load_default(name, data_dir=data_dir, cache_dir=cache_dir)
 
 
-def rollback(client: Any, prefix: str, name: str, version: int | None = None, *, reason: str = "") -> int:
+def rollback(client: Any, prefix: str, name: str, version: int | None = None, *, reason: str = "",
+             at: str | None = None) -> int:
     """Make an earlier version current (the one before the current, or ``version``); returns it.
 
-    ``reason`` is recorded beside the pointer (e.g. ``"drift"`` or ``"cli"``).
+    ``reason`` is recorded beside the pointer (e.g. ``"drift"`` or ``"cli"``), with ``at`` (default: now).
     """
     current = _current(client, prefix, name)
     versions = _versions(client, prefix, name)
@@ -534,7 +546,7 @@ def rollback(client: Any, prefix: str, name: str, version: int | None = None, *,
     fields = _current_fields({**meta, "version": int(version)})
     fields.update({
         "rolled_back_from": current if current is not None else "",
-        "rolled_back_at": datetime.now(UTC).isoformat(),
+        "rolled_back_at": at if at is not None else datetime.now(UTC).isoformat(),
         "rolled_back_reason": reason,
     })
     client.hset(model_key(prefix, name), mapping=fields)

@@ -24,7 +24,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     ``redis_url`` is where records are de-duplicated, the models start from their checkpoint and feedback
     looks up mentions; ``live`` are extra (endless) inputs of live runs: labels, the brand's own replies;
     ``run_id`` names this run (stream/runs.py). No keyed step comes before the windows except the single
-    churn key, so every brand x channel sees its records in input order.
+    models and churn keys, so every brand x channel sees its records in input order.
     """
     redis_url = redis_url or getattr(sink, "url", None)  # the sink's server, when not given
     s = steps.Steps(settings, redis_url, run_id)
@@ -39,9 +39,14 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
                         op.map("dedupe_outcome", checked, steps.dedupe_outcome))  # (source, outcome)
     counted = op.stateful("count_outcomes", op.key_on("key_by_source", outcomes, steps.first), s.counter)
     fresh = op.filter_map("drop_duplicates", checked, steps.fresh_record)  # Mention | CallVolume | ChurnOutcome
-    mentions = op.filter_map("mentions_only", fresh, steps.mention_only)  # Mention
     calls = op.filter_map("calls_only", fresh, steps.calls_only)  # ("calls", CallVolume)
-    classified = op.map("classify", mentions, s.classify)  # Enriched
+    # one key: mentions are classified and labels learned in input order, the models' state is recovery state
+    modeled = op.key_rm("unkey_models", op.stateful_batch("models", op.key_on(
+        "one_model_host", op.filter_map("mentions_and_labels", fresh, steps.model_input), steps.models_key),
+        s.models))
+    split_models = op.branch("split_classified", modeled, steps.is_classified)
+    classified = split_models.trues  # Enriched
+    rejected = split_models.falses  # ("dlq", DeadLetter) for unusable labels, ("alert", Alert) on model drift
     serviced = op.branch("split_service_items", op.flat_map_batch("identify_and_serve", classified, s.crm.process),
                          steps.is_enriched)  # trues: ("enriched", E + customer_id, case_id); falses: alerts, dlq
     outcomes_in = op.filter_map("churn_outcomes_only", fresh, steps.churn_outcome_only)  # ChurnOutcome
@@ -49,8 +54,6 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
                          steps.second), outcomes_in), steps.churn_key)
     scored = op.key_rm("unkey_churn", op.stateful_batch("score_churn", churn_in, s.churn))  # (E + churn_risk, reasons)
     enriched = op.map("drop_churn_reasons", scored, steps.scored_mention)  # Enriched + churn_risk
-    rejected = op.filter_map("learn_from_feedback", op.filter_map("feedback_only", fresh, steps.feedback_only),
-                             s.learn)  # ("dlq", DeadLetter) for unusable labels, ("alert", Alert) on model drift
     facts = op.flat_map("mention_facts", enriched, steps.reply_facts)  # ("fact", event), ("audience", ...)
     window_events = op.map("mention_event", enriched, steps.mention_event)
     windowed = op.key_rm("unkey_windows", op.stateful(

@@ -1,11 +1,18 @@
 """The models inside the flow: classify every mention, learn from feedback, keep prequential metrics, and
 keep serving the last good version of a model whose prequential error drifted up.
 
-One :class:`ModelHost` per process holds the three text models (``models.MentionClassifier``), starting
-from the newest Redis checkpoint (else warm-started from the shipped data). Worker threads of the same
-process share it behind a lock. Feedback names a mention id: its text and the predictions made for it
-are looked up in Redis (written by the sink), never re-sent. Accepted feedback is learned and scored
-(prequential), and the models are checkpointed to Redis every ``checkpoint_every`` labels.
+The flow's ``models`` step (:class:`ModelLogic`, one key) holds one :class:`ModelHost`: the three text
+models (``models.MentionClassifier``), starting from the newest Redis checkpoint (else warm-started from
+the shipped data). Mentions and labels reach it in input order. Feedback names a mention id: its text and
+the predictions made for it come from the step's memory of recent mentions, else from Redis (written by the
+sink), never re-sent. Accepted feedback is learned and scored (prequential), and the models are
+checkpointed to Redis every ``checkpoint_every`` labels.
+
+Results are a function of the input: the host's state (prediction counts, prequential metrics, drift
+guards, which version each learning model was last saved as and the labels it learned since) is the step's
+recovery state, so a flow killed and resumed classifies, learns, checkpoints (with the same version
+numbers and event-time dates) and writes the same metrics as one that never stopped. Metrics are written
+at points of the input (every ``metrics_every`` mentions, every label, the end), never on a timer.
 
 Drift: each text model has a :class:`models.prequential.DriftGuard` fed with the learning model's
 prequential errors (its prediction before it learns each label). When River's drift detector fires and
@@ -22,16 +29,19 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import secrets
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
+from bytewax.operators import StatefulBatchLogic
 
 from models import MentionClassifier, PrequentialMetrics, registry
 from models.classifiers import TEXT_MODELS
@@ -41,7 +51,7 @@ from stream.redisconn import with_retry
 from stream.schema import Alert, DeadLetter, Enriched, Feedback, Mention
 from stream.settings import Settings
 
-__all__ = ["ModelHost", "features_of", "flush_all", "model_signing_key"]
+__all__ = ["ModelHost", "ModelLogic", "features_of", "flush_all", "model_signing_key"]
 
 #: Every model host of this process, so the end of a run can write their final metrics.
 _HOSTS: weakref.WeakSet[ModelHost] = weakref.WeakSet()
@@ -50,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: Mention ids of recent mistakes kept per model, for the samples of a drift alert.
 _SAMPLES = 5
+#: The reason the flow records with its own rollbacks to the last good version.
+_DRIFT = "drift"
+#: How long (wall seconds) the state a run started from is kept for a restart or a replay of the same run.
+_START_TTL_S = 30 * 86400
 
 
 def flush_all() -> None:
@@ -100,7 +114,15 @@ def _read_key(path: Path) -> bytes:
 
 
 class ModelHost:
-    """Models and their bookkeeping for one process; created lazily on first use.
+    """Models and their bookkeeping for one flow; created lazily on first use.
+
+    Everything the models' results depend on is state of the flow (:meth:`state`): prediction counts and
+    prequential metrics, drift guards, the version each learning model was last saved as and the labels
+    it learned since, the version numbers it handed out. A resumed flow restores it (``resume``), so it
+    classifies, learns, checkpoints and writes exactly what a flow that never stopped does. Writes happen
+    at points of the input, never of the clock: the metrics every ``metrics_every`` mentions, after every
+    label and at the end; checkpoints every ``checkpoint_every`` labels, numbered by the flow and dated
+    by event time.
 
     >>> from stream.schema import parse_ts
     >>> host = ModelHost(redis_url=None, keys=Keys("doc:"), cache_dir=None, warm_start=False)
@@ -108,33 +130,46 @@ class ModelHost:
     ...                           text="my internet is down again, pls help", ts=parse_ts("2024-01-01T10:00:00Z")))
     >>> e.intent, e.department
     ('query', 'service')
+    >>> again = ModelHost(redis_url=None, keys=Keys("doc:"), cache_dir=None, warm_start=False, resume=host.state())
+    >>> again.classify(e.mention).intent, again.drift_status()["intent"]["labels"]
+    ('query', 0)
     """
 
     def __init__(self, redis_url: str | None, keys: Keys, cache_dir: str | Path | None,
-                 checkpoint_every: int = 50, metrics_every_s: float = 2.0, warm_start: bool = True,
-                 signing_key: bytes | None = None, guard: DriftGuard | None = None) -> None:
+                 checkpoint_every: int = 50, metrics_every: int = 500, warm_start: bool = True,
+                 signing_key: bytes | None = None, guard: DriftGuard | None = None,
+                 resume: bytes | None = None, recent: int = 10_000, run_id: str | None = None) -> None:
         self.redis_url = redis_url
         self.keys = keys
         self.cache_dir = cache_dir
         self.checkpoint_every = checkpoint_every
-        self.metrics_every_s = metrics_every_s
+        self.metrics_every = max(1, metrics_every)
         self.warm_start = warm_start
         self.signing_key = signing_key
         self.guard = guard
+        self.recent = recent
+        self.run_id = run_id
+        self._resume = resume
         self._lock = threading.Lock()
         #: What classify serves; its models are the learners unless a guard pinned an older version.
         self._clf: MentionClassifier | None = None
         #: The learning copies (the same objects as served while nothing drifted).
         self._learning: MentionClassifier | None = None
         self._guards: dict[str, DriftGuard] = {}
-        self._versions: dict[str, int | None] = {}  # the registry version each model was loaded from / saved as
+        self._versions: dict[str, int | None] = {}  # the registry version each served model was loaded / saved as
+        self._base: dict[str, int | None] = {}  # the version each learning model was loaded / last saved as
+        self._since: dict[str, list[tuple[dict[str, Any], str]]] = {}  # labels it learned since
+        self._latest: dict[str, int] = {}  # the highest version number of each model: the next save is one more
         self._rollbacks_seen: dict[str, str] = {}  # the last rollback (its time) of each model we acted on
         self._lineage: dict[str, list[dict[str, Any]]] = {}  # what each model was trained on before the flow
         self._mistakes: dict[str, list[str]] = {}
         self._client: redis.Redis | None = None
         self._metrics = PrequentialMetrics()
-        self._metrics_due = 0.0
+        self._n_classified = 0
         self._since_checkpoint = 0
+        self._clock_ms = 0  # the newest event time seen: when checkpoints and rollbacks happened
+        #: Recently classified mentions by id, for labels that follow them before the sink wrote them.
+        self._recent_features: OrderedDict[str, Enriched] = OrderedDict()
         #: Something was observed since the metrics were last written.
         self._dirty = False
         _HOSTS.add(self)
@@ -148,36 +183,138 @@ class ModelHost:
 
     def _classifier(self) -> MentionClassifier:
         if self._clf is None:
-            self._restore_metrics()
-            if not self.warm_start:
-                models: dict[str, Any] = dict(MentionClassifier().models)
-            else:
-                prefix = self.keys.prefix
-                models = with_retry(lambda: {name: registry.load_current(self.client, prefix, name, key=self.signing_key,
-                                                                         cache_dir=self.cache_dir)
-                                             for name in TEXT_MODELS}, "load models")
-            for name in TEXT_MODELS:
-                version = None
-                current: dict[str, Any] = {}
-                if self.client is not None and self.warm_start:
-                    current = with_retry(lambda: registry.info(self.client, self.keys.prefix, name) or {},  # noqa: B023
-                                         "model info")
-                    version = current.get("version")
-                    self._rollbacks_seen[name] = current.get("rolled_back_at", "")
-                self._versions[name] = version
-                if version is not None:
-                    self._lineage[name] = list((current.get("provenance") or {}).get("trained_on") or [])
-                elif self.warm_start and int(getattr(models[name], "n_learned", 0) or 0) > 0:
-                    self._lineage[name] = [{"default": True, "files": list(registry.default_data_files(name))}]
-                guard = DriftGuard() if self.guard is None else _fresh_guard(self.guard)
-                guard.remember(models[name], version)
-                self._guards[name] = guard
-            self._learning = MentionClassifier(**models)
-            self._clf = MentionClassifier(**models)
-            if self.warm_start:
-                log.info("text models ready (%s)", ", ".join(
-                    f"{n} v{self._versions[n] or 'default'}" for n in TEXT_MODELS))
+            if self._resume is not None:
+                self._restore(pickle.loads(self._resume))  # noqa: S301 - the flow's own recovery store
+            elif not self._restart():
+                self._start()
+                self._record_start()
+        assert self._clf is not None
         return self._clf
+
+    @property
+    def _start_key(self) -> str | None:
+        return None if self.run_id is None else f"{self.keys.prefix}flow:models:start:{self.run_id}"
+
+    def _record_start(self) -> None:
+        """Keep the state this run started from (signed), for a restart of the same run (:meth:`_restart`)."""
+        key, client = self._start_key, self.client
+        if key is None or client is None or not self.signing_key:
+            return
+        blob = registry.seal(self._state_dict(), self.signing_key)
+        with_retry(lambda: client.set(key, blob, nx=True, ex=_START_TTL_S), "model start state")
+
+    def _restart(self) -> bool:
+        """Start this run again from the state it first started from, when it has started before.
+
+        A run killed before the flow took its first recovery snapshot starts again without one, but the
+        registry and the prequential state already hold what it did before the kill; going on from them
+        would learn and count it twice. The same holds for replaying the same input again (the same run
+        id, see :mod:`stream.runs`): it rewrites its own results instead of adding to them.
+        """
+        key, client = self._start_key, self.client
+        if key is None or client is None or not self.signing_key:
+            return False
+        blob = with_retry(lambda: client.get(key), "model start state")
+        if blob is None:
+            return False
+        try:
+            state = registry.unseal(blob, self.signing_key)
+            self._restore(state)
+        except registry.CheckpointRefused as exc:
+            log.error("model start state at %s refused: %s; starting from the registry", key, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - e.g. a version it started from is no longer kept
+            log.warning("run %s cannot start again from where it first started (%s); starting from the registry",
+                        self.run_id, exc)
+            self._clf = self._learning = None
+            self._guards.clear()
+            return False
+        log.info("run %s started again from the models and metrics it first started from", self.run_id)
+        return True
+
+    def _start(self) -> None:
+        """A new run: the registry's current versions (else the defaults) and the saved prequential state."""
+        self._restore_metrics()
+        if not self.warm_start:
+            models: dict[str, Any] = dict(MentionClassifier().models)
+        else:
+            prefix = self.keys.prefix
+            models = with_retry(lambda: {name: registry.load_current(self.client, prefix, name, key=self.signing_key,
+                                                                     cache_dir=self.cache_dir)
+                                         for name in TEXT_MODELS}, "load models")
+        for name in TEXT_MODELS:
+            version = None
+            current: dict[str, Any] = {}
+            if self.client is not None and self.warm_start:
+                current = with_retry(lambda: registry.info(self.client, self.keys.prefix, name) or {},  # noqa: B023
+                                     "model info")
+                version = current.get("version")
+                self._rollbacks_seen[name] = current.get("rolled_back_at", "")
+            elif self.client is not None:
+                current = {"latest": with_retry(lambda: self.client.hget(  # type: ignore[union-attr]
+                    registry.model_key(self.keys.prefix, name), "latest"), "model info")}  # noqa: B023
+            self._versions[name] = self._base[name] = version
+            self._since[name] = []
+            self._latest[name] = int(current.get("latest") or 0)
+            if version is not None:
+                self._lineage[name] = list((current.get("provenance") or {}).get("trained_on") or [])
+            elif self.warm_start and int(getattr(models[name], "n_learned", 0) or 0) > 0:
+                self._lineage[name] = [{"default": True, "files": list(registry.default_data_files(name))}]
+            guard = DriftGuard() if self.guard is None else _fresh_guard(self.guard)
+            guard.remember(models[name], version)
+            self._guards[name] = guard
+        self._learning = MentionClassifier(**models)
+        self._clf = MentionClassifier(**models)
+        if self.warm_start:
+            log.info("text models ready (%s)", ", ".join(
+                f"{n} v{self._versions[n] or 'default'}" for n in TEXT_MODELS))
+
+    def _load_version(self, name: str, version: int | None) -> Any:
+        """A fresh copy of one model: a registry version, or (``None``) the model a run starts from without one."""
+        if version is None:
+            if not self.warm_start:
+                return MentionClassifier().model(name)
+            return registry.load_default(name, cache_dir=self.cache_dir)
+        client, key = self.client, self.signing_key
+        if client is None or not key:
+            raise RuntimeError(f"model {name!r}: version {version} cannot be loaded without Redis and a signing key")
+        return with_retry(lambda: registry.load(client, self.keys.prefix, name, version, key=key), "load model")
+
+    def state(self) -> bytes | None:
+        """The host's state for the flow's recovery snapshots (pickled now: later changes do not leak in)."""
+        with self._lock:
+            if self._clf is None:
+                return self._resume
+            return pickle.dumps(self._state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": self._metrics, "n_classified": self._n_classified, "clock_ms": self._clock_ms,
+            "since_checkpoint": self._since_checkpoint, "dirty": self._dirty,
+            "base": self._base, "since": self._since, "latest": self._latest, "versions": self._versions,
+            "rollbacks_seen": self._rollbacks_seen, "lineage": self._lineage, "mistakes": self._mistakes,
+            "guards": {name: guard.state() for name, guard in self._guards.items()},
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Go on from a recovery snapshot: each learning model is its saved version plus the labels since."""
+        self._metrics = state["metrics"]
+        for field in ("n_classified", "clock_ms", "since_checkpoint", "dirty"):
+            setattr(self, f"_{field}", state[field])
+        for field in ("base", "since", "latest", "versions", "rollbacks_seen", "lineage", "mistakes"):
+            setattr(self, f"_{field}", state[field])
+        learning = MentionClassifier(**{name: self._load_version(name, self._base[name]) for name in TEXT_MODELS})
+        for name in TEXT_MODELS:
+            for x, label in self._since[name]:
+                learning.learn_one(name, x, label)
+            self._guards[name] = DriftGuard.restore(state["guards"][name],
+                                                    lambda v: self._load_version(name, v))  # noqa: B023
+        self._learning = learning
+        self._clf = MentionClassifier(**{name: self._guards[name].serving(learning.model(name))
+                                         for name in TEXT_MODELS})
+        self._resume = None
+        log.info("text models resumed (%s)", ", ".join(
+            f"{n} v{self._base[n] or 'default'} + {len(self._since[n])} label(s)" for n in TEXT_MODELS))
 
     # -- the classify step ---------------------------------------------------------------------------
     def classify(self, mention: Mention) -> Enriched:
@@ -186,30 +323,36 @@ class ModelHost:
             out = self._classifier().classify_one(x)
             self._metrics.observe_classification(mention.channel, out)
             self._dirty = True
-            self._maybe_write_metrics()
-        return Enriched(mention=mention, intent=out["intent"], sentiment=out["sentiment"],
-                        sentiment_score=float(out["sentiment_score"]), department=out["department"],
-                        keywords=tuple(out["keywords"]))
-
-    def _maybe_write_metrics(self) -> None:
-        now = time.monotonic()
-        if now >= self._metrics_due and self.client is not None:
-            self._metrics_due = now + self.metrics_every_s
-            self._write_metrics()
-            self._follow_registry()
+            self._n_classified += 1
+            if mention.ts_ms > self._clock_ms:
+                self._clock_ms = mention.ts_ms
+            e = Enriched(mention=mention, intent=out["intent"], sentiment=out["sentiment"],
+                         sentiment_score=float(out["sentiment_score"]), department=out["department"],
+                         keywords=tuple(out["keywords"]))
+            recent = self._recent_features
+            recent[mention.id] = e
+            if len(recent) > self.recent:
+                recent.popitem(last=False)
+            if self._n_classified % self.metrics_every == 0 and self.client is not None:
+                self._write_metrics()
+                self._follow_registry()
+        return e
 
     def _write_metrics(self, only_changed: bool = True) -> None:
         assert self.client is not None
-        try:
-            self._metrics.write(self.client, self.keys.prefix, only_changed=only_changed)
-            if self.signing_key:
-                self.client.set(self.keys.prequential_state, registry.seal(self._metrics, self.signing_key))
-            self._dirty = False
-        except redis.RedisError as exc:  # metrics are best effort; the next write catches up
-            log.warning("could not write model metrics: %s", exc)
+        client, prefix = self.client, self.keys.prefix
+        sealed = registry.seal(self._metrics, self.signing_key) if self.signing_key else None
+
+        def write() -> None:
+            self._metrics.write(client, prefix, only_changed=only_changed)
+            if sealed is not None:
+                client.set(self.keys.prequential_state, sealed)
+
+        with_retry(write, "model metrics")
+        self._dirty = False
 
     def _restore_metrics(self) -> None:
-        """Go on counting from the last saved prequential state (a restart must not reset the scores)."""
+        """Go on counting from the last saved prequential state (a new run must not reset the scores)."""
         if self.client is None or not self.signing_key:
             return
         blob = self.client.get(self.keys.prequential_state)
@@ -233,14 +376,18 @@ class ModelHost:
             return
         for name in TEXT_MODELS:
             try:
-                raw = client.hmget(registry.model_key(self.keys.prefix, name), ["version", "rolled_back_at"])
+                raw = client.hmget(registry.model_key(self.keys.prefix, name),
+                                   ["version", "rolled_back_at", "rolled_back_reason"])
             except redis.RedisError:
                 return
-            # Only rollbacks are followed: a version another process checkpointed must not replace what
-            # this one has learned since.
-            version_raw, rolled_raw = raw  # type: ignore[misc]
+            # Only an operator's rollbacks are followed: a version another process checkpointed must not
+            # replace what this one has learned since, and the flow's own drift rollbacks (maybe written by
+            # this flow before a crash, ahead of the state it resumed from) are its state's business.
+            version_raw, rolled_raw, reason_raw = raw  # type: ignore[misc]
             rolled_at = rolled_raw.decode() if isinstance(rolled_raw, bytes) else ""
             if not rolled_at or rolled_at == self._rollbacks_seen.get(name) or not version_raw:
+                continue
+            if reason_raw == _DRIFT.encode():
                 continue
             self._rollbacks_seen[name] = rolled_at
             current = int(version_raw)
@@ -261,7 +408,8 @@ class ModelHost:
             self._guards[name] = guard
             log.warning("model %s: now serving version %s (made current in the registry, e.g. a rollback)",
                         name, current)
-            self._versions[name] = current
+            self._versions[name] = self._base[name] = current
+            self._since[name] = []
 
     # -- the feedback step ---------------------------------------------------------------------------
     def learn(self, fb: Feedback) -> DeadLetter | Alert | None:
@@ -272,11 +420,10 @@ class ModelHost:
         if fb.model not in TEXT_MODELS:
             return DeadLetter(raw=raw, reason=f"feedback: unknown model {fb.model!r}; expected one of "
                               f"{list(TEXT_MODELS)}", source="feedback", key=key)
-        stored = self._features(fb.mention_id)
-        if stored is None:
+        features = self._features(fb.mention_id)
+        if features is None:
             return DeadLetter(raw=raw, reason=f"feedback: unknown mention id {fb.mention_id!r}",
                               source="feedback", key=key)
-        features = orjson.loads(stored)
         x = {"text": features["text"], "channel": features["channel"], "from_brand": features["from_brand"]}
         with self._lock:
             served = self._classifier()
@@ -290,6 +437,10 @@ class ModelHost:
                 learning.learn_one(fb.model, x, fb.label)
             except ValueError as exc:
                 return DeadLetter(raw=raw, reason=f"feedback: {exc}", source="feedback", key=key)
+            self._since[fb.model].append((x, fb.label))
+            ts = features.get("ts")
+            if isinstance(ts, int) and ts > self._clock_ms:
+                self._clock_ms = ts
             self._metrics.observe_label(fb.model, features["channel"], fb.label, features[fb.model])
             if learner_pred != fb.label:
                 samples = self._mistakes.setdefault(fb.model, [])
@@ -323,11 +474,11 @@ class ModelHost:
                         "version %s (the last good one) while the learning copy catches up", name, before, after,
                         onset, version if version is not None else "default")
             if version is not None and self.client is not None:
+                at = self._event_time()
                 try:
-                    registry.rollback(self.client, self.keys.prefix, name, version, reason="drift")
+                    registry.rollback(self.client, self.keys.prefix, name, version, reason=_DRIFT, at=at)
                     self._versions[name] = version
-                    self._rollbacks_seen[name] = (registry.info(self.client, self.keys.prefix, name) or {}).get(
-                        "rolled_back_at", "")
+                    self._rollbacks_seen[name] = at
                 except (LookupError, redis.RedisError) as exc:
                     log.warning("model %s: could not point the registry back at version %s: %s", name, version, exc)
             message = (f"open: {name} error rose from {before:.0%} to {after:.0%}; serving version "
@@ -346,8 +497,17 @@ class ModelHost:
                      observed=round(after, 4), expected=round(before, 4), score=0.0, severity="low",
                      message=message)
 
-    def _features(self, mention_id: str) -> bytes | None:
-        """The stored model input of a mention: newest hours first, one round trip."""
+    def _event_time(self) -> str:
+        """The flow's clock for what it records: the newest event time it has seen."""
+        return datetime.fromtimestamp(self._clock_ms / 1000, UTC).isoformat()
+
+    def _features(self, mention_id: str) -> dict[str, Any] | None:
+        """The model input and predictions of a mention: a recent one from memory (the sink may not have
+        written it yet), else from Redis, newest hours first, in one round trip."""
+        with self._lock:
+            recent = self._recent_features.get(mention_id)
+        if recent is not None:
+            return orjson.loads(features_of(recent))
         client = self.client
         if client is None:
             return None
@@ -360,9 +520,11 @@ class ModelHost:
                 pipe.hget(self.keys.features(hour.decode()), mention_id)
             return next((found for found in pipe.execute() if found is not None), None)
 
-        return with_retry(read, "model features")
+        stored = with_retry(read, "model features")
+        return None if stored is None else orjson.loads(stored)
 
     def _save(self, name: str, model: Any, make_current: bool) -> int | None:
+        """Save the learning model ``name`` as the next version (numbered by the flow: a replay rewrites it)."""
         if self.client is None or not self.signing_key:
             return None
         snap = self._metrics.snapshot()
@@ -371,9 +533,13 @@ class ModelHost:
                       "started_from": f"v{self._versions[name]}" if self._versions.get(name) else "default",
                       "trained_on": self._lineage.get(name, [])}
         client, key = self.client, self.signing_key
+        next_version, saved_at = self._latest.get(name, 0) + 1, self._event_time()
         version = with_retry(lambda: registry.save(client, self.keys.prefix, name, model, snap.get(name, {}).get("all"),
-                                                   key=key, provenance=provenance,
-                                                   make_current=make_current), "save model")
+                                                   key=key, provenance=provenance, make_current=make_current,
+                                                   version=next_version, saved_at=saved_at), "save model")
+        self._latest[name] = version
+        self._base[name] = version
+        self._since[name] = []
         if make_current:
             self._versions[name] = version
         return version
@@ -398,12 +564,42 @@ class ModelHost:
 
     def flush(self) -> None:
         """Write the metrics now if anything changed since the last write (at the end of a run)."""
-        if self._dirty and self._clf is not None and self.client is not None:
-            self._write_metrics(only_changed=False)
+        with self._lock:
+            if self._dirty and self._clf is not None and self.client is not None:
+                self._write_metrics(only_changed=False)
 
     def drift_status(self) -> dict[str, dict[str, Any]]:
         """Per text model: labels seen, drifts, whether an older version is served, and errors."""
+        self._classifier()
         return {name: guard.status() for name, guard in self._guards.items()}
+
+
+class ModelLogic(StatefulBatchLogic[Any, Any, Any]):
+    """The flow's ``models`` step (one key): mentions in, :class:`Enriched` out; labels in, a dead letter
+    (``("dlq", DeadLetter)``) or a drift alert (``("alert", Alert)``) out, in input order. Its snapshot
+    is the host's :meth:`ModelHost.state`."""
+
+    def __init__(self, host: ModelHost) -> None:
+        self.host = host
+
+    def on_batch(self, values: list[Mention | Feedback]) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        host = self.host
+        for value in values:
+            if isinstance(value, Mention):
+                out.append(host.classify(value))
+                continue
+            outcome = host.learn(value)
+            if outcome is not None:
+                out.append(("dlq", outcome) if isinstance(outcome, DeadLetter) else ("alert", outcome))
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Any], bool]:
+        self.host.flush()  # the final metrics, at the end of the input
+        return [], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes | None:
+        return self.host.state()
 
 
 def _fresh_guard(template: DriftGuard) -> DriftGuard:

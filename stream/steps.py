@@ -19,12 +19,12 @@ from stream.crm_steps import CrmHost
 from stream.dedupe import Deduplicator
 from stream.incidents import SpikeLogic
 from stream.keys import Keys
-from stream.learning import ModelHost, features_of, model_signing_key
+from stream.learning import ModelHost, ModelLogic, features_of, model_signing_key
 from stream.parse import Parsed, parse_record
 from stream.redisconn import with_retry
 from stream.replies import brand_post_event, reply_event
 from stream.replies import mention_event as match_mention
-from stream.schema import Alert, CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
+from stream.schema import CallVolume, ChurnOutcome, DeadLetter, Enriched, Feedback, Mention
 from stream.service_desk import desk_settings
 from stream.settings import Settings
 from stream.windows import WindowLogic, window_key
@@ -54,10 +54,6 @@ def first(pair: tuple[str, Any]) -> str:
 
 def fresh_record(item: tuple[bool, Parsed]) -> Any:
     return None if item[0] else item[1].record
-
-
-def mention_only(record: Any) -> Mention | None:
-    return record if isinstance(record, Mention) else None
 
 
 def calls_only(record: Any) -> tuple[str, CallVolume] | None:
@@ -137,8 +133,16 @@ def brand_of(item: tuple[Any, ...]) -> str:
     return str(item[1])
 
 
-def feedback_only(record: Any) -> Feedback | None:
-    return record if isinstance(record, Feedback) else None
+def model_input(record: Any) -> Mention | Feedback | None:
+    return record if isinstance(record, Mention | Feedback) else None
+
+
+def models_key(_: Any) -> str:
+    return "models"
+
+
+def is_classified(item: Any) -> bool:
+    return isinstance(item, Enriched)
 
 
 def mention_item(e: Enriched) -> tuple[str, bytes, int, str, bytes]:
@@ -168,9 +172,6 @@ class Steps:
         self.redis_url = redis_url
         self.run_id = run_id
         self._local = threading.local()
-        self.models = ModelHost(redis_url, Keys(settings.prefix), Path(settings.data_dir) / "models",
-                                checkpoint_every=settings.checkpoint_every,
-                                signing_key=model_signing_key(settings) if redis_url else None)
         staff = None
         if settings.demo_staff and settings.crm and redis_url:
             from stream.demo_agents import DemoStaff, StaffPlan
@@ -213,11 +214,11 @@ class Steps:
     def spikes(self, resume: Any) -> SpikeLogic:
         return SpikeLogic(resume)
 
-    def classify(self, mention: Mention) -> Enriched:
-        return self.models.classify(mention)
-
-    def learn(self, feedback: Feedback) -> tuple[str, DeadLetter | Alert] | None:
-        outcome = self.models.learn(feedback)  # a refused label, a model drift alert, or nothing
-        if outcome is None:
-            return None
-        return ("dlq", outcome) if isinstance(outcome, DeadLetter) else ("alert", outcome)
+    def models(self, resume: bytes | None) -> ModelLogic:
+        """The text models, their learning and monitoring: one host for the flow (one key), restored from
+        the recovery snapshot when resuming."""
+        s = self.settings
+        return ModelLogic(ModelHost(self.redis_url, Keys(s.prefix), Path(s.data_dir) / "models",
+                                    checkpoint_every=s.checkpoint_every,
+                                    signing_key=model_signing_key(s) if self.redis_url else None, resume=resume,
+                                    run_id=None if self.run_id == "0" else self.run_id))  # "0": unnamed runs

@@ -1,7 +1,7 @@
 """Faults, proven small: SIGKILLs and a Redis outage in the middle of a replay change nothing.
 
 The machinery is ``benchmarks/faults.py`` (the same code gives the figures in RESULTS.md, at 100,000 mentions):
-here a 5,000-mention simulated replay with the CRM on is compared, key by key, with one uninterrupted run.
+here a 2,000-mention simulated replay (with labels) with the CRM on is compared, key by key, with one uninterrupted run.
 ``tests/stream/test_determinism.py`` covers the analytics alone (CRM off) killed once.
 """
 
@@ -20,10 +20,15 @@ import pytest
 import redis
 from streamlit.testing.v1 import AppTest
 
+from stream.keys import Keys
+from stream.learning import ModelHost, ModelLogic, features_of
 from stream.redisconn import EMBEDDED_CONFIG, RetryPolicy, _start_lite, with_retry
+from stream.schema import Enriched, Feedback, Mention, parse_ts
+from stream.sinks import RedisWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 MENTIONS = 2000
+T0 = 1_709_510_400_000
 
 
 def _load_faults() -> ModuleType:
@@ -72,8 +77,10 @@ def reference(sim: Path, work: Path, redis_url: str, shared) -> tuple[dict[bytes
     faults.replay(sim, redis_url, prefix, None)
     keys = faults.dump_keys(shared[0], prefix)
     doc = faults.metrics_doc(redis_url, prefix)
-    assert doc["accepted"] == MENTIONS
+    assert doc["accepted"] == MENTIONS + faults.labels_in(sim)
     assert any(k.startswith(b"case:") for k in keys) and b"alerts" in keys
+    # the text models learned the labels: checkpoints, their history and the prequential metrics are compared too
+    assert b"model:sentiment:v1" in keys and b"model:sentiment:metrics:all" in keys and b"flow:prequential" in keys
     assert any(k.startswith(b"crm:tick:") for k in keys)  # the CRM's timers ticked
     return keys, doc
 
@@ -87,9 +94,8 @@ def test_killed_twice_and_resumed_every_key_is_identical(sim: Path, work: Path, 
     assert run.kills >= 1, "the replay finished before it could be killed"
     keys, doc = reference
     differing = faults.differing_keys(keys, faults.dump_keys(shared[0], prefix))
-    # cases, outboxes, alerts, windows, customers, agents: all identical; the text models' monitoring counts
-    # are kept in memory and count again what was classified after the last snapshot (not fixed yet)
-    assert [k for k in differing if not k.startswith(faults.MODEL_MONITORING)] == []
+    # cases, outboxes, alerts, windows, customers, agents, model checkpoints and monitoring: all identical
+    assert differing == []
     assert faults.metrics_doc(redis_url, prefix) == doc
 
 
@@ -126,6 +132,66 @@ def test_redis_down_mid_run_the_flow_waits_and_ends_identical_and_the_dashboard_
         assert "redis_down" not in app.session_state
     finally:
         server.stop()
+
+
+def _mentions_and_labels(n: int) -> list[Mention | Feedback]:
+    """Mentions and, two records after every third one, a label for it (alternating models and words)."""
+    words = {"positive": ("lovely", "great", "wonderful"), "negative": ("awful", "broken", "terrible")}
+    out: list[Mention | Feedback] = []
+    for i in range(n):
+        label = ("positive", "negative")[i % 2]
+        out.append(Mention(id=f"forum:{i}", channel=("forum", "twitter")[i % 3 == 0], brand="acme", author=f"u{i}",
+                           text=f"the app is {words[label][i % 3]} today {i % 7}", ts=parse_ts(T0 + i * 60_000)))
+        if i % 3 == 2:
+            out.append(Feedback(mention_id=f"forum:{i - 2}", model="sentiment",
+                                label=("positive", "negative")[(i - 2) % 2]))
+    return out
+
+
+def _drive(host: ModelHost, items: list[Mention | Feedback], writer: RedisWriter) -> None:
+    logic = ModelLogic(host)
+    for item in items:
+        for e in logic.on_batch([item])[0]:
+            if isinstance(e, Enriched):
+                writer.write([("mention", e.to_json(), e.mention.ts_ms, e.mention.id, features_of(e))])
+
+
+def _host(redis_url: str, prefix: str, resume: bytes | None = None, run_id: str | None = None) -> ModelHost:
+    return ModelHost(redis_url, Keys(prefix), cache_dir=None, checkpoint_every=7, metrics_every=25,
+                     warm_start=False, signing_key=b"faults-test", resume=resume, run_id=run_id)
+
+
+def test_the_models_resumed_from_a_snapshot_or_restarted_write_what_an_uninterrupted_run_writes(
+        redis_url: str, shared) -> None:
+    """The flow's ``models`` step killed after its snapshot (work done since is redone) or before its first
+    one (a restart of the same run): checkpoints, their numbers, metrics and prequential state are identical."""
+    client = shared[0]
+    items = _mentions_and_labels(300)
+    reference = _prefix(shared)
+    host = _host(redis_url, reference, run_id="r1")
+    _drive(host, items, RedisWriter(client, Keys(reference)))
+    ModelLogic(host).on_eof()
+    expected = faults.dump_keys(client, reference)
+    assert b"model:sentiment:v5" in expected and b"flow:prequential" in expected
+
+    resumed = _prefix(shared)
+    writer = RedisWriter(client, Keys(resumed))
+    first = _host(redis_url, resumed, run_id="r1")
+    _drive(first, items[:150], writer)
+    snapshot = first.state()
+    _drive(first, items[150:260], writer)  # done before the kill, after the snapshot: done again below
+    again = _host(redis_url, resumed, resume=snapshot, run_id="r1")
+    _drive(again, items[150:], writer)
+    ModelLogic(again).on_eof()
+    assert faults.differing_keys(expected, faults.dump_keys(client, resumed)) == []
+    # killed before the first snapshot, after checkpoints and metrics were written: the run starts again
+    restarted = _prefix(shared)
+    writer = RedisWriter(client, Keys(restarted))
+    _drive(_host(redis_url, restarted, run_id="r1"), items[:200], writer)
+    last = _host(redis_url, restarted, run_id="r1")
+    _drive(last, items, writer)
+    ModelLogic(last).on_eof()
+    assert faults.differing_keys(expected, faults.dump_keys(client, restarted)) == []
 
 
 def test_retries_log_the_outage_and_the_recovery_with_the_password_masked(caplog: pytest.LogCaptureFixture) -> None:

@@ -148,7 +148,7 @@ def test_a_running_host_follows_a_rollback(r: redis.Redis, redis_url: str, key_p
     for word, label in (("lovely", "positive"), ("awful", "negative")) * 3:
         trained.learn_one({"text": f"it was {word}", "channel": "forum"}, label)
     registry.save(r, key_prefix, "sentiment", trained, key=KEY)  # v2, current
-    host = ModelHost(redis_url, Keys(key_prefix), cache_dir=None, metrics_every_s=0.0, signing_key=KEY)
+    host = ModelHost(redis_url, Keys(key_prefix), cache_dir=None, metrics_every=1, signing_key=KEY)
     m = Mention(id="t:1", channel="forum", brand="acme", author="a", text="hello", ts=parse_ts(T0))
     host.classify(m)
     assert host._clf is not None and host._clf.sentiment.n_learned == 6
