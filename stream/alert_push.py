@@ -121,6 +121,8 @@ class AlertPushServer:
                 self._loop.run_until_complete(self.serve())
             except OSError as exc:  # e.g. the port is taken: said by start(), not lost in this thread
                 failed.append(exc)
+                self._loop.close()
+                self._loop = None
                 self._ready.set()
 
         self._thread = threading.Thread(target=run, name="alert-push", daemon=True)
