@@ -106,7 +106,7 @@ def test_every_command_has_help() -> None:
 
 def test_sigkill_replay_resumes_to_same_metrics(write_jsonl, tmp_path: Path, redis_url: str, key_prefix: str,
                                                 r: redis.Redis) -> None:
-    rows = make_mentions(40_000, step_ms=1_000)
+    rows = make_mentions(12_000, step_ms=1_000)
     path = write_jsonl(rows + [b"{broken"] + rows[:10])
     env = {"PULSE_EPOCH_SECONDS": "0.2"}
     # The uninterrupted reference run, under its own prefix.
