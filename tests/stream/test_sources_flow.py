@@ -62,7 +62,7 @@ def test_ten_percent_corrupted_jsonl_reconciles(write_jsonl, redis_url: str, key
 def test_redis_streams_two_workers_sigkill_counts_every_record_once(
     write_jsonl, tmp_path: Path, redis_url: str, key_prefix: str, r: redis.Redis
 ) -> None:
-    rows = make_mentions(20_000, step_ms=1_000)
+    rows = make_mentions(8_000, step_ms=1_000)
     payloads = [orjson.dumps(x) for x in rows]
     # The reference: the same records replayed from a file.
     ref = key_prefix + "ref:"
