@@ -19,12 +19,12 @@ from stream.sinks import RedisSink
 
 T0 = 1_704_067_200_000  # 2024-01-01
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
-SPAN_DAYS = 80
+SPAN_DAYS = 40
 RETENTION_S = 3600.0  # minutes 1 h, hours 30 h, days 365 h (~15 days)
 
 
 def _rows() -> list[dict]:
-    """Two brands x two channels, a mention every 20 minutes each for 80 days, a third of them answered."""
+    """Two brands x two channels, a mention every 20 minutes each for 40 days, a third of them answered."""
     rows = []
     i = 0
     for t in range(T0, T0 + SPAN_DAYS * DAY, 20 * MIN):
