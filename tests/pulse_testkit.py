@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 
 
 def make_mentions(n: int, *, brands: tuple[str, ...] = ("acme", "globex"), channels: tuple[str, ...] = ("twitter", "forum"),
@@ -60,3 +63,15 @@ def free_ports(n: int = 1) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/{name}.py`` as a module: benchmarks/ is not an installed package (and tests/benchmarks
+    would shadow it), so it is loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

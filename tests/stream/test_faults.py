@@ -7,17 +7,15 @@ here a 2,000-mention simulated replay (with labels) with the CRM on is compared,
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
+from pulse_testkit import load_benchmark
 from streamlit.testing.v1 import AppTest
 
 from stream.keys import Keys
@@ -31,17 +29,8 @@ MENTIONS = 2000
 T0 = 1_709_510_400_000
 
 
-def _load_faults() -> ModuleType:
-    # benchmarks/ is not an installed package (and tests/benchmarks would shadow it): load by path
-    spec = importlib.util.spec_from_file_location("_bench_faults", ROOT / "benchmarks" / "faults.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
-
-faults = _load_faults()
+faults = load_benchmark("faults")
 
 
 @pytest.fixture(scope="module")
