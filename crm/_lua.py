@@ -504,7 +504,7 @@ local function forget_prospect(pid)
     end
     redis.call('DEL', K('customer', pid), K('customer', pid, 'handles'), K('customer', pid, 'mentions'),
       K('customer', pid, 'mdata'), K('customer', pid, 'cases'), K('customer', pid, 'tags'), K('rules', 'pending', pid))
-    redis.call('ZREM', K('churn'), pid)
+    -- (its churn score, if the flow's churn step kept one, stays with the step's size cap and its reasons)
   end
   redis.call('ZREM', K('prospects'), pid)
 end
