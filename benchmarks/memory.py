@@ -17,7 +17,10 @@ every size cap (pending replies, dead letters, latest, ...) is reached, and samp
 
 The retentions are shortened (``--minute-retention-hours``; hours keep 30x, days 365x as long) so that a
 million mentions cover several day-window retentions; the flow is listening-only (``PULSE_CRM=false``):
-the CRM's keys are bounded by their own settings (see README "Redis keys"); ``--crm`` runs the CRM step too.
+the CRM's keys are bounded by their own settings (see README "Redis keys"); ``--crm`` runs the CRM step too,
+with no agents (cases leave ``open`` only by expiring after ``stale_case_days``), every author a prospect
+(forgotten ``prospect_retention_days`` after their last mention), the sample rules' tasks
+(``task_retention_days``), all at the CRM's defaults, and resolved cases kept ``--case-retention-days``.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/memory.py [--mentions 1000000] [--every 20000] [--crm]``.
 """
@@ -67,7 +70,8 @@ def main() -> None:
     parser.add_argument("--minute-retention-hours", type=float, default=12.0,
                         help="minute-window retention in event hours (hours 30x, days 365x; default 12)")
     parser.add_argument("--crm", action="store_true",
-                        help="run the CRM step too (every author a prospect; resolved cases kept --case-retention-days)")
+                        help="run the CRM step too (every author a prospect, no agents; the CRM's default "
+                             "retentions; closed cases kept --case-retention-days)")
     parser.add_argument("--case-retention-days", type=float, default=60.0,
                         help="with --crm: event days a resolved case is kept (default 60)")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ __all__ = [
     "COMMIT",
     "CONTEXT",
     "DRAIN",
+    "EXPIRE_STALE",
     "IMPORT_CUSTOMER",
     "LINK_PUT",
     "MERGE",
@@ -31,6 +32,8 @@ _LIB = r"""
 local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
+-- the CRM's watermark: its newest processed mention time (event time, ms), what every retention follows
+local function wm() return tonumber(redis.call('GET', K('crm', 'wm')) or '-1') end
 -- the stored outcome of processing mention id, unless it is past its event-time retention (ret ms behind the
 -- CRM's watermark): then as if never processed, whether RETIRE_CASES deleted it yet or not
 local function processed(id, ret)
@@ -45,7 +48,8 @@ end
 -- links from a mention or reply to its case live this long (seconds of event time behind the CRM's watermark
 -- crm:wm; crm.keys.KEEP_LINKS_SECONDS): a follow-up to a message half a year old starts a new case. A link past
 -- it counts as gone whether RETIRE_CASES deleted it yet or not. The marks that make outbox writes happen once
--- live as long (wall clock: Redis expiry).
+-- live as long, indexed by event time in outbox:sentt (a mark without an index entry, set by another writer,
+-- lives by its own TTL).
 local KEEP_S = 15552000
 local function link_thread(id, cid, t)
   redis.call('SET', K('thread', id), cid)
@@ -59,7 +63,32 @@ local function thread_of(id)
   if t ~= nil and t + KEEP_S * 1000 < w then return false end
   return cid
 end
-local function first_send(id) return redis.call('SET', K('outbox', 'sent', id), '1', 'NX', 'EX', KEEP_S) end
+local function first_send(id, ts)
+  local key = K('outbox', 'sent', id)
+  if redis.call('EXISTS', key) == 1 then
+    local t = tonumber(redis.call('ZSCORE', K('outbox', 'sentt'), id) or '')
+    if t == nil or t + KEEP_S * 1000 >= wm() then return false end
+  end
+  redis.call('SET', key, '1')
+  redis.call('ZADD', K('outbox', 'sentt'), ms(ts), id)
+  return true
+end
+
+-- unresolved cases by last activity (opened, a customer mention, a reply): cases:active. One without activity
+-- for `stale` ms of event time behind the watermark `w` is stale: expired by EXPIRE_STALE, and treated as expired
+-- by whoever meets it first (a follow-up, a brand reply), so nothing depends on when the scan ran
+local function touch(cid, ts)
+  local z = K('cases', 'active')
+  local cur = tonumber(redis.call('ZSCORE', z, cid) or '')
+  if cur == nil or tonumber(ts) > cur then redis.call('ZADD', z, ms(ts), cid) end
+end
+local function stale_since(cid, stale, w)
+  if not stale or stale <= 0 then return nil end
+  local t = tonumber(redis.call('ZSCORE', K('cases', 'active'), cid) or '')
+  if t ~= nil and t + stale < w then return t end
+  return nil
+end
+local function closed(status) return status == 'resolved' or status == 'expired' end
 -- append one outbox entry (a flat field/value list from the encoder) to a stream capped near maxlen
 local function post(stream, maxlen, fields)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
@@ -317,10 +346,11 @@ local function apply_reply(cid, rid, ts, by)
   if redis.call('SADD', K('case', cid, 'replies'), rid) == 0 then return {'duplicate', ''} end
   link_thread(rid, cid, ts)
   local f = redis.call('HMGET', ck, 'status', 'awaiting_since', 'first_reply_ms')
-  if f[1] == 'resolved' then
+  if closed(f[1]) then
     event(cid, ts, 'reply_after_resolve', {reply_id = rid})
-    return {'resolved', ''}
+    return {f[1], ''}
   end
+  touch(cid, ts)
   local resp = ''
   redis.call('HINCRBY', ck, 'replies', 1)
   stat('replies')
@@ -349,32 +379,49 @@ local function apply_reply(cid, rid, ts, by)
   return {'replied', resp}
 end
 
--- resolve a case: its agent's slot goes to the oldest waiting case the agent can take ((case, agent) pairs
--- appended to moved); returns 'unknown', 'already' or moved
-local function resolve(cid, ts, by, dlimit, moved)
+-- close a case, resolved (by an agent or auto-resolve) or expired (stale: no activity for stale_case_days): its
+-- agent's slot goes to the oldest waiting case the agent can take ((case, agent) pairs appended to moved);
+-- returns 'unknown', 'already' or moved
+local function close_case(cid, ts, by, dlimit, moved, how)
   local ck = K('case', cid)
   local f = redis.call('HMGET', ck, 'status', 'created_ms', 'agent', 'queue', 'customer_id')
   if not f[1] then return 'unknown' end
-  if f[1] == 'resolved' then return 'already' end
+  if closed(f[1]) then return 'already' end
   release(cid, f[3], false)
   redis.call('ZREM', K('queue', f[4]), cid)
   redis.call('ZREM', K('cases', 'open'), cid)
   redis.call('ZREM', K('cases', 'sla'), cid)
   redis.call('ZREM', K('cases', 'replied'), cid)
+  redis.call('ZREM', K('cases', 'active'), cid)
   local res = tonumber(ts) - tonumber(f[2])
   if res < 0 then res = 0 end
-  redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
-    'due_ms', '', 'warn_ms', '', 'queued', '0', 'resolved_by', by or '')
+  if how == 'expired' then
+    redis.call('HSET', ck, 'status', 'expired', 'expired_ms', ms(ts), 'awaiting_since', '', 'due_ms', '',
+      'warn_ms', '', 'queued', '0')
+  else
+    redis.call('HSET', ck, 'status', 'resolved', 'resolved_ms', ms(ts), 'resolution_ms', ms(res), 'awaiting_since', '',
+      'due_ms', '', 'warn_ms', '', 'queued', '0', 'resolved_by', by or '')
+  end
   redis.call('ZADD', K('cases', 'closed'), ms(ts), cid)  -- retired case_retention_days later (RETIRE_CASES)
-  if f[5] and f[5] ~= '' then
+  if f[5] and f[5] ~= '' and redis.call('EXISTS', K('customer', f[5])) == 1 then
     local n = redis.call('HINCRBY', K('customer', f[5]), 'cases_open', -1)
     if n < 0 then redis.call('HSET', K('customer', f[5]), 'cases_open', 0) end
   end
-  stat('resolved')
-  stat('resolution_ms_sum', res)
-  event(cid, ts, 'resolved', {by = by})
+  if how == 'expired' then
+    stat('expired')
+    event(cid, ts, 'expired', {by = by})
+  else
+    stat('resolved')
+    stat('resolution_ms_sum', res)
+    event(cid, ts, 'resolved', {by = by})
+  end
   if f[3] and f[3] ~= '' then moved = drain_agent(f[3], ts, dlimit, moved) end
   return moved
+end
+local function resolve(cid, ts, by, dlimit, moved) return close_case(cid, ts, by, dlimit, moved, 'resolved') end
+-- expire a stale case at the moment it went stale (its last activity + stale ms)
+local function expire_case(cid, since, stale, dlimit, moved)
+  return close_case(cid, since + stale, 'stale', dlimit, moved, 'expired')
 end
 
 local function trim_history(cust, keep)
@@ -441,6 +488,26 @@ local function merge_prospect(pid, cid, now, keep)
   redis.call('SADD', K('customer', cid, 'merged'), pid)
   return 1
 end
+
+-- a prospect silent for prospect_retention_days (event time behind crm:wm; the prospects zset scores the last
+-- mention) is forgotten whole: profile, handles, history, tags, pending rule outcomes, its identity links.
+-- A prospect past it counts as gone whether RETIRE_CASES deleted it yet or not (its next mention starts afresh).
+local function prospect_stale(pid, ret, w)
+  if not ret or ret <= 0 then return false end
+  local t = tonumber(redis.call('ZSCORE', K('prospects'), pid) or '')
+  return t ~= nil and t + ret < w
+end
+local function forget_prospect(pid)
+  if redis.call('HGET', K('customer', pid), 'kind') == 'prospect' then
+    for _, h in ipairs(redis.call('SMEMBERS', K('customer', pid, 'handles'))) do
+      if redis.call('GET', P .. 'identity:' .. h) == pid then redis.call('DEL', P .. 'identity:' .. h) end
+    end
+    redis.call('DEL', K('customer', pid), K('customer', pid, 'handles'), K('customer', pid, 'mentions'),
+      K('customer', pid, 'mdata'), K('customer', pid, 'cases'), K('customer', pid, 'tags'), K('rules', 'pending', pid))
+    -- (its churn score, if the flow's churn step kept one, stays with the step's size cap and its reasons)
+  end
+  redis.call('ZREM', K('prospects'), pid)
+end
 """
 
 #: ARGV: prefix, mention id, channel, handle, given customer id, in_reply_to, want history (0/1), history n,
@@ -474,7 +541,11 @@ end
 -- the author's latest churn risk (the flow's churn step scores after the CRM and writes it here)
 local risk = ''
 if cust ~= '' then risk = redis.call('ZSCORE', K('churn'), cust) or '' end
-return {'ok', cust, rec, tc, tstatus, tcust, hist, risk}
+-- the watermark and, for a prospect, its last mention: the processor tells whether the prospect is past its
+-- retention when this mention commits (then it plans as for an unknown author)
+local pls = ''
+if cust ~= '' then pls = redis.call('ZSCORE', K('prospects'), cust) or '' end
+return {'ok', cust, rec, tc, tstatus, tcust, hist, risk, ms(wm()), pls}
 """
 
 #: ARGV: prefix, plan JSON (see ``crm.processor``), the mention's result JSON (stored as is), its history
@@ -488,6 +559,7 @@ if prev then return {'duplicate', prev} end
 -- the CRM's watermark (newest event time processed, in input order): a resolved case closed more than
 -- case_ret before it is retired (RETIRE_CASES) and is never joined again, whether or not it is deleted yet
 local CRET = tonumber(plan.case_ret or 0)
+local PRET, STALE, ERET = tonumber(plan.prospect_ret or 0), tonumber(plan.stale or 0), tonumber(plan.early_ret or 0)
 local W = math.max(ts, tonumber(redis.call('GET', K('crm', 'wm')) or '0'))
 redis.call('SET', K('crm', 'wm'), ms(W))
 
@@ -501,9 +573,14 @@ cust = follow_merges(cust)
 local is_prospect = false
 local cset = {}          -- customer fields written once at the end
 local c = {}
+local fresh = false      -- a prospect past its retention: forgotten, this mention starts a new profile
+if cust ~= '' and prospect_stale(cust, PRET, W) then
+  forget_prospect(cust)
+  fresh = true
+end
 if cust ~= '' then
   local ck = K('customer', cust)
-  if plan.prospect == 1 and cust == plan.cust and redis.call('HSETNX', ck, 'kind', 'prospect') == 1 then
+  if (fresh or (plan.prospect == 1 and cust == plan.cust)) and redis.call('HSETNX', ck, 'kind', 'prospect') == 1 then
     cset = {'id', cust, 'channel', plan.channel, 'handle', plan.author, 'first_seen_ms', ms(ts)}
     redis.call('ZADD', K('prospects'), ts, cust)
     redis.call('SET', K('identity', plan.channel, plan.author), cust, 'NX')
@@ -543,7 +620,16 @@ if plan.in_reply_to ~= '' and cust ~= '' then
     local ck = K('case', tc)
     local f = redis.call('HMGET', ck, 'status', 'customer_id', 'agent', 'priority', 'awaiting_since', 'resolved_ms')
     local retired = f[1] == 'resolved' and CRET > 0 and (tonumber(f[6]) or 0) + CRET < W
-    if f[1] and f[2] == cust and not retired then
+    if f[1] and not closed(f[1]) then
+      -- a case without activity for stale_case_days expires now if the tick has not expired it yet
+      local since = stale_since(tc, STALE, W)
+      if since then
+        expire_case(tc, since, STALE, 500, {})
+        f[1] = 'expired'
+      end
+    end
+    -- an expired case is closed for good: a follow-up to it opens a new case
+    if f[1] and f[1] ~= 'expired' and f[2] == cust and not retired then
       cid = tc
       link_thread(mid, cid, ts)
       redis.call('HINCRBY', ck, 'mentions', 1)
@@ -556,11 +642,13 @@ if plan.in_reply_to ~= '' and cust ~= '' then
         redis.call('HINCRBY', ck, 'reopened', 1)
         cases_open = 1
         stat('reopened')
+        touch(cid, ts)
         set_deadline(cid, ts, sla, plan.warn)
         event(cid, ts, 'reopened', {mention_id = mid})
         try_assign(cid, ts, f[3])
       else
         cev = 'appended'
+        touch(cid, ts)
         event(cid, ts, 'followup', {mention_id = mid})
         if not f[5] or f[5] == '' then
           set_deadline(cid, ts, sla, plan.warn)
@@ -597,6 +685,7 @@ if cid == '' and plan.open == 1 then
     redis.call('HSET', ck, unpack(args))
     link_thread(mid, cid, ts)
     redis.call('ZADD', K('cases', 'all'), ts, cid)
+    touch(cid, ts)
     redis.call('ZADD', K('cases', 'open'), due, cid)
     redis.call('ZADD', K('cases', 'sla'), warn, cid)
     if cust ~= '' then
@@ -616,10 +705,15 @@ if cid == '' and plan.open == 1 then
     redis.call('RPUSH', K('case', cid, 'events'), unpack(evs))
     known = true
     local early = redis.call('GET', K('crm', 'early', mid))
+    if early and ERET > 0 then  -- a held reply past its event-time retention counts as gone
+      local et = tonumber(redis.call('ZSCORE', K('crm', 'earlyt'), mid) or '')
+      if et ~= nil and et + ERET < W then early = false end
+    end
     if early then
       local e = cjson.decode(early)
       apply_reply(cid, e.id, e.ts, e.by)
       redis.call('DEL', K('crm', 'early', mid))
+      redis.call('ZREM', K('crm', 'earlyt'), mid)
       known = false
     end
   else
@@ -645,7 +739,7 @@ for _, t in ipairs(plan.tasks) do
 end
 -- outbound messages (rule replies, DM requests, webhooks), entries encoded by the injected outbox encoder
 for _, o in ipairs(plan.outbox) do
-  if first_send(o.id) then
+  if first_send(o.id, ts) then
     post(o.stream, plan.outbox_maxlen, with_ids(o.fields, cid, cust))
   end
   if cid ~= '' and o.thread == 1 then link_thread(o.id, cid, ts) end
@@ -671,20 +765,8 @@ if cust ~= '' then
   if cases_open > 0 then put('cases_open', (tonumber(c[12]) or 0) + cases_open) end
   if #plan.hits > 0 then put('pending', '1') end
   redis.call('HSET', ck, unpack(cset))
-  if is_prospect and tonumber(plan.pttl) > 0 then
-    -- an anonymous author's profile lives while they keep posting (wall-clock time)
-    local ttl = tonumber(plan.pttl)
-    for _, key in ipairs({ck, K('customer', cust, 'handles'), K('customer', cust, 'mentions'),
-        K('customer', cust, 'mdata')}) do
-      redis.call('EXPIRE', key, ttl)
-    end
-    if cases_total > 0 then redis.call('EXPIRE', K('customer', cust, 'cases'), ttl) end
-    if #plan.tags > 0 then redis.call('EXPIRE', K('customer', cust, 'tags'), ttl) end
-    if #plan.hits > 0 then redis.call('EXPIRE', K('rules', 'pending', cust), ttl) end
-    if redis.call('GET', K('identity', plan.channel, plan.author)) == cust then
-      redis.call('EXPIRE', K('identity', plan.channel, plan.author), ttl)
-    end
-  end
+  -- an anonymous author's profile lives while they keep posting: indexed by their newest mention (event time)
+  if is_prospect then redis.call('ZADD', K('prospects'), 'GT', ms(ts), cust) end
 end
 
 if cid ~= '' and not known then
@@ -701,7 +783,8 @@ redis.call('ZADD', K('crm', 'donet'), ms(ts), mid)
 return {'ok', rec}
 """
 
-#: ARGV: prefix, reply id, in_reply_to, ts, by, early-reply ttl (s). A brand reply seen on a channel.
+#: ARGV: prefix, reply id, in_reply_to, ts, by, early-reply retention (s, event time), processed-mark retention (ms),
+#: stale-case time (ms). A brand reply seen on a channel.
 REPLY = _LIB + r"""
 local rid, irt, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cid = thread_of(irt)
@@ -709,11 +792,22 @@ if not cid then
   -- the mention was processed and opened no case: nothing to answer for (unless its processed mark is past
   -- its event-time retention, ARGV[7] ms behind crm:wm: then as if never seen, deleted yet or not)
   if processed(irt, tonumber(ARGV[7] or '0')) then return {'no_case', ''} end
+  -- held for its mention ARGV[6] seconds of event time behind crm:wm (crm:earlyt, RETIRE_CASES)
   local existing = redis.call('GET', K('crm', 'early', irt))
+  if existing then
+    local et = tonumber(redis.call('ZSCORE', K('crm', 'earlyt'), irt) or '')
+    if et ~= nil and et + tonumber(ARGV[6]) * 1000 < wm() then existing = false end
+  end
   if not existing then
-    redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}), 'EX', tonumber(ARGV[6]))
+    redis.call('SET', K('crm', 'early', irt), cjson.encode({id = rid, ts = ts, by = by}))
+    redis.call('ZADD', K('crm', 'earlyt'), ms(ts), irt)
   end
   return {'pending', ''}
+end
+-- a case stale for ARGV[8] ms (stale_case_days) behind crm:wm expires before the reply is counted
+local since = stale_since(cid, tonumber(ARGV[8] or '0'), wm())
+if since and not closed(redis.call('HGET', K('case', cid), 'status')) then
+  expire_case(cid, since, tonumber(ARGV[8]), 500, {})
 end
 local r = apply_reply(cid, rid, ts, by)
 return {r[1], cid, r[2]}
@@ -726,8 +820,8 @@ local cid, rid, ts, by = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local st = redis.call('HGET', K('case', cid), 'status')
 if not st then return {'unknown', ''} end
 if redis.call('SISMEMBER', K('case', cid, 'replies'), rid) == 1 then return {'duplicate', ''} end
-if st == 'resolved' then return {'resolved', ''} end
-if first_send(rid) then
+if closed(st) then return {st, ''} end
+if first_send(rid, ts) then
   local fields = {}
   for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
   post(ARGV[6], ARGV[7], fields)
@@ -763,6 +857,28 @@ for i = 1, #done, 2 do
   redis.call('ZREM', K('cases', 'replied'), cid)  -- resolved, or the customer came back (a new reply re-adds it)
 end
 return {resolved, moved}
+"""
+
+#: ARGV: prefix, now (ms), stale time (ms), limit, drain limit. Expires unresolved cases without activity (opened,
+#: customer mention, reply) for the stale time behind max(now, crm:wm), each at the moment it went stale, oldest
+#: first; returns the case ids expired and (case, agent) pairs assigned from the queues with the freed slots.
+EXPIRE_STALE = _LIB + r"""
+local now, stale, limit, dlimit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if stale <= 0 then return {{}, {}} end
+local W = math.max(now, wm())
+local old = redis.call('ZRANGEBYSCORE', K('cases', 'active'), '-inf', '(' .. ms(W - stale), 'WITHSCORES',
+  'LIMIT', 0, limit)
+local expired, moved = {}, {}
+for i = 1, #old, 2 do
+  local cid, since = old[i], tonumber(old[i + 1])
+  local st = redis.call('HGET', K('case', cid), 'status')
+  if st and not closed(st) then
+    expire_case(cid, since, stale, dlimit, moved)
+    table.insert(expired, cid)
+  end
+  redis.call('ZREM', K('cases', 'active'), cid)
+end
+return {expired, moved}
 """
 
 #: ARGV: prefix, agent id, name, capacity, departments, channels, languages.
@@ -844,7 +960,7 @@ local out = {}
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(now), 'LIMIT', 0, limit)) do
   local ck = K('case', cid)
   local f = redis.call('HMGET', ck, 'status', 'due_ms', 'warn_ms', 'sla_warned', 'sla_breached')
-  if not f[1] or f[1] == 'resolved' or not f[2] or f[2] == '' then
+  if not f[1] or closed(f[1]) or not f[2] or f[2] == '' then
     redis.call('ZREM', K('cases', 'sla'), cid)
   else
     local due = tonumber(f[2])
@@ -867,7 +983,10 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(n
     end
   end
 end
-if memo ~= '' then redis.call('SET', memo, cjson.encode(out), 'EX', tonumber(ARGV[5])) end
+if memo ~= '' then  -- kept like processed marks: retired by event time with its tick (crm:tickt), or a TTL if given
+  local ttl = tonumber(ARGV[5] or '0')
+  if ttl > 0 then redis.call('SET', memo, cjson.encode(out), 'EX', ttl) else redis.call('SET', memo, cjson.encode(out)) end
+end
 return out
 """
 
@@ -966,37 +1085,47 @@ redis.call('PEXPIRE', lk, ARGV[6])
 return 1
 """
 
-#: ARGV: prefix, case retention (ms), limit, processed-mark retention (ms). Deletes, behind the CRM's watermark
-#: (``crm:wm``, event time), resolved cases closed more than the case retention before it (their hash, events,
-#: replies, tags and index entries) and the processed marks of mentions older than the mark retention.
-#: Returns how many cases went (at most ``limit``; as many marks).
+#: ARGV: prefix, case retention (ms), limit, processed-mark retention (ms), prospect retention (ms), task retention
+#: (ms), early-reply retention (ms). Deletes, behind the CRM's watermark (``crm:wm``, event time): closed
+#: (resolved or expired) cases closed more than the case retention before it (their hash, events, replies, tags
+#: and index entries); the processed marks of mentions and the timer ticks older than the mark retention; thread
+#: links and outbox sent-once marks older than ``KEEP_S``; prospects silent longer than the prospect retention;
+#: rule tasks due longer ago than the task retention; early replies held longer than theirs (0: keep).
+#: Returns the largest number of entries one of these walks took (at most ``limit``: more may be left).
 RETIRE_CASES = _LIB + r"""
-local W = tonumber(redis.call('GET', K('crm', 'wm')) or '-1')
+local W = wm()
 local RET, RETP = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
+local PRET, TRET, ERET = tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0'), tonumber(ARGV[7] or '0')
+local LIMIT = tonumber(ARGV[3])
 if W < 0 then return 0 end
-do  -- thread links past KEEP_S of event time
-  local links = K('threadt')
-  local old = redis.call('ZRANGEBYSCORE', links, '-inf', '(' .. ms(W - KEEP_S * 1000), 'LIMIT', 0, tonumber(ARGV[3]))
-  for _, id in ipairs(old) do redis.call('DEL', K('thread', id)) end
-  if #old > 0 then redis.call('ZREM', links, unpack(old)) end
+local most = 0
+-- the members of index z scored before W - ret (oldest first, at most LIMIT), handed to gone(id), then unindexed
+local function walk(z, ret, gone)
+  if ret <= 0 then return end
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. ms(W - ret), 'LIMIT', 0, LIMIT)
+  for _, id in ipairs(old) do gone(id) end
+  if #old > 0 then redis.call('ZREM', z, unpack(old)) end
+  if #old > most then most = #old end
 end
-if RETP > 0 then
-  local donet = K('crm', 'donet')
-  local old = redis.call('ZRANGEBYSCORE', donet, '-inf', '(' .. ms(W - RETP), 'LIMIT', 0, tonumber(ARGV[3]))
-  for _, mid in ipairs(old) do redis.call('DEL', K('crm', 'done', mid)) end
-  if #old > 0 then redis.call('ZREM', donet, unpack(old)) end
-end
-if RET <= 0 then return 0 end
-local closed = K('cases', 'closed')
-local gone = redis.call('ZRANGEBYSCORE', closed, '-inf', '(' .. ms(W - RET), 'LIMIT', 0, tonumber(ARGV[3]))
+walk(K('threadt'), KEEP_S * 1000, function(id) redis.call('DEL', K('thread', id)) end)
+walk(K('outbox', 'sentt'), KEEP_S * 1000, function(id) redis.call('DEL', K('outbox', 'sent', id)) end)
+walk(K('crm', 'donet'), RETP, function(mid) redis.call('DEL', K('crm', 'done', mid)) end)
+walk(K('crm', 'tickt'), RETP, function(p) redis.call('DEL', K('crm', 'tick', p), K('crm', 'tickscan', p)) end)
+walk(K('prospects'), PRET, forget_prospect)
+walk(K('tasks', 'open'), TRET, function(id) redis.call('DEL', K('task', id)) end)
+walk(K('crm', 'earlyt'), ERET, function(id) redis.call('DEL', K('crm', 'early', id)) end)
+if RET <= 0 then return most end
+local closedz = K('cases', 'closed')
+local gone = redis.call('ZRANGEBYSCORE', closedz, '-inf', '(' .. ms(W - RET), 'LIMIT', 0, tonumber(ARGV[3]))
 for _, cid in ipairs(gone) do
   local f = redis.call('HMGET', K('case', cid), 'status', 'customer_id')
-  if f[1] == 'resolved' then
+  if closed(f[1]) then
     redis.call('DEL', K('case', cid), K('case', cid, 'events'), K('case', cid, 'replies'), K('case', cid, 'tags'))
     redis.call('ZREM', K('cases', 'all'), cid)
     if f[2] and f[2] ~= '' then redis.call('ZREM', K('customer', f[2], 'cases'), cid) end
   end
-  redis.call('ZREM', closed, cid)
+  redis.call('ZREM', closedz, cid)
 end
-return #gone
+if #gone > most then most = #gone end
+return most
 """

@@ -44,7 +44,7 @@ __all__ = [
     "resolve_case",
 ]
 
-CASE_STATUSES = ("open", "assigned", "replied", "resolved")
+CASE_STATUSES = ("open", "assigned", "replied", "resolved", "expired")
 
 _INT_FIELDS = ("created_ms", "assigned_ms", "last_assigned_ms", "first_reply_ms", "first_response_ms", "replied_ms",
                "resolved_ms", "resolution_ms", "due_ms", "warn_ms", "awaiting_since", "sla_ms", "mentions",
@@ -180,6 +180,8 @@ def reply_to_case(store: CrmStore, case_id: str, *, text: str, now_ms: int, now_
         raise CaseError(f"no case {case_id!r}")
     if case.get("status") == "resolved":
         raise CaseError(f"case {case_id} is resolved; a new customer mention reopens it")
+    if case.get("status") == "expired":
+        raise CaseError(f"case {case_id} expired (no activity for stale_case_days); a new mention opens a new case")
     rid = reply_id or default_reply_id(case_id, text, private)
     by = agent or case.get("agent") or ""
     message = reply_message(case, text=text, reply_id=rid, ts_iso=now_iso, private=private, agent=by)
@@ -195,6 +197,8 @@ def reply_to_case(store: CrmStore, case_id: str, *, text: str, now_ms: int, now_
         raise CaseError(f"no case {case_id!r}")
     if outcome == "resolved":
         raise CaseError(f"case {case_id} is resolved; a new customer mention reopens it")
+    if outcome == "expired":
+        raise CaseError(f"case {case_id} expired (no activity for stale_case_days); a new mention opens a new case")
     return {"reply": message, "case_id": case_id, "outcome": outcome,
             "response_ms": int(response_ms) if response_ms else None, "article_id": article_id}
 
@@ -208,7 +212,7 @@ def resolve_case(store: CrmStore, case_id: str, *, now_ms: int, by: str = "") ->
     if outcome == "unknown":
         raise CaseError(f"no case {case_id!r}")
     if outcome == "already":
-        raise CaseError(f"case {case_id} is already resolved")
+        raise CaseError(f"case {case_id} is already {(store.get_case(case_id) or {}).get('status') or 'resolved'}")
     case = store.get_case(case_id) or {}
     resolution = case.get("resolution_ms")
     return {"case_id": case_id, "resolution_ms": int(resolution) if resolution else None, "assigned": moved}

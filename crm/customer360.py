@@ -42,7 +42,7 @@ def customer_360(store: CrmStore, customer_id: str, *, mentions: int = 20, cases
             continue
         c = case_from_hash(h)
         view = {k: c.get(k) for k in _CASE_VIEW}
-        (past_cases if c.get("status") == "resolved" else open_cases).append(view)
+        (past_cases if c.get("status") in ("resolved", "expired") else open_cases).append(view)
     return {
         "id": customer_id,
         "kind": rec.get("kind", "customer"),

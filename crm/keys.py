@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 __all__ = ["KEEP_LINKS_SECONDS", "CrmKeys"]
 
-#: How long thread links (mention or reply -> case; event time behind the CRM's watermark) and outbox
-#: sent-once marks (wall clock) are kept: 180 days. The Lua scripts (crm._lua, ``KEEP_S``) use the same number.
+#: How long thread links (mention or reply -> case) and outbox sent-once marks are kept (event time behind the
+#: CRM's watermark): 180 days. The Lua scripts (crm._lua, ``KEEP_S``) use the same number.
 KEEP_LINKS_SECONDS = 180 * 86400
 
 
@@ -68,7 +68,8 @@ class CrmKeys:
 
     @property
     def prospects(self) -> str:
-        """Sorted set of prospect ids, score = first seen (ms)."""
+        """Sorted set of prospect ids, score = their newest mention (ms): a prospect silent for
+        ``prospect_retention_days`` behind :attr:`watermark` is forgotten (its next mention starts a new profile)."""
         return f"{self.prefix}prospects"
 
     def identity(self, channel: str, handle: str) -> str:
@@ -115,14 +116,20 @@ class CrmKeys:
         return f"{self.prefix}cases:replied"
 
     @property
+    def cases_active(self) -> str:
+        """Sorted set of unresolved cases by last activity (opened, customer mention, reply; ms): one without
+        activity for ``stale_case_days`` behind :attr:`watermark` expires (status ``expired``)."""
+        return f"{self.prefix}cases:active"
+
+    @property
     def cases_all(self) -> str:
         """Sorted set of every case id by opened at (ms)."""
         return f"{self.prefix}cases:all"
 
     @property
     def cases_closed(self) -> str:
-        """Sorted set of resolved cases by resolution time (ms): a case goes ``case_retention_days`` (event time)
-        after it, behind :attr:`watermark`."""
+        """Sorted set of closed (resolved or expired) cases by closing time (ms): a case goes
+        ``case_retention_days`` (event time) after it, behind :attr:`watermark`."""
         return f"{self.prefix}cases:closed"
 
     @property
@@ -146,13 +153,25 @@ class CrmKeys:
         return f"{self.prefix}threadt"
 
     def early_reply(self, mention_id: str) -> str:
-        """A brand reply that arrived before the mention it answers (applied when the case opens)."""
+        """A brand reply that arrived before the mention it answers (applied when the case opens); held
+        ``EARLY_REPLY_TTL_S`` of event time (:attr:`early_at`)."""
         return f"{self.prefix}crm:early:{mention_id}"
+
+    @property
+    def early_at(self) -> str:
+        """Sorted set ``mention id -> reply event ms`` of :meth:`early_reply`, what their retention walks."""
+        return f"{self.prefix}crm:earlyt"
 
     def tick(self, period_ms: int) -> str:
         """String: the timer tick of an event-time period (the mention that triggered it and the alerts it
         raised), so a replay or a retry returns them instead of ticking twice; expires like :meth:`processed`."""
         return f"{self.prefix}crm:tick:{period_ms}"
+
+    @property
+    def ticks_at(self) -> str:
+        """Sorted set of the periods with a stored :meth:`tick` (score = the period), retired like
+        :meth:`processed` marks with their :meth:`tick_scan`."""
+        return f"{self.prefix}crm:tickt"
 
     @property
     def tick_last(self) -> str:
@@ -225,7 +244,8 @@ class CrmKeys:
 
     @property
     def tasks_open(self) -> str:
-        """Sorted set of open task ids by due time (ms)."""
+        """Sorted set of open task ids by due time (ms); a task goes ``task_retention_days`` (event time) after
+        it is due, behind :attr:`watermark`."""
         return f"{self.prefix}tasks:open"
 
     @property
@@ -248,9 +268,14 @@ class CrmKeys:
         return f"{self.prefix}outbox:{channel}"
 
     def outbox_sent(self, reply_id: str) -> str:
-        """String, present once ``reply_id`` was written to an outbox (writes are idempotent by reply id);
-        expires after :data:`KEEP_LINKS_SECONDS`."""
+        """String, present once ``reply_id`` was written to an outbox (writes are idempotent by reply id); the
+        CRM's marks go :data:`KEEP_LINKS_SECONDS` of event time after the write (:attr:`outbox_sent_at`)."""
         return f"{self.prefix}outbox:sent:{reply_id}"
+
+    @property
+    def outbox_sent_at(self) -> str:
+        """Sorted set ``reply id -> event ms`` of the CRM's :meth:`outbox_sent` marks, what their retention walks."""
+        return f"{self.prefix}outbox:sentt"
 
     @property
     def webhooks(self) -> str:

@@ -47,7 +47,7 @@ from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
-from crm.store import CrmStore, make_store
+from crm.store import CrmStore, Retention, make_store
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
 
@@ -61,7 +61,8 @@ _SENTIMENTS = ("negative", "neutral", "positive")
 _QUEUE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _FOLLOWER_KEYS = ("followers", "followers_count", "user_followers_count", "author_followers")
 _ENGAGEMENT_KEYS = ("retweet_count", "retweets", "like_count", "likes", "shares", "reply_count", "reach")
-#: How long a brand reply that arrived before its mention waits for it (seconds).
+#: How long a brand reply that arrived before its mention waits for it (seconds of event time behind the CRM's
+#: watermark).
 EARLY_REPLY_TTL_S = 7 * 86400
 
 
@@ -327,6 +328,10 @@ class CrmProcessor:
             segment.append((i, m, ctx))
             written |= writes
         ops: list[tuple[int, str, dict[str, Any]]] = []
+        # the CRM's watermark as each commit will see it (commits move it in order), so a prospect past its
+        # retention is planned for as an unknown author whether or not the retirement deleted it yet
+        watermark = [-1]
+        prospect_ms = int(self.settings.prospect_retention_days * 86_400_000)
 
         def planned() -> Iterator[tuple[str, dict[str, Any]]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
@@ -335,12 +340,17 @@ class CrmProcessor:
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
                                        "early_ttl_s": EARLY_REPLY_TTL_S,
-                                       "processed_ms": self.settings.processed_ttl_seconds * 1000})
+                                       "processed_ms": self.settings.processed_ttl_seconds * 1000,
+                                       "stale_ms": self.retention().stale_ms})
                 else:
                     assert ctx is not None
                     if "duplicate" in ctx:
                         results[i] = self._result(ctx["duplicate"], duplicate=True)
                         continue
+                    watermark[0] = max(watermark[0], ctx.get("wm", -1), m.ts_ms)
+                    seen = ctx.get("prospect_seen")
+                    if prospect_ms > 0 and seen is not None and seen + prospect_ms < watermark[0]:
+                        ctx = {**ctx, "customer_id": "", "customer": {}, "history": [], "churn_risk": None}
                     try:
                         plan = self._plan(m, ctx)
                     except (CrmError, ValueError) as exc:  # e.g. a rule message the outbox contract refuses
@@ -394,9 +404,9 @@ class CrmProcessor:
         """The alerts of one tick: run it and remember it, or return the remembered one."""
         if stored is not None:
             return list(stored.get("alerts") or [])
-        ttl = self.settings.processed_ttl_seconds
-        alerts = self.tick(now_ms, memo=self.store.keys.tick_scan(start), memo_ttl_s=ttl)
-        self.store.remember_tick(start, {"by": by, "at": now_ms, "alerts": alerts}, ttl)
+        # kept like processed marks, by event time (RETIRE_CASES walks crm:tickt); no wall-clock TTL
+        alerts = self.tick(now_ms, memo=self.store.keys.tick_scan(start), memo_ttl_s=0)
+        self.store.remember_tick(start, {"by": by, "at": now_ms, "alerts": alerts}, 0)
         return alerts
 
     def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
@@ -409,26 +419,37 @@ class CrmProcessor:
         """
         return self._brand_reply(_parse(reply))
 
+    def retention(self) -> Retention:
+        """The event-time retentions of the CRM's keys, from the settings (see :class:`crm.store.Retention`)."""
+        s = self.settings
+        return Retention(case_ms=int(s.case_retention_days * 86_400_000), processed_ms=s.processed_ttl_seconds * 1000,
+                         prospect_ms=int(s.prospect_retention_days * 86_400_000),
+                         task_ms=int(s.task_retention_days * 86_400_000), early_ms=EARLY_REPLY_TTL_S * 1000,
+                         stale_ms=int(s.stale_case_days * 86_400_000))
+
     def tick(self, now_ms: int, limit: int = 1000, *, memo: str = "", memo_ttl_s: int = 0) -> list[dict[str, Any]]:
         """Timers due by event time ``now_ms``: ``sla_breach`` alert dicts (a warning, then the breach).
 
-        Replied cases idle for ``auto_resolve_minutes`` are resolved here too (their agents take waiting cases),
-        and cases resolved ``case_retention_days`` before the CRM's newest mention are deleted, as are the
-        processed marks of mentions ``processed_ttl_seconds`` older than it.
+        Replied cases idle for ``auto_resolve_minutes`` are resolved here too, unresolved cases without activity
+        for ``stale_case_days`` expire (their agents take waiting cases), and, behind the CRM's newest mention,
+        everything past its event-time retention goes (:meth:`retention`): closed cases, processed marks and
+        ticks, thread links, sent-once marks, silent prospects, old rule tasks, unclaimed early replies.
+        All in one round trip, unless a backlog needs more.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
-        retention_ms = int(self.settings.case_retention_days * 86_400_000)
-        processed_ms = self.settings.processed_ttl_seconds * 1000
-        resolved, assigned, fired, retired = self.store.timers(
-            now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s,
-            retention_ms=retention_ms, processed_ms=processed_ms)
-        if resolved:
-            log.info("auto-resolved %d idle replied case(s); %d waiting case(s) assigned", len(resolved),
-                     len(assigned))
-        for _ in range(20):  # resolved cases and processed marks past their retention (event time) go
+        ret = self.retention()
+        closed, assigned, fired, retired = self.store.timers(
+            now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s, retention=ret)
+        if closed:
+            log.info("auto-resolved or expired %d case(s); %d waiting case(s) assigned", len(closed), len(assigned))
+        for _ in range(20):  # a backlog of stale cases (more than limit at once) expires in further calls
+            if ret.stale_ms <= 0 or len(closed) < limit:
+                break
+            closed, assigned = self.store.expire_stale(now_ms, ret.stale_ms, limit)
+        for _ in range(20):  # keys past their retention (event time) go, a limit at a time
             if retired < limit:
                 break
-            retired = self.store.retire_cases(retention_ms, limit, processed_ms)
+            retired = self.store.retire_cases(ret, limit)
         if not fired:
             return []
         cases = self.store.get_cases([cid for cid, _ in fired])
@@ -477,7 +498,7 @@ class CrmProcessor:
             return {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
         by = str(m.meta.get("agent") or m.author or "")
         r = self.store.record_reply(m.id, m.in_reply_to, m.ts_ms, by, EARLY_REPLY_TTL_S,
-                                    self.settings.processed_ttl_seconds * 1000)
+                                    self.settings.processed_ttl_seconds * 1000, self.retention().stale_ms)
         return {"reply_id": m.id, "case_id": r["case_id"] or None, "outcome": r["outcome"],
                 "response_ms": int(r["response_ms"]) if r["response_ms"] else None}
 
@@ -613,8 +634,9 @@ class CrmProcessor:
             "warn": repr(s.sla_warn_fraction), "tags": tags, "hits": [h.rule for h in hits], "tasks": tasks,
             "outbox": outbox, "outbox_maxlen": self.outbox.maxlen,
             "result": orjson.dumps(partial, default=str).decode(),
-            "pttl": s.prospect_ttl_seconds, "done_ret": s.processed_ttl_seconds * 1000,
-            "case_ret": int(s.case_retention_days * 86_400_000),
+            "done_ret": s.processed_ttl_seconds * 1000, "case_ret": int(s.case_retention_days * 86_400_000),
+            "prospect_ret": int(s.prospect_retention_days * 86_400_000),
+            "stale": int(s.stale_case_days * 86_400_000), "early_ret": EARLY_REPLY_TTL_S * 1000,
         }
 
     @staticmethod

@@ -84,8 +84,10 @@ class CrmSettings:
     #: How long (seconds of event time behind the CRM's newest mention) the outcome of a processed mention is
     #: kept so replays do nothing twice (about 150 bytes per mention without a case); 0 keeps it forever.
     processed_ttl_seconds: int = 7 * 86400
-    #: A prospect profile (an unknown author) is forgotten after this many seconds without a mention; 0 = never.
-    prospect_ttl_seconds: int = 90 * 86400
+    #: A prospect profile (an unknown author: record, handles, history, tags, identity) is forgotten after this
+    #: many days of event time without a mention, behind the CRM's newest mention; their next mention starts a
+    #: new prospect. Prospects linked to a customer (merged) are kept with it. 0 keeps prospects forever.
+    prospect_retention_days: float = 90.0
     #: KB suggestions per case and the weight of learned feedback against BM25.
     kb_top_k: int = 3
     kb_feedback_weight: float = 0.6
@@ -98,6 +100,13 @@ class CrmSettings:
     #: after it was resolved, behind the CRM's newest mention; a follow-up in its thread after that opens a
     #: new case. 0 keeps resolved cases forever.
     case_retention_days: float = 365.0
+    #: An unresolved case without activity (opened, a customer mention in its thread, a reply) for this many days
+    #: of event time is closed with status ``expired`` (event ``expired``, counted in ``cases:stats``, its agent's
+    #: slot freed; a follow-up opens a new case), as help desks auto-close stale tickets. 0: cases wait forever.
+    stale_case_days: float = 30.0
+    #: A rule task is deleted this many days (event time) after it was due, behind the CRM's newest mention;
+    #: 0 keeps tasks forever.
+    task_retention_days: float = 90.0
     #: Author shown on replies per brand (``brand -> handle``); the brand name when absent.
     brand_handles: dict[str, str] = field(default_factory=dict)
 
@@ -183,6 +192,9 @@ class CrmSettings:
             raise CrmError(f"{where}: link_code_ttl_hours must be > 0")
         if self.case_retention_days < 0:
             raise CrmError(f"{where}: case_retention_days must be >= 0 (0 keeps resolved cases)")
+        for name in ("prospect_retention_days", "stale_case_days", "task_retention_days"):
+            if getattr(self, name) < 0:
+                raise CrmError(f"{where}: {name} must be >= 0 (0 keeps forever)")
         if self.auto_resolve_minutes < 0:
             raise CrmError(f"{where}: auto_resolve_minutes must be >= 0 (0 turns it off)")
         if self.history_keep < 1 or self.kb_top_k < 1 or self.rules_history < 1:

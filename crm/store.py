@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -21,7 +22,7 @@ import redis
 from crm import _lua
 from crm.keys import CrmKeys
 
-__all__ = ["CrmStore", "RedisCrmStore", "make_store"]
+__all__ = ["CrmStore", "RedisCrmStore", "Retention", "make_store"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,34 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 500
 #: How many script calls :meth:`RedisCrmStore.apply_ops` sends at a time while the caller plans the rest.
 STREAM_CHUNK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long (ms of event time behind the CRM's watermark ``crm:wm``) each kind of CRM key is kept; 0 keeps it.
+
+    Built from :class:`crm.settings.CrmSettings` by :meth:`crm.processor.CrmProcessor.retention`.
+
+    >>> Retention(case_ms=1).args()
+    (1, 0, 0, 0, 0)
+    """
+
+    #: closed (resolved or expired) cases, after closing
+    case_ms: int = 0
+    #: processed-mention marks and timer ticks
+    processed_ms: int = 0
+    #: prospects, after their newest mention
+    prospect_ms: int = 0
+    #: rule tasks, after their due time
+    task_ms: int = 0
+    #: brand replies held for a mention not seen yet
+    early_ms: int = 0
+    #: an unresolved case without activity (opened, customer mention, reply) this long expires
+    stale_ms: int = 0
+
+    def args(self) -> tuple[int, int, int, int, int]:
+        """RETIRE_CASES' retention arguments after the limit: case, processed, prospect, task, early-reply."""
+        return self.case_ms, self.processed_ms, self.prospect_ms, self.task_ms, self.early_ms
 
 
 def _s(value: Any) -> str:
@@ -64,7 +93,7 @@ class CrmStore(Protocol):
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
-                     processed_ms: int = 0) -> dict[str, str]: ...
+                     processed_ms: int = 0, stale_ms: int = 0) -> dict[str, str]: ...
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
@@ -73,10 +102,11 @@ class CrmStore(Protocol):
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
     def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]: ...
     def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None: ...
-    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int: ...
+    def retire_cases(self, retention: Retention, limit: int) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
+    def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention_ms: int = 0, processed_ms: int = 0
+               retention: Retention | None = None
                ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
@@ -183,6 +213,8 @@ class RedisCrmStore:
                 "thread_customer": _s(raw[5]),
                 "history": [orjson.loads(h) for h in raw[6] if h],
                 "churn_risk": float(raw[7]) if len(raw) > 7 and raw[7] else None,
+                "wm": int(raw[8]) if len(raw) > 8 else -1,
+                "prospect_seen": int(float(raw[9])) if len(raw) > 9 and raw[9] else None,
             })
         return out
 
@@ -201,7 +233,8 @@ class RedisCrmStore:
                 kinds.append(kind)
                 if kind == "reply":
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
-                                    payload["early_ttl_s"], payload.get("processed_ms", 0))
+                                    payload["early_ttl_s"], payload.get("processed_ms", 0),
+                                    payload.get("stale_ms", 0))
                 else:
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
@@ -261,8 +294,11 @@ class RedisCrmStore:
         return replies
 
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
-                     processed_ms: int = 0) -> dict[str, str]:
-        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s, processed_ms))
+                     processed_ms: int = 0, stale_ms: int = 0) -> dict[str, str]:
+        """A brand reply to ``in_reply_to``; held ``early_ttl_s`` of event time when its mention is not seen yet;
+        a case stale for ``stale_ms`` expires first (the outcome is then ``expired``)."""
+        return _reply_record(self._run("REPLY", reply_id, in_reply_to, ts_ms, by, early_ttl_s, processed_ms,
+                                       stale_ms))
 
     # -- cases ------------------------------------------------------------------------------
     def reply_case(self, case_id: str, reply_id: str, ts_ms: int, by: str, channel: str, fields: Sequence[str],
@@ -280,7 +316,7 @@ class RedisCrmStore:
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]:
         """Fire the SLA timers due by ``now_ms``: ``(case id, "warning"|"breach")``; with ``memo`` (a key), a
         scan run again returns what the first one fired instead of nothing."""
-        args = (memo, max(1, memo_ttl_s)) if memo else ()
+        args = (memo, max(0, memo_ttl_s)) if memo else ()
         return _flat_pairs(self._run("SLA_SCAN", now_ms, limit, *args))
 
     def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]:
@@ -292,36 +328,52 @@ class RedisCrmStore:
     def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None:
         """Store a tick (who triggered it, when, its alerts) and make its period the newest, atomically."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(self.keys.tick(period), orjson.dumps(record), ex=max(1, ttl_s))
+        pipe.set(self.keys.tick(period), orjson.dumps(record), ex=ttl_s if ttl_s > 0 else None)
+        pipe.zadd(self.keys.ticks_at, {str(period): period})  # retired by event time with the processed marks
         pipe.set(self.keys.tick_last, period)
         pipe.execute()
 
-    def retire_cases(self, retention_ms: int, limit: int, processed_ms: int = 0) -> int:
-        """Delete up to ``limit`` cases resolved more than ``retention_ms`` (event time) before the CRM's
-        watermark (its newest processed mention), and up to ``limit`` processed-mention marks older than
-        ``processed_ms`` behind it (0: neither); how many cases went."""
-        return int(self._run("RETIRE_CASES", retention_ms, limit, processed_ms))
+    def retire_cases(self, retention: Retention, limit: int) -> int:
+        """Delete, behind the CRM's watermark (its newest processed mention, event time), up to ``limit`` of each
+        kind of key past its ``retention`` (closed cases, processed marks and ticks, thread links, sent-once
+        marks, prospects, rule tasks, early replies); the most of one kind that went (``limit``: maybe more)."""
+        return int(self._run("RETIRE_CASES", retention.case_ms, limit, *retention.args()[1:]))
 
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Resolve replied cases idle (no customer mention) for ``idle_ms`` by ``now_ms``: (resolved, assigned)."""
         raw = self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT)
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
+    def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
+        """Expire up to ``limit`` unresolved cases without activity for ``stale_ms`` behind max(``now_ms``, the
+        watermark): (expired, assigned from the queues with the freed slots)."""
+        raw = self._run("EXPIRE_STALE", now_ms, stale_ms, limit, DRAIN_LIMIT)
+        return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
+
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention_ms: int = 0, processed_ms: int = 0
+               retention: Retention | None = None
                ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]:
-        """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`retire_cases`, then
-        :meth:`sla_scan`, in one round trip: (resolved, assigned, fired, retired). Sparse streams tick at
-        almost every mention: the round trips count."""
+        """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
+        ``retention.stale_ms`` > 0), then :meth:`retire_cases`, in one round trip: (resolved or expired, assigned, fired,
+        retired). Sparse streams tick at almost every mention: the round trips count."""
+        ret = retention or Retention()
         pipe = self.client.pipeline(transaction=False)
         if idle_ms > 0:
             self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT, pipe=pipe)
-        self._run("RETIRE_CASES", retention_ms, limit, processed_ms, pipe=pipe)
-        self._run("SLA_SCAN", now_ms, limit, *((memo, max(1, memo_ttl_s)) if memo else ()), pipe=pipe)
+        # SLA timers before expiry: a deadline passes long before a case goes stale, so its breach fires first
+        self._run("SLA_SCAN", now_ms, limit, *((memo, max(0, memo_ttl_s)) if memo else ()), pipe=pipe)
+        if ret.stale_ms > 0:
+            self._run("EXPIRE_STALE", now_ms, ret.stale_ms, limit, DRAIN_LIMIT, pipe=pipe)
+        self._run("RETIRE_CASES", ret.case_ms, limit, *ret.args()[1:], pipe=pipe)
         raw = pipe.execute()
-        resolved, assigned = ([_s(c) for c in raw[0][0]], _flat_pairs(raw[0][1])) if idle_ms > 0 else ([], [])
-        retired = int(raw[-2])
-        return resolved, assigned, _flat_pairs(raw[-1]), retired
+        closed: list[str] = []
+        assigned: list[tuple[str, str]] = []
+        parts = ([raw[0]] if idle_ms > 0 else []) + ([raw[-2]] if ret.stale_ms > 0 else [])
+        for part in parts:
+            closed.extend(_s(c) for c in part[0])
+            assigned.extend(_flat_pairs(part[1]))
+        fired = raw[1] if idle_ms > 0 else raw[0]
+        return closed, assigned, _flat_pairs(fired), int(raw[-1])
 
     def get_case(self, case_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.case(case_id))

@@ -225,7 +225,8 @@ def test_customer_coming_back_stops_the_auto_resolve_until_the_next_reply(proces
 def test_auto_resolve_can_be_turned_off(store, crm_settings, mention, agents):
     from crm import CrmError, CrmSettings
 
-    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_resolve_minutes=0.0), outbox=ENCODING)
+    p = CrmProcessor(store, settings=crm_settings.with_changes(auto_resolve_minutes=0.0, stale_case_days=0.0),
+                     outbox=ENCODING)
     agents(("ann", 5))
     p.process(mention(id="twitter:1", ts_ms=T0))
     p.reply("C-twitter:1", text="hello", now_ms=T0 + MIN)
@@ -330,7 +331,7 @@ def test_a_failure_while_planning_leaves_the_connection_clean(processor, mention
 
 
 def test_thread_links_and_sent_marks_do_not_pile_up(processor, mention, agents, store, r, key_prefix):
-    # links from mentions and replies to their case retire by event time, the outbox's sent-once marks expire
+    # links from mentions and replies to their case and the outbox's sent-once marks retire by event time
     from crm import _lua
     from crm.keys import KEEP_LINKS_SECONDS
 
@@ -340,8 +341,8 @@ def test_thread_links_and_sent_marks_do_not_pile_up(processor, mention, agents, 
     sent = processor.reply("C-twitter:1", text="On it", now_ms=T0 + MIN)
     rid = sent["reply"]["reply_id"]
     keys = CrmKeys(key_prefix)
-    assert KEEP_LINKS_SECONDS - 60 < r.ttl(keys.outbox_sent(rid)) <= KEEP_LINKS_SECONDS
-    for key in (keys.thread("twitter:1"), keys.thread(rid)):
+    assert r.zscore(keys.outbox_sent_at, rid) == T0 + MIN  # the sent-once mark: event time too
+    for key in (keys.outbox_sent(rid), keys.thread("twitter:1"), keys.thread(rid)):
         assert r.ttl(key) == -1, key  # no wall-clock expiry: indexed by event time instead
     assert r.zscore(keys.threads_at, "twitter:1") == T0 and r.zscore(keys.threads_at, rid) == T0 + MIN
     # still sent once, and a follow-up in the thread still joins the case
