@@ -37,6 +37,7 @@ err = Console(stderr=True, emoji=False, highlight=False)
 RedisUrlOpt = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL, else an embedded redis-server under .pulse/).", show_default=False)]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix for everything written to Redis (default 'pulse:', or $PULSE_PREFIX).", show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (default: $PULSE_CONFIG or ./pulse.toml if present).", show_default=False)]
+MetricsPortOpt = Annotated[int | None, typer.Option("--metrics-port", help="Expose the engine's health for Prometheus on http://0.0.0.0:PORT/metrics while the flow runs: records in and out per step, dead letters, event-time lag, Redis write latency, open incidents (README, 'Monitoring the engine'). In a cluster, process i listens on PORT + i.", min=1, max=65535, show_default=False)]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (connections, progress, results) at INFO level.")]
 
 

@@ -22,6 +22,7 @@ import typer
 
 from stream.cli.common import (
     ConfigOpt,
+    MetricsPortOpt,
     PrefixOpt,
     RedisUrlOpt,
     VerboseOpt,
@@ -163,6 +164,7 @@ def demo(
     wall: WallOpt = False,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Run the simulator and flow only.")] = False,
     redis_url: RedisUrlOpt = None,
+    metrics_port: MetricsPortOpt = None,
     prefix: PrefixOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -223,7 +225,8 @@ def demo(
         push = AlertPushServer(url, Keys(settings.prefix), port=settings.alerts_port).start() if limit is None else None
         err.print(f"redis: {mask_secrets(url)}  prefix: {settings.prefix}" + (f"  alert push: {push.url}" if push else ""))
         install_stop_handlers()
-        run_flow(source, settings, url, live=live_inputs(url, settings) if limit is None else ())
+        run_flow(source, settings, url, live=live_inputs(url, settings) if limit is None else (),
+                 metrics_port=metrics_port)
 
     try:  # the dashboard child stops with the demo, whatever stops it (a taken port included)
         guard(go)

@@ -13,6 +13,7 @@ import typer
 
 from stream.cli.common import (
     ConfigOpt,
+    MetricsPortOpt,
     PrefixOpt,
     RedisUrlOpt,
     VerboseOpt,
@@ -41,7 +42,7 @@ def replay(
     speed: Annotated[float, typer.Option("--speed", help="0 = as fast as possible; X = replay in event time X times faster than real time.")] = 0.0,
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory: a killed replay started again with the same directory resumes where it was.", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Expose the engine's health for Prometheus on http://0.0.0.0:PORT/metrics while the flow runs: records in and out per step, dead letters, event-time lag, Redis write latency, open incidents (README, 'Monitoring the engine'). In a cluster, process i listens on PORT + i.", min=1, max=65535, show_default=False)] = None,
+    metrics_port: MetricsPortOpt = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not show the progress bar.")] = False,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
@@ -98,7 +99,7 @@ def run(
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory (resume after a crash).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
     process_id: Annotated[int | None, typer.Option("--process-id", "-i", help="This process's index in a cluster of processes (with --addresses; start one process per address, same options otherwise).", min=0, show_default=False)] = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Expose the engine's health for Prometheus on http://0.0.0.0:PORT/metrics while the flow runs: records in and out per step, dead letters, event-time lag, Redis write latency, open incidents (README, 'Monitoring the engine'). In a cluster, process i listens on PORT + i.", min=1, max=65535, show_default=False)] = None,
+    metrics_port: MetricsPortOpt = None,
     addresses: Annotated[str | None, typer.Option("--addresses", "-a", help="host:port of every process of the cluster, separated by ';' (index = --process-id). Threads share the GIL: scale out with processes.", show_default=False)] = None,
     redis_url: RedisUrlOpt = None,
     prefix: PrefixOpt = None,
