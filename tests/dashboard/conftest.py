@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dashboard_seed import clean_prefix, seed_demo_like
+from dashboard_seed import clean_prefix, seeded_demo_like
 
 from stream.redisconn import connect
 
@@ -15,12 +15,8 @@ from stream.redisconn import connect
 @pytest.fixture(scope="session")
 def demo_like(redis_url: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A prefix with the demo-like dataset (read only: tests that act use their own copy, see ``demo_copy``)."""
-    prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    client = connect(redis_url)
-    rows = seed_demo_like(redis_url, prefix)
-    yield prefix, rows
-    clean_prefix(client, prefix)
-    client.close()
+    with seeded_demo_like(redis_url) as data:
+        yield data
 
 
 @pytest.fixture()

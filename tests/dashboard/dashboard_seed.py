@@ -7,6 +7,9 @@ arithmetic (:func:`expected_figures`), independently of the flow and of ``dashbo
 from __future__ import annotations
 
 import statistics
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -31,6 +34,7 @@ from crm.assignment import Agent, add_agent
 from crm.sla import iso_ms
 from stream.flow import build_flow
 from stream.keys import Keys
+from stream.redisconn import connect, delete_prefix
 from stream.settings import Settings
 from stream.sinks import RedisSink
 
@@ -106,9 +110,19 @@ def clean_prefix(client: redis.Redis, prefix: str) -> None:
     from stream.learning import flush_all
 
     flush_all()
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i:i + 500])
+    delete_prefix(client, prefix)
+
+
+@contextmanager
+def seeded_demo_like(redis_url: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A fresh prefix holding the demo-like dataset, as ``(prefix, rows)``; deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    client = connect(redis_url)
+    try:
+        yield prefix, seed_demo_like(redis_url, prefix)
+    finally:
+        clean_prefix(client, prefix)
+        client.close()
 
 
 def expected_figures(rows: list[dict[str, Any]], minutes: int = 60, brand: str | None = None) -> dict[str, Any]:

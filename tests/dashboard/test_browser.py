@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ from dashboard_seed import (
     HOSTILE_NAME,
     LIVE_SPIKE,
     add_mentions,
-    clean_prefix,
     expected_figures,
-    seed_demo_like,
+    seeded_demo_like,
 )
 from pulse_testkit import free_ports
 
@@ -81,12 +79,9 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
 
 @pytest.fixture(scope="module")
 def dataset(redis_url: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    client = connect(redis_url)
-    rows = seed_demo_like(redis_url, prefix)
-    yield prefix, rows
-    clean_prefix(client, prefix)
-    client.close()
+    """This module's own copy of the demo-like dataset: its tests act on it."""
+    with seeded_demo_like(redis_url) as data:
+        yield data
 
 
 @pytest.fixture(scope="module")
