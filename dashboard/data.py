@@ -36,6 +36,7 @@ import streamlit as st
 
 from dashboard.channel_insights import ChannelInsights, read_channel_insights
 from stream import sketch
+from stream.incident_desk import alert_state, current_alerts
 from stream.insights import parse_business_hours
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import (
@@ -1053,20 +1054,12 @@ def read_alerts(client: redis.Redis, keys: Keys, brand: str | None = None, n: in
                 channels: tuple[str, ...] = ()) -> pd.DataFrame:
     """The current state of each alert (an incident keeps one id), newest window first."""
     rows = []
-    for raw in client.hvals(keys.alerts_current):
-        try:
-            a = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
+    for a in current_alerts(client, keys):
         if brand is not None and a.get("brand") != brand:
             continue
         if channels and a.get("channel") not in channels:
             continue
-        message = str(a.get("message") or "")
-        # Spike alerts carry their incident's state first ("open: …", "update: …", "resolved: …");
-        # SLA and rule alerts are single events.
-        head, _, rest = message.partition(":")
-        state, text = (head, rest) if head in ("open", "update", "resolved") else ("open", message)
+        state, text = alert_state(str(a.get("message") or ""))
         rows.append({"window": str(a.get("window_start", ""))[:16].replace("T", " "),
                      "state": state, "kind": a.get("kind", ""),
                      "severity": a.get("severity", ""), "brand": a.get("brand", ""),
@@ -1085,16 +1078,10 @@ def model_drift_alerts(client: redis.Redis, keys: Keys, model: str) -> pd.DataFr
     first: since when (the event time of the label that revealed it), ``open`` or ``resolved``, the
     prequential error before and after the rise, the flow's message and the mentions it got wrong."""
     rows = []
-    for raw in client.hvals(keys.alerts_current):
-        try:
-            a = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+    for a in current_alerts(client, keys):
+        if a.get("kind") != "model_drift" or a.get("topic") != model:
             continue
-        if not isinstance(a, dict) or a.get("kind") != "model_drift" or a.get("topic") != model:
-            continue
-        message = str(a.get("message") or "")
-        head, _, rest = message.partition(":")
-        state, text = (head, rest.strip()) if head in ("open", "update", "resolved") else ("open", message)
+        state, text = alert_state(str(a.get("message") or ""))
         rows.append({"since": str(a.get("window_start", ""))[:16].replace("T", " "), "state": state,
                      "severity": str(a.get("severity") or ""), "error before": a.get("expected"),
                      "error after": a.get("observed"), "message": text[:300],

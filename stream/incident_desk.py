@@ -41,8 +41,10 @@ __all__ = [
     "IncidentDeskError",
     "Notice",
     "acknowledge",
+    "alert_state",
     "approve_notice",
     "close_incident",
+    "current_alerts",
     "draft_notice",
     "incident_timeline",
     "incident_volume",
@@ -132,9 +134,7 @@ class Incident:
 
     @classmethod
     def from_alert(cls, a: dict[str, Any], desk: dict[str, str] | None = None) -> Incident:
-        message = str(a.get("message") or "")
-        head, _, rest = message.partition(":")
-        state, text = (head, rest.strip()) if head in STATES else ("open", message)
+        state, text = alert_state(str(a.get("message") or ""))
         upper = a.get("expected_upper")
         desk = desk or {}
         notices = {k.split(":", 1)[1]: Notice.from_json(k.split(":", 1)[1], v)
@@ -196,18 +196,34 @@ def _now_iso() -> str:
 
 # -- reading ---------------------------------------------------------------------------------------
 
+def alert_state(message: str) -> tuple[str, str]:
+    """An alert message's detector state and text: spike alerts start with ``open:``, ``update:`` or
+    ``resolved:``; SLA, rule and other alerts are single events (``open``, the whole message)."""
+    head, _, rest = message.partition(":")
+    return (head, rest.strip()) if head in STATES else ("open", message)
+
+
+def current_alerts(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """The current state of every alert (one per incident id), decoded; unreadable entries are skipped."""
+    out = []
+    for raw in client.hvals(keys.alerts_current):
+        try:
+            a = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(a, dict):
+            out.append(a)
+    return out
+
+
 def read_incidents(client: redis.Redis, keys: Keys, brand: str | None = None,
                    channels: Iterable[str] | None = None, kinds: Iterable[str] | None = None) -> list[Incident]:
     """Every alert kept current, with its handling, newest window first (two round trips)."""
     wanted_channels = set(channels or ())
     wanted_kinds = set(kinds or ())
     alerts = []
-    for raw in client.hvals(keys.alerts_current):
-        try:
-            a = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(a, dict) or not a.get("id"):
+    for a in current_alerts(client, keys):
+        if not a.get("id"):
             continue
         if brand is not None and a.get("brand") != brand:
             continue
