@@ -223,6 +223,14 @@ def differing_keys(a: dict[bytes, Any], b: dict[bytes, Any]) -> list[bytes]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+def _print_comparison(run: str, differing: list[bytes], metrics_identical: bool) -> None:
+    """The figures of one run compared with the uninterrupted one; the first keys that differ on stderr."""
+    print(f"{run}_keys_differing={len(differing)}")
+    print(f"{run}_metrics_identical={metrics_identical}")
+    for name in differing[:20]:
+        print(f"  differs: {name.decode(errors='replace')}", file=sys.stderr)
+
+
 def drop_prefix(client: redis.Redis, prefix: str) -> None:
     delete_prefix(client, prefix)
 
@@ -373,10 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"offered_at_kills={','.join(map(str, run.offered_at_kill))}")
         print(f"killed_run_s={crash_s:.1f}")
         print(f"killed_run_time_ratio={crash_s / ref_s:.2f}")
-        print(f"killed_keys_differing={len(diff)}")
-        print(f"killed_metrics_identical={metrics_doc(args.redis_url, crash) == ref_metrics}")
-        for name in diff[:20]:
-            print(f"  differs: {name.decode(errors='replace')}", file=sys.stderr)
+        _print_comparison("killed", diff, metrics_doc(args.redis_url, crash) == ref_metrics)
 
         if args.outage_seconds > 0:
             server = PrivateRedis(work / "private-redis")
@@ -392,10 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"outage_time_to_detect_s={outage.detect_s}")
                 print(f"outage_time_to_recover_s={outage.recover_s}")
                 print(f"outage_retry_log_lines={outage.retries}")
-                print(f"outage_keys_differing={len(odiff)}")
-                print(f"outage_metrics_identical={metrics_doc(server.url, out_prefix) == ref_metrics}")
-                for name in odiff[:20]:
-                    print(f"  differs: {name.decode(errors='replace')}", file=sys.stderr)
+                _print_comparison("outage", odiff, metrics_doc(server.url, out_prefix) == ref_metrics)
                 private.close()
             finally:
                 server.stop()
