@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from stream.keys import GRANULARITIES, Keys
 from stream.redisconn import with_retry
 from stream.replies import ReplyMatcher
 from stream.retention import Retention
-from stream.schema import Alert, CallVolume, DeadLetter
+from stream.schema import Alert, CallVolume, DeadLetter, SchemaError, parse_ts
 from stream.settings import Settings
 
 __all__ = ["RedisSink", "RedisWriter"]
@@ -110,7 +109,6 @@ class RedisWriter:
         trims: dict[str, int] = {}
         # Many small writes to the same key in one batch become one command per key.
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
-        zrems: dict[str, list[str]] = defaultdict(list)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
         churn_reasons: dict[str, bytes] = {}
         cmds: list[list[Any]] = []
@@ -170,9 +168,10 @@ class RedisWriter:
                     reason="late: its minute window was already final", source="flow", key=f"late:{mention_id}"))
             elif kind == "calls":
                 calls: CallVolume = item[1]
-                minute = k.minute_id(int(calls.ts.timestamp() * 1000))
-                pipe.hset(k.calls, f"{calls.brand}|{calls.queue}|{minute}", calls.calls)
-                calls_at[f"{calls.brand}|{calls.queue}|{minute}"] = int(calls.ts.timestamp() * 1000)
+                calls_ms = int(calls.ts.timestamp() * 1000)
+                field = f"{calls.brand}|{calls.queue}|{k.minute_id(calls_ms)}"
+                pipe.hset(k.calls, field, calls.calls)
+                calls_at[field] = calls_ms
             elif kind == "alert":
                 self.alert(pipe, item[1])
             elif kind == "watermark":
@@ -189,9 +188,6 @@ class RedisWriter:
         for key, members in zadds.items():
             if members:
                 cmds.append(["ZADD", key, *[part for member, score in members.items() for part in (score, member)]])
-        for key, gone in zrems.items():
-            if gone:
-                cmds.append(["ZREM", key, *gone])
         for key, before in trims.items():
             cmds.append(["ZREMRANGEBYSCORE", key, "-inf", f"({before}"])
         if timelines:  # each customer's newest mention: whole timelines retire by it
@@ -251,21 +247,13 @@ class RedisWriter:
                           args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "alert", body], client=pipe)
         pipe.hset(self.keys.alerts_current, alert.id, body)
         # retired by event time (its window), never before the newest state of an open incident
-        at = _iso_ms(alert.window_start)
-        if at is not None:
+        try:
+            at = int(parse_ts(alert.window_start, "window_start").timestamp() * 1000)
+        except SchemaError:  # no readable window start (the flow always writes one): left out of the index
+            pass
+        else:
             pipe.zadd(self.keys.alerts_current_at, {alert.id: at}, gt=True)
         pipe.publish(self.keys.alerts_live, body)
-
-
-def _iso_ms(iso: str) -> int | None:
-    try:
-        at = datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return None
-    try:
-        return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Any]):
