@@ -13,8 +13,8 @@ per figure. Quality:
   of a model trained on that training part only, and prequential accuracy over the file;
 - intent on tweet_acts (QUE + REQ = query): stratified 5-fold cross-validation (mean macro F1 and its
   spread over the folds) of the default model and of the opt-in two-stage one (``detail_band=(0.2, 0.8)``)
-  beside the rule cues alone, the rule prior and the majority class; the same with repeated texts
-  (retweets) kept in one fold; the seeded 80/20 split of earlier results;
+  beside the rule cues alone, the rule prior and the majority class; the same with near-duplicates
+  (retweets, truncated copies: ``near_duplicate_key``) kept in one fold; the seeded 80/20 split of earlier results;
 - department: no public data labels departments; the only labels are the airline complaints with a
   ``negativereason`` (all service matters), so the figure is the share of those the prior routes to
   service, and a feedback run shows the online part taking over;
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -185,6 +186,24 @@ def stratified_folds(
     return folds
 
 
+_RT_LEAD = re.compile(r"^(?:rt\s+)?(?:@\w+:?\s*)+")
+_LINK = re.compile(r"(?:https?://|www\.)\S*")
+_HANDLE = re.compile(r"@\w+")
+_NOT_WORD = re.compile(r"[^a-z0-9@# ]+")
+
+
+def near_duplicate_key(text: str, chars: int = 50) -> str:
+    """What retweets and truncated copies of one tweet share: the text without its ``RT @x:`` lead, links,
+    handle names, punctuation and case, cut to its first ``chars`` characters.
+
+    >>> near_duplicate_key("RT @acme: Where is my BAG?? https://t.co/x") == near_duplicate_key("where is my bag")
+    True
+    """
+    t = _LINK.sub(" ", _RT_LEAD.sub("", text.lower().strip()))
+    t = _NOT_WORD.sub(" ", _HANDLE.sub("@", t))
+    return " ".join(t.split())[:chars]
+
+
 def intent_scores(train: Sequence[Row], test: Sequence[Row]) -> dict[str, dict[str, Any]]:
     y_test = [y for _, y in test]
     model = fit(IntentClassifier(), train)
@@ -210,10 +229,13 @@ def bench_intent(k: int = 5) -> dict[str, Any]:
     texts = [x["text"] for x, _ in rows]
     emit("intent_cv_folds", k)
     emit("intent_query_share", round(sum(y == "query" for y in labels) / len(rows), 4))
+    near = [near_duplicate_key(t) for t in texts]
     emit("intent_distinct_texts", len(set(texts)))
-    # Stratified k-fold cross-validation; "cv_grouped" keeps repeated texts (retweets) in one fold.
+    emit("intent_distinct_near_duplicate_groups", len(set(near)))
+    # Stratified k-fold cross-validation; "cv_grouped" keeps near-duplicates (retweets, truncated copies,
+    # the same text with other links or handles) in one fold.
     out: dict[str, Any] = {}
-    for tag, groups in (("cv", None), ("cv_grouped", texts)):
+    for tag, groups in (("cv", None), ("cv_grouped", near)):
         per_fold = []
         for fold in stratified_folds(labels, k, groups=groups):
             held = set(fold)
