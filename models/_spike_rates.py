@@ -259,16 +259,16 @@ class SeasonalRates:
         self.t_last = end
         return k
 
-    def _add_exposure(self, end: int, bucket: int = -1, per_bucket: np.ndarray | None = None) -> float:
+    def _add_exposure(self, end: int, bucket: int | None = None, per_bucket: np.ndarray | None = None) -> float:
         """Interval ``end`` (in ``bucket``), or the gap ending with it given as its weights per bucket; returns
         the scale of ``end`` (:meth:`_scale`) after any rebase."""
         if (end - self.ref) > _REBASE_HALF_LIVES * self.season_halflife_s:
             self._rebase(end)
-        scale = 2.0 ** ((end - self.ref) / self.season_halflife_s)
-        if per_bucket is None:
-            self.exposure[bucket] += scale
-        else:
+        scale = 2.0 ** ((end - self.ref) / self.season_halflife_s)  # self._scale(end)
+        if per_bucket is not None:
             self.exposure += scale * per_bucket
+        else:
+            self.exposure[self.bucket(end) if bucket is None else bucket] += scale
         return scale
 
     def _decay_levels(self, t: int) -> None:
