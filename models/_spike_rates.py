@@ -124,6 +124,27 @@ def run_weights(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], step
     return np.concatenate(bs), np.concatenate(ws, axis=1)
 
 
+# The last gap's buckets, weights and per-bucket exposure weights: a series' detector of all mentions and its
+# detector of negative mentions step through the same intervals, so the second one finds its gap here (one
+# tuple, replaced whole: safe to share between threads). The arrays are never written to.
+_last_gap: tuple[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+
+def _gap(end: int, k: int, step: int, offset: int,
+         half_lives_s: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buckets and weights (:func:`run_weights`) of the gap of ``k`` intervals ending with ``end``, and the
+    first half-life's weights summed per bucket."""
+    global _last_gap
+    key: tuple[float, ...] = (end, k, step, offset, *half_lives_s)
+    found = _last_gap
+    if found is not None and found[0] == key:
+        return found[1]
+    b, w = run_weights(gap_runs(end, k, step, offset), step, half_lives_s)
+    value: tuple[np.ndarray, np.ndarray, np.ndarray] = (b, w, np.bincount(b, weights=w[0], minlength=N_BUCKETS))
+    _last_gap = (key, value)
+    return value
+
+
 def gap_weights(end: int, k: int, step: int, offset: int, half_life_s: float) -> np.ndarray:
     """Age weights, per hour-of-week bucket, of the ``k`` intervals ending with the one starting at ``end``.
 
@@ -180,7 +201,7 @@ class SeasonalRates:
     # -- time ----------------------------------------------------------------------------------------
 
     def bucket(self, t: int) -> int:
-        return bucket_of(t, self.offset)
+        return ((t + self.offset + _MONDAY) % WEEK_S) // HOUR_S  # bucket_of(t, self.offset)
 
     def intervals_between(self, t: int) -> int:
         """Whole intervals from the last accounted one to ``t`` (1 for the next one, 0 for the same)."""
@@ -216,19 +237,20 @@ class SeasonalRates:
         Only the sums of elapsed intervals move (closed form), then the level sums decay to ``t``'s
         predecessor. Call :meth:`account` for ``t``'s own interval after scoring it.
         """
-        k = self.intervals_between(t) - 1
+        step = self.step
+        k = (t - self.t_last) // step - 1
         if k <= 0:
             return 0
-        end = t - self.step
+        end = t - step
         if k == 1:
-            self._add_exposure(end)
+            bucket = ((end + self.offset + _MONDAY) % WEEK_S) // HOUR_S
+            self._add_exposure(end, bucket)
             self._decay_levels(end)
-            ds = df = float(self.shape[self.bucket(end)])
+            ds = df = float(self.shape[bucket])
         else:
-            runs = gap_runs(end, k, self.step, self.offset)
-            b, w = run_weights(runs, self.step, (self.season_halflife_s, self.level_halflife_s,
-                                                 self.fast_halflife_s))
-            self._add_exposure(end, (b, w[0]))
+            b, w, per_bucket = _gap(end, k, step, self.offset,
+                                    (self.season_halflife_s, self.level_halflife_s, self.fast_halflife_s))
+            self._add_exposure(end, per_bucket=per_bucket)
             self._decay_levels(end)
             s = self.shape[b]
             ds, df = float(s @ w[1]), float(s @ w[2])
@@ -237,15 +259,17 @@ class SeasonalRates:
         self.t_last = end
         return k
 
-    def _add_exposure(self, end: int, weights: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Interval ``end``, or the gap ending with it given as (buckets, age weights)."""
+    def _add_exposure(self, end: int, bucket: int | None = None, per_bucket: np.ndarray | None = None) -> float:
+        """Interval ``end`` (in ``bucket``), or the gap ending with it given as its weights per bucket; returns
+        the scale of ``end`` (:meth:`_scale`) after any rebase."""
         if (end - self.ref) > _REBASE_HALF_LIVES * self.season_halflife_s:
             self._rebase(end)
-        if weights is None:
-            self.exposure[self.bucket(end)] += self._scale(end)
+        scale = 2.0 ** ((end - self.ref) / self.season_halflife_s)  # self._scale(end)
+        if per_bucket is not None:
+            self.exposure += scale * per_bucket
         else:
-            b, w = weights
-            self.exposure += self._scale(end) * np.bincount(b, weights=w, minlength=N_BUCKETS)
+            self.exposure[self.bucket(end) if bucket is None else bucket] += scale
+        return scale
 
     def _decay_levels(self, t: int) -> None:
         dt = t - self.t_last
@@ -259,14 +283,18 @@ class SeasonalRates:
 
     def account(self, t: int, n: float) -> None:
         """Add interval ``t`` (the one after the last accounted) and ``n`` counts learned from it."""
-        self._add_exposure(t)
+        b = ((t + self.offset + _MONDAY) % WEEK_S) // HOUR_S
+        scale = self._add_exposure(t, b)
         self._decay_levels(t)
-        s = float(self.shape[self.bucket(t)])
+        s = float(self.shape[b])
         self.d_slow += s
         self.d_fast += s
         self.t_last = t
         if n:
-            self.add_count(t, n)
+            # add_count(t, n) for the interval just accounted: its age is 0, so its level weights are 1
+            self.counts[b] += n * scale
+            self.c_slow += n
+            self.c_fast += n
 
     def add_count(self, t: int, n: float) -> None:
         """Counts of an interval already accounted for (the current one, or a late one)."""

@@ -3,12 +3,16 @@ deduplicated alert per incident (opened, updated, resolved)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from river import base
 
 from models.spikes import SpikeDetector, _count_of, snap_interval, to_epoch_seconds
 
@@ -113,6 +117,28 @@ class SpikeObservation:
     alerts: tuple[dict[str, Any], ...] = ()
     spiking: bool = False
     expected_upper: float = 0.0
+
+
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...] | None:
+    """The keyword parameters of ``cls``' constructor (None if it takes ``*args`` or ``**kwargs``)."""
+    names = []
+    for name, p in inspect.signature(cls).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            return None
+        if name != "self":
+            names.append(name)
+    return tuple(names)
+
+
+def _params_of(detector: SpikeDetector) -> dict[str, Any]:
+    """``detector._get_params()``, with the class' parameter names looked up once (not per alerter: the flow
+    has one alerter per brand); River's own method for anything but plain keyword values."""
+    names = _param_names(type(detector))
+    params = {name: getattr(detector, name) for name in names} if names is not None else {}
+    if names is None or any(isinstance(v, base.Base) for v in params.values()):
+        return dict(detector._get_params())
+    return params
 
 
 def _iso(t: int) -> str:
@@ -334,7 +360,7 @@ class SpikeAlerter:
         # deep copies on every new series (the parameters are plain numbers, a tuple and a string).
         params = self.__dict__.get("_detector_params")
         if params is None:
-            params = self.__dict__["_detector_params"] = dict(self.detector._get_params())
+            params = self.__dict__["_detector_params"] = _params_of(self.detector)
         return type(self.detector)(**{**params, "interval_s": float(step)})
 
     def _choose(self, key: _Key, series: _Series,
@@ -419,7 +445,7 @@ class SpikeAlerter:
             gap = (x - series.last_flushed) // step - 1
             if gap > 0:
                 out += self._quiet(key, series, gap, series.last_flushed)
-        total = det.assess_and_learn_one({"count": p.count, "ts": x})
+        total = det.assess_and_learn(p.count, x)
         driver = total
         share_ok = True
         neg = p.negative
@@ -428,7 +454,7 @@ class SpikeAlerter:
         if series.negative_detector is not None:
             # Once negatives are known for a series, missing ones are treated as none of the mentions.
             neg = min(neg or 0.0, p.count)
-            driver = series.negative_detector.assess_and_learn_one({"count": neg, "ts": x})
+            driver = series.negative_detector.assess_and_learn(neg, x)
             share_ok = self._negative_share(series, x, step, p.count, neg, int(driver["scale"]))
         series.last_flushed = x
         terms = self._rank_terms(p.terms)
@@ -460,7 +486,14 @@ class SpikeAlerter:
         series.recent.append((idx, n, neg))
         while series.recent and series.recent[0][0] <= idx - keep:
             series.recent.popleft()
-        window = [(a, b) for i, a, b in series.recent if i > idx - max(1, scale)]
+        # the intervals of the last ``scale`` (``recent`` is in order: newest last), summed oldest first
+        since = idx - max(1, scale)
+        window: list[tuple[float, float]] = []
+        for i, a, b in reversed(series.recent):
+            if i <= since:
+                break
+            window.append((a, b))
+        window.reverse()
         total = sum(a for a, _ in window)
         negs = sum(b for _, b in window)
         known = series.share_den >= 50  # mentions behind the usual share

@@ -404,7 +404,16 @@ class SpikeDetector(base.AnomalyDetector):
             n = _count_of(x)
             out["observed"] = n or 0.0
             return out
-        n, t = placed
+        return self._assess_and_learn(*placed)
+
+    def assess_and_learn(self, count: float, t: int) -> dict[str, float]:
+        """``assess_and_learn_one({"count": count, "ts": t})`` for a count and a whole epoch second already
+        read (the alerter's path: no dict to build and parse); anything unusual takes the general path."""
+        if type(count) is float and 0.0 <= count < math.inf and type(t) is int and -1e11 <= t <= 1e11:
+            return self._assess_and_learn(count, t)
+        return self.assess_and_learn_one({"count": count, "ts": t})
+
+    def _assess_and_learn(self, n: float, t: int) -> dict[str, float]:
         if self._state is None:
             self._state = _State()
         st = self._state
@@ -536,7 +545,8 @@ class SpikeDetector(base.AnomalyDetector):
             return None
         idx = (t - r.t_first) // step
         for w in st.windows:
-            w.evict(idx)
+            if w.items and w.items[0][0] <= idx - w.k:
+                w.evict(idx)
         a = self._assess(st, n, t, peek=False)
         adapting = st.adapted_at is not None and t - st.adapted_at < self.adapt_after_h * 3600.0
         r.account(t, n if adapting else min(n, self._cap(a)))

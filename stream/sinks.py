@@ -60,6 +60,9 @@ CHURN_KEEP = 200_000
 #: How many mention ids the ``late`` set keeps (the newest by event time).
 LATE_KEEP = 1_000_000
 
+#: Window bucket ids (``YYYYmmddHHMM``...) remembered by a writer; all are forgotten beyond this.
+_BUCKETS_KEPT = 100_000
+
 
 class RedisWriter:
     """Turns flow outputs into Redis commands on a pipeline; one instance per sink partition.
@@ -92,6 +95,7 @@ class RedisWriter:
         self.dlq_maxlen = dlq_maxlen
         self._append_once = client.register_script(_APPEND_ONCE)
         self._commands = client.register_script(_COMMANDS)
+        self._buckets: dict[tuple[str, int], str] = {}
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
                                     pending_keep=pending_keep, minute_retention_s=int(minute_retention_s),
@@ -119,7 +123,7 @@ class RedisWriter:
             kind = item[0]
             if kind == "window":
                 _, brand, channel, gran, start, counters, new_authors, first = item
-                bucket = k.bucket_id(gran, start)
+                bucket = self._bucket_id(gran, start)
                 wkey = k.window(brand, channel, bucket, gran)
                 hkey = k.authors(brand, channel, bucket, gran)
                 mine = [part for name, n in counters.items() if n for part in (f"{name}@{run}", n)]
@@ -144,7 +148,7 @@ class RedisWriter:
                 if customer_id:
                     for gran in ("h", "d"):
                         start = ts_ms - ts_ms % GRANULARITIES[gran]
-                        hkey = k.customers_active(brand, channel, k.bucket_id(gran, start), gran)
+                        hkey = k.customers_active(brand, channel, self._bucket_id(gran, start), gran)
                         cmds.append(["PFADD", hkey, customer_id])
                 timeline = k.sentiment_timeline(who)
                 zadds[timeline][f"{mention_id}|{score:.4f}"] = ts_ms
@@ -199,7 +203,7 @@ class RedisWriter:
         for (brand, channel), owned in owners.items():
             pipe.hset(k.channel_owned(brand), channel, owned)
         for hour_ms, by_id in features.items():
-            hour = k.bucket_id("h", hour_ms)
+            hour = self._bucket_id("h", hour_ms)
             pipe.hset(k.features(hour), mapping=by_id)  # type: ignore[arg-type]
             pipe.zadd(k.features_hours, {hour: hour_ms})
         if facts or checks:
@@ -223,6 +227,17 @@ class RedisWriter:
         results = pipe.execute()
         if k.churn in zadds and int(results[-1]) > self.churn_keep:
             self._cap_churn(int(results[-1]) - self.churn_keep)
+
+    def _bucket_id(self, gran: str, start_ms: int) -> str:
+        """:meth:`Keys.bucket_id`, remembered: a window, its hour and its day are written again at every flush
+        while they fill, and the audience of every mention names its hour and day."""
+        key = (gran, start_ms)
+        found = self._buckets.get(key)
+        if found is None:
+            if len(self._buckets) >= _BUCKETS_KEPT:
+                self._buckets.clear()
+            found = self._buckets[key] = self.keys.bucket_id(gran, start_ms)
+        return found
 
     def _cap_churn(self, excess: int) -> None:
         """Forget the lowest churn risks (and their reasons) beyond ``churn_keep`` customers."""

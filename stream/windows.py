@@ -159,12 +159,23 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         if not from_brand:
             start = minute[0][1]
             # Negative mentions first: they are what an incident manager opens.
-            samples = self.samples.setdefault((start, sentiment == "negative"), [])
+            # (get before insert: no empty list, Counter or dict is built for a minute that already has one)
+            samples = self.samples.get((start, sentiment == "negative"))
+            if samples is None:
+                samples = self.samples[(start, sentiment == "negative")] = []
             if len(samples) < _SAMPLES:
                 samples.append(mention_id)
             if keywords:
-                self.terms.setdefault(start, Counter()).update(keywords)
-            counts = self.topics.setdefault(start, {}).setdefault(topic, [0, 0])
+                terms = self.terms.get(start)
+                if terms is None:
+                    terms = self.terms[start] = Counter()
+                terms.update(keywords)
+            topics = self.topics.get(start)
+            if topics is None:
+                topics = self.topics[start] = {}
+            counts = topics.get(topic)
+            if counts is None:
+                counts = topics[topic] = [0, 0]
             counts[0] += 1
             counts[1] += sentiment == "negative"
         for gran, length in _GRANS:
@@ -180,7 +191,9 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
                 c[sentiment] += 1
                 if is_late:
                     c["late"] += 1
-                seen = self.authors.setdefault(key, set())
+                seen = self.authors.get(key)
+                if seen is None:
+                    seen = self.authors[key] = set()
                 if author not in seen:
                     seen.add(author)
                     c["authors"] += 1
@@ -205,11 +218,11 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         while self.unclosed and (final or self.unclosed[0] + 60_000 <= horizon):
             start = heapq.heappop(self.unclosed)
             c = self.windows[("m", start)]
-            terms = self.terms.pop(start, Counter())
+            terms = self.terms.pop(start, None)
             samples = self.samples.pop((start, True), []) + self.samples.pop((start, False), [])
             topics = {t: (n, neg) for t, (n, neg) in sorted(self.topics.pop(start, {}).items())}
             out.append(("closed", brand, channel, start, c["mentions"], c["negative"], samples[:_SAMPLES],
-                        [t for t, _ in terms.most_common(_TERMS)], topics))
+                        [t for t, _ in terms.most_common(_TERMS)] if terms else [], topics))
             self.closed_until = max(self.closed_until, start)
         return out
 

@@ -174,6 +174,42 @@ def test_long_gaps_in_closed_form_equal_stepping_through_the_zeros(tz: str) -> N
     assert any(s["score"] > 0.5 for s in scores_fast)  # the comparison covered alerting points too
 
 
+def test_the_alerters_direct_path_equals_the_general_one_bit_for_bit() -> None:
+    # assess_and_learn(count, t) skips building and parsing a dict; it must learn exactly what
+    # assess_and_learn_one does, also for counts and times it hands over to the general path, and two
+    # detectors stepping through the same gaps (a series' mentions and negatives share one gap computation)
+    # must end as if each had computed its own.
+    rng = random.Random(5)
+    direct = [SpikeDetector(interval_s=3600), SpikeDetector(interval_s=3600)]
+    general = [SpikeDetector(interval_s=3600), SpikeDetector(interval_s=3600)]
+    t = int(START.timestamp())
+    for _ in range(300):
+        t += rng.choice([3600, 3600, 7200, 86_400, 9 * 86_400, 40 * 86_400])
+        n = float(rng.choice([0, 1, 2, 5, 30]))
+        counts: list[object] = [n, float(rng.randint(0, int(n)))]
+        if rng.random() < 0.05:
+            counts[1] = rng.choice([float("nan"), -1.0, 3, float("inf")])  # not a plain float: general path
+        for j in (0, 1):
+            a = direct[j].assess_and_learn(counts[j], t)  # type: ignore[arg-type]
+            b = general[j].assess_and_learn_one({"count": counts[j], "ts": t})
+            assert a == b
+    assert direct[0].assess_and_learn(2.0, t * 1000 + 3_600_000) == general[0].assess_and_learn_one(
+        {"count": 2.0, "ts": t * 1000 + 3_600_000})  # epoch milliseconds: read as such by both
+    for d, g in zip(direct, general, strict=True):
+        rd, rg = d._state.rates, g._state.rates  # type: ignore[union-attr]
+        assert rd is not None and rg is not None
+        for name in ("counts", "exposure", "shape"):
+            assert getattr(rd, name).tobytes() == getattr(rg, name).tobytes(), name
+        assert (rd.c_slow, rd.d_slow, rd.c_fast, rd.d_fast) == (rg.c_slow, rg.d_slow, rg.c_fast, rg.d_fast)
+
+
+def test_new_series_get_the_template_detectors_parameters() -> None:
+    template = SpikeDetector(alerts_per_week=1.0, scales_s=(1800.0,), tz="Europe/Berlin")
+    alerter = SpikeAlerter(detector=template)
+    made = alerter._new_detector(300)
+    assert made._get_params() == {**template._get_params(), "interval_s": 300.0}
+
+
 def test_the_alerter_over_gaps_equals_the_alerter_fed_every_empty_window() -> None:
     rng = random.Random(8)
     sparse, filled = SpikeAlerter(interval_s=300), SpikeAlerter(interval_s=300)
@@ -349,7 +385,7 @@ def test_cooldown_suppresses_a_smaller_repeat_but_not_a_bigger_spike() -> None:
     rng = random.Random(17)
     alerter = SpikeAlerter(interval_s=60, cooldown_h=6)
     t = START
-    opens = []
+    opens: list[dict[str, object]] = []
 
     def minutes(count: int, lam: float) -> None:
         nonlocal t
