@@ -47,7 +47,8 @@ from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
-from crm.store import CrmStore, Retention, make_store
+from crm.store import CrmStore, Retention, TimerState, make_store
+from crm.ticks import DueBound, Tick, min_delay, tick_positions
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
 
@@ -275,37 +276,85 @@ class CrmProcessor:
                 results[i] = {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
                 continue
             todo.append((i, m))
-        ticks = self._ticks(todo)
+        ticks, state = self._ticks(todo)
+        bound = DueBound(min_delay(self.settings, self.retention(), self._sweep_slack_ms()))
+        bound.known(state.next_due)
+        # the newest event time any customer mention before each position can have moved the watermark to
+        reach = [max(state.watermark, 0)]
+        for _, m in todo:
+            reach.append(reach[-1] if m.from_brand else max(reach[-1], m.ts_ms))
+        passed: dict[int, Tick] = {}  # ticks run or skipped: a mention that failed still passed its period
         tick_alerts: dict[int, list[dict[str, Any]]] = {}
+        for pos, tick in ticks.items():
+            if tick.stored is not None:  # a replay: the stored alerts, nothing run again
+                tick_alerts[todo[pos][0]] = list(tick.stored.get("alerts") or [])
         pos = 0
         while pos < len(todo):
-            if pos in ticks:
-                tick_alerts[todo[pos][0]] = self._run_tick(*ticks.pop(pos))
-            pos = self._apply_segment(todo, pos, set(ticks), results)
+            pos = self._apply_segment(todo, pos, ticks, bound, reach, results, tick_alerts, passed)
+        for p, tick in passed.items():
+            res = results[todo[p][0]]
+            if res is not None and "error" in res:  # no commit moved the watermark past its period
+                self.store.remember_tick(tick.period, None)
         for i, alerts in tick_alerts.items():
             res = results[i]
             if alerts and res is not None:
                 res["alerts"] = [*res.get("alerts", []), *alerts]
         return [r or {"mention_id": None, "error": "not processed"} for r in results]
 
-    def _apply_segment(self, todo: list[tuple[int, _Mention]], pos: int, stops: set[int],
-                       results: list[dict[str, Any] | None]) -> int:
+    def _sweep_slack_ms(self) -> int:
+        return int(self.settings.retention_sweep_minutes * 60_000)
+
+    def _apply_segment(self, todo: list[tuple[int, _Mention]], pos: int, ticks: dict[int, Tick], bound: DueBound,
+                       reach: list[int], results: list[dict[str, Any] | None],
+                       tick_alerts: dict[int, list[dict[str, Any]]], passed: dict[int, Tick]) -> int:
         """Plan and apply mentions from ``todo[pos]`` on, up to the first one that depends on an earlier one
-        (or a tick, or a link code); returns where the next segment starts."""
+        (or a tick that may do something, or a link code); returns where the next segment starts.
+
+        A tick at ``pos`` runs first, in the same round trip as reading the segment's contexts; ticks that
+        cannot do anything (``bound``) are skipped without ending the segment."""
         first = todo[pos][1]
         if not first.from_brand:
             self._redeem_codes(first)  # a link code changes who its author is: only ever first in a segment
+        run: Tick | None = None
+        tick = ticks.pop(pos, None)
+        if tick is not None and tick.stored is None:
+            passed[pos] = tick
+            if bound.may_fire(max(tick.now_ms, reach[pos])):
+                run = tick
+        later = first.ts_ms + bound.delay  # what the segment's mentions can add, for the ticks after them
         end = pos + 1
-        while end < len(todo) and end not in stops and not self._has_link_code(todo[end][1]):
+        while end < len(todo) and not self._has_link_code(todo[end][1]):
+            tick = ticks.get(end)
+            if tick is not None and tick.stored is None:
+                if bound.may_fire(max(tick.now_ms, reach[end]), later):
+                    break
+                passed[end] = ticks.pop(end)  # nothing can be due: skipped
+            later = min(later, todo[end][1].ts_ms + bound.delay)
             end += 1
         customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
-        contexts = iter(self.store.load_contexts([
+        requests = [
             {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
              "in_reply_to": m.in_reply_to, "history": history_n,
              "processed_ms": self.settings.processed_ttl_seconds * 1000}
             for m in customer_mentions
-        ]))
+        ]
+        remember: tuple[str, dict[str, Any]] | None = None
+        if run is None:
+            loaded = self.store.load_contexts(requests)
+        else:
+            alerts, state, read = self._timers(run.now_ms, 1000, self.store.keys.tick_scan(run.period), 0,
+                                               self._sweep_slack_ms(), requests)
+            loaded = read if read is not None else self.store.load_contexts(requests)
+            if state is None:
+                bound.unknown()
+            else:
+                bound.known(state.next_due)
+            if alerts:  # remembered before its mention commits, so a replay finds them
+                tick_alerts[todo[pos][0]] = alerts
+                remember = ("tick", {"period": run.period,
+                                     "record": {"by": run.by, "at": run.now_ms, "alerts": alerts}})
+        contexts = iter(loaded)
         segment: list[tuple[int, _Mention, dict[str, Any] | None]] = []
         written: set[str] = set()
         for j in range(pos, end):
@@ -335,7 +384,11 @@ class CrmProcessor:
 
         def planned() -> Iterator[tuple[str, dict[str, Any]]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
+            if remember is not None:
+                ops.append((-1, *remember))
+                yield remember
             for i, m, ctx in segment:
+                bound.add(m.ts_ms)
                 if m.from_brand:
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
@@ -362,6 +415,8 @@ class CrmProcessor:
 
         records = self.store.apply_ops(planned())
         for (i, kind, payload), rec in zip(ops, records, strict=True):
+            if kind == "tick":
+                continue
             if kind == "reply":
                 results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,
                               "outcome": rec["outcome"],
@@ -374,40 +429,21 @@ class CrmProcessor:
         return not m.from_brand and m.link is None and bool(m.text) and bool(
             find_link_codes(m.text, self.settings.link_code_prefix))
 
-    def _ticks(self, todo: list[tuple[int, _Mention]]) -> dict[int, tuple[int, int, str, dict[str, Any] | None]]:
-        """Where in ``todo`` the timers tick: ``{position: (period, now ms, mention id, stored tick or None)}``.
+    def _ticks(self, todo: list[tuple[int, _Mention]]) -> tuple[dict[int, Tick], TimerState]:
+        """Where in ``todo`` the timers tick (:func:`crm.ticks.tick_positions`), and what Redis knows of them.
 
         A customer mention ticks the timers (at its own event time) when its ``auto_tick_ms`` period is
-        newer than the last one ticked; a tick already stored for this mention (a replay, a retry) is
-        returned as it was.
+        newer than that of every customer mention before it; a tick already stored for this mention (a replay,
+        a retry) is returned as it was.
         """
         period = self.settings.auto_tick_ms
-        if period <= 0:
-            return {}
-        customer = [(pos, m, m.ts_ms - m.ts_ms % period) for pos, (_, m) in enumerate(todo) if not m.from_brand]
-        if not customer:
-            return {}
-        last, stored = self.store.ticks_known(sorted({start for _, _, start in customer}))
-        out: dict[int, tuple[int, int, str, dict[str, Any] | None]] = {}
-        for pos, m, start in customer:
-            known = stored.get(start)
-            if known is not None:
-                if known.get("by") == m.id:
-                    out[pos] = (start, m.ts_ms, m.id, known)
-                last = start if last is None else max(last, start)
-            elif last is None or start > last:
-                out[pos] = (start, m.ts_ms, m.id, None)
-                last = start
-        return out
+        mentions = [None if m.from_brand else (m.id, m.ts_ms) for _, m in todo]
+        starts = sorted({ts - ts % period for m in mentions if m is not None for ts in (m[1],)}) if period > 0 else []
+        state = self.store.timer_state(self.retention(), self._idle_ms(), self._sweep_slack_ms(), starts)
+        return tick_positions(mentions, period, state), state
 
-    def _run_tick(self, start: int, now_ms: int, by: str, stored: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The alerts of one tick: run it and remember it, or return the remembered one."""
-        if stored is not None:
-            return list(stored.get("alerts") or [])
-        # kept like processed marks, by event time (RETIRE_CASES walks crm:tickt); no wall-clock TTL
-        alerts = self.tick(now_ms, memo=self.store.keys.tick_scan(start), memo_ttl_s=0)
-        self.store.remember_tick(start, {"by": by, "at": now_ms, "alerts": alerts}, 0)
-        return alerts
+    def _idle_ms(self) -> int:
+        return int(self.settings.auto_resolve_minutes * 60_000)
 
     def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A brand/agent reply seen on a channel: marks its case replied, recording response times.
@@ -437,23 +473,40 @@ class CrmProcessor:
         All in one round trip, unless a backlog needs more.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
+        return self._timers(now_ms, limit, memo, memo_ttl_s, 0, None)[0]
+
+    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int,
+                contexts: Sequence[dict[str, Any]] | None
+                ) -> tuple[list[dict[str, Any]], TimerState | None, list[dict[str, Any]] | None]:
+        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``contexts`` (for an automatic tick: ``memo``
+        given), also the timers' state and those contexts read right after it, in the same round trip (both None
+        when a backlog took more calls: read them again)."""
         ret = self.retention()
-        closed, assigned, fired, retired = self.store.timers(
-            now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s, retention=ret)
+        run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=ret,
+                                slack_ms=slack_ms, state=contexts is not None, contexts=contexts or ())
+        closed, assigned, retired = run.closed, run.assigned, run.retired
         if closed:
             log.info("auto-resolved or expired %d case(s); %d waiting case(s) assigned", len(closed), len(assigned))
+        settled = True
         for _ in range(20):  # a backlog of stale cases (more than limit at once) expires in further calls
             if ret.stale_ms <= 0 or len(closed) < limit:
                 break
             closed, assigned = self.store.expire_stale(now_ms, ret.stale_ms, limit)
+            settled = False
         for _ in range(20):  # keys past their retention (event time) go, a limit at a time
             if retired < limit:
                 break
             retired = self.store.retire_cases(ret, limit)
+            settled = False
+        state = run.state if settled else None
+        fired = run.fired
         if not fired:
-            return []
-        cases = self.store.get_cases([cid for cid, _ in fired])
-        return [sla_alert(case or {"id": cid}, stage, now_ms) for (cid, stage), case in zip(fired, cases, strict=True)]
+            return [], state, run.contexts if settled and contexts is not None else None
+        cases = state.cases if state is not None and memo and len(state.cases) == len(fired) else \
+            self.store.get_cases([cid for cid, _ in fired])
+        alerts = [sla_alert(case or {"id": cid}, stage, now_ms)
+                  for (cid, stage), case in zip(fired, cases, strict=True)]
+        return alerts, state, run.contexts if settled and contexts is not None else None
 
     # -- agent actions (CLI, dashboard) ------------------------------------------------------------
     def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,
