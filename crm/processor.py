@@ -48,7 +48,7 @@ from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
 from crm.store import CrmStore, Retention, TimerState, make_store
-from crm.ticks import DueBound, Tick, min_delay, tick_positions
+from crm.ticks import Delays, DueBound, Tick, tick_positions
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
 
@@ -193,6 +193,7 @@ class CrmProcessor:
         self.rules = rules if rules is not None else RuleSet([])
         self.settings = settings or CrmSettings(prefix=store.keys.prefix)
         self.kb = kb
+        self._delay_table: Delays | None = None
 
     @classmethod
     def from_redis(cls, target: str | redis.Redis, settings: CrmSettings | None = None,
@@ -277,7 +278,7 @@ class CrmProcessor:
                 continue
             todo.append((i, m))
         ticks, state = self._ticks(todo)
-        bound = DueBound(min_delay(self.settings, self.retention(), self._sweep_slack_ms()))
+        bound = DueBound()
         bound.known(state.next_due)
         # the newest event time any customer mention before each position can have moved the watermark to
         reach = [max(state.watermark, 0)]
@@ -301,6 +302,30 @@ class CrmProcessor:
                 res["alerts"] = [*res.get("alerts", []), *alerts]
         return [r or {"mention_id": None, "error": "not processed"} for r in results]
 
+    def _delays(self) -> Delays:
+        if self._delay_table is None:
+            self._delay_table = Delays(self.settings, self.retention(), self._sweep_slack_ms())
+        return self._delay_table
+
+    def _delay(self, m: _Mention) -> int:
+        """The soonest anything a mention's commit adds can be due, before it is planned (:class:`crm.ticks.Delays`)."""
+        d = self._delays()
+        if m.from_brand:
+            return d.reply
+        if m.in_reply_to or m.intent in self.settings.case_intents or self.rules.routes:
+            return d.case(m.channel)
+        return d.quiet
+
+    def _committed_delay(self, m: _Mention, plan: dict[str, Any]) -> int:
+        """:meth:`_delay` once the mention is planned: a case it opens has its SLA (a follow-up may still join a
+        case of any priority)."""
+        d = self._delays()
+        if m.in_reply_to:
+            return min(d.case(m.channel), d.quiet)
+        if plan["open"]:
+            return min(d.warn(int(plan["case"]["sla_ms"])), d.quiet)
+        return d.quiet
+
     def _sweep_slack_ms(self) -> int:
         return int(self.settings.retention_sweep_minutes * 60_000)
 
@@ -321,7 +346,7 @@ class CrmProcessor:
             passed[pos] = tick
             if bound.may_fire(max(tick.now_ms, reach[pos])):
                 run = tick
-        later = first.ts_ms + bound.delay  # what the segment's mentions can add, for the ticks after them
+        later = first.ts_ms + self._delay(first)  # what the segment's mentions can add, for the ticks after them
         end = pos + 1
         while end < len(todo) and not self._has_link_code(todo[end][1]):
             tick = ticks.get(end)
@@ -329,7 +354,7 @@ class CrmProcessor:
                 if bound.may_fire(max(tick.now_ms, reach[end]), later):
                     break
                 passed[end] = ticks.pop(end)  # nothing can be due: skipped
-            later = min(later, todo[end][1].ts_ms + bound.delay)
+            later = min(later, todo[end][1].ts_ms + self._delay(todo[end][1]))
             end += 1
         customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
@@ -388,8 +413,8 @@ class CrmProcessor:
                 ops.append((-1, *remember))
                 yield remember
             for i, m, ctx in segment:
-                bound.add(m.ts_ms)
                 if m.from_brand:
+                    bound.add(m.ts_ms, self._delays().reply)
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
                                        "early_ttl_s": EARLY_REPLY_TTL_S,
@@ -410,6 +435,7 @@ class CrmProcessor:
                         results[i] = {"mention_id": m.id, "error": f"{m.id}: {exc}"}
                         continue
                     op = (i, "commit", plan)
+                    bound.add(m.ts_ms, self._committed_delay(m, plan))
                 ops.append(op)
                 yield op[1], op[2]
 

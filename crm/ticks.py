@@ -9,11 +9,7 @@ A tick that has nothing to do writes nothing, so running it or not gives the sam
 does not end a CRM segment, which costs Redis round trips) when it provably cannot do anything.
 :class:`DueBound` keeps a lower bound of the earliest event time at which one can: the timers' own next due time
 (read from Redis with the last tick) lowered by every mention applied since, which can only add timers at least
-:func:`min_delay` after its own time.
-
->>> from crm.settings import CrmSettings
->>> min_delay(CrmSettings(), Retention(processed_ms=86_400_000), 3_600_000)  # twitter urgent: 15 min, warning 12 min in (less 1 ms)
-719999
+the least of :class:`Delays` after its own time.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from crm.keys import KEEP_LINKS_SECONDS
 from crm.settings import CrmSettings
 from crm.store import Retention, TimerState
 
-__all__ = ["DueBound", "Tick", "min_delay", "tick_positions"]
+__all__ = ["Delays", "DueBound", "Tick", "tick_positions"]
 
 
 @dataclass(slots=True)
@@ -74,32 +70,62 @@ def tick_positions(mentions: Sequence[tuple[str, int] | None], period_ms: int, s
     return out
 
 
-def min_delay(settings: CrmSettings, retention: Retention, sweep_slack_ms: int) -> int:
+class Delays:
     """The shortest event time between a mention (or reply) and anything its commit can make due: its case's SLA
-    warning, auto-resolve after a reply, stale-case expiry, or a retention sweep of a key it indexed."""
-    frac = settings.sla_warn_fraction
-    warn = min(ms - math.floor(ms * frac)
-               for channel in (*settings.sla_minutes, "*", "")
-               for ms in settings.sla_ms_table(channel).values())
-    delays = [warn, int(settings.auto_resolve_minutes * 60_000), retention.stale_ms]
-    delays += [r + max(0, sweep_slack_ms) for r in (*retention.args(), KEEP_LINKS_SECONDS * 1000)]
-    return max(0, min(d for d in delays if d > 0) - 1)
+    warning, auto-resolve after a reply, stale-case expiry, or a retention sweep of a key it indexed.
+
+    >>> from crm.settings import CrmSettings
+    >>> d = Delays(CrmSettings(), Retention(processed_ms=86_400_000), 3_600_000)
+    >>> d.case("twitter"), d.quiet  # twitter urgent: 15 min, warning 12 min in; a mark kept a day, swept 1 h late
+    (720000, 90000000)
+    """
+
+    def __init__(self, settings: CrmSettings, retention: Retention, sweep_slack_ms: int) -> None:
+        self.settings = settings
+        slack = max(0, sweep_slack_ms)
+        links = KEEP_LINKS_SECONDS * 1000 + slack
+        #: a mention that opens or joins no case: its processed mark, prospect, tasks, sent-once marks, links
+        self.quiet = _least(links, *(r + slack for r in (retention.processed_ms, retention.prospect_ms,
+                                                          retention.task_ms) if r > 0))
+        #: a brand reply: auto-resolve, stale expiry, its held copy and thread link
+        self.reply = _least(int(settings.auto_resolve_minutes * 60_000), retention.stale_ms, links,
+                            retention.early_ms + slack if retention.early_ms > 0 else 0)
+        self._case: dict[str, int] = {}
+
+    def warn(self, sla_ms: int) -> int:
+        """The event time from a case's opening (or follow-up) to its SLA warning (as ``set_deadline`` sets it)."""
+        return sla_ms - math.floor(sla_ms * self.settings.sla_warn_fraction)
+
+    def case(self, channel: str) -> int:
+        """The soonest SLA warning of a case on ``channel`` (any priority: rules may raise it)."""
+        if channel not in self._case:
+            self._case[channel] = min(self.warn(ms) for ms in self.settings.sla_ms_table(channel).values())
+        return self._case[channel]
+
+    @property
+    def least(self) -> int:
+        """The soonest of all (a lower bound for any mention)."""
+        channels = (*self.settings.sla_minutes, "*", "")
+        return min(self.quiet, self.reply, *(self.case(c) for c in channels))
+
+
+def _least(*delays: int) -> int:
+    return min((d for d in delays if d > 0), default=0)
 
 
 class DueBound:
     """A lower bound of the earliest event time at which an automatic tick can do anything.
 
-    >>> b = DueBound(delay=600_000)
+    >>> b = DueBound()
     >>> b.may_fire(0)  # nothing known yet: it may
     True
     >>> b.known(None); b.may_fire(10**15)
     False
-    >>> b.add(1_000_000); b.may_fire(1_599_999), b.may_fire(1_600_000)
+    >>> b.add(1_000_000, 600_000); b.may_fire(1_599_999), b.may_fire(1_600_000)
     (False, True)
     """
 
-    def __init__(self, delay: int) -> None:
-        self.delay = delay
+    def __init__(self) -> None:
         self.due: float = -math.inf
 
     def known(self, next_due: int | None) -> None:
@@ -109,9 +135,10 @@ class DueBound:
     def unknown(self) -> None:
         self.due = -math.inf
 
-    def add(self, ts_ms: int) -> None:
-        """A mention or reply of event time ``ts_ms`` is (or will be, before the tick in question) applied."""
-        self.due = min(self.due, ts_ms + self.delay)
+    def add(self, ts_ms: int, delay: int) -> None:
+        """A mention or reply of event time ``ts_ms`` is (or will be, before the tick in question) applied; what it
+        adds can be due ``delay`` later at the soonest."""
+        self.due = min(self.due, ts_ms + delay)
 
     def may_fire(self, at_ms: int, extra: float = math.inf) -> bool:
         """Whether a tick at event time (or watermark) ``at_ms`` may do anything; ``extra``: a lower bound of what
