@@ -85,9 +85,10 @@ def sparse_stream(n: int = 260, seed: int = 5) -> list[dict[str, Any]]:
 def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix`` (without it) and its value."""
     out: dict[str, Any] = {}
-    for key in r.scan_iter(match=f"{prefix}*", count=1000):
-        name = key.decode()[len(prefix):]
-        kind = r.type(key).decode()
+    for raw in r.scan_iter(match=f"{prefix}*", count=1000):
+        key = _text(raw)
+        name = key[len(prefix):]
+        kind = _text(r.type(key))
         if kind == "string":
             out[name] = r.get(key)
         elif kind == "hash":
@@ -99,8 +100,12 @@ def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
         elif kind == "zset":
             out[name] = r.zrange(key, 0, -1, withscores=True)
         else:  # streams: ids are wall-clock, the entries must match
-            out[name] = [fields for _, fields in r.xrange(key)]
+            out[name] = [fields for _, fields in r.xrange(key) or ()]
     return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _run(r: redis.Redis, prefix: str, rows: list[dict[str, Any]], size: int
