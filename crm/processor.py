@@ -47,7 +47,7 @@ from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
-from crm.store import CrmStore, Retention, TimerState, make_store
+from crm.store import CrmStore, Retention, TimerCall, TimerRun, TimerState, make_store
 from crm.ticks import Delays, DueBound, Tick, tick_positions
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
@@ -111,6 +111,30 @@ class _Mention:
     raw: dict[str, Any]
     link: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: How many timers of each kind one tick handles per call (a backlog takes further calls).
+_TICK_LIMIT = 1000
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A :meth:`CrmProcessor.process_batch` call's way through its mentions and their timer ticks."""
+
+    todo: list[tuple[int, _Mention]]
+    results: list[dict[str, Any] | None]
+    #: the ticks not reached yet, by position in ``todo``
+    ticks: dict[int, Tick]
+    #: when the timers can next be due
+    bound: DueBound
+    #: per position, the newest event time the customer mentions before it can have moved the watermark to
+    reach: list[int] = field(default_factory=list)
+    #: tick alerts by item index
+    alerts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: ticks run or skipped, by position (a mention that failed still passed its period)
+    passed: dict[int, Tick] = field(default_factory=dict)
+    #: ticks run at the end of the segment before their mention, with their alerts
+    ran: dict[int, tuple[Tick, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 def _str_field(d: dict[str, Any], name: str, *, required: bool = False) -> str:
@@ -278,25 +302,23 @@ class CrmProcessor:
                 continue
             todo.append((i, m))
         ticks, state = self._ticks(todo)
-        bound = DueBound()
-        bound.known(state.next_due)
+        b = _Batch(todo, results, ticks, DueBound())
+        b.bound.known(state.next_due)
         # the newest event time any customer mention before each position can have moved the watermark to
-        reach = [max(state.watermark, 0)]
+        b.reach.append(max(state.watermark, 0))
         for _, m in todo:
-            reach.append(reach[-1] if m.from_brand else max(reach[-1], m.ts_ms))
-        passed: dict[int, Tick] = {}  # ticks run or skipped: a mention that failed still passed its period
-        tick_alerts: dict[int, list[dict[str, Any]]] = {}
+            b.reach.append(b.reach[-1] if m.from_brand else max(b.reach[-1], m.ts_ms))
         for pos, tick in ticks.items():
             if tick.stored is not None:  # a replay: the stored alerts, nothing run again
-                tick_alerts[todo[pos][0]] = list(tick.stored.get("alerts") or [])
+                b.alerts[todo[pos][0]] = list(tick.stored.get("alerts") or [])
         pos = 0
         while pos < len(todo):
-            pos = self._apply_segment(todo, pos, ticks, bound, reach, results, tick_alerts, passed)
-        for p, tick in passed.items():
+            pos = self._apply_segment(b, pos)
+        for p, tick in b.passed.items():
             res = results[todo[p][0]]
             if res is not None and "error" in res:  # no commit moved the watermark past its period
                 self.store.remember_tick(tick.period, None)
-        for i, alerts in tick_alerts.items():
+        for i, alerts in b.alerts.items():
             res = results[i]
             if alerts and res is not None:
                 res["alerts"] = [*res.get("alerts", []), *alerts]
@@ -329,57 +351,52 @@ class CrmProcessor:
     def _sweep_slack_ms(self) -> int:
         return int(self.settings.retention_sweep_minutes * 60_000)
 
-    def _apply_segment(self, todo: list[tuple[int, _Mention]], pos: int, ticks: dict[int, Tick], bound: DueBound,
-                       reach: list[int], results: list[dict[str, Any] | None],
-                       tick_alerts: dict[int, list[dict[str, Any]]], passed: dict[int, Tick]) -> int:
+    def _apply_segment(self, b: _Batch, pos: int) -> int:
         """Plan and apply mentions from ``todo[pos]`` on, up to the first one that depends on an earlier one
         (or a tick that may do something, or a link code); returns where the next segment starts.
 
-        A tick at ``pos`` runs first, in the same round trip as reading the segment's contexts; ticks that
-        cannot do anything (``bound``) are skipped without ending the segment."""
+        Ticks that cannot do anything (``b.bound``) are skipped without ending the segment; one that may ends it
+        and runs right after its last mention, in the same round trip (or first, at the start of a batch)."""
+        todo, bound, results = b.todo, b.bound, b.results
         first = todo[pos][1]
+        remember: tuple[str, dict[str, Any]] | None = None
+        tick = b.ticks.pop(pos, None)
+        alerts: list[dict[str, Any]] = []
+        if pos in b.ran:  # run at the end of the segment before
+            tick, alerts = b.ran.pop(pos)
+        elif tick is not None and tick.stored is None:
+            b.passed[pos] = tick
+            if bound.may_fire(max(tick.now_ms, b.reach[pos])):  # first in the batch, or at a link code
+                alerts, state = self._timers(tick.now_ms, _TICK_LIMIT, self.store.keys.tick_scan(tick.period), 0,
+                                             self._sweep_slack_ms(), state=True)
+                self._learn(bound, state)
+        if alerts and tick is not None:  # remembered before its mention commits, so a replay finds them
+            b.alerts[todo[pos][0]] = alerts
+            remember = ("tick", {"period": tick.period, "record": {"by": tick.by, "at": tick.now_ms, "alerts": alerts}})
         if not first.from_brand:
             self._redeem_codes(first)  # a link code changes who its author is: only ever first in a segment
-        run: Tick | None = None
-        tick = ticks.pop(pos, None)
-        if tick is not None and tick.stored is None:
-            passed[pos] = tick
-            if bound.may_fire(max(tick.now_ms, reach[pos])):
-                run = tick
         later = first.ts_ms + self._delay(first)  # what the segment's mentions can add, for the ticks after them
         end = pos + 1
-        while end < len(todo) and not self._has_link_code(todo[end][1]):
-            tick = ticks.get(end)
+        due: Tick | None = None
+        while end < len(todo):
+            tick = b.ticks.get(end)
             if tick is not None and tick.stored is None:
-                if bound.may_fire(max(tick.now_ms, reach[end]), later):
+                if bound.may_fire(max(tick.now_ms, b.reach[end]), later):
+                    due = tick
                     break
-                passed[end] = ticks.pop(end)  # nothing can be due: skipped
+                b.passed[end] = b.ticks.pop(end)  # nothing can be due: skipped
+            if self._has_link_code(todo[end][1]):
+                break
             later = min(later, todo[end][1].ts_ms + self._delay(todo[end][1]))
             end += 1
         customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
-        requests = [
+        contexts = iter(self.store.load_contexts([
             {"mention_id": m.id, "channel": m.channel, "handle": m.author, "customer_id": m.customer_id,
              "in_reply_to": m.in_reply_to, "history": history_n,
              "processed_ms": self.settings.processed_ttl_seconds * 1000}
             for m in customer_mentions
-        ]
-        remember: tuple[str, dict[str, Any]] | None = None
-        if run is None:
-            loaded = self.store.load_contexts(requests)
-        else:
-            alerts, state, read = self._timers(run.now_ms, 1000, self.store.keys.tick_scan(run.period), 0,
-                                               self._sweep_slack_ms(), requests)
-            loaded = read if read is not None else self.store.load_contexts(requests)
-            if state is None:
-                bound.unknown()
-            else:
-                bound.known(state.next_due)
-            if alerts:  # remembered before its mention commits, so a replay finds them
-                tick_alerts[todo[pos][0]] = alerts
-                remember = ("tick", {"period": run.period,
-                                     "record": {"by": run.by, "at": run.now_ms, "alerts": alerts}})
-        contexts = iter(loaded)
+        ]))
         segment: list[tuple[int, _Mention, dict[str, Any] | None]] = []
         written: set[str] = set()
         for j in range(pos, end):
@@ -401,13 +418,15 @@ class CrmProcessor:
                 break
             segment.append((i, m, ctx))
             written |= writes
-        ops: list[tuple[int, str, dict[str, Any]]] = []
+        if due is not None and pos + len(segment) < end:
+            due = None  # cut short before the tick: it runs after the mentions before it, in a later segment
+        ops: list[tuple[int, str, Any]] = []
         # the CRM's watermark as each commit will see it (commits move it in order), so a prospect past its
         # retention is planned for as an unknown author whether or not the retirement deleted it yet
         watermark = [-1]
         prospect_ms = int(self.settings.prospect_retention_days * 86_400_000)
 
-        def planned() -> Iterator[tuple[str, dict[str, Any]]]:
+        def planned() -> Iterator[tuple[str, Any]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
             if remember is not None:
                 ops.append((-1, *remember))
@@ -438,10 +457,23 @@ class CrmProcessor:
                     bound.add(m.ts_ms, self._committed_delay(m, plan))
                 ops.append(op)
                 yield op[1], op[2]
+            if due is not None and not bound.may_fire(max(due.now_ms, b.reach[end])):
+                b.passed[end] = b.ticks.pop(end)  # planned, the segment's mentions turned out to add nothing due
+            elif due is not None:  # after the segment's commits, in the same round trip
+                call = TimerCall(due.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(due.period), 0,
+                                 self.retention(), self._sweep_slack_ms(), state=True)
+                ops.append((-1, "timers", call))
+                yield "timers", call
 
         records = self.store.apply_ops(planned())
         for (i, kind, payload), rec in zip(ops, records, strict=True):
-            if kind == "tick":
+            if kind == "timers":
+                assert due is not None
+                tick_alerts, state = self._settle(rec["run"], due.now_ms, _TICK_LIMIT, payload.memo)
+                self._learn(bound, state)
+                b.passed[end] = b.ticks.pop(end)
+                b.ran[end] = (due, tick_alerts)
+            if kind in ("tick", "timers"):
                 continue
             if kind == "reply":
                 results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,
@@ -499,17 +531,19 @@ class CrmProcessor:
         All in one round trip, unless a backlog needs more.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
-        return self._timers(now_ms, limit, memo, memo_ttl_s, 0, None)[0]
+        return self._timers(now_ms, limit, memo, memo_ttl_s, 0)[0]
 
-    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int,
-                contexts: Sequence[dict[str, Any]] | None
-                ) -> tuple[list[dict[str, Any]], TimerState | None, list[dict[str, Any]] | None]:
-        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``contexts`` (for an automatic tick: ``memo``
-        given), also the timers' state and those contexts read right after it, in the same round trip (both None
-        when a backlog took more calls: read them again)."""
+    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int, *, state: bool = False
+                ) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``state``, the timers' state right after it."""
+        run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=self.retention(),
+                                slack_ms=slack_ms, state=state)
+        return self._settle(run, now_ms, limit, memo)
+
+    def _settle(self, run: TimerRun, now_ms: int, limit: int, memo: str
+                ) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """The alerts of a run of the timers, after the further calls a backlog needs (then no state: it changed)."""
         ret = self.retention()
-        run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=ret,
-                                slack_ms=slack_ms, state=contexts is not None, contexts=contexts or ())
         closed, assigned, retired = run.closed, run.assigned, run.retired
         if closed:
             log.info("auto-resolved or expired %d case(s); %d waiting case(s) assigned", len(closed), len(assigned))
@@ -525,14 +559,20 @@ class CrmProcessor:
             retired = self.store.retire_cases(ret, limit)
             settled = False
         state = run.state if settled else None
-        fired = run.fired
-        if not fired:
-            return [], state, run.contexts if settled and contexts is not None else None
-        cases = state.cases if state is not None and memo and len(state.cases) == len(fired) else \
-            self.store.get_cases([cid for cid, _ in fired])
-        alerts = [sla_alert(case or {"id": cid}, stage, now_ms)
-                  for (cid, stage), case in zip(fired, cases, strict=True)]
-        return alerts, state, run.contexts if settled and contexts is not None else None
+        if not run.fired:
+            return [], state
+        cases = state.cases if state is not None and memo and len(state.cases) == len(run.fired) else \
+            self.store.get_cases([cid for cid, _ in run.fired])
+        return [sla_alert(case or {"id": cid}, stage, now_ms)
+                for (cid, stage), case in zip(run.fired, cases, strict=True)], state
+
+    @staticmethod
+    def _learn(bound: DueBound, state: TimerState | None) -> None:
+        """What a run of the timers tells of when they are next due (nothing, after a backlog's further calls)."""
+        if state is None:
+            bound.unknown()
+        else:
+            bound.known(state.next_due)
 
     # -- agent actions (CLI, dashboard) ------------------------------------------------------------
     def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,

@@ -22,7 +22,7 @@ import redis
 from crm import _lua
 from crm.keys import CrmKeys
 
-__all__ = ["CrmStore", "RedisCrmStore", "Retention", "TimerRun", "TimerState", "make_store"]
+__all__ = ["CrmStore", "RedisCrmStore", "Retention", "TimerCall", "TimerRun", "TimerState", "make_store"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,23 @@ class TimerState:
     cases: list[dict[str, str] | None] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class TimerCall:
+    """What one run of the timers does (:meth:`RedisCrmStore.timers`, or an ``("timers", call)`` op of
+    :meth:`RedisCrmStore.apply_ops`): auto-resolve after ``idle_ms`` (0: off), the SLA scan (``memo``: see
+    :meth:`RedisCrmStore.sla_scan`), stale expiry and retirement by ``retention`` (sweeping ``slack_ms`` late),
+    and, with ``state``, :meth:`RedisCrmStore.timer_state` right after."""
+
+    now_ms: int
+    idle_ms: int
+    limit: int
+    memo: str = ""
+    memo_ttl_s: int = 0
+    retention: Retention = Retention()
+    slack_ms: int = 0
+    state: bool = False
+
+
 @dataclass(slots=True)
 class TimerRun:
     """One run of the timers (:meth:`RedisCrmStore.timers`)."""
@@ -94,8 +111,6 @@ class TimerRun:
     retired: int
     #: the timers' state right after the run (when asked for)
     state: TimerState | None = None
-    #: the contexts asked for, read right after the run
-    contexts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _s(value: Any) -> str:
@@ -129,7 +144,7 @@ class CrmStore(Protocol):
 
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
-    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]: ...
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
                      processed_ms: int = 0, stale_ms: int = 0) -> dict[str, str]: ...
 
@@ -145,8 +160,7 @@ class CrmStore(Protocol):
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
-               contexts: Sequence[dict[str, Any]] = ()) -> TimerRun: ...
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -263,42 +277,55 @@ class RedisCrmStore:
             })
         return out
 
-    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
-        """Apply, in order and each atomically, ``("commit", plan)``, ``("reply", {...})`` and ``("tick", {"period",
-        "record"})`` (:meth:`remember_tick`) operations.
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Apply, in order and each atomically, ``("commit", plan)``, ``("reply", {...})``, ``("tick", {"period",
+        "record"})`` (:meth:`remember_tick`) and ``("timers", TimerCall)`` operations.
 
         A commit whose mention was already done returns its stored record (``duplicate`` = ``"1"``);
-        a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`; a tick ``{}``.
+        a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`; a tick ``{}``; timers
+        ``{"run": TimerRun}`` (each of its scripts atomic, like :meth:`timers`).
         ``ops`` may be a generator: operations go to Redis in chunks as it yields them, so Redis applies
         the first ones while the caller is still planning the rest (one connection, so still in order).
         """
-        kinds: list[str] = []
+        kinds: list[tuple[str, Any, int]] = []
 
         def calls() -> Iterator[tuple[str, tuple[Any, ...]]]:
             for kind, payload in ops:
-                kinds.append(kind)
                 if kind == "reply":
+                    kinds.append((kind, payload, 1))
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
                                     payload["early_ttl_s"], payload.get("processed_ms", 0),
                                     payload.get("stale_ms", 0))
                 elif kind == "tick":
+                    kinds.append((kind, payload, 1))
                     yield "REMEMBER_TICK", (payload["period"], orjson.dumps(payload["record"]))
+                elif kind == "timers":
+                    timer_calls = self._timer_calls(payload)
+                    kinds.append((kind, payload, len(timer_calls)))
+                    yield from timer_calls
                 else:
+                    kinds.append((kind, payload, 1))
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
                     yield "COMMIT", (orjson.dumps(plan), result, summary)
 
-        out = []
-        for kind, raw in zip(kinds, self._stream_scripts(calls()), strict=True):
+        replies = self._stream_scripts(calls())
+        out: list[dict[str, Any]] = []
+        at = 0
+        for kind, payload, n in kinds:
+            raw = replies[at]
+            part = replies[at:at + n]
+            at += n
             if kind == "reply":
                 out.append(_reply_record(raw))
-                continue
-            if kind == "tick":
+            elif kind == "tick":
                 out.append({})
-                continue
-            rec = orjson.loads(raw[1])
-            rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
-            out.append(rec)
+            elif kind == "timers":
+                out.append({"run": self._timer_run(payload, part)})
+            else:
+                rec = orjson.loads(raw[1])
+                rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
+                out.append(rec)
         return out
 
     def _stream_scripts(self, calls: Iterable[tuple[str, tuple[Any, ...]]], chunk: int = STREAM_CHUNK) -> list[Any]:
@@ -414,37 +441,40 @@ class RedisCrmStore:
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
-               contexts: Sequence[dict[str, Any]] = ()) -> TimerRun:
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun:
         """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
         ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one round trip;
-        with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when ``memo`` is given),
-        then :meth:`load_contexts` of ``contexts``, still in the same round trip. Sparse streams tick at almost
-        every mention: the round trips count."""
-        ret = retention or Retention()
+        with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when ``memo`` is given).
+        Sparse streams tick at almost every mention: the round trips count (the processor runs its ticks in
+        the round trip of the mentions before them: :meth:`apply_ops`)."""
+        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
+        return self._timer_run(call, self._stream_scripts(self._timer_calls(call)))
+
+    def _timer_calls(self, t: TimerCall) -> list[tuple[str, tuple[Any, ...]]]:
+        ret = t.retention
         calls: list[tuple[str, tuple[Any, ...]]] = []
-        if idle_ms > 0:
-            calls.append(("AUTO_RESOLVE", (now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT)))
+        if t.idle_ms > 0:
+            calls.append(("AUTO_RESOLVE", (t.now_ms - t.idle_ms, t.idle_ms, t.limit, DRAIN_LIMIT)))
         # SLA timers before expiry: a deadline passes long before a case goes stale, so its breach fires first
-        calls.append(("SLA_SCAN", (now_ms, limit, *((memo, max(0, memo_ttl_s)) if memo else ()))))
+        calls.append(("SLA_SCAN", (t.now_ms, t.limit, *((t.memo, max(0, t.memo_ttl_s)) if t.memo else ()))))
         if ret.stale_ms > 0:
-            calls.append(("EXPIRE_STALE", (now_ms, ret.stale_ms, limit, DRAIN_LIMIT)))
-        calls.append(("RETIRE_CASES", (ret.case_ms, limit, *ret.args()[1:], max(0, slack_ms))))
-        n = len(calls)
-        if state:
-            calls.append(self._state_call(ret, idle_ms, slack_ms, (), memo))
-        calls.extend(self._context_calls(contexts))
-        raw = self._stream_scripts(calls)
+            calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
+        calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms))))
+        if t.state:
+            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo))
+        return calls
+
+    def _timer_run(self, t: TimerCall, raw: Sequence[Any]) -> TimerRun:
+        n = len(raw) - (1 if t.state else 0)  # the timers' own replies, then the state
         closed: list[str] = []
         assigned: list[tuple[str, str]] = []
-        parts = ([raw[0]] if idle_ms > 0 else []) + ([raw[n - 2]] if ret.stale_ms > 0 else [])
+        parts = ([raw[0]] if t.idle_ms > 0 else []) + ([raw[n - 2]] if t.retention.stale_ms > 0 else [])
         for part in parts:
             closed.extend(_s(c) for c in part[0])
             assigned.extend(_flat_pairs(part[1]))
-        fired = raw[1] if idle_ms > 0 else raw[0]
+        fired = raw[1] if t.idle_ms > 0 else raw[0]
         return TimerRun(closed, assigned, _flat_pairs(fired), int(raw[n - 1]),
-                        state=self._timer_state(raw[n], ()) if state else None,
-                        contexts=self._contexts(raw[n + 1 if state else n:]))
+                        state=self._timer_state(raw[n], ()) if t.state else None)
 
     def get_case(self, case_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.case(case_id))

@@ -8,7 +8,7 @@ same mention and event time.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ DAY = 86_400_000
 
 
 class CountingStore(RedisCrmStore):
-    """The Redis store, counting the timer runs (everything else as is)."""
+    """The Redis store, noting the event time of each run of the timers (everything else as is)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         super().__init__(client, prefix)
@@ -36,6 +36,15 @@ class CountingStore(RedisCrmStore):
                retention: Retention | None = None, **kw: Any) -> TimerRun:
         self.timer_runs.append(now_ms)
         return super().timers(now_ms, idle_ms, limit, memo, memo_ttl_s, retention, **kw)
+
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+        def seen() -> Iterator[tuple[str, Any]]:
+            for kind, payload in ops:
+                if kind == "timers":
+                    self.timer_runs.append(payload.now_ms)
+                yield kind, payload
+
+        return super().apply_ops(seen())
 
 
 def _settings(prefix: str) -> CrmSettings:
