@@ -115,6 +115,9 @@ class _Mention:
 
 #: How many timers of each kind one tick handles per call (a backlog takes further calls).
 _TICK_LIMIT = 1000
+#: How many ticks a segment reaches past when they may fire only for what its own mentions could add (known once
+#: they are planned); its contexts beyond one that fires after all are read again.
+_SPECULATE = 2
 
 
 @dataclass(slots=True)
@@ -378,13 +381,20 @@ class CrmProcessor:
         later = first.ts_ms + self._delay(first)  # what the segment's mentions can add, for the ticks after them
         end = pos + 1
         due: Tick | None = None
+        # ticks that may fire only for what the mentions before them could add: decided once those are planned
+        # (the segment ends there if it may fire; the contexts read beyond it are then read again after it)
+        maybe: set[int] = set()
         while end < len(todo):
             tick = b.ticks.get(end)
             if tick is not None and tick.stored is None:
-                if bound.may_fire(max(tick.now_ms, b.reach[end]), later):
-                    due = tick
-                    break
-                b.passed[end] = b.ticks.pop(end)  # nothing can be due: skipped
+                at = max(tick.now_ms, b.reach[end])
+                if bound.may_fire(at, later):
+                    if bound.may_fire(at) or len(maybe) >= _SPECULATE:
+                        due = tick
+                        break
+                    maybe.add(end)
+                else:
+                    b.passed[end] = b.ticks.pop(end)  # nothing can be due: skipped
             if self._has_link_code(todo[end][1]):
                 break
             later = min(later, todo[end][1].ts_ms + self._delay(todo[end][1]))
@@ -420,6 +430,7 @@ class CrmProcessor:
             written |= writes
         if due is not None and pos + len(segment) < end:
             due = None  # cut short before the tick: it runs after the mentions before it, in a later segment
+        stop = [pos + len(segment)]  # where the segment ends: earlier if a tick in it may fire after all
         ops: list[tuple[int, str, Any]] = []
         # the CRM's watermark as each commit will see it (commits move it in order), so a prospect past its
         # retention is planned for as an unknown author whether or not the retirement deleted it yet
@@ -428,10 +439,16 @@ class CrmProcessor:
 
         def planned() -> Iterator[tuple[str, Any]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
+            nonlocal due
             if remember is not None:
                 ops.append((-1, *remember))
                 yield remember
-            for i, m, ctx in segment:
+            for j, (i, m, ctx) in enumerate(segment, start=pos):
+                if j in maybe:
+                    if bound.may_fire(max(b.ticks[j].now_ms, b.reach[j])):
+                        due, stop[0] = b.ticks[j], j
+                        break
+                    b.passed[j] = b.ticks.pop(j)  # planned, the mentions before it added nothing due
                 if m.from_brand:
                     bound.add(m.ts_ms, self._delays().reply)
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
@@ -457,8 +474,8 @@ class CrmProcessor:
                     bound.add(m.ts_ms, self._committed_delay(m, plan))
                 ops.append(op)
                 yield op[1], op[2]
-            if due is not None and not bound.may_fire(max(due.now_ms, b.reach[end])):
-                b.passed[end] = b.ticks.pop(end)  # planned, the segment's mentions turned out to add nothing due
+            if due is not None and not bound.may_fire(max(due.now_ms, b.reach[stop[0]])):
+                b.passed[stop[0]] = b.ticks.pop(stop[0])  # planned, the mentions before it added nothing due
             elif due is not None:  # after the segment's commits, in the same round trip
                 call = TimerCall(due.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(due.period), 0,
                                  self.retention(), self._sweep_slack_ms(), state=True)
@@ -471,8 +488,8 @@ class CrmProcessor:
                 assert due is not None
                 tick_alerts, state = self._settle(rec["run"], due.now_ms, _TICK_LIMIT, payload.memo)
                 self._learn(bound, state)
-                b.passed[end] = b.ticks.pop(end)
-                b.ran[end] = (due, tick_alerts)
+                b.passed[stop[0]] = b.ticks.pop(stop[0])
+                b.ran[stop[0]] = (due, tick_alerts)
             if kind in ("tick", "timers"):
                 continue
             if kind == "reply":
@@ -481,7 +498,7 @@ class CrmProcessor:
                               "response_ms": int(rec["response_ms"]) if rec["response_ms"] else None}
             else:
                 results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
-        return pos + len(segment)
+        return stop[0]
 
     def _has_link_code(self, m: _Mention) -> bool:
         return not m.from_brand and m.link is None and bool(m.text) and bool(
