@@ -47,7 +47,7 @@ from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
-from crm.store import CrmStore, Retention, TimerCall, TimerRun, TimerState, make_store
+from crm.store import SWEEP_LIMIT, CrmStore, Retention, TimerCall, TimerRun, TimerState, make_store
 from crm.ticks import Delays, DueBound, Tick, tick_positions
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
@@ -114,7 +114,7 @@ class _Mention:
 
 
 #: How many timers of each kind one tick handles per call (a backlog takes further calls).
-_TICK_LIMIT = 1000
+_TICK_LIMIT = SWEEP_LIMIT
 #: How many ticks a segment reaches past when they may fire only for what its own mentions could add (known once
 #: they are planned); its contexts beyond one that fires after all are read again.
 _SPECULATE = 2
@@ -329,7 +329,7 @@ class CrmProcessor:
 
     def _delays(self) -> Delays:
         if self._delay_table is None:
-            self._delay_table = Delays(self.settings, self.retention(), self._sweep_slack_ms())
+            self._delay_table = Delays(self.settings, self.retention())
         return self._delay_table
 
     def _delay(self, m: _Mention) -> int:

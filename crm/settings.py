@@ -93,9 +93,10 @@ class CrmSettings:
     kb_feedback_weight: float = 0.6
     #: Event time (ms) between automatic SLA scans while processing; 0 turns them off.
     auto_tick_ms: int = 60_000
-    #: The automatic ticks delete keys past their event-time retention in sweeps, once the oldest of them is this
-    #: many minutes past it (retired keys count as gone before they are deleted); an explicit tick sweeps at once.
-    retention_sweep_minutes: float = 60.0
+    #: The automatic ticks delete keys past their event-time retention in sweeps: once the oldest of them is this
+    #: many minutes past it, or a kind of key has a sweep's worth (1,000) past it (retired keys count as gone before
+    #: they are deleted). An explicit tick sweeps at once.
+    retention_sweep_minutes: float = 1440.0
     #: A replied case the customer has not written to again for this many minutes (event time) is resolved,
     #: freeing its agent's slot for the queue (checked with the SLA timers); 0: only agents resolve cases.
     auto_resolve_minutes: float = 1440.0

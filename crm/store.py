@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 500
 #: How many script calls :meth:`RedisCrmStore.apply_ops` sends at a time while the caller plans the rest.
 STREAM_CHUNK = 16
+#: A retention sweep made late (a slack) still runs as soon as one index has this many entries past retention.
+SWEEP_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,9 @@ class TimerState:
 class TimerCall:
     """What one run of the timers does (:meth:`RedisCrmStore.timers`, or an ``("timers", call)`` op of
     :meth:`RedisCrmStore.apply_ops`): auto-resolve after ``idle_ms`` (0: off), the SLA scan (``memo``: see
-    :meth:`RedisCrmStore.sla_scan`), stale expiry and retirement by ``retention`` (sweeping ``slack_ms`` late),
-    and, with ``state``, :meth:`RedisCrmStore.timer_state` right after."""
+    :meth:`RedisCrmStore.sla_scan`), stale expiry and retirement by ``retention`` (sweeping ``slack_ms`` late, or as
+    soon as ``limit`` entries of one index are due), and, with ``state``, :meth:`RedisCrmStore.timer_state` right
+    after."""
 
     now_ms: int
     idle_ms: int
@@ -154,7 +157,7 @@ class CrmStore(Protocol):
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
     def timer_state(self, retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int] = (),
-                    memo: str = "") -> TimerState: ...
+                    memo: str = "", limit: int = ...) -> TimerState: ...
     def remember_tick(self, period: int, record: dict[str, Any] | None) -> None: ...
     def retire_cases(self, retention: Retention, limit: int) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
@@ -398,18 +401,19 @@ class RedisCrmStore:
         return _flat_pairs(self._run("SLA_SCAN", now_ms, limit, *args))
 
     def timer_state(self, retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int] = (),
-                    memo: str = "") -> TimerState:
+                    memo: str = "", limit: int = SWEEP_LIMIT) -> TimerState:
         """The newest tick period, the watermark, when a timer can next be due (auto-resolve after ``idle_ms``,
-        the SLA timers, stale cases and retentions of ``retention``, sweeps ``slack_ms`` late), the stored ticks
-        of ``periods`` and the cases the SLA scan memo ``memo`` fired, in one round trip."""
+        the SLA timers, stale cases and retentions of ``retention``, sweeps ``slack_ms`` late or once ``limit``
+        entries are due), the stored ticks of ``periods`` and the cases the SLA scan memo ``memo`` fired, in one
+        round trip."""
         return self._timer_state(self._stream_scripts([self._state_call(retention, idle_ms, slack_ms, periods,
-                                                                        memo)])[0], periods)
+                                                                        memo, limit)])[0], periods)
 
     @staticmethod
     def _state_call(retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int],
-                    memo: str) -> tuple[str, tuple[Any, ...]]:
-        return "TIMER_STATE", (max(0, idle_ms), max(0, retention.stale_ms), max(0, slack_ms), retention.case_ms,
-                               *retention.args()[1:], memo, *periods)
+                    memo: str, limit: int = SWEEP_LIMIT) -> tuple[str, tuple[Any, ...]]:
+        return "TIMER_STATE", (max(0, idle_ms), max(0, retention.stale_ms), max(0, slack_ms), limit,
+                               retention.case_ms, *retention.args()[1:], memo, *periods)
 
     @staticmethod
     def _timer_state(raw: Sequence[Any], periods: Sequence[int]) -> TimerState:
@@ -459,9 +463,9 @@ class RedisCrmStore:
         calls.append(("SLA_SCAN", (t.now_ms, t.limit, *((t.memo, max(0, t.memo_ttl_s)) if t.memo else ()))))
         if ret.stale_ms > 0:
             calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
-        calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms))))
+        calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
         if t.state:
-            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo))
+            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo, t.limit))
         return calls
 
     def _timer_run(self, t: TimerCall, raw: Sequence[Any]) -> TimerRun:

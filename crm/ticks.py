@@ -75,21 +75,20 @@ class Delays:
     warning, auto-resolve after a reply, stale-case expiry, or a retention sweep of a key it indexed.
 
     >>> from crm.settings import CrmSettings
-    >>> d = Delays(CrmSettings(), Retention(processed_ms=86_400_000), 3_600_000)
-    >>> d.case("twitter"), d.quiet  # twitter urgent: 15 min, warning 12 min in; a mark kept a day, swept 1 h late
-    (720000, 90000000)
+    >>> d = Delays(CrmSettings(), Retention(processed_ms=86_400_000))
+    >>> d.case("twitter"), d.quiet  # twitter urgent: 15 min, warning 12 min in; a processed mark kept a day
+    (720000, 86400000)
     """
 
-    def __init__(self, settings: CrmSettings, retention: Retention, sweep_slack_ms: int) -> None:
+    def __init__(self, settings: CrmSettings, retention: Retention) -> None:
         self.settings = settings
-        slack = max(0, sweep_slack_ms)
-        links = KEEP_LINKS_SECONDS * 1000 + slack
+        links = KEEP_LINKS_SECONDS * 1000
+        # (a sweep runs late, or as soon as an index has a sweep's worth due: a mention adds one entry at most)
         #: a mention that opens or joins no case: its processed mark, prospect, tasks, sent-once marks, links
-        self.quiet = _least(links, *(r + slack for r in (retention.processed_ms, retention.prospect_ms,
-                                                          retention.task_ms) if r > 0))
+        self.quiet = _least(links, retention.processed_ms, retention.prospect_ms, retention.task_ms)
         #: a brand reply: auto-resolve, stale expiry, its held copy and thread link
         self.reply = _least(int(settings.auto_resolve_minutes * 60_000), retention.stale_ms, links,
-                            retention.early_ms + slack if retention.early_ms > 0 else 0)
+                            retention.early_ms)
         self._case: dict[str, int] = {}
 
     def warn(self, sla_ms: int) -> int:

@@ -177,3 +177,23 @@ def test_a_tick_with_nothing_due_is_skipped_and_leaves_no_trace_one_with_alerts_
     again = proc.process(mention(id="twitter:3", ts_ms=warn_ms + MIN, intent="comment"))
     assert again["duplicate"] and again["alerts"] == warned["alerts"]
     assert store.timer_runs == [warn_ms + MIN]
+
+
+def test_an_automatic_sweep_waits_for_its_slack_or_a_full_sweep_and_the_state_says_when(
+        r: redis.Redis, key_prefix: str, mention: Callable[..., dict[str, Any]]) -> None:
+    settings = CrmSettings(prefix=key_prefix, auto_tick_ms=0, processed_ttl_seconds=86400)
+    store = RedisCrmStore(r, key_prefix)
+    proc = CrmProcessor(store, RuleSet([]), None, settings, outbox=ENCODING)
+    for day in range(10):  # ten processed marks a day apart: behind the last, eight are past their day
+        proc.process(mention(id=f"twitter:{day}", ts_ms=T0 + day * DAY, intent="comment"))
+    now, ret = T0 + 9 * DAY + 1, Retention(processed_ms=DAY)
+    marks = f"{key_prefix}crm:donet"
+    late = store.timer_state(ret, 0, 30 * DAY)
+    assert late.next_due is not None and late.next_due > now  # the oldest is 8 days past: a 30-day slack waits
+    assert store.timers(now, 0, 20, retention=ret, slack_ms=30 * DAY).retired == 0 and r.zcard(marks) == 10
+    # a sweep's worth (here 5) past retention: it sweeps now, whatever the slack
+    full = store.timer_state(ret, 0, 30 * DAY, limit=5)
+    assert full.next_due is not None and full.next_due <= now
+    assert store.timers(now, 0, 5, retention=ret, slack_ms=30 * DAY).retired == 5 and r.zcard(marks) == 5
+    # the slack passed: everything past retention goes
+    assert store.timers(now, 0, 20, retention=ret, slack_ms=DAY).retired == 3 and r.zcard(marks) == 2
