@@ -289,7 +289,9 @@ class CrmProcessor:
         differently): a mention is planned from what every mention before it left, so a batch is cut
         before a mention that reads what an earlier one in it writes (same author, customer or thread) and
         before a link code; the timers tick in event time, before the first mention of each new
-        ``auto_tick_ms`` period, remembered in Redis so a replay or a retry does not tick twice.
+        ``auto_tick_ms`` period (:mod:`crm.ticks`: a tick that has nothing to do writes nothing, and is skipped
+        when nothing can be due), a tick that raised alerts remembered in Redis so a replay or a retry raises
+        them again and does not tick twice.
         """
         results: list[dict[str, Any] | None] = [None] * len(items)
         todo: list[tuple[int, _Mention]] = []
