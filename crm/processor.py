@@ -348,9 +348,9 @@ class CrmProcessor:
         case of any priority)."""
         d = self._delays()
         if m.in_reply_to:
-            return min(d.case(m.channel), d.quiet)
+            return d.case(m.channel)
         if plan["open"]:
-            return min(d.warn(int(plan["case"]["sla_ms"])), d.quiet)
+            return d.opened(int(plan["case"]["sla_ms"]))
         return d.quiet
 
     def _sweep_slack_ms(self) -> int:
@@ -371,7 +371,7 @@ class CrmProcessor:
             tick, alerts = b.ran.pop(pos)
         elif tick is not None and tick.stored is None:
             b.passed[pos] = tick
-            if bound.may_fire(max(tick.now_ms, b.reach[pos])):  # first in the batch, or at a link code
+            if bound.may_fire(max(tick.now_ms, b.reach[pos])):  # first in the batch, or a segment was cut before it
                 alerts, state = self._timers(tick.now_ms, _TICK_LIMIT, self.store.keys.tick_scan(tick.period), 0,
                                              self._sweep_slack_ms(), state=True)
                 self._learn(bound, state)

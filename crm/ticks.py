@@ -89,23 +89,19 @@ class Delays:
         #: a brand reply: auto-resolve, stale expiry, its held copy and thread link
         self.reply = _least(int(settings.auto_resolve_minutes * 60_000), retention.stale_ms, links,
                             retention.early_ms)
+        self._stale = retention.stale_ms
         self._case: dict[str, int] = {}
 
-    def warn(self, sla_ms: int) -> int:
-        """The event time from a case's opening (or follow-up) to its SLA warning (as ``set_deadline`` sets it)."""
-        return sla_ms - math.floor(sla_ms * self.settings.sla_warn_fraction)
+    def opened(self, sla_ms: int) -> int:
+        """A case opened (or followed up) with an SLA of ``sla_ms``: its SLA warning (as ``set_deadline`` sets it),
+        its expiry when stale, and what a quiet mention adds."""
+        return _least(sla_ms - math.floor(sla_ms * self.settings.sla_warn_fraction), self._stale, self.quiet)
 
     def case(self, channel: str) -> int:
-        """The soonest SLA warning of a case on ``channel`` (any priority: rules may raise it)."""
+        """:meth:`opened` for the most urgent SLA on ``channel`` (any priority: rules may raise it)."""
         if channel not in self._case:
-            self._case[channel] = min(self.warn(ms) for ms in self.settings.sla_ms_table(channel).values())
+            self._case[channel] = min(self.opened(ms) for ms in self.settings.sla_ms_table(channel).values())
         return self._case[channel]
-
-    @property
-    def least(self) -> int:
-        """The soonest of all (a lower bound for any mention)."""
-        channels = (*self.settings.sla_minutes, "*", "")
-        return min(self.quiet, self.reply, *(self.case(c) for c in channels))
 
 
 def _least(*delays: int) -> int:
