@@ -24,8 +24,10 @@ __all__ = [
     "REPLY",
     "REPLY_CASE",
     "RESOLVE",
+    "REMEMBER_TICK",
     "RETIRE_CASES",
     "SLA_SCAN",
+    "TIMER_STATE",
 ]
 
 _LIB = r"""
@@ -496,6 +498,40 @@ local function prospect_stale(pid, ret, w)
   if not ret or ret <= 0 then return false end
   local t = tonumber(redis.call('ZSCORE', K('prospects'), pid) or '')
   return t ~= nil and t + ret < w
+end
+-- the event-time indexes RETIRE_CASES walks, each with its retention (an index of rets: case, processed, prospect,
+-- task, early reply; 0 = the fixed KEEP_S of links and sent-once marks)
+local RETIRED = {{'cases', 'closed', 1}, {'threadt', 0}, {'outbox', 'sentt', 0}, {'crm', 'donet', 2},
+  {'crm', 'tickt', 2}, {'prospects', 3}, {'tasks', 'open', 4}, {'crm', 'earlyt', 5}}
+local INF = 1e300
+-- the n-th lowest score of sorted set z (INF when it has fewer members)
+local function lowest(z, n)
+  local at = redis.call('ZRANGE', z, n - 1, n - 1, 'WITHSCORES')
+  if #at == 0 then return INF end
+  return tonumber(at[2]) or INF
+end
+-- the earliest watermark at which RETIRE_CASES has something to delete, and the earliest at which one index has
+-- `full` entries to delete (INF: never); rets as in RETIRED
+local function retire_due(rets, full)
+  local due, due_full = INF, INF
+  for _, r in ipairs(RETIRED) do
+    local ret = KEEP_S * 1000
+    if r[#r] > 0 then ret = tonumber(rets[r[#r]]) or 0 end
+    if ret > 0 then
+      local parts = {}
+      for i = 1, #r - 1 do parts[i] = r[i] end
+      local z = K(unpack(parts))
+      due = math.min(due, lowest(z, 1) + ret)
+      if full > 0 then due_full = math.min(due_full, lowest(z, full) + ret) end
+    end
+  end
+  return due, due_full
+end
+-- whether a sweep `slack` ms late is due at watermark w: some entry is that far past its retention, or some index
+-- has `full` entries past theirs (0: only the first)
+local function sweep_due(rets, slack, full)
+  local due, due_full = retire_due(rets, full)
+  return math.min(due + slack, due_full)
 end
 local function forget_prospect(pid)
   if redis.call('HGET', K('customer', pid), 'kind') == 'prospect' then
@@ -983,7 +1019,10 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K('cases', 'sla'), '-inf', ms(n
     end
   end
 end
-if memo ~= '' then  -- kept like processed marks: retired by event time with its tick (crm:tickt), or a TTL if given
+-- kept like processed marks: retired by event time with its tick (crm:tickt), or a TTL if given. A scan that fired
+-- nothing writes nothing (run again, it fires nothing again: nothing else changed), so a tick that had nothing to
+-- do leaves no trace and skipping it (crm.processor does when no timer can be due) gives the same keys
+if memo ~= '' and #out > 0 then
   local ttl = tonumber(ARGV[5] or '0')
   if ttl > 0 then redis.call('SET', memo, cjson.encode(out), 'EX', ttl) else redis.call('SET', memo, cjson.encode(out)) end
 end
@@ -1092,12 +1131,17 @@ return 1
 #: links and outbox sent-once marks older than ``KEEP_S``; prospects silent longer than the prospect retention;
 #: rule tasks due longer ago than the task retention; early replies held longer than theirs (0: keep).
 #: Returns the largest number of entries one of these walks took (at most ``limit``: more may be left).
+#: With a sweep slack (ARGV[8], ms > 0) it does all that only once some entry is that far past its retention or
+#: one index has ARGV[9] entries past theirs, and nothing before (the automatic ticks sweep in bursts at moments
+#: that follow from the data, not at every tick).
 RETIRE_CASES = _LIB + r"""
 local W = wm()
 local RET, RETP = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
 local PRET, TRET, ERET = tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0'), tonumber(ARGV[7] or '0')
 local LIMIT = tonumber(ARGV[3])
+local SLACK, FULL = tonumber(ARGV[8] or '0'), tonumber(ARGV[9] or '0')
 if W < 0 then return 0 end
+if SLACK > 0 and sweep_due({RET, RETP, PRET, TRET, ERET}, SLACK, FULL) >= W then return 0 end
 local most = 0
 -- the members of index z scored before W - ret (oldest first, at most LIMIT), handed to gone(id), then unindexed
 local function walk(z, ret, gone)
@@ -1128,4 +1172,47 @@ for _, cid in ipairs(gone) do
 end
 if #gone > most then most = #gone end
 return most
+"""
+
+#: ARGV: prefix, auto-resolve idle (ms), stale time (ms), sweep slack (ms), sweep count, then the five retentions of
+#: RETIRE_CASES (case, processed, prospect, task, early reply; ms), a memo key of SLA_SCAN (or ''), then tick periods.
+#: What the automatic ticks need to know, in one call: {newest tick period ('' if none), crm:wm, the earliest event
+#: time at which a tick can do anything ('' if nothing can ever be due), the flat HGETALL of each case the memo's
+#: scan fired (in its order), the stored tick of each period ('' if none)}. A tick before that time has nothing to
+#: fire (SLA_SCAN), resolve (AUTO_RESOLVE), expire (EXPIRE_STALE) or sweep (RETIRE_CASES with that slack).
+TIMER_STATE = _LIB + r"""
+local idle, stale, slack, full = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local rets = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
+local due = lowest(K('cases', 'sla'), 1)
+local early = lowest(K('crm', 'earlyt'), 1)  -- a held reply joins its case when the mention comes: replied, active
+if idle > 0 then due = math.min(due, lowest(K('cases', 'replied'), 1) + idle, early + idle) end
+if stale > 0 then due = math.min(due, lowest(K('cases', 'active'), 1) + stale, early + stale) end
+if slack > 0 then due = math.min(due, sweep_due(rets, slack, full)) else due = math.min(due, retire_due(rets, 0)) end
+local cases = {}
+if ARGV[11] ~= '' then
+  local memo = redis.call('GET', ARGV[11])
+  if memo then
+    local fired = cjson.decode(memo)
+    for i = 1, #fired - 1, 2 do cases[#cases + 1] = redis.call('HGETALL', K('case', fired[i])) end
+  end
+end
+local ticks = {}
+for i = 12, #ARGV do ticks[#ticks + 1] = redis.call('GET', K('crm', 'tick', ARGV[i])) or '' end
+local d = ''
+if due < INF / 2 then d = ms(math.floor(due)) end
+return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, ticks}
+"""
+
+#: ARGV: prefix, period (ms), the tick's record JSON (or '' to only move the newest period). Stores a tick that
+#: fired alerts (who triggered it, when, the alerts) so a replay returns them, indexed for retirement, and makes its
+#: period the newest one ticked (never moving it back).
+REMEMBER_TICK = _LIB + r"""
+local p = ARGV[2]
+if ARGV[3] ~= '' then
+  redis.call('SET', K('crm', 'tick', p), ARGV[3])
+  redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
+end
+local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
+if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
+return 1
 """

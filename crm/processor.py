@@ -47,7 +47,8 @@ from crm.outbox import NO_OUTBOX, WEBHOOK_CHANNEL, OutboxEncoder
 from crm.rules import RuleSet, history_summary, load_rules
 from crm.settings import CrmSettings
 from crm.sla import iso_ms, sla_alert
-from crm.store import CrmStore, Retention, make_store
+from crm.store import SWEEP_LIMIT, CrmStore, Retention, TimerCall, TimerRun, TimerState, make_store
+from crm.ticks import Delays, DueBound, Tick, tick_positions
 
 __all__ = ["SAMPLE_KB", "SAMPLE_RULES", "CrmProcessor", "parse_ts_ms"]
 
@@ -110,6 +111,33 @@ class _Mention:
     raw: dict[str, Any]
     link: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: How many timers of each kind one tick handles per call (a backlog takes further calls).
+_TICK_LIMIT = SWEEP_LIMIT
+#: How many ticks a segment reaches past when they may fire only for what its own mentions could add (known once
+#: they are planned); its contexts beyond one that fires after all are read again.
+_SPECULATE = 2
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A :meth:`CrmProcessor.process_batch` call's way through its mentions and their timer ticks."""
+
+    todo: list[tuple[int, _Mention]]
+    results: list[dict[str, Any] | None]
+    #: the ticks not reached yet, by position in ``todo``
+    ticks: dict[int, Tick]
+    #: when the timers can next be due
+    bound: DueBound
+    #: per position, the newest event time the customer mentions before it can have moved the watermark to
+    reach: list[int] = field(default_factory=list)
+    #: tick alerts by item index
+    alerts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: ticks run or skipped, by position (a mention that failed still passed its period)
+    passed: dict[int, Tick] = field(default_factory=dict)
+    #: ticks run at the end of the segment before their mention, with their alerts
+    ran: dict[int, tuple[Tick, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 def _str_field(d: dict[str, Any], name: str, *, required: bool = False) -> str:
@@ -192,6 +220,7 @@ class CrmProcessor:
         self.rules = rules if rules is not None else RuleSet([])
         self.settings = settings or CrmSettings(prefix=store.keys.prefix)
         self.kb = kb
+        self._delay_table: Delays | None = None
 
     @classmethod
     def from_redis(cls, target: str | redis.Redis, settings: CrmSettings | None = None,
@@ -260,7 +289,9 @@ class CrmProcessor:
         differently): a mention is planned from what every mention before it left, so a batch is cut
         before a mention that reads what an earlier one in it writes (same author, customer or thread) and
         before a link code; the timers tick in event time, before the first mention of each new
-        ``auto_tick_ms`` period, remembered in Redis so a replay or a retry does not tick twice.
+        ``auto_tick_ms`` period (:mod:`crm.ticks`: a tick that has nothing to do writes nothing, and is skipped
+        when nothing can be due), a tick that raised alerts remembered in Redis so a replay or a retry raises
+        them again and does not tick twice.
         """
         results: list[dict[str, Any] | None] = [None] * len(items)
         todo: list[tuple[int, _Mention]] = []
@@ -275,28 +306,100 @@ class CrmProcessor:
                 results[i] = {"reply_id": m.id, "case_id": None, "outcome": "not_a_reply", "response_ms": None}
                 continue
             todo.append((i, m))
-        ticks = self._ticks(todo)
-        tick_alerts: dict[int, list[dict[str, Any]]] = {}
+        ticks, state = self._ticks(todo)
+        b = _Batch(todo, results, ticks, DueBound())
+        b.bound.known(state.next_due)
+        # the newest event time any customer mention before each position can have moved the watermark to
+        b.reach.append(max(state.watermark, 0))
+        for _, m in todo:
+            b.reach.append(b.reach[-1] if m.from_brand else max(b.reach[-1], m.ts_ms))
+        for pos, tick in ticks.items():
+            if tick.stored is not None:  # a replay: the stored alerts, nothing run again
+                b.alerts[todo[pos][0]] = list(tick.stored.get("alerts") or [])
         pos = 0
         while pos < len(todo):
-            if pos in ticks:
-                tick_alerts[todo[pos][0]] = self._run_tick(*ticks.pop(pos))
-            pos = self._apply_segment(todo, pos, set(ticks), results)
-        for i, alerts in tick_alerts.items():
+            pos = self._apply_segment(b, pos)
+        for p, tick in b.passed.items():
+            res = results[todo[p][0]]
+            if res is not None and "error" in res:  # no commit moved the watermark past its period
+                self.store.remember_tick(tick.period, None)
+        for i, alerts in b.alerts.items():
             res = results[i]
             if alerts and res is not None:
                 res["alerts"] = [*res.get("alerts", []), *alerts]
         return [r or {"mention_id": None, "error": "not processed"} for r in results]
 
-    def _apply_segment(self, todo: list[tuple[int, _Mention]], pos: int, stops: set[int],
-                       results: list[dict[str, Any] | None]) -> int:
+    def _delays(self) -> Delays:
+        if self._delay_table is None:
+            self._delay_table = Delays(self.settings, self.retention())
+        return self._delay_table
+
+    def _delay(self, m: _Mention) -> int:
+        """The soonest anything a mention's commit adds can be due, before it is planned (:class:`crm.ticks.Delays`)."""
+        d = self._delays()
+        if m.from_brand:
+            return d.reply
+        if m.in_reply_to or m.intent in self.settings.case_intents or self.rules.routes:
+            return d.case(m.channel)
+        return d.quiet
+
+    def _committed_delay(self, m: _Mention, plan: dict[str, Any]) -> int:
+        """:meth:`_delay` once the mention is planned: a case it opens has its SLA (a follow-up may still join a
+        case of any priority)."""
+        d = self._delays()
+        if m.in_reply_to:
+            return d.case(m.channel)
+        if plan["open"]:
+            return d.opened(int(plan["case"]["sla_ms"]))
+        return d.quiet
+
+    def _sweep_slack_ms(self) -> int:
+        return int(self.settings.retention_sweep_minutes * 60_000)
+
+    def _apply_segment(self, b: _Batch, pos: int) -> int:
         """Plan and apply mentions from ``todo[pos]`` on, up to the first one that depends on an earlier one
-        (or a tick, or a link code); returns where the next segment starts."""
+        (or a tick that may do something, or a link code); returns where the next segment starts.
+
+        Ticks that cannot do anything (``b.bound``) are skipped without ending the segment; one that may ends it
+        and runs right after its last mention, in the same round trip (or first, at the start of a batch)."""
+        todo, bound, results = b.todo, b.bound, b.results
         first = todo[pos][1]
+        remember: tuple[str, dict[str, Any]] | None = None
+        tick = b.ticks.pop(pos, None)
+        alerts: list[dict[str, Any]] = []
+        if pos in b.ran:  # run at the end of the segment before
+            tick, alerts = b.ran.pop(pos)
+        elif tick is not None and tick.stored is None:
+            b.passed[pos] = tick
+            if bound.may_fire(max(tick.now_ms, b.reach[pos])):  # first in the batch, or a segment was cut before it
+                alerts, state = self._timers(tick.now_ms, _TICK_LIMIT, self.store.keys.tick_scan(tick.period), 0,
+                                             self._sweep_slack_ms(), state=True)
+                self._learn(bound, state)
+        if alerts and tick is not None:  # remembered before its mention commits, so a replay finds them
+            b.alerts[todo[pos][0]] = alerts
+            remember = ("tick", {"period": tick.period, "record": {"by": tick.by, "at": tick.now_ms, "alerts": alerts}})
         if not first.from_brand:
             self._redeem_codes(first)  # a link code changes who its author is: only ever first in a segment
+        later = first.ts_ms + self._delay(first)  # what the segment's mentions can add, for the ticks after them
         end = pos + 1
-        while end < len(todo) and end not in stops and not self._has_link_code(todo[end][1]):
+        due: Tick | None = None
+        # ticks that may fire only for what the mentions before them could add: decided once those are planned
+        # (the segment ends there if it may fire; the contexts read beyond it are then read again after it)
+        maybe: set[int] = set()
+        while end < len(todo):
+            tick = b.ticks.get(end)
+            if tick is not None and tick.stored is None:
+                at = max(tick.now_ms, b.reach[end])
+                if bound.may_fire(at, later):
+                    if bound.may_fire(at) or len(maybe) >= _SPECULATE:
+                        due = tick
+                        break
+                    maybe.add(end)
+                else:
+                    b.passed[end] = b.ticks.pop(end)  # nothing can be due: skipped
+            if self._has_link_code(todo[end][1]):
+                break
+            later = min(later, todo[end][1].ts_ms + self._delay(todo[end][1]))
             end += 1
         customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
@@ -327,16 +430,29 @@ class CrmProcessor:
                 break
             segment.append((i, m, ctx))
             written |= writes
-        ops: list[tuple[int, str, dict[str, Any]]] = []
+        if due is not None and pos + len(segment) < end:
+            due = None  # cut short before the tick: it runs after the mentions before it, in a later segment
+        stop = [pos + len(segment)]  # where the segment ends: earlier if a tick in it may fire after all
+        ops: list[tuple[int, str, Any]] = []
         # the CRM's watermark as each commit will see it (commits move it in order), so a prospect past its
         # retention is planned for as an unknown author whether or not the retirement deleted it yet
         watermark = [-1]
         prospect_ms = int(self.settings.prospect_retention_days * 86_400_000)
 
-        def planned() -> Iterator[tuple[str, dict[str, Any]]]:
+        def planned() -> Iterator[tuple[str, Any]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
-            for i, m, ctx in segment:
+            nonlocal due
+            if remember is not None:
+                ops.append((-1, *remember))
+                yield remember
+            for j, (i, m, ctx) in enumerate(segment, start=pos):
+                if j in maybe:
+                    if bound.may_fire(max(b.ticks[j].now_ms, b.reach[j])):
+                        due, stop[0] = b.ticks[j], j
+                        break
+                    b.passed[j] = b.ticks.pop(j)  # planned, the mentions before it added nothing due
                 if m.from_brand:
+                    bound.add(m.ts_ms, self._delays().reply)
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
                                        "early_ttl_s": EARLY_REPLY_TTL_S,
@@ -357,57 +473,54 @@ class CrmProcessor:
                         results[i] = {"mention_id": m.id, "error": f"{m.id}: {exc}"}
                         continue
                     op = (i, "commit", plan)
+                    bound.add(m.ts_ms, self._committed_delay(m, plan))
                 ops.append(op)
                 yield op[1], op[2]
+            if due is not None and not bound.may_fire(max(due.now_ms, b.reach[stop[0]])):
+                b.passed[stop[0]] = b.ticks.pop(stop[0])  # planned, the mentions before it added nothing due
+            elif due is not None:  # after the segment's commits, in the same round trip
+                call = TimerCall(due.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(due.period), 0,
+                                 self.retention(), self._sweep_slack_ms(), state=True)
+                ops.append((-1, "timers", call))
+                yield "timers", call
 
         records = self.store.apply_ops(planned())
         for (i, kind, payload), rec in zip(ops, records, strict=True):
+            if kind == "timers":
+                assert due is not None
+                tick_alerts, state = self._settle(rec["run"], due.now_ms, _TICK_LIMIT, payload.memo)
+                self._learn(bound, state)
+                b.passed[stop[0]] = b.ticks.pop(stop[0])
+                b.ran[stop[0]] = (due, tick_alerts)
+            if kind in ("tick", "timers"):
+                continue
             if kind == "reply":
                 results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,
                               "outcome": rec["outcome"],
                               "response_ms": int(rec["response_ms"]) if rec["response_ms"] else None}
             else:
                 results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
-        return pos + len(segment)
+        return stop[0]
 
     def _has_link_code(self, m: _Mention) -> bool:
         return not m.from_brand and m.link is None and bool(m.text) and bool(
             find_link_codes(m.text, self.settings.link_code_prefix))
 
-    def _ticks(self, todo: list[tuple[int, _Mention]]) -> dict[int, tuple[int, int, str, dict[str, Any] | None]]:
-        """Where in ``todo`` the timers tick: ``{position: (period, now ms, mention id, stored tick or None)}``.
+    def _ticks(self, todo: list[tuple[int, _Mention]]) -> tuple[dict[int, Tick], TimerState]:
+        """Where in ``todo`` the timers tick (:func:`crm.ticks.tick_positions`), and what Redis knows of them.
 
         A customer mention ticks the timers (at its own event time) when its ``auto_tick_ms`` period is
-        newer than the last one ticked; a tick already stored for this mention (a replay, a retry) is
-        returned as it was.
+        newer than that of every customer mention before it; a tick already stored for this mention (a replay,
+        a retry) is returned as it was.
         """
         period = self.settings.auto_tick_ms
-        if period <= 0:
-            return {}
-        customer = [(pos, m, m.ts_ms - m.ts_ms % period) for pos, (_, m) in enumerate(todo) if not m.from_brand]
-        if not customer:
-            return {}
-        last, stored = self.store.ticks_known(sorted({start for _, _, start in customer}))
-        out: dict[int, tuple[int, int, str, dict[str, Any] | None]] = {}
-        for pos, m, start in customer:
-            known = stored.get(start)
-            if known is not None:
-                if known.get("by") == m.id:
-                    out[pos] = (start, m.ts_ms, m.id, known)
-                last = start if last is None else max(last, start)
-            elif last is None or start > last:
-                out[pos] = (start, m.ts_ms, m.id, None)
-                last = start
-        return out
+        mentions = [None if m.from_brand else (m.id, m.ts_ms) for _, m in todo]
+        starts = sorted({ts - ts % period for m in mentions if m is not None for ts in (m[1],)}) if period > 0 else []
+        state = self.store.timer_state(self.retention(), self._idle_ms(), self._sweep_slack_ms(), starts)
+        return tick_positions(mentions, period, state), state
 
-    def _run_tick(self, start: int, now_ms: int, by: str, stored: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The alerts of one tick: run it and remember it, or return the remembered one."""
-        if stored is not None:
-            return list(stored.get("alerts") or [])
-        # kept like processed marks, by event time (RETIRE_CASES walks crm:tickt); no wall-clock TTL
-        alerts = self.tick(now_ms, memo=self.store.keys.tick_scan(start), memo_ttl_s=0)
-        self.store.remember_tick(start, {"by": by, "at": now_ms, "alerts": alerts}, 0)
-        return alerts
+    def _idle_ms(self) -> int:
+        return int(self.settings.auto_resolve_minutes * 60_000)
 
     def on_brand_reply(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A brand/agent reply seen on a channel: marks its case replied, recording response times.
@@ -437,23 +550,48 @@ class CrmProcessor:
         All in one round trip, unless a backlog needs more.
         With ``memo`` (a key), running the same tick again raises the same alerts (see ``CrmStore.sla_scan``).
         """
+        return self._timers(now_ms, limit, memo, memo_ttl_s, 0)[0]
+
+    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int, *, state: bool = False
+                ) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``state``, the timers' state right after it."""
+        run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=self.retention(),
+                                slack_ms=slack_ms, state=state)
+        return self._settle(run, now_ms, limit, memo)
+
+    def _settle(self, run: TimerRun, now_ms: int, limit: int, memo: str
+                ) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """The alerts of a run of the timers, after the further calls a backlog needs (then no state: it changed)."""
         ret = self.retention()
-        closed, assigned, fired, retired = self.store.timers(
-            now_ms, int(self.settings.auto_resolve_minutes * 60_000), limit, memo, memo_ttl_s, retention=ret)
+        closed, assigned, retired = run.closed, run.assigned, run.retired
         if closed:
             log.info("auto-resolved or expired %d case(s); %d waiting case(s) assigned", len(closed), len(assigned))
+        settled = True
         for _ in range(20):  # a backlog of stale cases (more than limit at once) expires in further calls
             if ret.stale_ms <= 0 or len(closed) < limit:
                 break
             closed, assigned = self.store.expire_stale(now_ms, ret.stale_ms, limit)
+            settled = False
         for _ in range(20):  # keys past their retention (event time) go, a limit at a time
             if retired < limit:
                 break
             retired = self.store.retire_cases(ret, limit)
-        if not fired:
-            return []
-        cases = self.store.get_cases([cid for cid, _ in fired])
-        return [sla_alert(case or {"id": cid}, stage, now_ms) for (cid, stage), case in zip(fired, cases, strict=True)]
+            settled = False
+        state = run.state if settled else None
+        if not run.fired:
+            return [], state
+        cases = state.cases if state is not None and memo and len(state.cases) == len(run.fired) else \
+            self.store.get_cases([cid for cid, _ in run.fired])
+        return [sla_alert(case or {"id": cid}, stage, now_ms)
+                for (cid, stage), case in zip(run.fired, cases, strict=True)], state
+
+    @staticmethod
+    def _learn(bound: DueBound, state: TimerState | None) -> None:
+        """What a run of the timers tells of when they are next due (nothing, after a backlog's further calls)."""
+        if state is None:
+            bound.unknown()
+        else:
+            bound.known(state.next_due)
 
     # -- agent actions (CLI, dashboard) ------------------------------------------------------------
     def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,

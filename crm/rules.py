@@ -259,6 +259,8 @@ class RuleSet:
         self.rules = rules
         self.source = source
         self.uses_history = any("history" in r.roots for r in rules)
+        #: Whether a rule can route a mention to a queue (which opens a case whatever its intent).
+        self.routes = any(a.get("kind") == "route" for r in rules for a in r.actions)
 
     def __len__(self) -> int:
         return len(self.rules)

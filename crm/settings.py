@@ -93,6 +93,10 @@ class CrmSettings:
     kb_feedback_weight: float = 0.6
     #: Event time (ms) between automatic SLA scans while processing; 0 turns them off.
     auto_tick_ms: int = 60_000
+    #: The automatic ticks delete keys past their event-time retention in sweeps: once the oldest of them is this
+    #: many minutes past it, or a kind of key has a sweep's worth (1,000) past it (retired keys count as gone before
+    #: they are deleted). An explicit tick sweeps at once.
+    retention_sweep_minutes: float = 1440.0
     #: A replied case the customer has not written to again for this many minutes (event time) is resolved,
     #: freeing its agent's slot for the queue (checked with the SLA timers); 0: only agents resolve cases.
     auto_resolve_minutes: float = 1440.0
@@ -195,6 +199,8 @@ class CrmSettings:
         for name in ("prospect_retention_days", "stale_case_days", "task_retention_days"):
             if getattr(self, name) < 0:
                 raise CrmError(f"{where}: {name} must be >= 0 (0 keeps forever)")
+        if self.retention_sweep_minutes < 0:
+            raise CrmError(f"{where}: retention_sweep_minutes must be >= 0 (0 sweeps at every tick)")
         if self.auto_resolve_minutes < 0:
             raise CrmError(f"{where}: auto_resolve_minutes must be >= 0 (0 turns it off)")
         if self.history_keep < 1 or self.kb_top_k < 1 or self.rules_history < 1:

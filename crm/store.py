@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -22,7 +22,7 @@ import redis
 from crm import _lua
 from crm.keys import CrmKeys
 
-__all__ = ["CrmStore", "RedisCrmStore", "Retention", "make_store"]
+__all__ = ["CrmStore", "RedisCrmStore", "Retention", "TimerCall", "TimerRun", "TimerState", "make_store"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 500
 #: How many script calls :meth:`RedisCrmStore.apply_ops` sends at a time while the caller plans the rest.
 STREAM_CHUNK = 16
+#: A retention sweep made late (a slack) still runs as soon as one index has this many entries past retention.
+SWEEP_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,60 @@ class Retention:
     def args(self) -> tuple[int, int, int, int, int]:
         """RETIRE_CASES' retention arguments after the limit: case, processed, prospect, task, early-reply."""
         return self.case_ms, self.processed_ms, self.prospect_ms, self.task_ms, self.early_ms
+
+
+@dataclass(slots=True)
+class TimerState:
+    """What the automatic ticks know of the timers (:meth:`RedisCrmStore.timer_state`).
+
+    >>> TimerState(None, -1, None).next_due is None
+    True
+    """
+
+    #: the newest event-time period a tick was stored for (None: never)
+    last: int | None
+    #: the CRM's watermark ``crm:wm`` (-1: nothing processed)
+    watermark: int
+    #: the earliest event time at which a tick can fire, resolve, expire or sweep anything (None: never)
+    next_due: int | None
+    #: the stored ticks of the periods asked for
+    ticks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the hashes of the cases the memo's SLA scan fired, in its order (None for a case gone)
+    cases: list[dict[str, str] | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerCall:
+    """What one run of the timers does (:meth:`RedisCrmStore.timers`, or an ``("timers", call)`` op of
+    :meth:`RedisCrmStore.apply_ops`): auto-resolve after ``idle_ms`` (0: off), the SLA scan (``memo``: see
+    :meth:`RedisCrmStore.sla_scan`), stale expiry and retirement by ``retention`` (sweeping ``slack_ms`` late, or as
+    soon as ``limit`` entries of one index are due), and, with ``state``, :meth:`RedisCrmStore.timer_state` right
+    after."""
+
+    now_ms: int
+    idle_ms: int
+    limit: int
+    memo: str = ""
+    memo_ttl_s: int = 0
+    retention: Retention = Retention()
+    slack_ms: int = 0
+    state: bool = False
+
+
+@dataclass(slots=True)
+class TimerRun:
+    """One run of the timers (:meth:`RedisCrmStore.timers`)."""
+
+    #: cases resolved or expired
+    closed: list[str]
+    #: (case, agent) pairs assigned from the queues with the freed slots
+    assigned: list[tuple[str, str]]
+    #: (case, "warning"|"breach") SLA timers fired
+    fired: list[tuple[str, str]]
+    #: the most entries one retirement walk took (``limit``: maybe more left)
+    retired: int
+    #: the timers' state right after the run (when asked for)
+    state: TimerState | None = None
 
 
 def _s(value: Any) -> str:
@@ -91,7 +147,7 @@ class CrmStore(Protocol):
 
     # -- processing mentions ---------------------------------------------------------------
     def load_contexts(self, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
-    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]: ...
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]: ...
     def record_reply(self, reply_id: str, in_reply_to: str, ts_ms: int, by: str, early_ttl_s: int,
                      processed_ms: int = 0, stale_ms: int = 0) -> dict[str, str]: ...
 
@@ -100,14 +156,14 @@ class CrmStore(Protocol):
                    maxlen: int) -> tuple[str, str]: ...
     def resolve_case(self, case_id: str, ts_ms: int, by: str) -> tuple[str, list[tuple[str, str]]]: ...
     def sla_scan(self, now_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0) -> list[tuple[str, str]]: ...
-    def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]: ...
-    def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None: ...
+    def timer_state(self, retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int] = (),
+                    memo: str = "", limit: int = ...) -> TimerState: ...
+    def remember_tick(self, period: int, record: dict[str, Any] | None) -> None: ...
     def retire_cases(self, retention: Retention, limit: int) -> int: ...
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None
-               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]: ...
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -195,13 +251,19 @@ class RedisCrmStore:
         """For each ``{mention_id, channel, handle, customer_id, in_reply_to, history}``: what is known."""
         if not requests:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for q in requests:
-            self._run("CONTEXT", q["mention_id"], q["channel"], q["handle"], q.get("customer_id") or "",
-                      q.get("in_reply_to") or "", "1" if q.get("history") else "0", q.get("history") or 0,
-                      q.get("processed_ms") or 0, pipe=pipe)
+        return self._contexts(self._stream_scripts(self._context_calls(requests)))
+
+    @staticmethod
+    def _context_calls(requests: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[Any, ...]]]:
+        return [("CONTEXT", (q["mention_id"], q["channel"], q["handle"], q.get("customer_id") or "",
+                             q.get("in_reply_to") or "", "1" if q.get("history") else "0", q.get("history") or 0,
+                             q.get("processed_ms") or 0))
+                for q in requests]
+
+    @staticmethod
+    def _contexts(replies: Sequence[Any]) -> list[dict[str, Any]]:
         out = []
-        for raw in pipe.execute():
+        for raw in replies:
             if raw[0] == "duplicate":
                 out.append({"duplicate": orjson.loads(raw[1])})
                 continue
@@ -218,36 +280,55 @@ class RedisCrmStore:
             })
         return out
 
-    def apply_ops(self, ops: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
-        """Apply, in order and each atomically, ``("commit", plan)`` and ``("reply", {...})`` operations.
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Apply, in order and each atomically, ``("commit", plan)``, ``("reply", {...})``, ``("tick", {"period",
+        "record"})`` (:meth:`remember_tick`) and ``("timers", TimerCall)`` operations.
 
         A commit whose mention was already done returns its stored record (``duplicate`` = ``"1"``);
-        a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`.
+        a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`; a tick ``{}``; timers
+        ``{"run": TimerRun}`` (each of its scripts atomic, like :meth:`timers`).
         ``ops`` may be a generator: operations go to Redis in chunks as it yields them, so Redis applies
         the first ones while the caller is still planning the rest (one connection, so still in order).
         """
-        kinds: list[str] = []
+        kinds: list[tuple[str, Any, int]] = []
 
         def calls() -> Iterator[tuple[str, tuple[Any, ...]]]:
             for kind, payload in ops:
-                kinds.append(kind)
                 if kind == "reply":
+                    kinds.append((kind, payload, 1))
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
                                     payload["early_ttl_s"], payload.get("processed_ms", 0),
                                     payload.get("stale_ms", 0))
+                elif kind == "tick":
+                    kinds.append((kind, payload, 1))
+                    yield "REMEMBER_TICK", (payload["period"], orjson.dumps(payload["record"]))
+                elif kind == "timers":
+                    timer_calls = self._timer_calls(payload)
+                    kinds.append((kind, payload, len(timer_calls)))
+                    yield from timer_calls
                 else:
+                    kinds.append((kind, payload, 1))
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
                     yield "COMMIT", (orjson.dumps(plan), result, summary)
 
-        out = []
-        for kind, raw in zip(kinds, self._stream_scripts(calls()), strict=True):
+        replies = self._stream_scripts(calls())
+        out: list[dict[str, Any]] = []
+        at = 0
+        for kind, payload, n in kinds:
+            raw = replies[at]
+            part = replies[at:at + n]
+            at += n
             if kind == "reply":
                 out.append(_reply_record(raw))
-                continue
-            rec = orjson.loads(raw[1])
-            rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
-            out.append(rec)
+            elif kind == "tick":
+                out.append({})
+            elif kind == "timers":
+                out.append({"run": self._timer_run(payload, part)})
+            else:
+                rec = orjson.loads(raw[1])
+                rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
+                out.append(rec)
         return out
 
     def _stream_scripts(self, calls: Iterable[tuple[str, tuple[Any, ...]]], chunk: int = STREAM_CHUNK) -> list[Any]:
@@ -319,19 +400,32 @@ class RedisCrmStore:
         args = (memo, max(0, memo_ttl_s)) if memo else ()
         return _flat_pairs(self._run("SLA_SCAN", now_ms, limit, *args))
 
-    def ticks_known(self, periods: Sequence[int]) -> tuple[int | None, dict[int, dict[str, Any]]]:
-        """The newest period a tick ran for (None: never), and the stored ticks of ``periods``."""
-        raw = self.client.mget([self.keys.tick_last, *[self.keys.tick(p) for p in periods]])
-        last = int(raw[0]) if raw[0] is not None else None
-        return last, {p: orjson.loads(v) for p, v in zip(periods, raw[1:], strict=True) if v is not None}
+    def timer_state(self, retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int] = (),
+                    memo: str = "", limit: int = SWEEP_LIMIT) -> TimerState:
+        """The newest tick period, the watermark, when a timer can next be due (auto-resolve after ``idle_ms``,
+        the SLA timers, stale cases and retentions of ``retention``, sweeps ``slack_ms`` late or once ``limit``
+        entries are due), the stored ticks of ``periods`` and the cases the SLA scan memo ``memo`` fired, in one
+        round trip."""
+        return self._timer_state(self._stream_scripts([self._state_call(retention, idle_ms, slack_ms, periods,
+                                                                        memo, limit)])[0], periods)
 
-    def remember_tick(self, period: int, record: dict[str, Any], ttl_s: int) -> None:
-        """Store a tick (who triggered it, when, its alerts) and make its period the newest, atomically."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(self.keys.tick(period), orjson.dumps(record), ex=ttl_s if ttl_s > 0 else None)
-        pipe.zadd(self.keys.ticks_at, {str(period): period})  # retired by event time with the processed marks
-        pipe.set(self.keys.tick_last, period)
-        pipe.execute()
+    @staticmethod
+    def _state_call(retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int],
+                    memo: str, limit: int = SWEEP_LIMIT) -> tuple[str, tuple[Any, ...]]:
+        return "TIMER_STATE", (max(0, idle_ms), max(0, retention.stale_ms), max(0, slack_ms), limit,
+                               retention.case_ms, *retention.args()[1:], memo, *periods)
+
+    @staticmethod
+    def _timer_state(raw: Sequence[Any], periods: Sequence[int]) -> TimerState:
+        return TimerState(
+            last=int(raw[0]) if raw[0] else None, watermark=int(raw[1]), next_due=int(raw[2]) if raw[2] else None,
+            ticks={p: orjson.loads(v) for p, v in zip(periods, raw[4], strict=True) if v},
+            cases=[_pairs(c) or None for c in raw[3]])
+
+    def remember_tick(self, period: int, record: dict[str, Any] | None) -> None:
+        """Store a tick (who triggered it, when, its alerts), indexed for retirement, and make its period the newest,
+        atomically; with ``record`` None, only make the period the newest (never moving it back)."""
+        self._stream_scripts([("REMEMBER_TICK", (period, orjson.dumps(record) if record is not None else ""))])
 
     def retire_cases(self, retention: Retention, limit: int) -> int:
         """Delete, behind the CRM's watermark (its newest processed mention, event time), up to ``limit`` of each
@@ -351,29 +445,40 @@ class RedisCrmStore:
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None
-               ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]], int]:
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun:
         """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
-        ``retention.stale_ms`` > 0), then :meth:`retire_cases`, in one round trip: (resolved or expired, assigned, fired,
-        retired). Sparse streams tick at almost every mention: the round trips count."""
-        ret = retention or Retention()
-        pipe = self.client.pipeline(transaction=False)
-        if idle_ms > 0:
-            self._run("AUTO_RESOLVE", now_ms - idle_ms, idle_ms, limit, DRAIN_LIMIT, pipe=pipe)
+        ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one round trip;
+        with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when ``memo`` is given).
+        Sparse streams tick at almost every mention: the round trips count (the processor runs its ticks in
+        the round trip of the mentions before them: :meth:`apply_ops`)."""
+        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
+        return self._timer_run(call, self._stream_scripts(self._timer_calls(call)))
+
+    def _timer_calls(self, t: TimerCall) -> list[tuple[str, tuple[Any, ...]]]:
+        ret = t.retention
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+        if t.idle_ms > 0:
+            calls.append(("AUTO_RESOLVE", (t.now_ms - t.idle_ms, t.idle_ms, t.limit, DRAIN_LIMIT)))
         # SLA timers before expiry: a deadline passes long before a case goes stale, so its breach fires first
-        self._run("SLA_SCAN", now_ms, limit, *((memo, max(0, memo_ttl_s)) if memo else ()), pipe=pipe)
+        calls.append(("SLA_SCAN", (t.now_ms, t.limit, *((t.memo, max(0, t.memo_ttl_s)) if t.memo else ()))))
         if ret.stale_ms > 0:
-            self._run("EXPIRE_STALE", now_ms, ret.stale_ms, limit, DRAIN_LIMIT, pipe=pipe)
-        self._run("RETIRE_CASES", ret.case_ms, limit, *ret.args()[1:], pipe=pipe)
-        raw = pipe.execute()
+            calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
+        calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
+        if t.state:
+            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo, t.limit))
+        return calls
+
+    def _timer_run(self, t: TimerCall, raw: Sequence[Any]) -> TimerRun:
+        n = len(raw) - (1 if t.state else 0)  # the timers' own replies, then the state
         closed: list[str] = []
         assigned: list[tuple[str, str]] = []
-        parts = ([raw[0]] if idle_ms > 0 else []) + ([raw[-2]] if ret.stale_ms > 0 else [])
+        parts = ([raw[0]] if t.idle_ms > 0 else []) + ([raw[n - 2]] if t.retention.stale_ms > 0 else [])
         for part in parts:
             closed.extend(_s(c) for c in part[0])
             assigned.extend(_flat_pairs(part[1]))
-        fired = raw[1] if idle_ms > 0 else raw[0]
-        return closed, assigned, _flat_pairs(fired), int(raw[-1])
+        fired = raw[1] if t.idle_ms > 0 else raw[0]
+        return TimerRun(closed, assigned, _flat_pairs(fired), int(raw[n - 1]),
+                        state=self._timer_state(raw[n], ()) if t.state else None)
 
     def get_case(self, case_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.case(case_id))

@@ -70,7 +70,9 @@ def reference(sim: Path, work: Path, redis_url: str, shared) -> tuple[dict[bytes
     assert any(k.startswith(b"case:") for k in keys) and b"alerts" in keys
     # the text models learned the labels: checkpoints, their history and the prequential metrics are compared too
     assert b"model:sentiment:v1" in keys and b"model:sentiment:metrics:all" in keys and b"flow:prequential" in keys
-    assert any(k.startswith(b"crm:tick:") for k in keys)  # the CRM's timers ticked
+    # the CRM ran (its watermark moved); its timer ticks, 47 minutes of event time with SLAs of hours, had nothing
+    # to do and left no trace (a tick writes only what it does)
+    assert b"crm:wm" in keys
     return keys, doc
 
 

@@ -1,0 +1,199 @@
+"""The automatic timer ticks: skipped when nothing can be due, and the keys do not depend on the batches.
+
+A tick that has nothing to do writes nothing, so whether a batch runs it (not knowing better) or skips it (its
+bound says nothing can be due) leaves the same keys; the ticks that do something run in every batching, at the
+same mention and event time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+import redis
+from crm_helpers import T0, iso
+
+from connectors.outbox import ENCODING
+from crm import CrmProcessor, CrmSettings, RuleSet
+from crm.assignment import Agent, add_agent
+from crm.processor import parse_ts_ms
+from crm.store import RedisCrmStore, Retention, TimerRun
+
+MIN = 60_000
+DAY = 86_400_000
+
+
+class CountingStore(RedisCrmStore):
+    """The Redis store, noting the event time of each run of the timers (everything else as is)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self.timer_runs: list[int] = []
+
+    def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
+               retention: Retention | None = None, **kw: Any) -> TimerRun:
+        self.timer_runs.append(now_ms)
+        return super().timers(now_ms, idle_ms, limit, memo, memo_ttl_s, retention, **kw)
+
+    def apply_ops(self, ops: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+        def seen() -> Iterator[tuple[str, Any]]:
+            for kind, payload in ops:
+                if kind == "timers":
+                    self.timer_runs.append(payload.now_ms)
+                yield kind, payload
+
+        return super().apply_ops(seen())
+
+
+def _settings(prefix: str) -> CrmSettings:
+    # short retentions so that a few weeks of event time reach all of them
+    return CrmSettings(prefix=prefix, auto_tick_ms=MIN, auto_resolve_minutes=120.0, stale_case_days=3.0,
+                       case_retention_days=2.0, prospect_retention_days=6.0, processed_ttl_seconds=2 * 86400,
+                       retention_sweep_minutes=60.0)
+
+
+def _processor(r: redis.Redis, prefix: str) -> tuple[CrmProcessor, CountingStore]:
+    store = CountingStore(r, prefix)
+    for name, cap in (("ann", 2), ("bob", 1)):
+        add_agent(store, Agent.create(name, capacity=cap), online=True, now_ms=T0)
+    return CrmProcessor(store, RuleSet([]), None, _settings(prefix), outbox=ENCODING), store
+
+
+def sparse_stream(n: int = 260, seed: int = 5) -> list[dict[str, Any]]:
+    """Bursts of mentions (queries open cases, some follow-ups, brand replies) at random moments of 30 days:
+    gaps of seconds to days, so that some ticks fire SLA warnings and breaches, resolve, expire and sweep, and
+    many have nothing to do."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    t = T0
+    while len(rows) < n:
+        t += rng.choice((rng.randint(1, 50) * MIN, rng.randint(2, 40) * 60 * MIN, rng.randint(5, 90) * 1000))
+        for _ in range(rng.randint(1, 6)):
+            t += rng.randint(5_000, 25 * MIN)
+            i = len(rows)
+            channel = rng.choice(("twitter", "facebook", "forum"))
+            prev = rng.choice(rows) if rows and rng.random() < 0.15 else None
+            rows.append({
+                "id": f"{channel}:{i}", "channel": channel, "brand": "acme", "author": f"u{rng.randrange(40)}",
+                "text": "where is my refund?", "ts": iso(t), "in_reply_to": prev["id"] if prev else None,
+                "from_brand": False, "lang": "en", "meta": {}, "intent": rng.choice(("query", "query", "comment")),
+                "sentiment": rng.choice(("negative", "neutral", "positive")), "sentiment_score": 0.0,
+                "department": "service", "keywords": ["refund"],
+            })
+            if rng.random() < 0.3:
+                rows.append({"id": f"{channel}:r{i}", "channel": channel, "brand": "acme", "author": "acme_care",
+                             "text": "we're on it", "ts": iso(t + rng.randint(1, 300) * MIN), "from_brand": True,
+                             "in_reply_to": f"{channel}:{i}", "intent": "comment", "sentiment": "neutral"})
+    rows = rows[:n]
+    rows.sort(key=lambda row: row["ts"])
+    return rows
+
+
+def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` (without it) and its value."""
+    out: dict[str, Any] = {}
+    for raw in r.scan_iter(match=f"{prefix}*", count=1000):
+        key = _text(raw)
+        name = key[len(prefix):]
+        kind = _text(r.type(key))
+        if kind == "string":
+            out[name] = r.get(key)
+        elif kind == "hash":
+            out[name] = r.hgetall(key)
+        elif kind == "list":
+            out[name] = r.lrange(key, 0, -1)
+        elif kind == "set":
+            out[name] = sorted(r.smembers(key))
+        elif kind == "zset":
+            out[name] = r.zrange(key, 0, -1, withscores=True)
+        else:  # streams: ids are wall-clock, the entries must match
+            out[name] = [fields for _, fields in r.xrange(key) or ()]
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _run(r: redis.Redis, prefix: str, rows: list[dict[str, Any]], size: int
+         ) -> tuple[dict[str, Any], dict[str, list[str]], list[int]]:
+    proc, store = _processor(r, prefix)
+    alerts: dict[str, list[str]] = {}
+    for start in range(0, len(rows), size):
+        for row, res in zip(rows[start:start + size], proc.process_batch(rows[start:start + size]), strict=True):
+            assert "error" not in res, res
+            if res.get("alerts"):
+                alerts[row["id"]] = [a["id"] for a in res["alerts"]]
+    return dump(r, prefix), alerts, store.timer_runs
+
+
+def test_batchings_of_a_sparse_stream_give_identical_keys_while_skipping_ticks(
+        r: redis.Redis, key_prefix: str) -> None:
+    rows = sparse_stream()
+    runs = {size: _run(r, f"{key_prefix}{size}:", rows, size) for size in (1, 7, len(rows))}
+    keys, alerts, timer_runs = runs[1]
+    for size in (7, len(rows)):
+        other_keys, other_alerts, other_runs = runs[size]
+        assert sorted(other_keys) == sorted(keys)
+        assert [k for k in keys if other_keys[k] != keys[k]] == []
+        assert other_alerts == alerts  # the same alerts, on the same mentions
+        # a batch knows less than Redis after every mention: it may run ticks that turn out to have nothing to do
+        assert set(timer_runs) <= set(other_runs)
+    # the timers did every kind of thing, at some ticks only
+    stats = {k.decode(): int(v) for k, v in keys["cases:stats"].items()}
+    assert stats["sla_breaches"] > 0 and stats["resolved"] > 0 and stats["expired"] > 0
+    assert {a.rsplit(":", 1)[1] for ids in alerts.values() for a in ids} == {"warning", "breach"}
+    assert "case:C-twitter:0" not in keys  # closed and retired
+    customer = [row for row in rows if not row["from_brand"]]
+    periods = {parse_ts_ms(row["ts"]) // MIN for row in customer}
+    assert len(timer_runs) < len(periods) / 2  # most ticks were skipped
+    # stored ticks (those of the last two days of event time: the processed-mark retention) all raised alerts
+    stored = {k.rsplit(":", 1)[1]: orjson.loads(v) for k, v in keys.items()
+              if k.startswith("crm:tick:") and k != "crm:tick:last"}
+    assert stored and all(t["alerts"] and t["by"] in alerts for t in stored.values())
+    assert sorted(k.rsplit(":", 1)[1] for k in keys if k.startswith("crm:tickscan:")) == sorted(stored)
+
+
+def test_a_tick_with_nothing_due_is_skipped_and_leaves_no_trace_one_with_alerts_is_kept(
+        r: redis.Redis, key_prefix: str, mention: Callable[..., dict[str, Any]]) -> None:
+    proc, store = _processor(r, key_prefix)
+    proc.process(mention(id="twitter:1", ts_ms=T0))
+    case = store.get_case("C-twitter:1")
+    assert case is not None
+    warn_ms, due_ms = int(case["warn_ms"]), int(case["due_ms"])
+    before = dump(r, key_prefix)
+    assert not any(k.startswith("crm:tick") for k in before)
+    quiet = proc.process(mention(id="twitter:2", ts_ms=warn_ms - 2 * MIN, intent="comment"))
+    assert quiet["alerts"] == [] and store.timer_runs == []  # nothing could be due: not run
+    assert not any(k.startswith("crm:tick") for k in dump(r, key_prefix))
+    warned = proc.process(mention(id="twitter:3", ts_ms=warn_ms + MIN, intent="comment"))
+    assert [a["id"] for a in warned["alerts"]] == [f"sla_breach:C-twitter:1:{due_ms}:warning"]
+    assert store.timer_runs == [warn_ms + MIN]
+    period = warn_ms + MIN - (warn_ms + MIN) % MIN
+    assert r.exists(f"{key_prefix}crm:tick:{period}", f"{key_prefix}crm:tickscan:{period}") == 2
+    # a replay returns the tick's alerts as stored, without running the timers again
+    again = proc.process(mention(id="twitter:3", ts_ms=warn_ms + MIN, intent="comment"))
+    assert again["duplicate"] and again["alerts"] == warned["alerts"]
+    assert store.timer_runs == [warn_ms + MIN]
+
+
+def test_an_automatic_sweep_waits_for_its_slack_or_a_full_sweep_and_the_state_says_when(
+        r: redis.Redis, key_prefix: str, mention: Callable[..., dict[str, Any]]) -> None:
+    settings = CrmSettings(prefix=key_prefix, auto_tick_ms=0, processed_ttl_seconds=86400)
+    store = RedisCrmStore(r, key_prefix)
+    proc = CrmProcessor(store, RuleSet([]), None, settings, outbox=ENCODING)
+    for day in range(10):  # ten processed marks a day apart: behind the last, eight are past their day
+        proc.process(mention(id=f"twitter:{day}", ts_ms=T0 + day * DAY, intent="comment"))
+    now, ret = T0 + 9 * DAY + 1, Retention(processed_ms=DAY)
+    marks = f"{key_prefix}crm:donet"
+    late = store.timer_state(ret, 0, 30 * DAY)
+    assert late.next_due is not None and late.next_due > now  # the oldest is 8 days past: a 30-day slack waits
+    assert store.timers(now, 0, 20, retention=ret, slack_ms=30 * DAY).retired == 0 and r.zcard(marks) == 10
+    # a sweep's worth (here 5) past retention: it sweeps now, whatever the slack
+    full = store.timer_state(ret, 0, 30 * DAY, limit=5)
+    assert full.next_due is not None and full.next_due <= now
+    assert store.timers(now, 0, 5, retention=ret, slack_ms=30 * DAY).retired == 5 and r.zcard(marks) == 5
+    # the slack passed: everything past retention goes
+    assert store.timers(now, 0, 20, retention=ret, slack_ms=DAY).retired == 3 and r.zcard(marks) == 2
