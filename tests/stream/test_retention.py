@@ -13,7 +13,7 @@ from stream.flow import build_flow
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import totals
 from stream.replies import ReplyMatcher, mention_event, reply_event
-from stream.retention import ROLLUP_RETENTION, Retention
+from stream.retention import ROLLUP_RETENTION, TIMELINE_FLOW_RETENTION, Retention
 from stream.settings import Settings
 from stream.sinks import RedisSink, RedisWriter
 
@@ -102,8 +102,12 @@ def test_windows_and_flow_keys_stay_bounded_over_a_long_event_time_span(
     hours = r.zrange(k.features_hours, 0, -1, withscores=True)
     assert 0 < len(hours) <= 26
     assert sum(1 for _ in r.scan_iter(match=k.features("*"), count=5000)) == len(hours) + 1  # + the index
+    # a timeline keeps 5 days behind its customer's newest mention and nothing 2 x 5 days behind the flow's
     timelines = r.zrange(k.sentiment_timelines_at, 0, -1, withscores=True)
-    assert timelines and min(t for _, t in timelines) >= newest - 5 * DAY - HOUR
+    assert timelines and min(t for _, t in timelines) >= int(r.hget(k.watermarks, "*")) - TIMELINE_FLOW_RETENTION * 5 * DAY
+    for who, oldest in timelines:  # the index holds each timeline's oldest mention
+        entries = r.zrange(k.sentiment_timeline(who.decode()), 0, -1, withscores=True)
+        assert entries[0][1] == oldest and entries[-1][1] - oldest <= 5 * DAY
     assert sum(1 for _ in r.scan_iter(match=key_prefix + "snt:*", count=5000)) == len(timelines)
 
 
