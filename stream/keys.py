@@ -120,13 +120,14 @@ class Keys:
 
     def sentiment_timeline(self, customer: str) -> str:
         """Sorted set ``mention id|sentiment score -> event ms`` of a customer's (or handle's) mentions, the last
-        ``timeline_retention_seconds`` (60 days) of event time behind their newest."""
+        ``timeline_retention_seconds`` (60 days) of event time behind their newest, and none more than twice that
+        behind the flow's watermark (:mod:`stream.retention`)."""
         return f"{self.prefix}snt:{customer}"
 
     @property
     def sentiment_timelines_at(self) -> str:
-        """Sorted set ``customer -> event ms of their newest mention``: a timeline whose newest mention is
-        ``timeline_retention_seconds`` behind the flow's watermark is deleted (:mod:`stream.retention`)."""
+        """Sorted set ``customer -> event ms of the oldest mention in their timeline``: what finds the timelines
+        holding mentions that fell behind the flow's watermark (:mod:`stream.retention`)."""
         return f"{self.prefix}snti"
 
     @property

@@ -10,8 +10,17 @@ whole flow, deletes:
   more than its retention (``minute_retention_seconds``; hours 30x, days 365x) before the series' watermark;
 - against the flow's watermark (the newest of all series): the per-hour model inputs of feedback
   (``features_retention_seconds``), the calls feed's minutes (``calls_retention_seconds``), the current state
-  of alerts (``alert_retention_seconds`` after their window) and customers' sentiment timelines whose newest
-  mention is older than ``timeline_retention_seconds``.
+  of alerts (``alert_retention_seconds`` after their window) and the mentions of customers' sentiment
+  timelines more than twice ``timeline_retention_seconds`` behind it (:data:`TIMELINE_FLOW_RETENTION`).
+
+A sentiment timeline keeps a mention while it is within ``timeline_retention_seconds`` of the customer's newest
+mention and within twice that of the flow's watermark (so a customer active within the retention keeps the whole
+retention behind their newest mention). Both rules are per mention, so what remains does not depend on when a
+mention arrives relative to the watermarks: :meth:`Retention.add_to_timelines` leaves out a mention already
+behind the flow's watermark and trims against the customer's newest mention kept, and :data:`_FLOW` retires, by
+an index of each timeline's oldest mention, every mention that fell behind (a whole timeline once its newest
+did). A rule on whole timelines ("gone once the newest mention is old") is not enough: a timeline retired
+before a customer's next mention arrives, or kept because it arrived first, would end different.
 
 Watermarks only move forward (kept in ``{prefix}wm``: ``brand|channel`` and ``*`` for the flow). Writers that
 may touch an old window (reply matching) check the series' watermark first and leave a retired window alone,
@@ -43,17 +52,21 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import redis
 
 from stream.keys import Keys
 from stream.settings import Settings
 
-__all__ = ["ROLLUP_RETENTION", "Retention", "retention_of"]
+__all__ = ["ROLLUP_RETENTION", "TIMELINE_FLOW_RETENTION", "Retention", "retention_of"]
 
 log = logging.getLogger(__name__)
 
 #: Retention of hour and day windows relative to minute windows.
 ROLLUP_RETENTION = {"m": 1, "h": 30, "d": 365}
+
+#: How far behind the flow's watermark a timeline mention is kept, relative to the timeline retention.
+TIMELINE_FLOW_RETENTION = 2
 
 # ARGV: prefix, brand, channel, watermark (ms), minute retention (ms). Returns the number of windows retired.
 _SERIES = r"""
@@ -83,7 +96,8 @@ end
 return n
 """
 
-# ARGV: prefix, features retention, calls retention, alert retention, timeline retention (all ms; 0 keeps).
+# ARGV: prefix, features retention, calls retention, alert retention, timeline mentions' retention behind the
+# flow's watermark (all ms; 0 keeps).
 # Uses the flow's watermark (field '*' of {prefix}wm). Returns the number of entries retired.
 _FLOW = r"""
 local P = ARGV[1]
@@ -109,11 +123,47 @@ local function indexed_hash(hash, idx, ret)
 end
 indexed_hash(P .. 'calls', P .. 'calls:t', CALLS)
 indexed_hash(P .. 'alerts:current', P .. 'alerts:current:t', ALERTS)
-if TL > 0 then  -- a customer's whole timeline goes once their newest mention is older than TL
-  local gone = redis.call('ZRANGEBYSCORE', P .. 'snti', '-inf', '(' .. cut(TL))
-  for _, who in ipairs(gone) do redis.call('DEL', P .. 'snt:' .. who) end
-  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', P .. 'snti', '-inf', '(' .. cut(TL)) end
-  n = n + #gone
+if TL > 0 then  -- timeline mentions older than TL go; snti (customer -> oldest mention) finds the timelines
+  local behind = redis.call('ZRANGEBYSCORE', P .. 'snti', '-inf', '(' .. cut(TL))
+  for _, who in ipairs(behind) do
+    local key = P .. 'snt:' .. who
+    n = n + redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut(TL))
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if #first > 0 then redis.call('ZADD', P .. 'snti', first[2], who) else redis.call('ZREM', P .. 'snti', who) end
+  end
+end
+return n
+"""
+
+
+# ARGV: prefix, retention behind the customer's newest mention, retention behind the flow's watermark (ms; 0
+# keeps), JSON [[customer, [ts, member, ts, member, ...]], ...]. Adds the mentions not already behind the flow's
+# watermark, trims each timeline behind its newest mention and indexes its oldest (snti). Returns mentions added.
+_TIMELINES = r"""
+local P, KEEP, FLOW = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local wm = tonumber(redis.call('HGET', P .. 'wm', '*') or '-1')
+local floor = nil
+if FLOW > 0 and wm >= 0 then floor = wm - FLOW end
+local n = 0
+for _, entry in ipairs(cjson.decode(ARGV[4])) do
+  local who, items, add = entry[1], entry[2], {}
+  for i = 1, #items, 2 do
+    if floor == nil or items[i] >= floor then
+      add[#add + 1] = string.format('%d', items[i])
+      add[#add + 1] = items[i + 1]
+    end
+  end
+  if #add > 0 then
+    local key = P .. 'snt:' .. who
+    redis.call('ZADD', key, unpack(add))
+    n = n + #add / 2
+    if KEEP > 0 then
+      local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', tonumber(newest[2]) - KEEP))
+    end
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', P .. 'snti', first[2], who)
+  end
 end
 return n
 """
@@ -147,10 +197,13 @@ class Retention:
         self.minute_ms = int(minute_retention_s * 1000)
         #: How much of a customer's sentiment timeline is kept behind their newest mention (ms; 0: all).
         self.timeline_ms = int(timeline_retention_s * 1000)
+        #: How far behind the flow's watermark a timeline mention is kept (ms; 0: all).
+        self.timeline_flow_ms = self.timeline_ms * TIMELINE_FLOW_RETENTION
         self.flow_args: list[Any] = [keys.prefix, int(features_retention_s * 1000), int(calls_retention_s * 1000),
-                          int(alert_retention_s * 1000), int(timeline_retention_s * 1000)]
+                                     int(alert_retention_s * 1000), self.timeline_flow_ms]
         self._series = client.register_script(_SERIES)
         self._flow = client.register_script(_FLOW)
+        self._timelines = client.register_script(_TIMELINES)
         self.client = client
 
     @classmethod
@@ -177,3 +230,14 @@ class Retention:
         self._flow(args=self.flow_args, client=target)
         if client is None:
             target.execute()
+
+    def add_to_timelines(self, timelines: Mapping[str, Mapping[str, int]], client: Any = None) -> None:
+        """Add mentions (``customer -> {"mention id|score": event ms}``) to the customers' sentiment timelines,
+        under the same per-mention retention that :meth:`apply` enforces (on ``client``, e.g. a pipeline, else
+        at once): whatever the order of mentions and watermarks, the timelines end the same."""
+        if not timelines:
+            return
+        entries = [[who, [part for member, ts in sorted(by_member.items()) for part in (int(ts), member)]]
+                   for who, by_member in sorted(timelines.items())]
+        self._timelines(args=[self.keys.prefix, self.timeline_ms, self.timeline_flow_ms, orjson.dumps(entries)],
+                        client=client if client is not None else self.client)

@@ -71,8 +71,8 @@ class Settings:
     calls_retention_seconds: float = 210 * 86400.0
     #: An alert's current state (``alerts:current``) is kept this long (event seconds) after its window.
     alert_retention_seconds: float = 90 * 86400.0
-    #: A customer's sentiment timeline keeps this much event time behind their newest mention, and goes
-    #: whole once that newest mention is this far behind the flow's newest.
+    #: A customer's sentiment timeline keeps this much event time behind their newest mention, and no mention
+    #: more than twice this behind the flow's newest (a timeline goes whole once its newest mention is).
     timeline_retention_seconds: float = 60 * 86400.0
     #: How often (system seconds) aggregates are flushed to Redis.
     flush_seconds: float = 0.5

@@ -90,7 +90,6 @@ class RedisWriter:
         # Event-time retention (stream/retention.py): nothing written here expires by the wall clock.
         self.retention = retention or Retention(client, keys, minute_retention_s=minute_retention_s,
                                                 features_retention_s=features_retention_s)
-        self.timeline_keep_ms = self.retention.timeline_ms or 10**15
         self.latest_keep = latest_keep
         self.dlq_maxlen = dlq_maxlen
         self._append_once = client.register_script(_APPEND_ONCE)
@@ -110,14 +109,13 @@ class RedisWriter:
         checks: list[list[Any]] = []
         late: dict[str, int] = {}
         owners: dict[tuple[str, str], int] = {}
-        trims: dict[str, int] = {}
         # Many small writes to the same key in one batch become one command per key.
         zadds: dict[str, dict[str, float]] = defaultdict(dict)
         features: dict[int, dict[str, bytes]] = defaultdict(dict)
         churn_reasons: dict[str, bytes] = {}
         cmds: list[list[Any]] = []
         watermarks: dict[tuple[str, str], int] = {}
-        timelines: dict[str, int] = {}
+        timelines: dict[str, dict[str, int]] = defaultdict(dict)
         calls_at: dict[str, int] = {}
         for item in items:
             kind = item[0]
@@ -150,10 +148,7 @@ class RedisWriter:
                         start = ts_ms - ts_ms % GRANULARITIES[gran]
                         hkey = k.customers_active(brand, channel, self._bucket_id(gran, start), gran)
                         cmds.append(["PFADD", hkey, customer_id])
-                timeline = k.sentiment_timeline(who)
-                zadds[timeline][f"{mention_id}|{score:.4f}"] = ts_ms
-                trims[timeline] = max(trims.get(timeline, 0), ts_ms - self.timeline_keep_ms)
-                timelines[who] = max(timelines.get(who, 0), ts_ms)
+                timelines[who][f"{mention_id}|{score:.4f}"] = ts_ms
             elif kind == "mention":
                 _, body, ts_ms, mention_id, feats = item
                 latest.append((body, ts_ms))
@@ -192,10 +187,8 @@ class RedisWriter:
         for key, members in zadds.items():
             if members:
                 cmds.append(["ZADD", key, *[part for member, score in members.items() for part in (score, member)]])
-        for key, before in trims.items():
-            cmds.append(["ZREMRANGEBYSCORE", key, "-inf", f"({before}"])
-        if timelines:  # each customer's newest mention: whole timelines retire by it
-            pipe.zadd(k.sentiment_timelines_at, timelines, gt=True)  # type: ignore[arg-type]
+        # per-mention retention, whatever the order of mentions and watermarks (stream/retention.py)
+        self.retention.add_to_timelines(timelines, client=pipe)
         if calls_at:
             pipe.zadd(k.calls_at, calls_at)  # type: ignore[arg-type]
         if cmds:
