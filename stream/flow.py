@@ -59,6 +59,7 @@ def build_flow(source: Source[RawRecord], settings: Settings, sink: Sink[Any], r
     windowed = op.key_rm("unkey_windows", op.stateful(
         "window", op.key_on("key_by_brand_channel", window_events, steps.brand_channel_key), s.window))
     split_closed = op.branch("split_closed_minutes", windowed, steps.is_closed_minute)  # trues: ("closed", ...)
+    # falses: ("windows", ...) once per brand x channel and flush, ("late", ...), ("sla", ...), ("watermark", ...)
     alerts = op.key_rm("unkey_alerts", op.stateful(
         "detect_spikes", op.key_on("key_by_brand", split_closed.trues, steps.brand_of), s.spikes))  # ("alert", Alert)
     churn_scores = op.filter_map("churn_scores", scored, steps.churn_item)  # ("churn", customer, risk, reasons)

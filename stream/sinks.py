@@ -95,6 +95,7 @@ class RedisWriter:
         self._append_once = client.register_script(_APPEND_ONCE)
         self._commands = client.register_script(_COMMANDS)
         self._buckets: dict[tuple[str, int], str] = {}
+        self._fields: dict[str, str] = {}
         self.replies = ReplyMatcher(client, keys, sla_ms=int(sla_s * 1000),
                                     response_retention_ms=int(response_retention_s * 1000),
                                     pending_keep=pending_keep, minute_retention_s=int(minute_retention_s),
@@ -119,23 +120,12 @@ class RedisWriter:
         calls_at: dict[str, int] = {}
         for item in items:
             kind = item[0]
-            if kind == "window":
-                _, brand, channel, gran, start, counters, new_authors, first = item
-                bucket = self._bucket_id(gran, start)
-                wkey = k.window(brand, channel, bucket, gran)
-                hkey = k.authors(brand, channel, bucket, gran)
-                mine = [part for name, n in counters.items() if n for part in (f"{name}@{run}", n)]
-                if mine:
-                    cmds.append(["HSET", wkey, *mine])
-                if new_authors:
-                    cmds.append(["PFADD", hkey, *new_authors])
-                    if gran == "d":
-                        cmds.append(["PFADD", k.brand_authors(brand), *new_authors])
-                if first:  # the index entry is what event-time retention retires the window by
-                    zadds[k.windows_index(brand, channel, gran)][bucket] = start
-                    if gran == "d":
-                        cmds.append(["SADD", k.brands, brand])
-                        cmds.append(["SADD", k.channels(brand), channel])
+            if kind == "windows":  # the windows step's: all windows of a brand x channel at one flush
+                _, brand, channel, windows = item
+                for window in windows:
+                    self._window(cmds, zadds, brand, channel, *window)
+            elif kind == "window":  # one window alone
+                self._window(cmds, zadds, *item[1:])
             elif kind == "fact":
                 facts.append(item[1])
             elif kind == "sla":
@@ -220,6 +210,30 @@ class RedisWriter:
         results = pipe.execute()
         if k.churn in zadds and int(results[-1]) > self.churn_keep:
             self._cap_churn(int(results[-1]) - self.churn_keep)
+
+    def _window(self, cmds: list[list[Any]], zadds: dict[str, dict[str, float]], brand: str, channel: str,
+                gran: str, start: int, counters: dict[str, int], new_authors: list[str], first: bool) -> None:
+        """The commands of one window: this run's counters, its new authors, its index entry the first time."""
+        k = self.keys
+        bucket = self._bucket_id(gran, start)
+        fields = self._fields
+        mine = [part for name, n in counters.items() if n for part in (fields.get(name) or self._field(name), n)]
+        if mine:
+            cmds.append(["HSET", k.window(brand, channel, bucket, gran), *mine])
+        if new_authors:
+            cmds.append(["PFADD", k.authors(brand, channel, bucket, gran), *new_authors])
+            if gran == "d":
+                cmds.append(["PFADD", k.brand_authors(brand), *new_authors])
+        if first:  # the index entry is what event-time retention retires the window by
+            zadds[k.windows_index(brand, channel, gran)][bucket] = start
+            if gran == "d":
+                cmds.append(["SADD", k.brands, brand])
+                cmds.append(["SADD", k.channels(brand), channel])
+
+    def _field(self, name: str) -> str:
+        """A window counter's field of this run (``name@run``), remembered."""
+        found = self._fields[name] = f"{name}@{self.run_id}"
+        return found
 
     def _bucket_id(self, gran: str, start_ms: int) -> str:
         """:meth:`Keys.bucket_id`, remembered: a window, its hour and its day are written again at every flush

@@ -16,8 +16,9 @@ Input events (tuples):
 
 - ``("mention", brand, channel, ts_ms, author, from_brand, intent, sentiment, mention_id, keywords, topic)``
 
-Output: ``("window", brand, channel, gran, start_ms, counters, new_authors, first)`` (``first``: this run
-has not written the window before, so the sink also sets its expiry and indexes it),
+Output: once per flush and brand x channel with windows changed since the last one, ``("windows", brand,
+channel, [(gran, start_ms, counters, new_authors, first), ...])`` (``first``: this run has not written the
+window before, so the sink also sets its expiry and indexes it; one item for them all, not one per window),
 ``("late", brand, channel, mention_id, ts_ms)``, ``("watermark", brand, channel, high_water_ms)`` after a
 flush that moved the key's confirmed newest event time (what event-time retention follows, :mod:`stream.retention`),
 ``("sla", mention_id)`` once a customer query's SLA has
@@ -32,11 +33,12 @@ top_terms, topics)`` for spike detection, ``topics`` mapping each topic (the men
 >>> _ = logic.on_item(("mention", "acme", "twitter", 1704103200000, "bob", False, "query", "negative", "t:1",
 ...                    ("outage",), "service"))
 >>> out, _ = logic.on_notify()
->>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for _, _, _, g, _, c, _, _ in out[:-1]]
+>>> (kind, brand, channel, windows), watermark = out
+>>> [(g, c["mentions"], c["queries"], c["negative"], c["authors"]) for g, _, c, _, _ in windows]
 [('d', 1, 1, 1, 1), ('h', 1, 1, 1, 1), ('m', 1, 1, 1, 1)]
->>> out[-1]
+>>> watermark
 ('watermark', 'acme', 'twitter', 1704103200000)
->>> [o for o in logic.on_eof()[0] if o[0] != "window"]
+>>> [o for o in logic.on_eof()[0] if o[0] != "windows"]
 [('closed', 'acme', 'twitter', 1704103200000, 1, 1, ['t:1'], ['outage'], {'service': (1, 1)}), ('sla', 't:1')]
 """
 
@@ -233,11 +235,13 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
         out: list[tuple[Any, ...]] = []
         if final:
             self._advance(out, final=True)
-        windows = [
-            ("window", brand, channel, gran, start, dict(self.windows[(gran, start)]),
-             self.new_authors.pop((gran, start), []), (gran, start) not in self.written)
-            for gran, start in sorted(self.dirty)
-        ]
+        # one item for all of the key's windows: a sparse key fills a minute, its hour and its day at once, and
+        # every item costs its way through the flow's steps and the sink
+        if self.dirty:
+            out.insert(0, ("windows", brand, channel, [
+                (gran, start, dict(self.windows[(gran, start)]), self.new_authors.pop((gran, start), []),
+                 (gran, start) not in self.written)
+                for gran, start in sorted(self.dirty)]))
         self.written.update(self.dirty)
         self.dirty.clear()
         if self.high_water > self.watermark_sent:
@@ -250,7 +254,7 @@ class WindowLogic(StatefulLogic[tuple[Any, ...], tuple[Any, ...], dict[str, Any]
                 del self.windows[(gran, start)]
                 self.authors.pop((gran, start), None)
                 self.written.discard((gran, start))
-        return windows + out
+        return out
 
     def on_notify(self) -> tuple[list[tuple[Any, ...]], bool]:
         return self._emit(), StatefulLogic.RETAIN
