@@ -15,15 +15,19 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-__all__ = ["STOP", "StoppableSource", "install_stop_handlers"]
+__all__ = ["STOP", "StoppableSource", "install_stop_handlers", "ignore_late_signals"]
 
 #: Set when the user asked the flow to stop.
 STOP = threading.Event()
+
+#: A second signal within this many seconds of the first is the same stop delivered twice, not a second one.
+DOUBLE_SIGNAL_S = 1.0
 
 
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):
@@ -61,12 +65,29 @@ class StoppableSource(FixedPartitionedSource[Any, Any]):
 def install_stop_handlers() -> None:
     """First Ctrl-C / SIGTERM: finish cleanly (flush state, close the epoch); second: interrupt now."""
     STOP.clear()
+    first = [0.0]
 
     def handle(signum: int, _frame: Any) -> None:
         if STOP.is_set():
+            # the same stop delivered twice (``timeout``, ``make`` and systemd signal the parent and the
+            # whole process group at once) is not a user asking again: only a later one interrupts
+            if time.monotonic() - first[0] < DOUBLE_SIGNAL_S:
+                return
             raise KeyboardInterrupt
         STOP.set()
+        first[0] = time.monotonic()
         print("pulse: stopping (finishing the current batch; press Ctrl-C again to interrupt)", file=sys.stderr)
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+
+
+def ignore_late_signals() -> None:
+    """After a stop: the process is on its way out, so a repeated Ctrl-C / SIGTERM is ignored.
+
+    Python restores the default handlers while it shuts down, and a signal delivered twice (``timeout``,
+    ``make``) would otherwise kill a run that already wrote everything, with exit code -15.
+    """
+    if STOP.is_set():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)

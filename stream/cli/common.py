@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import redis
 import typer
+from bytewax.errors import BytewaxRuntimeError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stream.redisconn import RedisUnavailable, connect, ensure_redis_url
 from stream.settings import Settings
+from stream.stopping import STOP, ignore_late_signals
 
 __all__ = [
     "ConfigOpt",
@@ -130,3 +132,11 @@ def guard(fn: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("pulse: stopped", file=sys.stderr)
         raise typer.Exit(130) from None
+    except BytewaxRuntimeError as exc:
+        if not STOP.is_set():
+            raise
+        # interrupted by a second Ctrl-C / SIGTERM while finishing: Bytewax reports the signal as its error
+        print(f"pulse: interrupted before the current batch finished ({exc})", file=sys.stderr)
+        raise typer.Exit(130) from None
+    finally:
+        ignore_late_signals()
