@@ -17,7 +17,8 @@ script (:data:`MATCH`) applies a batch of events atomically:
   SLA is known.
 
 Everything the script writes is a function of the set of events, never of their order or of which run
-sent them: the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
+sent them (stored values too, not only what readers count: a record's fields in a fixed order, a counter
+that comes back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
 counted before), counters move by exact deltas recorded in the mention's record (so an event seen twice
 changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
 the SLA. Per mention it maintains, in the mention's minute, hour and day windows (ARCHITECTURE.md,
@@ -210,26 +211,29 @@ end
 -- the mention's, else the earliest of the events that made it (0 for an SLA check alone), so both are the
 -- same whatever the order the events came in
 local FIELDS = {'b', 'c', 't', 'm', 'q', 'u', 'a', 'ck', 's', 'p', 'x', 'bp', 'rt', 'rb', 'ag', 'an', 'sc', 'ua', 'k'}
-local KNOWN = {}
-for _, f in ipairs(FIELDS) do KNOWN[f] = true end
+local NUMBER = {t = true, q = true, u = true, x = true, rt = true, an = true, sc = true, ua = true}
+local HEAD = {}
+for _, f in ipairs(FIELDS) do HEAD[f] = ',"' .. f .. '":' end
 local function encode(r)
-  local names = {}
-  for f, _ in pairs(r) do if not KNOWN[f] then names[#names + 1] = f end end
-  table.sort(names)
-  local parts = {}
-  for _, list in ipairs({FIELDS, names}) do
-    for _, f in ipairs(list) do
-      local v = r[f]
-      if f == 'k' and v ~= nil then
+  local parts, n = {}, 0
+  for _, f in ipairs(FIELDS) do
+    local v = r[f]
+    if v ~= nil then
+      if f == 'k' then
         table.sort(v)
         local uniq = {}
         for _, kid in ipairs(v) do if uniq[#uniq] ~= kid then uniq[#uniq + 1] = kid end end
-        v = uniq
+        v = cjson.encode(uniq)
+      elseif NUMBER[f] and v == math.floor(v) then
+        v = int(v)
+      else
+        v = cjson.encode(v)
       end
-      if v ~= nil then parts[#parts + 1] = cjson.encode(f) .. ':' .. cjson.encode(v) end
+      n = n + 1
+      parts[n] = HEAD[f] .. v
     end
   end
-  return '{' .. table.concat(parts, ',') .. '}'
+  return '{' .. string.sub(table.concat(parts), 2) .. '}'
 end
 local function keep_at(id, r)
   if r.t ~= nil then

@@ -167,12 +167,16 @@ def test_exact_values_beyond_retention_are_forgotten_and_sketches_answer(r: redi
     assert fr["p90_ms"] == pytest.approx(exact[42] + 0.3 * (exact[43] - exact[42]), rel=0.01)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _stored(r: redis.Redis, prefix: str) -> dict:
     """Every key under ``prefix`` with its stored value: hashes (the ``pend`` records byte for byte), sorted
     sets with their scores, sets, and HyperLogLogs by their count (their encoding may differ)."""
     out: dict[str, Any] = {}
     for key in r.scan_iter(match=prefix + "*", count=1000):
-        name, kind = bytes(key).decode()[len(prefix):], bytes(r.type(key)).decode()
+        name, kind = _text(key)[len(prefix):], _text(r.type(key))
         if kind == "hash":
             out[name] = r.hgetall(key)
         elif kind == "zset":
