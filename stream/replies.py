@@ -17,7 +17,8 @@ script (:data:`MATCH`) applies a batch of events atomically:
   SLA is known.
 
 Everything the script writes is a function of the set of events, never of their order or of which run
-sent them: the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
+sent them (stored values too, not only what readers count: a record's fields in a fixed order, a counter
+that comes back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
 counted before), counters move by exact deltas recorded in the mention's record (so an event seen twice
 changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
 the SLA. Per mention it maintains, in the mention's minute, hour and day windows (ARCHITECTURE.md,
@@ -89,13 +90,23 @@ end
 
 -- add deltas {field, n, ...} to a brand x channel's minute, hour and day windows of a mention;
 -- a window made here gets the index entry the flow's sink gives the windows it makes
+-- a counter that comes back to 0 is deleted, and a window left empty unindexed: what remains is the same
+-- whether a count was made and retracted or never made (a check before or after its reply)
 local function add(brand, c, t, mid, deltas)
   for _, g in ipairs(GRANS) do
     if not retired(g, brand, c, t) then
     local k = wkey(g, brand, c, mid)
-    for i = 1, #deltas, 2 do redis.call('HINCRBY', k, deltas[i], int(deltas[i + 1])) end
-    local start = t - t % LEN[g]
-    if redis.call('ZADD', P .. g .. 'i:{' .. brand .. '}:' .. c, 'NX', int(start), bucket_id(g, mid)) == 1 then
+    local zeroed = false
+    for i = 1, #deltas, 2 do
+      if redis.call('HINCRBY', k, deltas[i], int(deltas[i + 1])) == 0 then
+        redis.call('HDEL', k, deltas[i])
+        zeroed = true
+      end
+    end
+    local index = P .. g .. 'i:{' .. brand .. '}:' .. c
+    if zeroed and redis.call('EXISTS', k) == 0 then
+      redis.call('ZREM', index, bucket_id(g, mid))
+    elseif redis.call('ZADD', index, 'NX', int(t - t % LEN[g]), bucket_id(g, mid)) == 1 then
       if g == 'd' then
         redis.call('SADD', P .. 'brands', brand)
         redis.call('SADD', P .. 'channels:{' .. brand .. '}', c)
@@ -174,8 +185,9 @@ local function replied(id, r, old_rb, old_ag)
   redis.call('ZADD', P .. 'rp:{' .. r.rb .. '}', int(r.rt), id .. '\t' .. replied_member(r, r.ag))
 end
 
--- records are read once per script and written back once at the end
-local cache, dirty = {}, {}
+-- records are read once per script and written back once at the end; was[id]: what the stored record had
+-- ('t' its mention, 'n' not yet), so its time in PEND_T is written only when it changes
+local cache, dirty, was, lo = {}, {}, {}, {}
 local function load(id)
   local r = cache[id]
   if r == nil then
@@ -183,13 +195,55 @@ local function load(id)
     if not raw then return nil end
     r = cjson.decode(raw)
     cache[id] = r
+    was[id] = r.t ~= nil and 't' or 'n'
   end
   return r
 end
+-- ts: the time of the event that changed the record (a reply, a brand's post, a reply to it), which
+-- dates the record until its mention is known
 local function store(id, r, ts)
-  if cache[id] == nil and ts ~= nil then redis.call('ZADD', PEND_T, int(ts), id) end
   cache[id] = r
   dirty[id] = true
+  if ts ~= nil and (lo[id] == nil or ts < lo[id]) then lo[id] = ts end
+end
+
+-- a record is written with its fields in a fixed order (its reply list sorted), and kept by its own time:
+-- the mention's, else the earliest of the events that made it (0 for an SLA check alone), so both are the
+-- same whatever the order the events came in
+local FIELDS = {'b', 'c', 't', 'm', 'q', 'u', 'a', 'ck', 's', 'p', 'x', 'bp', 'rt', 'rb', 'ag', 'an', 'sc', 'ua', 'k'}
+local NUMBER = {t = true, q = true, u = true, x = true, rt = true, an = true, sc = true, ua = true}
+local HEAD = {}
+for _, f in ipairs(FIELDS) do HEAD[f] = ',"' .. f .. '":' end
+local function encode(r)
+  local parts, n = {}, 0
+  for _, f in ipairs(FIELDS) do
+    local v = r[f]
+    if v ~= nil then
+      if f == 'k' then
+        table.sort(v)
+        local uniq = {}
+        for _, kid in ipairs(v) do if uniq[#uniq] ~= kid then uniq[#uniq + 1] = kid end end
+        v = cjson.encode(uniq)
+      elseif NUMBER[f] and v == math.floor(v) then
+        v = int(v)
+      else
+        v = cjson.encode(v)
+      end
+      n = n + 1
+      parts[n] = HEAD[f] .. v
+    end
+  end
+  return '{' .. string.sub(table.concat(parts), 2) .. '}'
+end
+local function keep_at(id, r)
+  if r.t ~= nil then
+    if was[id] ~= 't' then redis.call('ZADD', PEND_T, int(r.t), id) end
+  elseif was[id] == nil then
+    redis.call('ZADD', PEND_T, int(lo[id] or 0), id)
+  elseif lo[id] ~= nil then
+    local cur = tonumber(redis.call('ZSCORE', PEND_T, id) or '0')
+    if cur == 0 or lo[id] < cur then redis.call('ZADD', PEND_T, int(lo[id]), id) end
+  end
 end
 
 local function ua_key(r) return P .. 'ua:{' .. r.b .. '}:' .. r.c end
@@ -200,7 +254,7 @@ local function judge(id, r)
   touched[r.b .. '|' .. r.c] = true
   local want = (r.rt == nil or r.rt - r.t > SLA) and 1 or 0
   if want == (r.ua or 0) then return end
-  r.ua = want
+  r.ua = want == 1 and 1 or nil  -- only a counted one is marked: no 0 left behind
   if want == 1 then
     add(r.b, r.c, r.t, r.m, {'unanswered', 1})
     if r.t >= cutoff(r.b, r.c) then redis.call('ZADD', ua_key(r), int(r.t), id) end
@@ -245,7 +299,7 @@ attribute = function(id, r, brand, level)
     if r.ua == 1 then  -- counted unanswered under the old brand: judged again under the new one
       add(from, r.c, r.t, r.m, {'unanswered', -1})
       redis.call('ZREM', ua_key(r), id)
-      r.ua = 0
+      r.ua = nil
     end
     if r.q == 1 and r.rt ~= nil and r.an == 1 then
       add(from, r.c, r.t, r.m, {'answered', -1})
@@ -257,20 +311,21 @@ attribute = function(id, r, brand, level)
   propagate(id, r, brand)
 end
 
--- a new unattributed mention looks for its brand in what it replies to, or waits there for it
+-- a new unattributed mention looks for its brand in what it replies to; unless that is a brand's post (whose
+-- brand never changes), it is listed there (k), whether it found a brand yet or not, so a better brand found
+-- for the conversation later reaches it, and the record is the same in any order
 local function link(id, r)
   if r.p == nil then return end
   local pr = load(r.p)
   if pr ~= nil and pr.bp ~= nil then
     attribute(id, r, pr.bp, 2)
-  elseif pr ~= nil and pr.t ~= nil and (pr.u ~= 1 or pr.x ~= nil) then
-    attribute(id, r, pr.b, 4)
-  else
-    pr = pr or {}
-    pr.k = pr.k or {}
-    table.insert(pr.k, id)
-    store(r.p, pr, r.t)
+    return
   end
+  pr = pr or {}
+  pr.k = pr.k or {}
+  table.insert(pr.k, id)
+  store(r.p, pr, r.t)
+  if pr.t ~= nil and (pr.u ~= 1 or pr.x ~= nil) then attribute(id, r, pr.b, 4) end
 end
 
 local function rt_keys(brand, c) return P .. 'rt:{' .. brand .. '}:' .. c, P .. 'rtt:{' .. brand .. '}:' .. c end
@@ -318,7 +373,7 @@ for _, e in ipairs(events) do
         r.s = e[10]
         if e[11] ~= cjson.null then r.p = e[11] end
       end
-      store(id, r, t)
+      store(id, r)
       if t > newest then newest = t end
       see(r.b, r.c, t)
       touched[r.b .. '|' .. r.c] = true
@@ -342,7 +397,7 @@ for _, e in ipairs(events) do
       -- the earliest reply is the first response (ties: the smallest brand, then agent), whatever the order
       local old_rt, old_rb, old_ag = r.rt, r.rb, r.ag
       r.rt, r.rb, r.ag = ts, brand, agent
-      store(id, r)
+      store(id, r, ts)
       if r.t ~= nil then respond(id, r, old_rt, old_rb, old_ag) end
     end
   elseif kind == 'b' then  -- a brand's own post: what replies to it is about that brand
@@ -354,17 +409,21 @@ for _, e in ipairs(events) do
         local kr = load(kid)
         if kr ~= nil and kr.t ~= nil then attribute(kid, kr, r.bp, 2) end
       end
+      r.k = nil  -- a post's replies take its brand as they come
     end
   elseif kind == 's' then
     r = r or {}
     if r.sc ~= 1 then
       r.sc = 1
-      store(id, r, newest)  -- a check that overtook its mention waits for it
+      store(id, r)  -- a check that overtook its mention waits for it
       if r.t ~= nil then judge(id, r) end
     end
   end
 end
-for id, _ in pairs(dirty) do redis.call('HSET', PEND, id, cjson.encode(cache[id])) end
+for id, _ in pairs(dirty) do
+  redis.call('HSET', PEND, id, encode(cache[id]))
+  keep_at(id, cache[id])
+end
 redis.call('SET', HW, int(newest))
 
 -- forget what is past the horizons (bounded work per call; a later call goes on)
