@@ -18,7 +18,6 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -348,16 +347,17 @@ class PrequentialMetrics:
         return out
 
     def write(self, client: Any, prefix: str, *, only_changed: bool = True) -> int:
-        """Write each (model, channel) as a Redis hash of absolute values; returns hashes written."""
+        """Write each (model, channel) as a Redis hash of absolute values; returns hashes written.
+
+        Only what the observations decide is written (no wall-clock stamp), so a replay writes the same values.
+        """
         pipe = client.pipeline(transaction=False)
         written = 0
-        now = datetime.now(UTC).isoformat()
         for (model, channel), track in self._tracks.items():
             if only_changed and not track.dirty:
                 continue
             snap = track.snapshot()
             mapping = {k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in snap.items()}
-            mapping["updated_at"] = now
             pipe.hset(metrics_key(prefix, model, channel), mapping=mapping)
             track.dirty = False
             written += 1
@@ -375,8 +375,6 @@ def read_metrics(client: Any, prefix: str, model: str, channel: str = ALL_CHANNE
         text = v.decode() if isinstance(v, bytes) else str(v)
         if text.startswith("{"):
             out[key] = orjson.loads(text)
-        elif key == "updated_at":
-            out[key] = text
         else:
             try:
                 out[key] = float(text)
