@@ -316,16 +316,18 @@ class SeasonalRates:
             return
         self.shape_at = t
         c, e = self.counts, self.exposure
-        ctot, etot = float(c.sum()), float(e.sum())
+        # np.add.reduce is what ndarray.sum calls, without its Python wrapper (same sums, bit for bit)
+        add = np.add.reduce
+        ctot, etot = float(add(c)), float(add(e))
         if ctot <= 0.0 or etot <= 0.0:
             return
         per_hour = HOUR_S / self.step * self._scale(t)  # intervals per hour, in the stored units
         rbar = ctot / etot
         c2, e2 = c.reshape(7, 24), e.reshape(7, 24)
         a = self.shrink_hod_h * per_hour
-        hod = (c2.sum(axis=0) + a * rbar) / (e2.sum(axis=0) + a)
+        hod = (add(c2, 0) + a * rbar) / (add(e2, 0) + a)
         b = self.shrink_dow_h * per_hour
-        dow = (c2.sum(axis=1) + b * rbar) / (e2.sum(axis=1) + b) / rbar
+        dow = (add(c2, 1) + b * rbar) / (add(e2, 1) + b) / rbar
         g = self.shrink_how_h * per_hour
         target = (dow[:, None] * hod[None, :]).ravel()
         rate = (c + g * target) / (e + g)

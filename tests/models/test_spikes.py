@@ -203,6 +203,37 @@ def test_the_alerters_direct_path_equals_the_general_one_bit_for_bit() -> None:
         assert (rd.c_slow, rd.d_slow, rd.c_fast, rd.d_fast) == (rg.c_slow, rg.d_slow, rg.c_fast, rg.d_fast)
 
 
+def test_expected_upper_read_late_equals_expected_upper_read_at_once() -> None:
+    # The alerter's path (learn_assessed) computes an interval's expected_upper only if it is read, from the
+    # calibration as it was when the interval was assessed: read after the detector has learned on (tail
+    # clusters closed, level shifts, weeks of gaps), it must be what reading it at once gave, bit for bit.
+    rng = random.Random(11)
+    eager, lazy = SpikeDetector(interval_s=300), SpikeDetector(interval_s=300)
+    t = int(START.timestamp())
+    now: list[dict[str, float]] = []
+    kept = []
+    for i in range(3000):
+        t += rng.choice([300, 300, 300, 600, 3600, 86_400, 12 * 86_400])
+        n = float(poisson(rng, 3.0) + (rng.choice([20, 60, 200]) if i % 97 == 50 else 0))
+        now.append(eager.assess_and_learn(n, t))
+        kept.append(lazy.learn_assessed(n, t))
+    assert sum(d["score"] >= 0.5 for d in now) >= 5 and sum(d["score"] == 0.0 for d in now) >= 100
+    assert [d["expected_upper"] for d in now] == [a.upper for a in kept]
+    assert now == [a.as_dict() for a in kept]
+    # and an alerter that never reads it (update) alerts as one that reads it for every window (observe)
+    rng = random.Random(3)
+    reading, not_reading = SpikeAlerter(), SpikeAlerter()
+    uppers, alerts = [], 0
+    for i in range(6000):
+        ts = START + timedelta(minutes=7 * i)
+        n = poisson(rng, 1.0) + (40 if i % 1500 == 900 else 0)
+        obs = reading.observe("acme", "x", ts, n, negative=n // 3)
+        uppers.append(obs.expected_upper)
+        alerts += len(obs.alerts)
+        assert list(obs.alerts) == not_reading.update("acme", "x", ts, n, negative=n // 3)
+    assert alerts >= 2 and any(u > 0 for u in uppers) and reading.close_all() == not_reading.close_all()
+
+
 def test_new_series_get_the_template_detectors_parameters() -> None:
     template = SpikeDetector(alerts_per_week=1.0, scales_s=(1800.0,), tz="Europe/Berlin")
     alerter = SpikeAlerter(detector=template)
