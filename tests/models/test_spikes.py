@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models._spike_rates import INTERVALS, bucket_of, gap_runs, gap_weights
+from models import _spike_rates
+from models._spike_rates import INTERVALS, bucket_of, gap_runs, gap_weights, run_weights
 from models.spike_alerter import SpikeAlerter
 from models.spikes import SpikeDetector, to_epoch_seconds
 from stream.schema import Alert
@@ -136,6 +137,32 @@ def test_gap_weights_closed_form_equals_the_sum_over_intervals(end: int, k: int,
         expected[bucket_of(end - i * step, offset)] += 2.0 ** (-i * step / (half_life_h * 3600))
     got = gap_weights(end, k, step, offset, half_life_h * 3600)
     assert np.allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    end=st.integers(1_500_000_000, 1_800_000_000),
+    k=st.one_of(st.integers(1, 70), st.integers(1, 12_000), st.integers(10_000, 3_000_000)),
+    step=st.sampled_from([60, 120, 300, 600, 900, 1800, 3600]),
+    offset=st.sampled_from([0, 3600, -18000, 19800]),
+    half_lives_h=st.sampled_from([(336.0, 24.0, 2.0), (168.0, 0.5, 48.0), (0.25,)]),
+)
+def test_gap_weights_from_the_tables_equal_the_computed_ones_bit_for_bit(
+        end: int, k: int, step: int, offset: int, half_lives_h: tuple[float, ...]) -> None:
+    # A detector's gaps are weighed from per-interval tables (models._spike_rates._gap); every bucket and
+    # weight must be what run_weights(gap_runs(...)) computes, whole weeks, partial hours and single runs alike.
+    end = end // step * step
+    half_lives_s = tuple(h * 3600.0 for h in half_lives_h)
+    tables = _spike_rates._tables(step, half_lives_s)
+    assert tables is not None
+    b, w = _spike_rates._table_weights(tables, end, k, step, offset)
+    b_ref, w_ref = run_weights(gap_runs(end, k, step, offset), step, half_lives_s)
+    assert w.shape == w_ref.shape
+    assert b.tobytes() == b_ref.tobytes() and np.ascontiguousarray(w).tobytes() == w_ref.tobytes()
+    # and the gap a detector steps through is these weights, with their sums per bucket
+    b2, w2, per_bucket = _spike_rates._gap(end, k, step, offset, half_lives_s)  # type: ignore[arg-type]
+    assert b2.tobytes() == b_ref.tobytes() and np.ascontiguousarray(w2).tobytes() == w_ref.tobytes()
+    assert per_bucket.tobytes() == np.bincount(b_ref, weights=w_ref[0], minlength=168).tobytes()
 
 
 def test_a_gap_costs_the_same_whatever_its_length() -> None:
