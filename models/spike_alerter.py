@@ -475,8 +475,8 @@ class SpikeAlerter:
             driver = series.negative_detector.learn_assessed(neg, x)
             share_ok = self._negative_share(series, x, step, p.count, neg, int(driver.scale))
         series.last_flushed = x
-        terms = self._rank_terms(p.terms)
-        out += self._track(key, series, x, p.count, total, driver, neg, p.sample_ids, terms, share_ok)
+        # the windows' top terms are ranked only if the interval joins an incident (_absorb)
+        out += self._track(key, series, x, p.count, total, driver, neg, p.sample_ids, p.terms, share_ok)
         hot = series.incident is not None and series.incident.quiet == 0
         return driver, total.expected_now, hot
 
@@ -581,7 +581,7 @@ class SpikeAlerter:
         driver: _Assessment,
         neg: float | None,
         sample_ids: Sequence[str],
-        top_terms: Sequence[str],
+        term_lists: list[list[str]],
         share_ok: bool = True,
     ) -> list[dict[str, Any]]:
         inc = series.incident
@@ -601,7 +601,7 @@ class SpikeAlerter:
             parts = ["spike", brand, channel or "*"] + ([topic] if topic else []) + [_stamp(t)]
             inc = _Incident(id=":".join(parts), start=t)
             series.incident = inc
-            self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, top_terms)
+            self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, term_lists)
             inc.severity = self._severity(driver)
             inc.reported_observed = n
             return [self._alert(key, series, inc, "open")]
@@ -617,7 +617,7 @@ class SpikeAlerter:
                 return [self._resolve(key, series)]
             return []
         inc.quiet = 0
-        self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, top_terms)
+        self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, term_lists)
         severity = self._severity(driver)
         grew = n >= 1.5 * inc.reported_observed
         if SEVERITIES.index(severity) > SEVERITIES.index(inc.severity) or grew:
@@ -627,7 +627,8 @@ class SpikeAlerter:
         return []
 
     def _absorb(self, inc: _Incident, t: int, n: float, expected: float, upper: float, neg: float | None,
-                driver: _Assessment, sample_ids: Sequence[str], top_terms: Sequence[str]) -> None:
+                driver: _Assessment, sample_ids: Sequence[str], term_lists: list[list[str]]) -> None:
+        """Add an interval to an incident (``term_lists``: the top terms of each of its windows)."""
         inc.windows += 1
         inc.last_observed, inc.last_expected, inc.last_t = n, expected, t
         if n >= inc.peak_observed:
@@ -641,7 +642,7 @@ class SpikeAlerter:
             if sid not in inc.sample_ids:
                 inc.sample_ids.append(sid)
         # Earlier ranks weigh more; the counter stays small because only the top terms are kept.
-        for rank, term in enumerate(list(top_terms)[: self.max_terms]):
+        for rank, term in enumerate(self._rank_terms(term_lists)[: self.max_terms]):
             inc.terms[term] += self.max_terms - rank
         if len(inc.terms) > 4 * self.max_terms:
             inc.terms = Counter(dict(inc.terms.most_common(2 * self.max_terms)))

@@ -99,6 +99,20 @@ def _z_of_surprise(s: float) -> float:
     return -_NORMAL.inv_cdf(10.0 ** -s)
 
 
+@functools.lru_cache(maxsize=256)
+def _scales_of(scales_s: tuple[Any, ...], step: int) -> tuple[int, ...]:
+    """Numbers of intervals summed per scale (1 and each of ``scales_s`` in intervals of ``step`` seconds)."""
+    ks = {1}
+    for s in scales_s:
+        try:
+            k = round(float(s) / step)
+        except (TypeError, ValueError):
+            continue
+        if 1 < k <= 2880:
+            ks.add(k)
+    return tuple(sorted(ks))
+
+
 @dataclass(slots=True)
 class _Assessment:
     score: float
@@ -342,15 +356,10 @@ class SpikeDetector(base.AnomalyDetector):
         return rates
 
     def _scales(self, step: int) -> list[int]:
-        ks = {1}
-        for s in self.scales_s:
-            try:
-                k = round(float(s) / step)
-            except (TypeError, ValueError):
-                continue
-            if 1 < k <= 2880:
-                ks.add(k)
-        return sorted(ks)
+        try:
+            return list(_scales_of(self.scales_s, step))
+        except TypeError:  # scales given in a list (unhashable): not cached
+            return list(_scales_of.__wrapped__(self.scales_s, step))
 
     def _setup(self, st: _State, step: int, t: int) -> None:
         st.rates = self._new_rates(step, t)

@@ -422,6 +422,22 @@ def test_one_alert_per_incident_updated_then_resolved() -> None:
     assert alert.kind == "spike" and alert.expected_upper == last["expected_upper"]
 
 
+def test_an_intervals_windows_terms_are_ranked_together_when_it_joins_an_incident() -> None:
+    # A 5-minute interval gathers five windows' top terms; they are ranked (earlier ranks weigh more) only
+    # when the interval opens or extends an incident, and the quiet intervals' terms never reach an alert.
+    rng = random.Random(8)
+    alerter = SpikeAlerter(interval_s=300)
+    alerts = []
+    for i in range(3 * 1440 + 60):
+        spiking = 3 * 1440 <= i < 3 * 1440 + 20
+        n = poisson(rng, 40 if spiking else 2)
+        terms = (["outage", "login"] if i % 5 == 0 else ["login", "outage"]) if spiking else ["hello"]
+        alerts += alerter.update("acme", "twitter", START + timedelta(minutes=i), n, top_terms=terms)
+    assert alerts and alerts[0]["message"].startswith("open")
+    # per interval (a window's first term weighs 2, its second 1): login 4 * 2 + 1 = 9, outage 4 * 1 + 2 = 6
+    assert all(a["top_terms"] == ["login", "outage"] for a in alerts)
+
+
 def test_an_incident_resolves_inside_a_gap() -> None:
     rng = random.Random(16)
     alerter = SpikeAlerter(interval_s=60)
