@@ -139,10 +139,95 @@ def _gap(end: int, k: int, step: int, offset: int,
     found = _last_gap
     if found is not None and found[0] == key:
         return found[1]
-    b, w = run_weights(gap_runs(end, k, step, offset), step, half_lives_s)
+    tables = _tables(step, half_lives_s)
+    if tables is None:
+        b, w = run_weights(gap_runs(end, k, step, offset), step, half_lives_s)
+    else:
+        b, w = _table_weights(tables, end, k, step, offset)
     value: tuple[np.ndarray, np.ndarray, np.ndarray] = (b, w, np.bincount(b, weights=w[0], minlength=N_BUCKETS))
     _last_gap = (key, value)
     return value
+
+
+# Tables of the weights of :func:`run_weights`, per interval length and half-lives (intervals of a minute up to an
+# hour: a few hundred kB at most): ``r ** i`` for ``i`` up to a week of intervals, the weight of a run of ``n``
+# intervals relative to its first, and the weights of a whole week's runs, per number of intervals that the
+# week's last hour holds up to its end. Each entry is computed by the same expression as run_weights computes
+# it, element by element, so a gap weighed from the tables is the same, bit for bit (tested). Filled once per
+# key (a race only computes the same table twice); never written to afterwards.
+_Tables = tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]
+_TABLES: dict[tuple[float, ...], _Tables] = {}
+_TABLE_MAX_PER_WEEK = WEEK_S // 60
+_TABLE_MAX_KEYS = 32  # detectors with other half-lives still compute their weights
+_STEPS_BACK = np.arange(N_BUCKETS + 2, dtype=np.int64)
+
+
+def _tables(step: int, half_lives_s: tuple[float, ...]) -> _Tables | None:
+    """The weight tables of an interval length of a minute to an hour (None for other lengths)."""
+    key = (step, *half_lives_s)
+    found = _TABLES.get(key)
+    if found is not None:
+        return found
+    if step > HOUR_S or HOUR_S % step or WEEK_S // step > _TABLE_MAX_PER_WEEK or len(_TABLES) >= _TABLE_MAX_KEYS:
+        return None
+    lr = (-step * _LN2 / np.asarray(half_lives_s, dtype=float))[:, None]
+    per_week = WEEK_S // step
+    powers = np.exp(lr * np.arange(per_week + 1, dtype=np.int64))  # _run_weights' first factor, per back
+    run = np.expm1(lr * np.arange(HOUR_S // step + 1, dtype=np.int64)) / np.expm1(lr)  # and its second
+    for arr in (powers, run):
+        arr.flags.writeable = False
+    value: _Tables = (lr, powers, run, {})
+    _TABLES[key] = value
+    return value
+
+
+def _week_weights(tables: _Tables, first: int, step: int) -> np.ndarray:
+    """Weights of the runs of a whole week of intervals whose last hour holds ``first`` of them."""
+    lr, _, _, weeks = tables
+    found = weeks.get(first)
+    if found is None:
+        per_hour = HOUR_S // step
+        full, part = divmod(WEEK_S // step - first, per_hour)
+        n_runs = 1 + full + (1 if part else 0)
+        idx = _STEPS_BACK[:n_runs]
+        back = np.where(idx == 0, 0, first + (idx - 1) * per_hour)
+        lengths = np.full(n_runs, per_hour, dtype=np.int64)
+        lengths[0] = first
+        if part:
+            lengths[-1] = part
+        found = weeks[first] = _run_weights(lr, back, lengths)
+        found.flags.writeable = False
+    return found
+
+
+def _table_weights(tables: _Tables, end: int, k: int, step: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`run_weights` of :func:`gap_runs` for an interval of a minute to an hour, from the tables."""
+    lr, powers, run, _ = tables
+    per_hour = HOUR_S // step
+    per_week = WEEK_S // step
+    phase = (end + offset + _MONDAY) % WEEK_S
+    first = (phase % HOUR_S) // step + 1
+    hour = phase // HOUR_S
+    weeks, rem = divmod(k, per_week)
+    if weeks == 0 and k <= first:  # a single run (a part of the last hour)
+        return np.array([hour]), powers[:, :1] * run[:, k:k + 1]
+    if weeks == 0:
+        full, part = divmod(k - first, per_hour)
+        n_full = 1 + full
+        w = _week_weights(tables, first, step)[:, :n_full]
+        if part:
+            b0 = first + full * per_hour
+            w = np.concatenate((w, powers[:, b0:b0 + 1] * run[:, part:part + 1]), axis=1)
+            n_full += 1
+        return (hour - _STEPS_BACK[:n_full]) % N_BUCKETS, w
+    week = _week_weights(tables, first, step)
+    b = (hour - _STEPS_BACK[:week.shape[1]]) % N_BUCKETS
+    w = week * (np.expm1(lr * per_week * weeks) / np.expm1(lr * per_week))
+    if not rem:
+        return b, w
+    b2, i2, ln2 = _runs(end - weeks * WEEK_S, rem, step, offset)
+    w2 = _run_weights(lr, i2 + weeks * per_week, ln2)
+    return np.concatenate((b, b2)), np.concatenate((w, w2), axis=1)
 
 
 def gap_weights(end: int, k: int, step: int, offset: int, half_life_s: float) -> np.ndarray:
@@ -316,16 +401,18 @@ class SeasonalRates:
             return
         self.shape_at = t
         c, e = self.counts, self.exposure
-        ctot, etot = float(c.sum()), float(e.sum())
+        # np.add.reduce is what ndarray.sum calls, without its Python wrapper (same sums, bit for bit)
+        add = np.add.reduce
+        ctot, etot = float(add(c)), float(add(e))
         if ctot <= 0.0 or etot <= 0.0:
             return
         per_hour = HOUR_S / self.step * self._scale(t)  # intervals per hour, in the stored units
         rbar = ctot / etot
         c2, e2 = c.reshape(7, 24), e.reshape(7, 24)
         a = self.shrink_hod_h * per_hour
-        hod = (c2.sum(axis=0) + a * rbar) / (e2.sum(axis=0) + a)
+        hod = (add(c2, 0) + a * rbar) / (add(e2, 0) + a)
         b = self.shrink_dow_h * per_hour
-        dow = (c2.sum(axis=1) + b * rbar) / (e2.sum(axis=1) + b) / rbar
+        dow = (add(c2, 1) + b * rbar) / (add(e2, 1) + b) / rbar
         g = self.shrink_how_h * per_hour
         target = (dow[:, None] * hod[None, :]).ravel()
         rate = (c + g * target) / (e + g)

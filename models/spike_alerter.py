@@ -14,7 +14,7 @@ from typing import Any
 
 from river import base
 
-from models.spikes import SpikeDetector, _count_of, snap_interval, to_epoch_seconds
+from models.spikes import SpikeDetector, _Assessment, _count_of, snap_interval, to_epoch_seconds
 
 __all__ = ["INTERVAL_CHOICES", "SEVERITIES", "SpikeAlerter", "SpikeObservation"]
 
@@ -150,6 +150,8 @@ def _stamp(t: int) -> str:
 
 
 _Key = tuple[str, str | None, str | None]
+# What decided an interval: the driving assessment, the count expected, whether the interval is itself spiking.
+_Last = tuple[_Assessment, float, bool]
 
 
 class SpikeAlerter:
@@ -263,8 +265,7 @@ class SpikeAlerter:
         negative: float | None = None,
     ) -> list[dict[str, Any]]:
         """Learn one window's count (and its negative mentions, if known); return the alert dicts to publish."""
-        obs = self.observe(brand, channel, window_start, count, sample_ids, top_terms, topic, negative)
-        return list(obs.alerts)
+        return self._feed(brand, channel, window_start, count, sample_ids, top_terms, topic, negative)[1]
 
     def observe(
         self,
@@ -278,6 +279,27 @@ class SpikeAlerter:
         negative: float | None = None,
     ) -> SpikeObservation:
         """Like :meth:`update`, also returning the score, expectation and z of the interval it completed."""
+        in_incident, out, last = self._feed(brand, channel, window_start, count, sample_ids, top_terms, topic,
+                                            negative)
+        if last is None:
+            return SpikeObservation(0.0, 0.0, 0.0, in_incident, tuple(out))
+        driver, expected, hot = last
+        return SpikeObservation(driver.score, expected, driver.z, in_incident, tuple(out),
+                                spiking=in_incident and hot, expected_upper=driver.upper)
+
+    def _feed(
+        self,
+        brand: str,
+        channel: str | None,
+        window_start: datetime | str | float,
+        count: float,
+        sample_ids: Sequence[str],
+        top_terms: Sequence[str],
+        topic: str | None,
+        negative: float | None,
+    ) -> tuple[bool, list[dict[str, Any]], _Last | None]:
+        """One window: whether an incident is open after it, the alerts, and what decided the interval it
+        completed (the driving assessment, the count expected, whether the interval is itself spiking)."""
         t_raw = to_epoch_seconds(window_start)
         key: _Key = (brand, channel, topic)
         series = self._series.get(key)
@@ -291,12 +313,12 @@ class SpikeAlerter:
         n = _count_of({"count": count})
         neg = _count_of({"count": negative}) if negative is not None else None
         if t_raw is None or n is None:
-            return SpikeObservation(0.0, 0.0, 0.0, series.incident is not None)
+            return series.incident is not None, [], None
         t = int(math.floor(t_raw))
         samples = [s for s in sample_ids if isinstance(s, str)][: self.max_samples]
         terms = [s for s in top_terms if isinstance(s, str) and s][: self.max_terms]
         out: list[dict[str, Any]] = []
-        last: tuple[dict[str, float], float, bool] | None = None
+        last: _Last | None = None
         if series.interval is None:
             if series.first_t is None:
                 series.first_t = t
@@ -304,7 +326,7 @@ class SpikeAlerter:
                 last = self._choose(key, series, out)
             else:
                 series.probe.append((t, n, neg, samples, terms))
-                return SpikeObservation(0.0, 0.0, 0.0, series.incident is not None)
+                return series.incident is not None, [], None
         step = series.interval
         assert step is not None
         if self.interval_s is None and t >= series.chosen_at + _RECHOOSE_S:
@@ -314,12 +336,8 @@ class SpikeAlerter:
         res = self._window(key, series, t, n, neg, samples, terms, out)
         if res is not None:
             last = res
-        inc = series.incident
-        if last is None:
-            return SpikeObservation(0.0, 0.0, 0.0, inc is not None, tuple(out))
-        driver, expected, hot = last
-        return SpikeObservation(driver["score"], expected, driver["z"], inc is not None, tuple(out),
-                                spiking=inc is not None and hot, expected_upper=driver["expected_upper"])
+        return series.incident is not None, out, last
+
 
     def close_all(self) -> list[dict[str, Any]]:
         """End of a bounded replay: score the intervals still being filled, then resolve every open
@@ -364,7 +382,7 @@ class SpikeAlerter:
         return type(self.detector)(**{**params, "interval_s": float(step)})
 
     def _choose(self, key: _Key, series: _Series,
-                out: list[dict[str, Any]]) -> tuple[dict[str, float], float, bool] | None:
+                out: list[dict[str, Any]]) -> _Last | None:
         """Choose the series' interval from its first hour, then replay that hour into it."""
         if self.interval_s is not None:
             step = snap_interval(float(self.interval_s))
@@ -407,7 +425,7 @@ class SpikeAlerter:
             series.last_flushed = a + (series.last_flushed - a) // wanted * wanted
 
     def _window(self, key: _Key, series: _Series, t: int, n: float, neg: float | None, samples: list[str],
-                terms: list[str], out: list[dict[str, Any]]) -> tuple[dict[str, float], float, bool] | None:
+                terms: list[str], out: list[dict[str, Any]]) -> _Last | None:
         step = series.interval
         assert step is not None
         start = series.anchor + (t - series.anchor) // step * step
@@ -434,7 +452,7 @@ class SpikeAlerter:
         return last
 
     def _flush(self, key: _Key, series: _Series,
-               out: list[dict[str, Any]]) -> tuple[dict[str, float], float, bool]:
+               out: list[dict[str, Any]]) -> _Last:
         p = series.pending
         det = series.detector
         step = series.interval
@@ -445,7 +463,7 @@ class SpikeAlerter:
             gap = (x - series.last_flushed) // step - 1
             if gap > 0:
                 out += self._quiet(key, series, gap, series.last_flushed)
-        total = det.assess_and_learn(p.count, x)
+        total = det.learn_assessed(p.count, x)
         driver = total
         share_ok = True
         neg = p.negative
@@ -454,13 +472,13 @@ class SpikeAlerter:
         if series.negative_detector is not None:
             # Once negatives are known for a series, missing ones are treated as none of the mentions.
             neg = min(neg or 0.0, p.count)
-            driver = series.negative_detector.assess_and_learn(neg, x)
-            share_ok = self._negative_share(series, x, step, p.count, neg, int(driver["scale"]))
+            driver = series.negative_detector.learn_assessed(neg, x)
+            share_ok = self._negative_share(series, x, step, p.count, neg, int(driver.scale))
         series.last_flushed = x
-        terms = self._rank_terms(p.terms)
-        out += self._track(key, series, x, p.count, total, driver, neg, p.sample_ids, terms, share_ok)
+        # the windows' top terms are ranked only if the interval joins an incident (_absorb)
+        out += self._track(key, series, x, p.count, total, driver, neg, p.sample_ids, p.terms, share_ok)
         hot = series.incident is not None and series.incident.quiet == 0
-        return driver, total["expected_now"], hot
+        return driver, total.expected_now, hot
 
     @staticmethod
     def _rank_terms(lists: list[list[str]]) -> list[str]:
@@ -512,11 +530,11 @@ class SpikeAlerter:
             series.share_den += n
         return elevated or not known
 
-    def _severity(self, a: dict[str, float]) -> str:
+    def _severity(self, a: _Assessment) -> str:
         # Both how rare (score) and how big (ratio): a quiet forum only reaches a modest ratio of
         # certainty, and a busy channel reaches near-certainty with a change nobody would page for.
-        ratio = a["observed"] / max(a["expected"], 1e-9)
-        score = a["score"]
+        ratio = a.observed / max(a.expected, 1e-9)
+        score = a.score
         if (ratio >= 5.0 and score >= 0.8) or (ratio >= 3.0 and score >= 0.98):
             return "high"
         if (ratio >= 2.5 and score >= 0.6) or (ratio >= 1.5 and score >= 0.98):
@@ -559,38 +577,38 @@ class SpikeAlerter:
         series: _Series,
         t: int,
         n: float,
-        total: dict[str, float],
-        driver: dict[str, float],
+        total: _Assessment,
+        driver: _Assessment,
         neg: float | None,
         sample_ids: Sequence[str],
-        top_terms: Sequence[str],
+        term_lists: list[list[str]],
         share_ok: bool = True,
     ) -> list[dict[str, Any]]:
         inc = series.incident
-        score = driver["score"]
-        expected = total["expected_now"]
+        score = driver.score
+        expected = total.expected_now
         if inc is None:
-            opens = (score >= 0.5 and driver["observed"] - driver["expected"] >= self.min_excess
-                     and driver["observed"] >= self.min_ratio * driver["expected"] and share_ok)
+            opens = (score >= 0.5 and driver.observed - driver.expected >= self.min_excess
+                     and driver.observed >= self.min_ratio * driver.expected and share_ok)
             if not opens:
                 return []
             cooling = (series.resolved_at is not None
                        and t < series.resolved_at + self.cooldown_h * 3600.0)
-            if cooling and driver["surprise"] <= series.resolved_surprise:
+            if cooling and driver.surprise <= series.resolved_surprise:
                 series.suppressed += 1
                 return []
             brand, channel, topic = key
             parts = ["spike", brand, channel or "*"] + ([topic] if topic else []) + [_stamp(t)]
             inc = _Incident(id=":".join(parts), start=t)
             series.incident = inc
-            self._absorb(inc, t, n, expected, total["expected_upper"], neg, driver, sample_ids, top_terms)
+            self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, term_lists)
             inc.severity = self._severity(driver)
             inc.reported_observed = n
             return [self._alert(key, series, inc, "open")]
 
         # Still spiking while this very interval is clearly above normal; sums of intervals alone would
         # keep an incident open until the spike had left them.
-        hot = driver["z_now"] >= 1.5 and n > expected
+        hot = driver.z_now >= 1.5 and n > expected
         if not hot:
             inc.quiet += 1
             inc.windows += 1
@@ -599,7 +617,7 @@ class SpikeAlerter:
                 return [self._resolve(key, series)]
             return []
         inc.quiet = 0
-        self._absorb(inc, t, n, expected, total["expected_upper"], neg, driver, sample_ids, top_terms)
+        self._absorb(inc, t, n, expected, total.upper, neg, driver, sample_ids, term_lists)
         severity = self._severity(driver)
         grew = n >= 1.5 * inc.reported_observed
         if SEVERITIES.index(severity) > SEVERITIES.index(inc.severity) or grew:
@@ -609,21 +627,22 @@ class SpikeAlerter:
         return []
 
     def _absorb(self, inc: _Incident, t: int, n: float, expected: float, upper: float, neg: float | None,
-                driver: dict[str, float], sample_ids: Sequence[str], top_terms: Sequence[str]) -> None:
+                driver: _Assessment, sample_ids: Sequence[str], term_lists: list[list[str]]) -> None:
+        """Add an interval to an incident (``term_lists``: the top terms of each of its windows)."""
         inc.windows += 1
         inc.last_observed, inc.last_expected, inc.last_t = n, expected, t
         if n >= inc.peak_observed:
             inc.peak_observed, inc.peak_expected, inc.peak_negative = n, expected, neg
             inc.peak_upper = upper
-        inc.peak_score = max(inc.peak_score, driver["score"])
-        inc.peak_surprise = max(inc.peak_surprise, driver["surprise"])
+        inc.peak_score = max(inc.peak_score, driver.score)
+        inc.peak_surprise = max(inc.peak_surprise, driver.surprise)
         for sid in sample_ids:
             if len(inc.sample_ids) >= self.max_samples:
                 break
             if sid not in inc.sample_ids:
                 inc.sample_ids.append(sid)
         # Earlier ranks weigh more; the counter stays small because only the top terms are kept.
-        for rank, term in enumerate(list(top_terms)[: self.max_terms]):
+        for rank, term in enumerate(self._rank_terms(term_lists)[: self.max_terms]):
             inc.terms[term] += self.max_terms - rank
         if len(inc.terms) > 4 * self.max_terms:
             inc.terms = Counter(dict(inc.terms.most_common(2 * self.max_terms)))

@@ -99,6 +99,20 @@ def _z_of_surprise(s: float) -> float:
     return -_NORMAL.inv_cdf(10.0 ** -s)
 
 
+@functools.lru_cache(maxsize=256)
+def _scales_of(scales_s: tuple[Any, ...], step: int) -> tuple[int, ...]:
+    """Numbers of intervals summed per scale (1 and each of ``scales_s`` in intervals of ``step`` seconds)."""
+    ks = {1}
+    for s in scales_s:
+        try:
+            k = round(float(s) / step)
+        except (TypeError, ValueError):
+            continue
+        if 1 < k <= 2880:
+            ks.add(k)
+    return tuple(sorted(ks))
+
+
 @dataclass(slots=True)
 class _Assessment:
     score: float
@@ -110,10 +124,40 @@ class _Assessment:
     expected_now: float
     z_now: float
     sigma_now: float
-    upper: float
     long_ratio: float
     per_scale: list[tuple[float, float]] = field(default_factory=list)
     thetas: list[float] = field(default_factory=list)
+    # ``upper`` is only an output (nothing learned depends on it): it is computed when first read, from the
+    # calibration at assessment time (``rho``/``beta`` if the score needed them, else the tail's sums then).
+    detector: SpikeDetector | None = None
+    tail: tuple[float, float, float, float, int | None, int, int] | None = None
+    rho: float | None = None
+    beta: float = 0.0
+    bonferroni: float = 0.0
+    _upper: float | None = None
+
+    @property
+    def upper(self) -> float:
+        """The count of this interval alone at which the score would reach 0.5 (``expected_upper``)."""
+        if self._upper is None:
+            self._upper = self._compute_upper()
+        return self._upper
+
+    def _compute_upper(self) -> float:
+        det, mu1 = self.detector, self.expected_now
+        if det is None:
+            return 0.0
+        if self.rho is None:
+            assert self.tail is not None
+            self.rho, self.beta = det._calibration_of(*self.tail)
+        z_star = _z_of_surprise(round(max(det._threshold(self.rho, self.beta), 0.0) + self.bonferroni, 3))
+        return max((math.sqrt(mu1 + _ANSCOMBE) + z_star * self.sigma_now) ** 2 - _ANSCOMBE, mu1)
+
+    @classmethod
+    def empty(cls, observed: float) -> _Assessment:
+        """What an unusable point, or one the detector cannot judge yet, gives: zeros but its count."""
+        return cls(score=0.0, surprise=0.0, z=0.0, scale=1, observed=observed, expected=0.0, expected_now=0.0,
+                   z_now=0.0, sigma_now=0.0, long_ratio=1.0, _upper=0.0)
 
     def as_dict(self) -> dict[str, float]:
         return {"score": self.score, "z": self.z, "scale": self.scale, "observed": self.observed,
@@ -312,15 +356,10 @@ class SpikeDetector(base.AnomalyDetector):
         return rates
 
     def _scales(self, step: int) -> list[int]:
-        ks = {1}
-        for s in self.scales_s:
-            try:
-                k = round(float(s) / step)
-            except (TypeError, ValueError):
-                continue
-            if 1 < k <= 2880:
-                ks.add(k)
-        return sorted(ks)
+        try:
+            return list(_scales_of(self.scales_s, step))
+        except TypeError:  # scales given in a list (unhashable): not cached
+            return list(_scales_of.__wrapped__(self.scales_s, step))
 
     def _setup(self, st: _State, step: int, t: int) -> None:
         st.rates = self._new_rates(step, t)
@@ -404,16 +443,25 @@ class SpikeDetector(base.AnomalyDetector):
             n = _count_of(x)
             out["observed"] = n or 0.0
             return out
-        return self._assess_and_learn(*placed)
+        return self._assess_and_learn(*placed).as_dict()
 
     def assess_and_learn(self, count: float, t: int) -> dict[str, float]:
         """``assess_and_learn_one({"count": count, "ts": t})`` for a count and a whole epoch second already
-        read (the alerter's path: no dict to build and parse); anything unusual takes the general path."""
+        read (no dict to build and parse)."""
+        return self.learn_assessed(count, t).as_dict()
+
+    def learn_assessed(self, count: float, t: int) -> _Assessment:
+        """:meth:`assess_and_learn` giving the assessment itself (the alerter's path): its ``upper``
+        (``expected_upper``) is computed only if read. Anything unusual takes the general path."""
         if type(count) is float and 0.0 <= count < math.inf and type(t) is int and -1e11 <= t <= 1e11:
             return self._assess_and_learn(count, t)
-        return self.assess_and_learn_one({"count": count, "ts": t})
+        x = {"count": count, "ts": t}
+        placed = self._place(x)
+        if placed is None:
+            return _Assessment.empty(_count_of(x) or 0.0)
+        return self._assess_and_learn(*placed)
 
-    def _assess_and_learn(self, n: float, t: int) -> dict[str, float]:
+    def _assess_and_learn(self, n: float, t: int) -> _Assessment:
         if self._state is None:
             self._state = _State()
         st = self._state
@@ -423,31 +471,35 @@ class SpikeDetector(base.AnomalyDetector):
             else:
                 st.pending.append((t, n))
                 if len(st.pending) < _INFER_POINTS:
-                    return dict(_EMPTY, observed=n)
+                    return _Assessment.empty(n)
                 points = sorted(st.pending)
                 spacings = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
                 if not spacings:
                     st.pending = points[-1:]
-                    return dict(_EMPTY, observed=n)
+                    return _Assessment.empty(n)
                 st.pending = []
                 self._setup(st, snap_interval(min(spacings)), points[0][0])
                 for tp, np_ in points[:-1]:
                     self._learn(st, np_, tp)
                 t, n = points[-1]
         a = self._learn(st, n, t)
-        return a.as_dict() if a is not None else dict(_EMPTY, observed=n)
+        return a if a is not None else _Assessment.empty(n)
 
     # -- internals -----------------------------------------------------------------------------------
 
     def _calibration(self, st: _State, t: int, step: int) -> tuple[float, float]:
         """(clusters per second reaching the tail start, mean excess of their peaks), at time ``t``."""
+        return self._calibration_of(st.exposure_s, st.clusters, st.exact, st.excess, st.calib_t, t, step)
+
+    def _calibration_of(self, exposure: float, clusters: float, exact: float, excess: float, calib_t: int | None,
+                        t: int, step: int) -> tuple[float, float]:
+        """:meth:`_calibration` from the tail's sums (``_State.exposure_s`` ... ``calib_t``)."""
         u = self.tail_start
         prior_n = 2.0
         prior_rate = 10.0 ** -u / step  # a well-specified model: P(surprise > u) per interval
-        exposure, clusters, exact, excess = st.exposure_s, st.clusters, st.exact, st.excess
-        if st.calib_t is not None and t > st.calib_t:
+        if calib_t is not None and t > calib_t:
             h = max(self.calibration_halflife_d, 0.01) * 86400.0
-            f = 2.0 ** (-(t - st.calib_t) / h)
+            f = 2.0 ** (-(t - calib_t) / h)
             exposure = exposure * f + h / math.log(2.0) * (1.0 - f)
             clusters *= f
             exact *= f
@@ -478,16 +530,15 @@ class SpikeDetector(base.AnomalyDetector):
         inflate = math.sqrt(1.0 + max(self.warmup_h, 0.0) / seen_h)
         thetas = [max(num / (den + _THETA_PRIOR), 0.0) for num, den in zip(st.theta_num, st.theta_den, strict=True)]
         sig1 = 0.5 * math.sqrt(1.0 + thetas[0] * mu1) * inflate
-        rho, beta = self._calibration(st, t, step)
         nscales = len(st.windows)
         bonferroni = math.log10(nscales) if nscales > 1 else 0.0
-        z_star = _z_of_surprise(round(max(self._threshold(rho, beta), 0.0) + bonferroni, 3))
-        upper = max((math.sqrt(mu1 + _ANSCOMBE) + z_star * sig1) ** 2 - _ANSCOMBE, mu1)
         root_mu1 = math.sqrt(mu1 + _ANSCOMBE)
         z1 = (math.sqrt(n + _ANSCOMBE) - root_mu1) / sig1
+        # The calibration is needed for a score above 0 (and for ``upper``, lazily, from the same sums).
         best = _Assessment(score=0.0, surprise=0.0, z=z1, scale=1, observed=n, expected=mu1,
-                           expected_now=mu1, z_now=z1, sigma_now=sig1, upper=upper, long_ratio=1.0,
-                           thetas=thetas)
+                           expected_now=mu1, z_now=z1, sigma_now=sig1, long_ratio=1.0, thetas=thetas,
+                           detector=self, bonferroni=bonferroni,
+                           tail=(st.exposure_s, st.clusters, st.exact, st.excess, st.calib_t, t, step))
         if n <= 0.0 or r.d_slow <= 0.0:
             return best
         idx = (t - r.t_first) // step
@@ -522,6 +573,7 @@ class SpikeDetector(base.AnomalyDetector):
         surprise = max(best_s - bonferroni, 0.0)
         best.surprise = surprise
         if surprise > 0.0:
+            rho, beta = best.rho, best.beta = self._calibration(st, t, step)
             target = max(self.alerts_per_week, 1e-9)
             best.score = target / (target + self._rarity(surprise, rho, beta))
         return best

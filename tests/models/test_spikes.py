@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models._spike_rates import INTERVALS, bucket_of, gap_runs, gap_weights
+from models import _spike_rates
+from models._spike_rates import INTERVALS, bucket_of, gap_runs, gap_weights, run_weights
 from models.spike_alerter import SpikeAlerter
 from models.spikes import SpikeDetector, to_epoch_seconds
 from stream.schema import Alert
@@ -138,6 +139,32 @@ def test_gap_weights_closed_form_equals_the_sum_over_intervals(end: int, k: int,
     assert np.allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    end=st.integers(1_500_000_000, 1_800_000_000),
+    k=st.one_of(st.integers(1, 70), st.integers(1, 12_000), st.integers(10_000, 3_000_000)),
+    step=st.sampled_from([60, 120, 300, 600, 900, 1800, 3600]),
+    offset=st.sampled_from([0, 3600, -18000, 19800]),
+    half_lives_h=st.sampled_from([(336.0, 24.0, 2.0), (168.0, 0.5, 48.0), (0.25,)]),
+)
+def test_gap_weights_from_the_tables_equal_the_computed_ones_bit_for_bit(
+        end: int, k: int, step: int, offset: int, half_lives_h: tuple[float, ...]) -> None:
+    # A detector's gaps are weighed from per-interval tables (models._spike_rates._gap); every bucket and
+    # weight must be what run_weights(gap_runs(...)) computes, whole weeks, partial hours and single runs alike.
+    end = end // step * step
+    half_lives_s = tuple(h * 3600.0 for h in half_lives_h)
+    tables = _spike_rates._tables(step, half_lives_s)
+    assert tables is not None
+    b, w = _spike_rates._table_weights(tables, end, k, step, offset)
+    b_ref, w_ref = run_weights(gap_runs(end, k, step, offset), step, half_lives_s)
+    assert w.shape == w_ref.shape
+    assert b.tobytes() == b_ref.tobytes() and np.ascontiguousarray(w).tobytes() == w_ref.tobytes()
+    # and the gap a detector steps through is these weights, with their sums per bucket
+    b2, w2, per_bucket = _spike_rates._gap(end, k, step, offset, half_lives_s)  # type: ignore[arg-type]
+    assert b2.tobytes() == b_ref.tobytes() and np.ascontiguousarray(w2).tobytes() == w_ref.tobytes()
+    assert per_bucket.tobytes() == np.bincount(b_ref, weights=w_ref[0], minlength=168).tobytes()
+
+
 def test_a_gap_costs_the_same_whatever_its_length() -> None:
     # No timing here: the work of a gap is its runs of hour-of-week buckets, at most two weeks' worth.
     for k in (10, 10_000, 10**6, 10**8):
@@ -201,6 +228,37 @@ def test_the_alerters_direct_path_equals_the_general_one_bit_for_bit() -> None:
         for name in ("counts", "exposure", "shape"):
             assert getattr(rd, name).tobytes() == getattr(rg, name).tobytes(), name
         assert (rd.c_slow, rd.d_slow, rd.c_fast, rd.d_fast) == (rg.c_slow, rg.d_slow, rg.c_fast, rg.d_fast)
+
+
+def test_expected_upper_read_late_equals_expected_upper_read_at_once() -> None:
+    # The alerter's path (learn_assessed) computes an interval's expected_upper only if it is read, from the
+    # calibration as it was when the interval was assessed: read after the detector has learned on (tail
+    # clusters closed, level shifts, weeks of gaps), it must be what reading it at once gave, bit for bit.
+    rng = random.Random(11)
+    eager, lazy = SpikeDetector(interval_s=300), SpikeDetector(interval_s=300)
+    t = int(START.timestamp())
+    now: list[dict[str, float]] = []
+    kept = []
+    for i in range(3000):
+        t += rng.choice([300, 300, 300, 600, 3600, 86_400, 12 * 86_400])
+        n = float(poisson(rng, 3.0) + (rng.choice([20, 60, 200]) if i % 97 == 50 else 0))
+        now.append(eager.assess_and_learn(n, t))
+        kept.append(lazy.learn_assessed(n, t))
+    assert sum(d["score"] >= 0.5 for d in now) >= 5 and sum(d["score"] == 0.0 for d in now) >= 100
+    assert [d["expected_upper"] for d in now] == [a.upper for a in kept]
+    assert now == [a.as_dict() for a in kept]
+    # and an alerter that never reads it (update) alerts as one that reads it for every window (observe)
+    rng = random.Random(3)
+    reading, not_reading = SpikeAlerter(), SpikeAlerter()
+    uppers, alerts = [], 0
+    for i in range(6000):
+        ts = START + timedelta(minutes=7 * i)
+        n = poisson(rng, 1.0) + (40 if i % 1500 == 900 else 0)
+        obs = reading.observe("acme", "x", ts, n, negative=n // 3)
+        uppers.append(obs.expected_upper)
+        alerts += len(obs.alerts)
+        assert list(obs.alerts) == not_reading.update("acme", "x", ts, n, negative=n // 3)
+    assert alerts >= 2 and any(u > 0 for u in uppers) and reading.close_all() == not_reading.close_all()
 
 
 def test_new_series_get_the_template_detectors_parameters() -> None:
@@ -362,6 +420,22 @@ def test_one_alert_per_incident_updated_then_resolved() -> None:
     assert last["expected"] < last["expected_upper"] < last["observed"] and last["interval_s"] == 60.0
     alert = Alert.from_dict(last)  # the flow's schema accepts it as it is
     assert alert.kind == "spike" and alert.expected_upper == last["expected_upper"]
+
+
+def test_an_intervals_windows_terms_are_ranked_together_when_it_joins_an_incident() -> None:
+    # A 5-minute interval gathers five windows' top terms; they are ranked (earlier ranks weigh more) only
+    # when the interval opens or extends an incident, and the quiet intervals' terms never reach an alert.
+    rng = random.Random(8)
+    alerter = SpikeAlerter(interval_s=300)
+    alerts = []
+    for i in range(3 * 1440 + 60):
+        spiking = 3 * 1440 <= i < 3 * 1440 + 20
+        n = poisson(rng, 40 if spiking else 2)
+        terms = (["outage", "login"] if i % 5 == 0 else ["login", "outage"]) if spiking else ["hello"]
+        alerts += alerter.update("acme", "twitter", START + timedelta(minutes=i), n, top_terms=terms)
+    assert alerts and alerts[0]["message"].startswith("open")
+    # per interval (a window's first term weighs 2, its second 1): login 4 * 2 + 1 = 9, outage 4 * 1 + 2 = 6
+    assert all(a["top_terms"] == ["login", "outage"] for a in alerts)
 
 
 def test_an_incident_resolves_inside_a_gap() -> None:
