@@ -67,7 +67,7 @@ _TEXT_MODELS = ("sentiment", "intent", "department")
 
 # Keys and fields whose content is wall-clock time by design (Redis stream ids, the time a dead letter was
 # received): the comparison drops them; everything else must be equal byte for byte.
-_STREAM_ID_SCORED = (b"dlq:seen", b"alerts:marks")
+_STREAM_ID_SCORED = (b"dlq:marks", b"alerts:marks")
 _WALL_FIELDS = {b"ts_received"}
 
 
