@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 def make_mentions(n: int, *, brands: tuple[str, ...] = ("acme", "globex"), channels: tuple[str, ...] = ("twitter", "forum"),
@@ -75,3 +76,33 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every key under ``prefix`` (without it, minus those whose first segment is in ``skip``) and its value:
+    hashes and strings byte for byte, sorted sets with their scores, sets sorted, HyperLogLogs by their count
+    (their encoding may differ), streams as their entries without the ids (Redis' clock)."""
+    out: dict[str, Any] = {}
+    for raw in r.scan_iter(match=prefix + "*", count=5000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        name = key[len(prefix):]
+        if name.split(":", 1)[0] in skip:
+            continue
+        kind = r.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind == "string":
+            value = r.get(key)
+            out[name] = ("hll", r.pfcount(key)) if isinstance(value, bytes) and value.startswith(b"HYLL") else value
+        elif kind == "hash":
+            out[name] = r.hgetall(key)
+        elif kind == "list":
+            out[name] = r.lrange(key, 0, -1)
+        elif kind == "set":
+            out[name] = sorted(r.smembers(key))
+        elif kind == "zset":
+            out[name] = r.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            out[name] = [fields for _, fields in r.xrange(key) or ()]
+        else:
+            out[name] = (kind,)
+    return out

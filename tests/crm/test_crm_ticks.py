@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import redis
 from crm_helpers import T0, iso
+from pulse_testkit import stored_values
 
 from connectors.outbox import ENCODING
 from crm import CrmProcessor, CrmSettings, RuleSet
@@ -91,32 +92,6 @@ def sparse_stream(n: int = 260, seed: int = 5) -> list[dict[str, Any]]:
     return rows
 
 
-def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Every key under ``prefix`` (without it) and its value."""
-    out: dict[str, Any] = {}
-    for raw in r.scan_iter(match=f"{prefix}*", count=1000):
-        key = _text(raw)
-        name = key[len(prefix):]
-        kind = _text(r.type(key))
-        if kind == "string":
-            out[name] = r.get(key)
-        elif kind == "hash":
-            out[name] = r.hgetall(key)
-        elif kind == "list":
-            out[name] = r.lrange(key, 0, -1)
-        elif kind == "set":
-            out[name] = sorted(r.smembers(key))
-        elif kind == "zset":
-            out[name] = r.zrange(key, 0, -1, withscores=True)
-        else:  # streams: ids are wall-clock, the entries must match
-            out[name] = [fields for _, fields in r.xrange(key) or ()]
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _run(r: redis.Redis, prefix: str, rows: list[dict[str, Any]], size: int
          ) -> tuple[dict[str, Any], dict[str, list[str]], list[int]]:
     proc, store = _processor(r, prefix)
@@ -126,7 +101,7 @@ def _run(r: redis.Redis, prefix: str, rows: list[dict[str, Any]], size: int
             assert "error" not in res, res
             if res.get("alerts"):
                 alerts[row["id"]] = [a["id"] for a in res["alerts"]]
-    return dump(r, prefix), alerts, store.timer_runs
+    return stored_values(r, prefix), alerts, store.timer_runs
 
 
 def test_batchings_of_a_sparse_stream_give_identical_keys_while_skipping_ticks(
@@ -163,11 +138,11 @@ def test_a_tick_with_nothing_due_is_skipped_and_leaves_no_trace_one_with_alerts_
     case = store.get_case("C-twitter:1")
     assert case is not None
     warn_ms, due_ms = int(case["warn_ms"]), int(case["due_ms"])
-    before = dump(r, key_prefix)
+    before = stored_values(r, key_prefix)
     assert not any(k.startswith("crm:tick") for k in before)
     quiet = proc.process(mention(id="twitter:2", ts_ms=warn_ms - 2 * MIN, intent="comment"))
     assert quiet["alerts"] == [] and store.timer_runs == []  # nothing could be due: not run
-    assert not any(k.startswith("crm:tick") for k in dump(r, key_prefix))
+    assert not any(k.startswith("crm:tick") for k in stored_values(r, key_prefix))
     warned = proc.process(mention(id="twitter:3", ts_ms=warn_ms + MIN, intent="comment"))
     assert [a["id"] for a in warned["alerts"]] == [f"sla_breach:C-twitter:1:{due_ms}:warning"]
     assert store.timer_runs == [warn_ms + MIN]

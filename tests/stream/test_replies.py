@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any
 
 import pytest
 import redis
+from pulse_testkit import stored_values
 
 from stream.keys import GRANULARITIES, Keys
 from stream.metrics import counters_of, snapshot
@@ -167,36 +167,12 @@ def test_exact_values_beyond_retention_are_forgotten_and_sketches_answer(r: redi
     assert fr["p90_ms"] == pytest.approx(exact[42] + 0.3 * (exact[43] - exact[42]), rel=0.01)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _stored(r: redis.Redis, prefix: str) -> dict:
-    """Every key under ``prefix`` with its stored value: hashes (the ``pend`` records byte for byte), sorted
-    sets with their scores, sets, and HyperLogLogs by their count (their encoding may differ)."""
-    out: dict[str, Any] = {}
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        name, kind = _text(key)[len(prefix):], _text(r.type(key))
-        if kind == "hash":
-            out[name] = r.hgetall(key)
-        elif kind == "zset":
-            out[name] = r.zrange(key, 0, -1, withscores=True)
-        elif kind == "set":
-            out[name] = sorted(r.smembers(key))
-        elif kind == "string":
-            value = r.get(key)
-            out[name] = ("hll", r.pfcount(key)) if isinstance(value, bytes) and value.startswith(b"HYLL") else value
-        else:
-            out[name] = (kind,)
-    return out
-
-
 def test_any_order_and_batching_stores_the_same_values(r: redis.Redis, key_prefix: str) -> None:
     # not only what readers count: every stored value (a window's zero counter present or not, a record's
     # fields and their order, the time a record is kept by) is a function of the set of events
     events = _events(400, seed=1)
     _apply(r, key_prefix, events, batch=50)
-    reference = _stored(r, key_prefix)
+    reference = stored_values(r, key_prefix)
     assert reference["pend"] and reference["pend:t"]
     for seed, batch in ((2, 1), (3, 17), (4, 400)):
         prefix = f"test:{uuid.uuid4().hex[:12]}:"
@@ -205,7 +181,7 @@ def test_any_order_and_batching_stores_the_same_values(r: redis.Redis, key_prefi
         try:
             _apply(r, prefix, shuffled, batch=batch)
             _apply(r, prefix, shuffled[: len(shuffled) // 3], batch=batch)  # replayed
-            got = _stored(r, prefix)
+            got = stored_values(r, prefix)
             assert sorted(got) == sorted(reference)
             assert [k for k in reference if got[k] != reference[k]] == []
         finally:

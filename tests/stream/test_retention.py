@@ -7,6 +7,7 @@ from __future__ import annotations
 import orjson
 import redis
 from bytewax.testing import TestingSource, run_main
+from pulse_testkit import stored_values
 
 from connectors.records import RawRecord
 from stream.flow import build_flow
@@ -55,26 +56,9 @@ def _run(redis_url: str, prefix: str, *, retention: bool, batch: int = 500) -> S
     return settings
 
 
-def _dump(r: redis.Redis, prefix: str, skip: tuple[str, ...] = ("runs", "pend", "seen", "model", "flow")) -> dict[str, object]:
-    """Every key under ``prefix`` with its value (HyperLogLogs as their count), minus run bookkeeping and the
-    models (their prediction counters are flushed on a timer; their signed state carries a nonce)."""
-    out: dict[str, object] = {}
-    for raw in r.scan_iter(match=prefix + "*", count=5000):
-        name = raw.decode()[len(prefix):]
-        if name.split(":", 1)[0] in skip:
-            continue
-        kind = r.type(raw).decode()
-        if kind == "hash":
-            out[name] = r.hgetall(raw)
-        elif kind == "zset":
-            out[name] = r.zrange(raw, 0, -1, withscores=True)
-        elif kind == "set":
-            out[name] = sorted(r.smembers(raw))
-        elif kind == "string":
-            out[name] = r.pfcount(raw) if name.startswith("hll") else r.get(raw)
-        else:
-            out[name] = kind
-    return out
+#: Run bookkeeping and the models (their prediction counters are flushed on a timer; their signed state
+#: carries a nonce) are left out of the comparisons.
+_SKIP = ("runs", "pend", "seen", "model", "flow")
 
 
 def test_windows_and_flow_keys_stay_bounded_over_a_long_event_time_span(
@@ -116,7 +100,7 @@ def test_what_remains_is_the_same_however_the_input_is_batched(redis_url: str, r
     try:
         _run(redis_url, a, retention=True, batch=500)
         _run(redis_url, b, retention=True, batch=37)
-        dump_a, dump_b = _dump(r, a), _dump(r, b)
+        dump_a, dump_b = stored_values(r, a, _SKIP), stored_values(r, b, _SKIP)
         assert dump_a and set(dump_a) == set(dump_b)
         assert dump_a == dump_b
     finally:
@@ -131,7 +115,7 @@ def test_metrics_within_retention_are_unchanged(redis_url: str, r: redis.Redis) 
         _run(redis_url, kept, retention=True)
         _run(redis_url, full, retention=False)
         assert totals(r, Keys(kept)) == totals(r, Keys(full))
-        dump_kept, dump_full = _dump(r, kept), _dump(r, full)
+        dump_kept, dump_full = stored_values(r, kept, _SKIP), stored_values(r, full, _SKIP)
         windows = [name for name in dump_kept if name.split(":", 1)[0] in ("m", "h", "d", "hll", "hllh", "hlld",
                                                                              "skh", "skd")]
         assert len(windows) > 100
