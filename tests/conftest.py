@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from stream.learning import flush_all
 from stream.redisconn import connect, delete_prefix, ensure_redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,18 +24,25 @@ def redis_url() -> str:
 
 
 @pytest.fixture()
-def key_prefix() -> str:
-    """A unique key prefix per test, so tests share the server without seeing each other's keys."""
-    return f"test:{uuid.uuid4().hex[:12]}:"
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix per test, so tests share the server without seeing each other's keys; every key
+    under it is deleted afterwards (also what a ``pulse`` subprocess of the test wrote)."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    flush_all()  # the in-process flows' model hosts write what they still hold now, not into a deleted prefix later
+    client = connect(redis_url)
+    try:
+        delete_prefix(client, prefix)
+    finally:
+        client.close()
 
 
 @pytest.fixture()
 def r(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
-    """A client on the real server; every key under this test's prefix is deleted afterwards."""
+    """A client on the real server (every key under this test's prefix is deleted afterwards by ``key_prefix``)."""
     client = connect(redis_url)
     yield client
-    delete_prefix(client, key_prefix)
-    client.close()
+    client.close()  # key_prefix deletes the keys
 
 
 @pytest.fixture(scope="session")
