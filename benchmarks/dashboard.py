@@ -120,7 +120,7 @@ def build_dataset(url: str, prefix: str, days: int, mentions: int) -> dict[str, 
                 for ms in range(start, end + 60_000, 60_000):
                     counters = _counters(rng, ms)
                     authors = [f"{channel}-{rng.randrange(5_000)}" for _ in range(counters["authors"])]
-                    batch.append(("window", brand, channel, "m", ms, counters, authors, True))
+                    batch.append(("windows", brand, channel, [("m", ms, counters, authors, True)]))
                     for gran, acc in (("h", hours), ("d", day_acc)):
                         length = GRANULARITIES[gran]
                         slot = acc.setdefault(ms - ms % length, dict.fromkeys(counters, 0))
@@ -136,10 +136,11 @@ def build_dataset(url: str, prefix: str, days: int, mentions: int) -> dict[str, 
                         progress.advance(task, len(batch))
                         batch.clear()
                 for gran, acc in (("h", hours), ("d", day_acc)):
-                    batch += [("window", brand, channel, gran, ms, c, [], True) for ms, c in acc.items()]
+                    batch += [("windows", brand, channel, [(gran, ms, c, [], True)]) for ms, c in acc.items()]
                 writer.write(batch)
-                n_windows += sum(1 for b in batch if b[3] == "m")
-                progress.advance(task, sum(1 for b in batch if b[3] == "m"))
+                minutes = sum(1 for b in batch if b[3][0][0] == "m")
+                n_windows += minutes
+                progress.advance(task, minutes)
                 pipe = client.pipeline(transaction=False)
                 sketches: dict[str, dict[str, int]] = {}
                 for mid, value in rts.items():  # the flow's hour and day sketches of the same response times

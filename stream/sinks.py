@@ -124,8 +124,6 @@ class RedisWriter:
                 _, brand, channel, windows = item
                 for window in windows:
                     self._window(cmds, zadds, brand, channel, *window)
-            elif kind == "window":  # one window alone
-                self._window(cmds, zadds, *item[1:])
             elif kind == "fact":
                 facts.append(item[1])
             elif kind == "sla":

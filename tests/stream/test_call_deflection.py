@@ -19,7 +19,7 @@ T0 = datetime(2024, 3, 4, tzinfo=UTC)
 def _hour_window(brand: str, hour: int, answers: int) -> tuple:
     counters = dict.fromkeys(COUNTERS, 0) | {"mentions": 50, "response_count": answers}
     start = int((T0 + timedelta(hours=hour)).timestamp() * 1000)
-    return ("window", brand, "twitter", "h", start, counters, [], True)
+    return ("windows", brand, "twitter", [("h", start, counters, [], True)])
 
 
 def test_calls_drop_while_social_answers_grow_is_deflection(r: redis.Redis, key_prefix: str) -> None:
@@ -32,8 +32,8 @@ def test_calls_drop_while_social_answers_grow_is_deflection(r: redis.Redis, key_
             ts = T0 + timedelta(hours=hour, minutes=15 * quarter)
             items.append(("calls", CallVolume(ts=ts, queue="billing", calls=calls // 4, brand="acme")))
         items.append(_hour_window("acme", hour, answers))
-    items.append(("window", "acme", "twitter", "d", int(T0.timestamp() * 1000),
-                  dict.fromkeys(COUNTERS, 0), [], True))
+    items.append(("windows", "acme", "twitter", [("d", int(T0.timestamp() * 1000), dict.fromkeys(COUNTERS, 0), [],
+                                                 True)]))
     RedisWriter(r, keys).write(items)
     result = call_deflection(r, keys)["acme"]
     by_hour = {h["hour"]: h for h in result["hours"]}

@@ -119,8 +119,8 @@ def test_dead_letters_counted_per_batch(kind: str) -> None:
     h = Health(CollectorRegistry())
     item = ("dlq", DeadLetter(raw="x", reason="bad", source="file:a", key="file:a:1")) if kind == "dlq" else \
         ("late", "acme", "twitter", "m1", 1_000)
-    h.observe_sink_batch([item, item, ("window", "acme", "twitter", "m", 0, {}, [], True)], 0.01)
+    h.observe_sink_batch([item, item, ("windows", "acme", "twitter", [("m", 0, {}, [], True)])], 0.01)
     source = "file:a" if kind == "dlq" else "flow"
     assert h.registry.get_sample_value("pulse_dead_letters_total", {"source": source}) == 2
-    assert h.registry.get_sample_value("pulse_sink_items_total", {"kind": "window"}) == 1
+    assert h.registry.get_sample_value("pulse_sink_items_total", {"kind": "windows"}) == 1
     assert h.registry.get_sample_value("pulse_redis_write_seconds_sum") == pytest.approx(0.01)

@@ -127,7 +127,7 @@ def test_an_unattributed_mention_moves_to_the_brand_that_answered(r: redis.Redis
     keys = Keys(key_prefix)
     counted = dict.fromkeys(RUN_COUNTERS, 0) | {"mentions": 1, "queries": 1, "negative": 1, "authors": 1}
     RedisWriter(r, keys, run_id="f1").write(  # what the flow's window step writes for it
-        [("window", "unknown", "twitter", g, T0 - T0 % n, counted, ["ann"], True) for g, n in GRANULARITIES.items()])
+        [("windows", "unknown", "twitter", [(g, T0 - T0 % n, counted, ["ann"], True) for g, n in GRANULARITIES.items()])])
     _apply(r, key_prefix, [mention_event("t:9", "unknown", "twitter", T0, True, "ann", "negative"),
                            sla_event("t:9")], batch=10)
     assert snapshot(r, keys)["brands"]["unknown"]["unanswered"] == 1
