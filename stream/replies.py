@@ -18,9 +18,9 @@ script (:data:`MATCH`) applies a batch of events atomically:
 
 Everything the script writes is a function of the set of events, never of their order or of which run
 sent them (stored values too, not only what readers count: a record's fields in a fixed order, a counter
-that comes back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest* reply (a later-arriving earlier reply retracts the one
-counted before), counters move by exact deltas recorded in the mention's record (so an event seen twice
-changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
+that comes back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest*
+reply (a later-arriving earlier reply retracts the one counted before), counters move by exact deltas
+recorded in the mention's record (so an event seen twice changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
 the SLA. Per mention it maintains, in the mention's minute, hour and day windows (ARCHITECTURE.md,
 "Metrics"): ``response_count`` and ``response_ms_sum`` of the replying brand, ``answered`` and
 ``unanswered`` of the mention's brand; the exact response time in ``rt``/``rtt`` (while within
