@@ -16,19 +16,19 @@ script (:data:`MATCH`) applies a batch of events atomically:
   past ``ts + sla``, or its input ended): from now on it counts as unanswered unless a reply within the
   SLA is known.
 
-Everything the script writes is a function of the set of events, never of their order or of which run
-sent them (stored values too, not only what readers count: a record's fields in a fixed order, a counter
-that comes back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest*
-reply (a later-arriving earlier reply retracts the one counted before), counters move by exact deltas
-recorded in the mention's record (so an event seen twice changes nothing), and a query is unanswered exactly when its SLA check happened and no reply came within
-the SLA. Per mention it maintains, in the mention's minute, hour and day windows (ARCHITECTURE.md,
-"Metrics"): ``response_count`` and ``response_ms_sum`` of the replying brand, ``answered`` and
-``unanswered`` of the mention's brand; the exact response time in ``rt``/``rtt`` (while within
-``response_retention``) and a DDSketch bucket (:mod:`stream.sketch`) in the hour and day sketches. An
+Everything the script writes is a function of the set of events, never of their order or of which run sent
+them (stored values too, not only what readers count: a record's fields in a fixed order, a counter that comes
+back to 0 deleted, a record kept by its mention's own time): the first response is the *earliest* reply (a
+later-arriving earlier reply retracts the one counted before), counters move by exact deltas recorded in the
+mention's record (so an event seen twice changes nothing), and a query is unanswered exactly when its SLA
+check happened and no reply came within the SLA. Per mention it maintains, in the mention's minute, hour and
+day windows (ARCHITECTURE.md, "Metrics"): ``response_count`` and ``response_ms_sum`` of the replying brand,
+``answered`` and ``unanswered`` of the mention's brand; the exact response time in ``rt``/``rtt`` (while
+within ``response_retention``) and a DDSketch bucket (:mod:`stream.sketch`) in the hour and day sketches. An
 unattributed mention is moved to its brand when the evidence is known, with the precedence the twcs reader
 applies to a whole file (the brand that replied to it, else the brand whose post it replies to, else its
-conversation's brand), through the ``@x`` correction fields of both brands' windows and the author into
-the brand's HyperLogLogs, so the brand counts match those of a run that saw the whole conversation.
+conversation's brand), through the ``@x`` correction fields of both brands' windows and the author into the
+brand's HyperLogLogs, so the brand counts match those of a run that saw the whole conversation.
 
 Two more facts ride along, for the audience insights (:mod:`stream.insights`): the first mention of each
 author for a brand (``{prefix}af:{brand}``; its window counts ``new_authors``, and an earlier mention
