@@ -27,6 +27,7 @@ __all__ = [
     "REMEMBER_TICK",
     "RETIRE_CASES",
     "SLA_SCAN",
+    "TICK",
     "TIMER_STATE",
 ]
 
@@ -529,9 +530,14 @@ local function retire_due(rets, full)
 end
 -- whether a sweep `slack` ms late is due at watermark w: some entry is that far past its retention, or some index
 -- has `full` entries past theirs (0: only the first)
+-- (in one TICK, RETIRE_CASES' check that found no sweep due, after which it writes nothing, is reused by the
+-- TIMER_STATE right after it: sweep_seen holds it; the batch clears it before every other call)
+local sweep_seen = nil
 local function sweep_due(rets, slack, full)
+  local key = table.concat(rets, ',') .. '|' .. slack .. '|' .. full
+  if sweep_seen ~= nil and sweep_seen[1] == key then return sweep_seen[2], key end
   local due, due_full = retire_due(rets, full)
-  return math.min(due + slack, due_full)
+  return math.min(due + slack, due_full), key
 end
 local function forget_prospect(pid)
   if redis.call('HGET', K('customer', pid), 'kind') == 'prospect' then
@@ -1141,7 +1147,13 @@ local PRET, TRET, ERET = tonumber(ARGV[5] or '0'), tonumber(ARGV[6] or '0'), ton
 local LIMIT = tonumber(ARGV[3])
 local SLACK, FULL = tonumber(ARGV[8] or '0'), tonumber(ARGV[9] or '0')
 if W < 0 then return 0 end
-if SLACK > 0 and sweep_due({RET, RETP, PRET, TRET, ERET}, SLACK, FULL) >= W then return 0 end
+if SLACK > 0 then
+  local due, key = sweep_due({RET, RETP, PRET, TRET, ERET}, SLACK, FULL)
+  if due >= W then
+    sweep_seen = {key, due}
+    return 0
+  end
+end
 local most = 0
 -- the members of index z scored before W - ret (oldest first, at most LIMIT), handed to gone(id), then unindexed
 local function walk(z, ret, gone)
@@ -1187,7 +1199,7 @@ local due = lowest(K('cases', 'sla'), 1)
 local early = lowest(K('crm', 'earlyt'), 1)  -- a held reply joins its case when the mention comes: replied, active
 if idle > 0 then due = math.min(due, lowest(K('cases', 'replied'), 1) + idle, early + idle) end
 if stale > 0 then due = math.min(due, lowest(K('cases', 'active'), 1) + stale, early + stale) end
-if slack > 0 then due = math.min(due, sweep_due(rets, slack, full)) else due = math.min(due, retire_due(rets, 0)) end
+if slack > 0 then due = math.min(due, (sweep_due(rets, slack, full))) else due = math.min(due, retire_due(rets, 0)) end
 local cases = {}
 if ARGV[11] ~= '' then
   local memo = redis.call('GET', ARGV[11])
@@ -1216,3 +1228,37 @@ local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
 if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
 return 1
 """
+
+
+def batch(*names: str) -> str:
+    """One script running the bodies of the scripts ``names`` in the order its call lists them: ARGV is the prefix,
+    then per call its script's name, its argument count and its arguments (each script's own ARGV after the
+    prefix); it returns the list of their replies. One call instead of several: the timers of a tick in one
+    round of the server's script machinery (:data:`TICK`).
+
+    >>> "RUN['SLA_SCAN'] = function(ARGV)" in batch("SLA_SCAN")
+    True
+    """
+    parts = [_LIB, "local RUN = {}\n"]
+    for name in names:
+        parts.append(f"RUN['{name}'] = function(ARGV)\n{globals()[name][len(_LIB):]}\nend\n")
+    parts.append(r"""
+local out, i = {}, 2
+while i <= #ARGV do
+  local name, n = ARGV[i], tonumber(ARGV[i + 1])
+  local a = {P}
+  for j = 1, n do a[j + 1] = ARGV[i + 1 + j] end
+  if name ~= 'TIMER_STATE' then sweep_seen = nil end
+  local r = RUN[name](a)
+  if r == nil then r = false end
+  out[#out + 1] = r
+  i = i + 2 + n
+end
+return out
+""")
+    return "".join(parts)
+
+
+#: ARGV: prefix, then calls of AUTO_RESOLVE, SLA_SCAN, EXPIRE_STALE, RETIRE_CASES and TIMER_STATE as :func:`batch`
+#: takes them: one automatic tick of the timers (``crm.store.RedisCrmStore.timers``) in one script call.
+TICK = batch("AUTO_RESOLVE", "SLA_SCAN", "EXPIRE_STALE", "RETIRE_CASES", "TIMER_STATE")

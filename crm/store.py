@@ -290,41 +290,33 @@ class RedisCrmStore:
         ``ops`` may be a generator: operations go to Redis in chunks as it yields them, so Redis applies
         the first ones while the caller is still planning the rest (one connection, so still in order).
         """
-        kinds: list[tuple[str, Any, int]] = []
+        kinds: list[tuple[str, Any]] = []
 
         def calls() -> Iterator[tuple[str, tuple[Any, ...]]]:
             for kind, payload in ops:
+                kinds.append((kind, payload))
                 if kind == "reply":
-                    kinds.append((kind, payload, 1))
                     yield "REPLY", (payload["reply_id"], payload["in_reply_to"], payload["ts_ms"], payload["by"],
                                     payload["early_ttl_s"], payload.get("processed_ms", 0),
                                     payload.get("stale_ms", 0))
                 elif kind == "tick":
-                    kinds.append((kind, payload, 1))
                     yield "REMEMBER_TICK", (payload["period"], orjson.dumps(payload["record"]))
                 elif kind == "timers":
-                    timer_calls = self._timer_calls(payload)
-                    kinds.append((kind, payload, len(timer_calls)))
-                    yield from timer_calls
+                    yield self._tick_call(payload)
                 else:
-                    kinds.append((kind, payload, 1))
                     plan = dict(payload)
                     result, summary = plan.pop("result"), plan.pop("summary")
                     yield "COMMIT", (orjson.dumps(plan), result, summary)
 
         replies = self._stream_scripts(calls())
         out: list[dict[str, Any]] = []
-        at = 0
-        for kind, payload, n in kinds:
-            raw = replies[at]
-            part = replies[at:at + n]
-            at += n
+        for (kind, payload), raw in zip(kinds, replies, strict=True):
             if kind == "reply":
                 out.append(_reply_record(raw))
             elif kind == "tick":
                 out.append({})
             elif kind == "timers":
-                out.append({"run": self._timer_run(payload, part)})
+                out.append({"run": self._timer_run(payload, raw)})
             else:
                 rec = orjson.loads(raw[1])
                 rec["duplicate"] = "1" if raw[0] == "duplicate" else "0"
@@ -452,7 +444,14 @@ class RedisCrmStore:
         Sparse streams tick at almost every mention: the round trips count (the processor runs its ticks in
         the round trip of the mentions before them: :meth:`apply_ops`)."""
         call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
-        return self._timer_run(call, self._stream_scripts(self._timer_calls(call)))
+        return self._timer_run(call, self._stream_scripts([self._tick_call(call)])[0])
+
+    def _tick_call(self, t: TimerCall) -> tuple[str, tuple[Any, ...]]:
+        """The timers of ``t`` as one call of the TICK script (:func:`crm._lua.batch`)."""
+        args: list[Any] = []
+        for name, call_args in self._timer_calls(t):
+            args += [name, len(call_args), *call_args]
+        return "TICK", tuple(args)
 
     def _timer_calls(self, t: TimerCall) -> list[tuple[str, tuple[Any, ...]]]:
         ret = t.retention

@@ -412,13 +412,13 @@ class Alert:
     KINDS = ("spike", "sla_breach", "churn", "rule", "model_drift")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f: getattr(self, f) for f in self.__slots__}  # the fields in order (asdict walks values deeply)
         d["sample_ids"] = list(self.sample_ids)
         d["top_terms"] = list(self.top_terms)
         return d
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        return orjson.dumps(self)  # a dataclass: its fields in order, tuples as arrays (as to_dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
