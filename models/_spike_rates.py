@@ -155,7 +155,7 @@ def _gap(end: int, k: int, step: int, offset: int,
 # week's last hour holds up to its end. Each entry is computed by the same expression as run_weights computes
 # it, element by element, so a gap weighed from the tables is the same, bit for bit (tested). Filled once per
 # key (a race only computes the same table twice); never written to afterwards.
-_Tables = tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]
+_Tables = tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]
 _TABLES: dict[tuple[float, ...], _Tables] = {}
 _TABLE_MAX_PER_WEEK = WEEK_S // 60
 _TABLE_MAX_KEYS = 32  # detectors with other half-lives still compute their weights
@@ -181,8 +181,9 @@ def _tables(step: int, half_lives_s: tuple[float, ...]) -> _Tables | None:
     return value
 
 
-def _week_weights(tables: _Tables, first: int, step: int) -> np.ndarray:
-    """Weights of the runs of a whole week of intervals whose last hour holds ``first`` of them."""
+def _week_weights(tables: _Tables, first: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of the runs of a whole week of intervals whose last hour holds ``first`` of them, and how many
+    intervals back each run starts."""
     lr, _, _, weeks = tables
     found = weeks.get(first)
     if found is None:
@@ -195,8 +196,9 @@ def _week_weights(tables: _Tables, first: int, step: int) -> np.ndarray:
         lengths[0] = first
         if part:
             lengths[-1] = part
-        found = weeks[first] = _run_weights(lr, back, lengths)
-        found.flags.writeable = False
+        found = weeks[first] = (_run_weights(lr, back, lengths), back)
+        for arr in found:
+            arr.flags.writeable = False
     return found
 
 
@@ -214,20 +216,29 @@ def _table_weights(tables: _Tables, end: int, k: int, step: int, offset: int) ->
     if weeks == 0:
         full, part = divmod(k - first, per_hour)
         n_full = 1 + full
-        w = _week_weights(tables, first, step)[:, :n_full]
+        w = _week_weights(tables, first, step)[0][:, :n_full]
         if part:
             b0 = first + full * per_hour
             w = np.concatenate((w, powers[:, b0:b0 + 1] * run[:, part:part + 1]), axis=1)
             n_full += 1
         return (hour - _STEPS_BACK[:n_full]) % N_BUCKETS, w
-    week = _week_weights(tables, first, step)
+    week, week_back = _week_weights(tables, first, step)
     b = (hour - _STEPS_BACK[:week.shape[1]]) % N_BUCKETS
     w = week * (np.expm1(lr * per_week * weeks) / np.expm1(lr * per_week))
     if not rem:
         return b, w
-    b2, i2, ln2 = _runs(end - weeks * WEEK_S, rem, step, offset)
-    w2 = _run_weights(lr, i2 + weeks * per_week, ln2)
-    return np.concatenate((b, b2)), np.concatenate((w, w2), axis=1)
+    # The oldest intervals: the runs of a gap of ``rem`` intervals ending at the same phase of the week, which
+    # are the week's first runs with the last one cut to length, ``weeks`` whole weeks further back; weighed
+    # as _run_weights weighs them, its second factor read from the table ``run`` (sparse streams' gaps are
+    # mostly longer than a week: this skips building the runs and two expm1 passes).
+    if rem <= first:
+        n2, lengths = 1, [rem]
+    else:
+        full, part = divmod(rem - first, per_hour)
+        n2 = 1 + full + (1 if part else 0)
+        lengths = [first] + [per_hour] * full + ([part] if part else [])
+    w2 = np.exp(lr * (week_back[:n2] + weeks * per_week)) * run[:, lengths]
+    return np.concatenate((b, b[:n2])), np.concatenate((w, w2), axis=1)
 
 
 def gap_weights(end: int, k: int, step: int, offset: int, half_life_s: float) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 from river import base
 
-from models.spikes import SpikeDetector, _Assessment, _count_of, snap_interval, to_epoch_seconds
+from models.spikes import SpikeDetector, _Assessment, _count_value, snap_interval, to_epoch_seconds
 
 __all__ = ["INTERVAL_CHOICES", "SEVERITIES", "SpikeAlerter", "SpikeObservation"]
 
@@ -310,8 +310,8 @@ class SpikeAlerter:
                 self._series.popitem(last=False)
         else:
             self._series.move_to_end(key)
-        n = _count_of({"count": count})
-        neg = _count_of({"count": negative}) if negative is not None else None
+        n = _count_value(count)
+        neg = _count_value(negative) if negative is not None else None
         if t_raw is None or n is None:
             return series.incident is not None, [], None
         t = int(math.floor(t_raw))

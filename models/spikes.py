@@ -73,7 +73,11 @@ def to_epoch_seconds(value: Any) -> float | None:
 def _count_of(x: Any) -> float | None:
     if not isinstance(x, dict):
         return None
-    n = x.get("count")
+    return _count_value(x.get("count"))
+
+
+def _count_value(n: Any) -> float | None:
+    """A count as a float, or None when it is not a usable one (missing, negative, NaN, not a number)."""
     if isinstance(n, bool) or not isinstance(n, int | float):
         return None
     n = float(n)

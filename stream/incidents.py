@@ -18,7 +18,6 @@ whatever the gap since the last one, so sparse real streams cost what dense ones
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.operators import StatefulLogic
@@ -42,7 +41,7 @@ class SpikeLogic(StatefulLogic[tuple[Any, ...], tuple[str, Alert], SpikeAlerter]
 
     def on_item(self, value: tuple[Any, ...]) -> tuple[list[tuple[str, Alert]], bool]:
         _, brand, channel, start_ms, mentions, negative, samples, terms, topics = value
-        start = datetime.fromtimestamp(start_ms / 1000, tz=UTC)
+        start = start_ms / 1000  # epoch seconds: what the alerter reads a datetime as, without building one
         alerts = self.alerter.update(brand, channel, start, mentions, sample_ids=samples, top_terms=terms,
                                      negative=negative)
         interval = self.alerter.interval_of(brand, channel)
