@@ -286,7 +286,7 @@ class RedisCrmStore:
 
         A commit whose mention was already done returns its stored record (``duplicate`` = ``"1"``);
         a reply returns ``{"outcome", "case_id", "response_ms"}`` like :meth:`record_reply`; a tick ``{}``; timers
-        ``{"run": TimerRun}`` (each of its scripts atomic, like :meth:`timers`).
+        ``{"run": TimerRun}`` (all of it atomic, like :meth:`timers`).
         ``ops`` may be a generator: operations go to Redis in chunks as it yields them, so Redis applies
         the first ones while the caller is still planning the rest (one connection, so still in order).
         """
@@ -439,10 +439,10 @@ class RedisCrmStore:
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
                retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun:
         """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
-        ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one round trip;
-        with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when ``memo`` is given).
-        Sparse streams tick at almost every mention: the round trips count (the processor runs its ticks in
-        the round trip of the mentions before them: :meth:`apply_ops`)."""
+        ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one script call
+        (TICK, atomic); with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when
+        ``memo`` is given). Sparse streams tick at almost every mention: the calls and round trips count (the
+        processor runs its ticks in the round trip of the mentions before them: :meth:`apply_ops`)."""
         call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
         return self._timer_run(call, self._stream_scripts([self._tick_call(call)])[0])
 
