@@ -68,17 +68,26 @@ def _runs(end: int, k: int, step: int, offset: int) -> tuple[np.ndarray, np.ndar
         return buckets, back, np.ones(k, dtype=np.int64)
     per_hour = HOUR_S // step
     first = min(k, (phase % HOUR_S) // step + 1)
-    rest = k - first
-    full, part = divmod(rest, per_hour)
-    n_runs = 1 + full + (1 if part else 0)
-    idx = np.arange(n_runs, dtype=np.int64)
+    lengths = _run_lengths(first, k, per_hour)
+    idx = np.arange(len(lengths), dtype=np.int64)
     buckets = (phase // HOUR_S - idx) % N_BUCKETS
     back = np.where(idx == 0, 0, first + (idx - 1) * per_hour)
-    lengths = np.full(n_runs, per_hour, dtype=np.int64)
+    return buckets, back, lengths
+
+
+def _run_lengths(first: int, k: int, per_hour: int) -> np.ndarray:
+    """Lengths of the runs of ``k`` intervals whose most recent hour holds ``first`` of them (``first`` <= ``k``),
+    most recent first: a partial hour, whole hours, a partial hour.
+
+    >>> _run_lengths(3, 20, 6).tolist()
+    [3, 6, 6, 5]
+    """
+    full, part = divmod(k - first, per_hour)
+    lengths = np.full(1 + full + (1 if part else 0), per_hour, dtype=np.int64)
     lengths[0] = first
     if part:
         lengths[-1] = part
-    return buckets, back, lengths
+    return lengths
 
 
 def _run_weights(lr: np.ndarray, back: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -188,14 +197,9 @@ def _week_weights(tables: _Tables, first: int, step: int) -> tuple[np.ndarray, n
     found = weeks.get(first)
     if found is None:
         per_hour = HOUR_S // step
-        full, part = divmod(WEEK_S // step - first, per_hour)
-        n_runs = 1 + full + (1 if part else 0)
-        idx = _STEPS_BACK[:n_runs]
+        lengths = _run_lengths(first, WEEK_S // step, per_hour)
+        idx = _STEPS_BACK[:len(lengths)]
         back = np.where(idx == 0, 0, first + (idx - 1) * per_hour)
-        lengths = np.full(n_runs, per_hour, dtype=np.int64)
-        lengths[0] = first
-        if part:
-            lengths[-1] = part
         found = weeks[first] = (_run_weights(lr, back, lengths), back)
         for arr in found:
             arr.flags.writeable = False
@@ -231,12 +235,8 @@ def _table_weights(tables: _Tables, end: int, k: int, step: int, offset: int) ->
     # are the week's first runs with the last one cut to length, ``weeks`` whole weeks further back; weighed
     # as _run_weights weighs them, its second factor read from the table ``run`` (sparse streams' gaps are
     # mostly longer than a week: this skips building the runs and two expm1 passes).
-    if rem <= first:
-        n2, lengths = 1, [rem]
-    else:
-        full, part = divmod(rem - first, per_hour)
-        n2 = 1 + full + (1 if part else 0)
-        lengths = [first] + [per_hour] * full + ([part] if part else [])
+    lengths = _run_lengths(min(rem, first), rem, per_hour)
+    n2 = len(lengths)
     w2 = np.exp(lr * (week_back[:n2] + weeks * per_week)) * run[:, lengths]
     return np.concatenate((b, b[:n2])), np.concatenate((w, w2), axis=1)
 
