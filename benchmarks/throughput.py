@@ -8,9 +8,15 @@ Prints one ``name=value`` line per figure:
   (dense) and once spread over 500 brands x 3 channels and 18 months in bursts (sparse, as real brand
   streams are); ``sparse_dense_ratio``: sparse_per_s / dense_per_s (target >= 0.8);
 - ``airline_per_s``, ``twcs_sample_per_s``: the real files of ``../shared/data/`` through the same flow;
+- ``sparse_9mo_per_s`` / ``sparse_36mo_per_s`` (part ``span``): the sparse stream spread over 9 and 36 months
+  instead of 18, with the CRM; ``span_36_9_ratio``: their ratio (1.0 when the cost of a mention does not follow
+  the event time between mentions);
+- per run with the CRM, the work its event time reaches (``*_alerts``: alert states appended, SLA and spike;
+  ``*_sla_breaches``, ``*_cases_expired``, ``*_cases_resolved``: the timers' work; a stream packed into one hour
+  reaches none of it);
 - each ``*_ratio`` to the baseline; ``peak_rss_mb``.
 
-Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 100000] [--only dense,sparse,real]``. Uses
+Run: ``.venv/bin/python benchmarks/throughput.py [--mentions 100000] [--only dense,sparse,span,real]``. Uses
 ``REDIS_URL`` or an embedded redis-server under ``.pulse/bench`` (not the demo's), under unique key prefixes
 that are deleted afterwards.
 """
@@ -40,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.files import read_records  # noqa: E402
 from connectors.records import RawRecord  # noqa: E402
+from crm.keys import CrmKeys  # noqa: E402
 from stream.flow import build_flow  # noqa: E402
 from stream.keys import Keys  # noqa: E402
 from stream.metrics import totals  # noqa: E402
@@ -87,14 +94,14 @@ def full_flow(records: list[RawRecord], url: str, prefix: str, crm: bool = True)
     return time.perf_counter() - started
 
 
-def conversations(n: int, seed: int = 7) -> list[dict]:
+def conversations(n: int, seed: int = 7, days: int = 548) -> list[dict]:
     """``n`` mentions (about a fifth of them brand replies) of 500 brands x 3 channels, in bursts.
 
-    Each series gets a few bursts at random moments of 18 months; a burst is a handful of mentions minutes
+    Each series gets a few bursts at random moments of ``days`` (18 months); a burst is a handful of mentions minutes
     apart, some answered by the brand within the hour. ``ts`` is the sparse time; ``order`` its rank.
     """
     rng = random.Random(seed)
-    span = 548 * DAY
+    span = days * DAY
     series = [(f"brand{b:03d}", ch) for b in range(500) for ch in ("twitter", "facebook", "forum")]
     rows: list[dict] = []
     while len(rows) < n:
@@ -128,8 +135,9 @@ def as_records(rows: list[dict], source: str, dense: bool) -> list[RawRecord]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mentions", type=int, default=100_000, help="mentions in each stream (default 100000)")
-    parser.add_argument("--only", default="dense,sparse,real",
-                        help="comma-separated parts to run: dense, sparse, real (default all)")
+    parser.add_argument("--only", default="dense,sparse,span,real",
+                        help="comma-separated parts to run: dense, sparse, span (sparse over 9 and 36 months), "
+                             "real (default all)")
     args = parser.parse_args()
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     url = ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "bench")
@@ -142,6 +150,9 @@ def main() -> None:
     if "sparse" in parts:
         runs += [("sparse", as_records(rows, "bench:sparse", False), True),
                  ("listening_sparse", as_records(rows, "bench:sparse", False), False)]
+    if "span" in parts:
+        runs += [("sparse_9mo", as_records(conversations(args.mentions, days=274), "bench:s9", False), True),
+                 ("sparse_36mo", as_records(conversations(args.mentions, days=1096), "bench:s36", False), True)]
     if "real" in parts:
         if DATA.is_dir():
             runs += [("airline", read_records(DATA / "airline" / "Tweets.csv", "csv",
@@ -150,6 +161,7 @@ def main() -> None:
         else:
             print(f"# {DATA} is absent: no real-file figures", file=sys.stderr)
     results: dict[str, float] = {}
+    work: dict[str, dict[str, int]] = {}
     prefixes: list[str] = []
     with Progress(transient=True) as progress:
         task = progress.add_task("passthrough", total=len(runs) + 1)
@@ -163,6 +175,8 @@ def main() -> None:
             counted = totals(client, Keys(prefix))
             assert counted["offered"] == len(records), (name, counted)
             results[name] = len(records) / seconds
+            if crm:
+                work[name] = reached(client, prefix)
             progress.update(task, advance=1)
     for prefix in prefixes:
         _drop(client, prefix)
@@ -172,10 +186,22 @@ def main() -> None:
     for name, rate in results.items():
         print(f"{name}_per_s={rate:.0f}")
         print(f"{name}_ratio={rate / (n / base_s):.5f}")
+    for name, counts in work.items():
+        for what, value in counts.items():
+            print(f"{name}_{what}={value}")
+    if "sparse_9mo" in results and "sparse_36mo" in results:
+        print(f"span_36_9_ratio={results['sparse_36mo'] / results['sparse_9mo']:.3f}")
     for kind in ("", "listening_"):
         if f"{kind}dense" in results and f"{kind}sparse" in results:
             print(f"{kind}sparse_dense_ratio={results[f'{kind}sparse'] / results[f'{kind}dense']:.3f}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+
+
+def reached(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """The work a run's event time reached: alert states appended, and the CRM timers' breaches and closed cases."""
+    stats = {k.decode(): int(v) for k, v in client.hgetall(CrmKeys(prefix).cases_stats).items()}
+    return {"alerts": int(client.xlen(Keys(prefix).alerts)), "sla_breaches": stats.get("sla_breaches", 0),
+            "cases_expired": stats.get("expired", 0), "cases_resolved": stats.get("resolved", 0)}
 
 
 def _drop(client: redis.Redis, prefix: str) -> None:
