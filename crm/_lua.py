@@ -18,6 +18,7 @@ __all__ = [
     "DRAIN",
     "EXPIRE_STALE",
     "IMPORT_CUSTOMER",
+    "KEEP_TICK",
     "LINK_PUT",
     "MERGE",
     "REDEEM",
@@ -1190,16 +1191,22 @@ return most
 #: RETIRE_CASES (case, processed, prospect, task, early reply; ms), a memo key of SLA_SCAN (or ''), then tick periods.
 #: What the automatic ticks need to know, in one call: {newest tick period ('' if none), crm:wm, the earliest event
 #: time at which a tick can do anything ('' if nothing can ever be due), the flat HGETALL of each case the memo's
-#: scan fired (in its order), the stored tick of each period ('' if none)}. A tick before that time has nothing to
-#: fire (SLA_SCAN), resolve (AUTO_RESOLVE), expire (EXPIRE_STALE) or sweep (RETIRE_CASES with that slack).
+#: scan fired (in its order), the stored tick of each period ('' if none), the earliest event time at which a tick
+#: can do more than fire SLA warnings and breaches ('' if never)}. A tick before the first time has nothing to
+#: fire (SLA_SCAN), resolve (AUTO_RESOLVE), expire (EXPIRE_STALE) or sweep (RETIRE_CASES with that slack); one
+#: before the last changes nothing but its cases' SLA marks (nothing a mention's context reads).
 TIMER_STATE = _LIB + r"""
 local idle, stale, slack, full = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local rets = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
-local due = lowest(K('cases', 'sla'), 1)
+local sla = lowest(K('cases', 'sla'), 1)
+local due = INF  -- what changes more than a case's SLA marks: resolve, expire, sweep
 local early = lowest(K('crm', 'earlyt'), 1)  -- a held reply joins its case when the mention comes: replied, active
 if idle > 0 then due = math.min(due, lowest(K('cases', 'replied'), 1) + idle, early + idle) end
 if stale > 0 then due = math.min(due, lowest(K('cases', 'active'), 1) + stale, early + stale) end
 if slack > 0 then due = math.min(due, (sweep_due(rets, slack, full))) else due = math.min(due, retire_due(rets, 0)) end
+local change = ''
+if due < INF / 2 then change = ms(math.floor(due)) end
+due = math.min(due, sla)
 local cases = {}
 if ARGV[11] ~= '' then
   local memo = redis.call('GET', ARGV[11])
@@ -1212,7 +1219,7 @@ local ticks = {}
 for i = 12, #ARGV do ticks[#ticks + 1] = redis.call('GET', K('crm', 'tick', ARGV[i])) or '' end
 local d = ''
 if due < INF / 2 then d = ms(math.floor(due)) end
-return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, ticks}
+return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, ticks, change}
 """
 
 #: ARGV: prefix, period (ms), the tick's record JSON (or '' to only move the newest period). Stores a tick that
@@ -1224,6 +1231,26 @@ if ARGV[3] ~= '' then
   redis.call('SET', K('crm', 'tick', p), ARGV[3])
   redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
 end
+local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
+if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
+return 1
+"""
+
+#: ARGV: prefix, period (ms), the mention that ticked, the tick's event time (ms), the SLA scan's memo key. Run last
+#: in a TICK: when the scan fired anything (its memo exists), stores the tick as the JSON array [mention, time,
+#: the memo's flat (case, stage) list, each fired case's flat HGETALL now], indexed for retirement, and makes its
+#: period the newest ticked. Stored in the same atomic call as the timers ran, so a replay after a crash at any
+#: point returns the same alerts (crm.processor builds them from the record) and does not tick again.
+KEEP_TICK = _LIB + r"""
+local p, memo = ARGV[2], ARGV[5]
+local raw = false
+if memo ~= '' then raw = redis.call('GET', memo) end
+if not raw then return 0 end
+local fired = cjson.decode(raw)
+local cases = {}
+for i = 1, #fired - 1, 2 do cases[#cases + 1] = redis.call('HGETALL', K('case', fired[i])) end
+redis.call('SET', K('crm', 'tick', p), cjson.encode({ARGV[3], ARGV[4], fired, cases}))
+redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
 local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
 if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
 return 1
@@ -1259,6 +1286,6 @@ return out
     return "".join(parts)
 
 
-#: ARGV: prefix, then calls of AUTO_RESOLVE, SLA_SCAN, EXPIRE_STALE, RETIRE_CASES and TIMER_STATE as :func:`batch`
+#: ARGV: prefix, then calls of AUTO_RESOLVE, SLA_SCAN, EXPIRE_STALE, RETIRE_CASES, TIMER_STATE and KEEP_TICK as :func:`batch`
 #: takes them: one automatic tick of the timers (``crm.store.RedisCrmStore.timers``) in one script call.
-TICK = batch("AUTO_RESOLVE", "SLA_SCAN", "EXPIRE_STALE", "RETIRE_CASES", "TIMER_STATE")
+TICK = batch("AUTO_RESOLVE", "SLA_SCAN", "EXPIRE_STALE", "RETIRE_CASES", "TIMER_STATE", "KEEP_TICK")

@@ -140,6 +140,14 @@ class _Batch:
     ran: dict[int, tuple[Tick, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
+def _stored_alerts(stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts of a stored tick: built from the fired cases as the tick left them (KEEP_TICK), or as stored."""
+    if "fired" not in stored:
+        return list(stored.get("alerts") or [])
+    return [sla_alert(case or {"id": cid}, stage, stored["at"])
+            for (cid, stage), case in zip(stored["fired"], stored["cases"], strict=True)]
+
+
 def _str_field(d: dict[str, Any], name: str, *, required: bool = False) -> str:
     value = d.get(name)
     if value is None or value == "":
@@ -290,8 +298,10 @@ class CrmProcessor:
         before a mention that reads what an earlier one in it writes (same author, customer or thread) and
         before a link code; the timers tick in event time, before the first mention of each new
         ``auto_tick_ms`` period (:mod:`crm.ticks`: a tick that has nothing to do writes nothing, and is skipped
-        when nothing can be due), a tick that raised alerts remembered in Redis so a replay or a retry raises
-        them again and does not tick twice.
+        when nothing can be due), a tick that raised alerts stored in Redis by the same script call that ran it, so
+        a replay or a retry raises them again and does not tick twice. A tick that can only fire SLA warnings and
+        breaches (:class:`crm.ticks.DueBound`) changes nothing a plan reads: it runs between the commits of the
+        mentions around it in their round trip; one that may resolve, expire or sweep ends the segment.
         """
         results: list[dict[str, Any] | None] = [None] * len(items)
         todo: list[tuple[int, _Mention]] = []
@@ -308,14 +318,14 @@ class CrmProcessor:
             todo.append((i, m))
         ticks, state = self._ticks(todo)
         b = _Batch(todo, results, ticks, DueBound())
-        b.bound.known(state.next_due)
+        b.bound.known(state.next_due, state.next_change)
         # the newest event time any customer mention before each position can have moved the watermark to
         b.reach.append(max(state.watermark, 0))
         for _, m in todo:
             b.reach.append(b.reach[-1] if m.from_brand else max(b.reach[-1], m.ts_ms))
         for pos, tick in ticks.items():
             if tick.stored is not None:  # a replay: the stored alerts, nothing run again
-                b.alerts[todo[pos][0]] = list(tick.stored.get("alerts") or [])
+                b.alerts[todo[pos][0]] = _stored_alerts(tick.stored)
         pos = 0
         while pos < len(todo):
             pos = self._apply_segment(b, pos)
@@ -343,6 +353,11 @@ class CrmProcessor:
             return d.case(m.channel)
         return d.quiet
 
+    def _change_delay(self, m: _Mention) -> int:
+        """The soonest a mention's commit can make a tick do more than fire SLA timers (whatever its plan)."""
+        d = self._delays()
+        return d.reply if m.from_brand else d.change
+
     def _committed_delay(self, m: _Mention, plan: dict[str, Any]) -> int:
         """:meth:`_delay` once the mention is planned: a case it opens has its SLA (a follow-up may still join a
         case of any priority)."""
@@ -358,48 +373,60 @@ class CrmProcessor:
 
     def _apply_segment(self, b: _Batch, pos: int) -> int:
         """Plan and apply mentions from ``todo[pos]`` on, up to the first one that depends on an earlier one
-        (or a tick that may do something, or a link code); returns where the next segment starts.
+        (or a tick that may do more than fire SLA timers, or a link code); returns where the next segment starts.
 
-        Ticks that cannot do anything (``b.bound``) are skipped without ending the segment; one that may ends it
-        and runs right after its last mention, in the same round trip (or first, at the start of a batch)."""
+        Ticks that cannot do anything (``b.bound``) are skipped without ending the segment, ticks that can only fire
+        SLA timers run between its commits (before their mention's); one that may do more ends it and runs right
+        after its last mention, in the same round trip (or first, at the start of a batch)."""
         todo, bound, results = b.todo, b.bound, b.results
         first = todo[pos][1]
-        remember: tuple[str, dict[str, Any]] | None = None
-        tick = b.ticks.pop(pos, None)
+        tick = b.ticks.get(pos)
         alerts: list[dict[str, Any]] = []
+        # ticks that run between the segment's commits (they can only fire SLA timers: nothing a plan reads)
+        inline: set[int] = set()
         if pos in b.ran:  # run at the end of the segment before
+            b.ticks.pop(pos, None)
             tick, alerts = b.ran.pop(pos)
         elif tick is not None and tick.stored is None:
-            b.passed[pos] = tick
-            if bound.may_fire(max(tick.now_ms, b.reach[pos])):  # first in the batch, or a segment was cut before it
+            at = max(tick.now_ms, b.reach[pos])
+            if bound.may_change(at):  # first in the batch, or a segment was cut before it
+                b.passed[pos] = b.ticks.pop(pos)
                 alerts, state = self._timers(tick.now_ms, _TICK_LIMIT, self.store.keys.tick_scan(tick.period), 0,
-                                             self._sweep_slack_ms(), state=True)
+                                             self._sweep_slack_ms(), state=True, keep=(tick.period, tick.by))
                 self._learn(bound, state)
-        if alerts and tick is not None:  # remembered before its mention commits, so a replay finds them
+            else:
+                inline.add(pos)
+        else:
+            b.ticks.pop(pos, None)
+        if alerts and tick is not None:
             b.alerts[todo[pos][0]] = alerts
-            remember = ("tick", {"period": tick.period, "record": {"by": tick.by, "at": tick.now_ms, "alerts": alerts}})
         if not first.from_brand:
             self._redeem_codes(first)  # a link code changes who its author is: only ever first in a segment
-        later = first.ts_ms + self._delay(first)  # what the segment's mentions can add, for the ticks after them
+        # what the segment's mentions can add, for the ticks after them: anything, and more than SLA timers
+        later = first.ts_ms + self._delay(first)
+        later_change = first.ts_ms + self._change_delay(first)
         end = pos + 1
         due: Tick | None = None
-        # ticks that may fire only for what the mentions before them could add: decided once those are planned
-        # (the segment ends there if it may fire; the contexts read beyond it are then read again after it)
+        # ticks that may change more than SLA marks only for what the mentions before them could add: decided once
+        # those are planned (the segment ends there if it may; the contexts read beyond it are then read again)
         maybe: set[int] = set()
         while end < len(todo):
             tick = b.ticks.get(end)
             if tick is not None and tick.stored is None:
                 at = max(tick.now_ms, b.reach[end])
-                if bound.may_fire(at, later):
-                    if bound.may_fire(at) or len(maybe) >= _SPECULATE:
-                        due = tick
-                        break
-                    maybe.add(end)
-                else:
+                if not bound.may_fire(at, later):
                     b.passed[end] = b.ticks.pop(end)  # nothing can be due: skipped
+                elif not bound.may_change(at, later_change):
+                    inline.add(end)
+                elif bound.may_change(at) or len(maybe) >= _SPECULATE:
+                    due = tick
+                    break
+                else:
+                    maybe.add(end)
             if self._has_link_code(todo[end][1]):
                 break
             later = min(later, todo[end][1].ts_ms + self._delay(todo[end][1]))
+            later_change = min(later_change, todo[end][1].ts_ms + self._change_delay(todo[end][1]))
             end += 1
         customer_mentions = [m for _, m in todo[pos:end] if not m.from_brand]
         history_n = self.settings.rules_history if self.rules.uses_history else 0
@@ -439,20 +466,28 @@ class CrmProcessor:
         watermark = [-1]
         prospect_ms = int(self.settings.prospect_retention_days * 86_400_000)
 
+        # (ops index, event time, delays) of each op bound.add saw: what an inline tick's state does not include yet
+        adds: list[tuple[int, int, int, int]] = []
+
         def planned() -> Iterator[tuple[str, Any]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
             nonlocal due
-            if remember is not None:
-                ops.append((-1, *remember))
-                yield remember
             for j, (i, m, ctx) in enumerate(segment, start=pos):
-                if j in maybe:
-                    if bound.may_fire(max(b.ticks[j].now_ms, b.reach[j])):
-                        due, stop[0] = b.ticks[j], j
+                if j in maybe or j in inline:
+                    t = b.ticks[j]
+                    at = max(t.now_ms, b.reach[j])
+                    if bound.may_change(at):
+                        due, stop[0] = t, j
                         break
-                    b.passed[j] = b.ticks.pop(j)  # planned, the mentions before it added nothing due
+                    b.passed[j] = b.ticks.pop(j)
+                    if bound.may_fire(at):  # SLA timers only: before this mention's commit, same round trip
+                        call = self._tick_call(t)
+                        ops.append((i, "timers", call))
+                        yield "timers", call
+                    # else: planned, the mentions before it added nothing due
                 if m.from_brand:
-                    bound.add(m.ts_ms, self._delays().reply)
+                    adds.append((len(ops), m.ts_ms, self._delays().reply, self._delays().reply))
+                    bound.add(*adds[-1][1:])
                     op = (i, "reply", {"reply_id": m.id, "in_reply_to": m.in_reply_to, "ts_ms": m.ts_ms,
                                        "by": str(m.meta.get("agent") or m.author or ""),
                                        "early_ttl_s": EARLY_REPLY_TTL_S,
@@ -473,26 +508,31 @@ class CrmProcessor:
                         results[i] = {"mention_id": m.id, "error": f"{m.id}: {exc}"}
                         continue
                     op = (i, "commit", plan)
-                    bound.add(m.ts_ms, self._committed_delay(m, plan))
+                    adds.append((len(ops), m.ts_ms, self._committed_delay(m, plan), self._change_delay(m)))
+                    bound.add(*adds[-1][1:])
                 ops.append(op)
                 yield op[1], op[2]
             if due is not None and not bound.may_fire(max(due.now_ms, b.reach[stop[0]])):
                 b.passed[stop[0]] = b.ticks.pop(stop[0])  # planned, the mentions before it added nothing due
             elif due is not None:  # after the segment's commits, in the same round trip
-                call = TimerCall(due.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(due.period), 0,
-                                 self.retention(), self._sweep_slack_ms(), state=True)
+                call = self._tick_call(due)
                 ops.append((-1, "timers", call))
                 yield "timers", call
 
         records = self.store.apply_ops(planned())
-        for (i, kind, payload), rec in zip(ops, records, strict=True):
+        learnt = -1  # the ops index of the last run of the timers the bound learnt from
+        for k, ((i, kind, payload), rec) in enumerate(zip(ops, records, strict=True)):
             if kind == "timers":
-                assert due is not None
-                tick_alerts, state = self._settle(rec["run"], due.now_ms, _TICK_LIMIT, payload.memo)
+                tick_alerts, state = self._settle(rec["run"], payload.now_ms, _TICK_LIMIT, payload.memo)
                 self._learn(bound, state)
-                b.passed[stop[0]] = b.ticks.pop(stop[0])
-                b.ran[stop[0]] = (due, tick_alerts)
-            if kind in ("tick", "timers"):
+                learnt = k
+                if i >= 0:  # inline, before mention i's commit
+                    if tick_alerts:
+                        b.alerts[i] = tick_alerts
+                else:
+                    assert due is not None
+                    b.passed[stop[0]] = b.ticks.pop(stop[0])
+                    b.ran[stop[0]] = (due, tick_alerts)
                 continue
             if kind == "reply":
                 results[i] = {"reply_id": payload["reply_id"], "case_id": rec["case_id"] or None,
@@ -500,7 +540,15 @@ class CrmProcessor:
                               "response_ms": int(rec["response_ms"]) if rec["response_ms"] else None}
             else:
                 results[i] = self._result(rec, duplicate=rec.get("duplicate") == "1")
+        for k, ts, delay, change in adds:  # applied after the state the bound learnt last was read
+            if k > learnt >= 0:
+                bound.add(ts, delay, change)
         return stop[0]
+
+    def _tick_call(self, t: Tick) -> TimerCall:
+        """An automatic tick's run of the timers (with the state after it; stored when it fires anything)."""
+        return TimerCall(t.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(t.period), 0,
+                         self.retention(), self._sweep_slack_ms(), state=True, keep=(t.period, t.by))
 
     def _has_link_code(self, m: _Mention) -> bool:
         return not m.from_brand and m.link is None and bool(m.text) and bool(
@@ -552,11 +600,12 @@ class CrmProcessor:
         """
         return self._timers(now_ms, limit, memo, memo_ttl_s, 0)[0]
 
-    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int, *, state: bool = False
-                ) -> tuple[list[dict[str, Any]], TimerState | None]:
-        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``state``, the timers' state right after it."""
+    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int, *, state: bool = False,
+                keep: tuple[int, str] | None = None) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``state``, the timers' state right after it; with
+        ``keep`` (an automatic tick's period and mention), stored when it fires anything."""
         run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=self.retention(),
-                                slack_ms=slack_ms, state=state)
+                                slack_ms=slack_ms, state=state, keep=keep)
         return self._settle(run, now_ms, limit, memo)
 
     def _settle(self, run: TimerRun, now_ms: int, limit: int, memo: str
@@ -580,7 +629,9 @@ class CrmProcessor:
         state = run.state if settled else None
         if not run.fired:
             return [], state
-        cases = state.cases if state is not None and memo and len(state.cases) == len(run.fired) else \
+        # the cases as the run left them (what KEEP_TICK stores with the tick, for a replay), backlog or not
+        snap = run.state
+        cases = snap.cases if snap is not None and memo and len(snap.cases) == len(run.fired) else \
             self.store.get_cases([cid for cid, _ in run.fired])
         return [sla_alert(case or {"id": cid}, stage, now_ms)
                 for (cid, stage), case in zip(run.fired, cases, strict=True)], state
@@ -591,7 +642,7 @@ class CrmProcessor:
         if state is None:
             bound.unknown()
         else:
-            bound.known(state.next_due)
+            bound.known(state.next_due, state.next_change)
 
     # -- agent actions (CLI, dashboard) ------------------------------------------------------------
     def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,

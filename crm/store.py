@@ -80,6 +80,9 @@ class TimerState:
     ticks: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: the hashes of the cases the memo's SLA scan fired, in its order (None for a case gone)
     cases: list[dict[str, str] | None] = field(default_factory=list)
+    #: the earliest event time at which a tick can do more than fire SLA warnings and breaches (resolve, expire,
+    #: sweep: change what a mention's context reads); None: never
+    next_change: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,9 @@ class TimerCall:
     retention: Retention = Retention()
     slack_ms: int = 0
     state: bool = False
+    #: an automatic tick's (period, mention): when the SLA scan fired anything, the call stores the tick's record
+    #: itself (KEEP_TICK), so that a replay after a crash at any point returns the same alerts
+    keep: tuple[int, str] | None = None
 
 
 @dataclass(slots=True)
@@ -135,6 +141,21 @@ def _hash(raw: dict[Any, Any]) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in raw.items()}
 
 
+def _tick_record(raw: Any) -> dict[str, Any]:
+    """A stored tick: ``{"by", "at", "alerts"}`` (written by REMEMBER_TICK before 2026-11-30) or, as KEEP_TICK
+    writes it, ``{"by", "at", "fired": [(case, stage)], "cases": [case hash or None]}``.
+
+    >>> _tick_record('["twitter:3", "60000", ["C-1", "warning"], [["id", "C-1"]]]')["fired"]
+    [('C-1', 'warning')]
+    """
+    rec = orjson.loads(raw)
+    if isinstance(rec, dict):
+        return rec
+    by, at, fired, cases = rec
+    return {"by": by, "at": int(at), "fired": _flat_pairs(fired),
+            "cases": [_pairs(c) or None if isinstance(c, list) else None for c in cases]}
+
+
 @runtime_checkable
 class CrmStore(Protocol):
     """Everything the CRM reads and writes. Values are plain strings/dicts; times are epoch ms.
@@ -163,7 +184,8 @@ class CrmStore(Protocol):
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun: ...
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
+               keep: tuple[int, str] | None = None) -> TimerRun: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -411,8 +433,9 @@ class RedisCrmStore:
     def _timer_state(raw: Sequence[Any], periods: Sequence[int]) -> TimerState:
         return TimerState(
             last=int(raw[0]) if raw[0] else None, watermark=int(raw[1]), next_due=int(raw[2]) if raw[2] else None,
-            ticks={p: orjson.loads(v) for p, v in zip(periods, raw[4], strict=True) if v},
-            cases=[_pairs(c) or None for c in raw[3]])
+            ticks={p: _tick_record(v) for p, v in zip(periods, raw[4], strict=True) if v},
+            cases=[_pairs(c) or None for c in raw[3]],
+            next_change=int(raw[5]) if len(raw) > 5 and raw[5] else None)
 
     def remember_tick(self, period: int, record: dict[str, Any] | None) -> None:
         """Store a tick (who triggered it, when, its alerts), indexed for retirement, and make its period the newest,
@@ -437,13 +460,15 @@ class RedisCrmStore:
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun:
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
+               keep: tuple[int, str] | None = None) -> TimerRun:
         """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
         ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one script call
         (TICK, atomic); with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when
         ``memo`` is given). Sparse streams tick at almost every mention: the calls and round trips count (the
-        processor runs its ticks in the round trip of the mentions before them: :meth:`apply_ops`)."""
-        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
+        processor runs its ticks in the round trip of the mentions before them: :meth:`apply_ops`). With ``keep``
+        (an automatic tick's period and mention) and ``memo``, a tick that fired anything is stored (KEEP_TICK)."""
+        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state, keep)
         return self._timer_run(call, self._stream_scripts([self._tick_call(call)])[0])
 
     def _tick_call(self, t: TimerCall) -> tuple[str, tuple[Any, ...]]:
@@ -465,9 +490,13 @@ class RedisCrmStore:
         calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
         if t.state:
             calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo, t.limit))
+        if t.keep is not None and t.memo:
+            calls.append(("KEEP_TICK", (t.keep[0], t.keep[1], t.now_ms, t.memo)))
         return calls
 
     def _timer_run(self, t: TimerCall, raw: Sequence[Any]) -> TimerRun:
+        if t.keep is not None and t.memo:
+            raw = raw[:-1]  # KEEP_TICK's reply
         n = len(raw) - (1 if t.state else 0)  # the timers' own replies, then the state
         closed: list[str] = []
         assigned: list[tuple[str, str]] = []

@@ -10,6 +10,12 @@ does not end a CRM segment, which costs Redis round trips) when it provably cann
 :class:`DueBound` keeps a lower bound of the earliest event time at which one can: the timers' own next due time
 (read from Redis with the last tick) lowered by every mention applied since, which can only add timers at least
 the least of :class:`Delays` after its own time.
+
+A tick that can only fire SLA warnings and breaches (the same bound, kept for the timers that do more: resolve,
+expire, sweep) changes nothing a mention's plan reads, so it does not end a segment either: it runs between the
+commits of the mentions around it, in their round trip. One that may do more ends the segment (the next
+mentions' contexts are read after it). A tick that fired anything is stored by its own script call (KEEP_TICK),
+so a replay after a crash at any point raises the same alerts on the same mention.
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ class Delays:
         self.reply = _least(int(settings.auto_resolve_minutes * 60_000), retention.stale_ms, links,
                             retention.early_ms)
         self._stale = retention.stale_ms
+        #: what a mention's commit can make due that does more than fire SLA warnings and breaches (stale expiry,
+        #: retention; for a reply, :attr:`reply`), whatever its case's SLA
+        self.change = _least(retention.stale_ms, self.quiet)
         self._case: dict[str, int] = {}
 
     def opened(self, sla_ms: int) -> int:
@@ -109,33 +118,44 @@ def _least(*delays: int) -> int:
 
 
 class DueBound:
-    """A lower bound of the earliest event time at which an automatic tick can do anything.
+    """Lower bounds of the earliest event time at which an automatic tick can do anything, and of the earliest at
+    which it can do more than fire SLA warnings and breaches (resolve, expire or sweep: change what a mention's
+    context reads).
 
     >>> b = DueBound()
-    >>> b.may_fire(0)  # nothing known yet: it may
-    True
-    >>> b.known(None); b.may_fire(10**15)
+    >>> b.may_fire(0), b.may_change(0)  # nothing known yet: it may
+    (True, True)
+    >>> b.known(None, None); b.may_fire(10**15)
     False
-    >>> b.add(1_000_000, 600_000); b.may_fire(1_599_999), b.may_fire(1_600_000)
-    (False, True)
+    >>> b.add(1_000_000, 600_000, 86_400_000); b.may_fire(1_599_999), b.may_fire(1_600_000), b.may_change(1_600_000)
+    (False, True, False)
     """
 
     def __init__(self) -> None:
         self.due: float = -math.inf
+        self.change: float = -math.inf
 
-    def known(self, next_due: int | None) -> None:
-        """Redis said when the timers are next due right now (None: never, until something is added)."""
+    def known(self, next_due: int | None, next_change: int | None) -> None:
+        """Redis said when the timers are next due right now, and when they can next change more than SLA marks
+        (None: never, until something is added)."""
         self.due = math.inf if next_due is None else next_due
+        self.change = math.inf if next_change is None else next_change
 
     def unknown(self) -> None:
-        self.due = -math.inf
+        self.due = self.change = -math.inf
 
-    def add(self, ts_ms: int, delay: int) -> None:
+    def add(self, ts_ms: int, delay: int, change: int) -> None:
         """A mention or reply of event time ``ts_ms`` is (or will be, before the tick in question) applied; what it
-        adds can be due ``delay`` later at the soonest."""
+        adds can be due ``delay`` later at the soonest, and change more than SLA marks ``change`` later."""
         self.due = min(self.due, ts_ms + delay)
+        self.change = min(self.change, ts_ms + change)
 
     def may_fire(self, at_ms: int, extra: float = math.inf) -> bool:
         """Whether a tick at event time (or watermark) ``at_ms`` may do anything; ``extra``: a lower bound of what
         mentions not added yet will add."""
         return at_ms >= min(self.due, extra)
+
+    def may_change(self, at_ms: int, extra: float = math.inf) -> bool:
+        """Whether a tick at ``at_ms`` may do more than fire SLA warnings and breaches (:meth:`may_fire`'s
+        ``extra`` for this bound)."""
+        return at_ms >= min(self.change, extra)
