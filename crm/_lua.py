@@ -1238,7 +1238,7 @@ return 1
 
 #: ARGV: prefix, period (ms), the mention that ticked, the tick's event time (ms), the SLA scan's memo key. Run last
 #: in a TICK: when the scan fired anything (its memo exists), stores the tick as the JSON array [mention, time,
-#: the memo's flat (case, stage) list, each fired case's flat HGETALL now], indexed for retirement, and makes its
+#: the memo's flat (case, stage) list, each fired case's fields now, by name], indexed for retirement, and makes its
 #: period the newest ticked. Stored in the same atomic call as the timers ran, so a replay after a crash at any
 #: point returns the same alerts (crm.processor builds them from the record) and does not tick again.
 KEEP_TICK = _LIB + r"""
@@ -1248,7 +1248,15 @@ if memo ~= '' then raw = redis.call('GET', memo) end
 if not raw then return 0 end
 local fired = cjson.decode(raw)
 local cases = {}
-for i = 1, #fired - 1, 2 do cases[#cases + 1] = redis.call('HGETALL', K('case', fired[i])) end
+for i = 1, #fired - 1, 2 do
+  -- fields by name: a hash's own order depends on its encoding and the server's hash seed, not on the input
+  local h, names, by = redis.call('HGETALL', K('case', fired[i])), {}, {}
+  for j = 1, #h - 1, 2 do names[#names + 1] = h[j]; by[h[j]] = h[j + 1] end
+  table.sort(names)
+  local flat = {}
+  for _, f in ipairs(names) do flat[#flat + 1] = f; flat[#flat + 1] = by[f] end
+  cases[#cases + 1] = flat
+end
 redis.call('SET', K('crm', 'tick', p), cjson.encode({ARGV[3], ARGV[4], fired, cases}))
 redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
 local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
