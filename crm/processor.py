@@ -118,6 +118,11 @@ _TICK_LIMIT = SWEEP_LIMIT
 #: How many ticks a segment reaches past when they may fire only for what its own mentions could add (known once
 #: they are planned); its contexts beyond one that fires after all are read again.
 _SPECULATE = 2
+#: How many mentions' contexts a segment reads ahead, at least and at most: it grows while segments use all they
+#: read and shrinks to twice what one used when a mention that depends on an earlier one cut it short (the
+#: contexts read past the cut are read again by the next segment: reading the whole batch ahead each time would
+#: cost the square of the batch when authors repeat).
+_AHEAD_MIN, _AHEAD_MAX = 16, 1024
 
 
 @dataclass(slots=True)
@@ -138,6 +143,19 @@ class _Batch:
     passed: dict[int, Tick] = field(default_factory=dict)
     #: ticks run at the end of the segment before their mention, with their alerts
     ran: dict[int, tuple[Tick, list[dict[str, Any]]]] = field(default_factory=dict)
+    #: how many mentions the next segment reads ahead (``_AHEAD_MIN`` .. ``_AHEAD_MAX``)
+    ahead: int = _AHEAD_MIN
+
+
+def _keys_of(m: _Mention) -> tuple[set[str], set[str]]:
+    """What a mention's plan reads and its commit writes that is known before its context: its handle and thread
+    (a brand reply reads nothing and writes both threads)."""
+    if m.from_brand:
+        return set(), {f"t:{m.id}", f"t:{m.in_reply_to}"}
+    reads = {f"h:{m.channel}:{m.author}"} if m.author else set()
+    if m.in_reply_to:
+        reads.add(f"t:{m.in_reply_to}")
+    return reads, reads | {f"t:{m.id}"}
 
 
 def _stored_alerts(stored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -410,7 +428,14 @@ class CrmProcessor:
         # ticks that may change more than SLA marks only for what the mentions before them could add: decided once
         # those are planned (the segment ends there if it may; the contexts read beyond it are then read again)
         maybe: set[int] = set()
-        while end < len(todo):
+        # the handles and threads the segment's mentions write: a mention that reads one ends the segment before
+        # its context is read (the same cut as below, known without Redis; below adds the customers)
+        handles = _keys_of(first)[1]
+        while end < len(todo) and end - pos < b.ahead:
+            reads, writes = _keys_of(todo[end][1])
+            if reads & handles:
+                break
+            handles |= writes
             tick = b.ticks.get(end)
             if tick is not None and tick.stored is None:
                 at = max(tick.now_ms, b.reach[end])
@@ -441,18 +466,13 @@ class CrmProcessor:
         for j in range(pos, end):
             i, m = todo[j]
             ctx = None if m.from_brand else next(contexts)
-            if m.from_brand:
-                reads: set[str] = set()
-                writes = {f"t:{m.id}", f"t:{m.in_reply_to}"}
-            elif "duplicate" in ctx:  # type: ignore[operator]
+            if ctx is not None and "duplicate" in ctx:
                 reads, writes = set(), set()
             else:
-                assert ctx is not None
-                who = {f"h:{m.channel}:{m.author}"} if m.author else set()
-                if ctx["customer_id"]:
-                    who.add(f"c:{ctx['customer_id']}")
-                reads = who | ({f"t:{m.in_reply_to}"} if m.in_reply_to else set())
-                writes = reads | {f"t:{m.id}"}
+                reads, writes = _keys_of(m)
+                if ctx is not None and ctx["customer_id"]:
+                    reads.add(f"c:{ctx['customer_id']}")
+                    writes.add(f"c:{ctx['customer_id']}")
             if segment and reads & written:
                 break
             segment.append((i, m, ctx))
@@ -543,6 +563,8 @@ class CrmProcessor:
         for k, ts, delay, change in adds:  # applied after the state the bound learnt last was read
             if k > learnt >= 0:
                 bound.add(ts, delay, change)
+        used = stop[0] - pos
+        b.ahead = min(_AHEAD_MAX, 2 * b.ahead) if used >= end - pos else max(_AHEAD_MIN, 2 * used)
         return stop[0]
 
     def _tick_call(self, t: Tick) -> TimerCall:
