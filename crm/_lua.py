@@ -534,6 +534,16 @@ end
 -- (in one TICK, RETIRE_CASES' check that found no sweep due, after which it writes nothing, is reused by the
 -- TIMER_STATE right after it: sweep_seen holds it; the batch clears it before every other call)
 local sweep_seen = nil
+-- store a timer tick's record (JSON; '' for none: only move the newest period), indexed for retirement by event
+-- time with the processed marks, and make its period the newest ticked (never moving it back)
+local function store_tick(p, rec)
+  if rec ~= '' then
+    redis.call('SET', K('crm', 'tick', p), rec)
+    redis.call('ZADD', K('crm', 'tickt'), p, p)
+  end
+  local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
+  if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
+end
 local function sweep_due(rets, slack, full)
   local key = table.concat(rets, ',') .. '|' .. slack .. '|' .. full
   if sweep_seen ~= nil and sweep_seen[1] == key then return sweep_seen[2], key end
@@ -1226,26 +1236,21 @@ return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, t
 #: fired alerts (who triggered it, when, the alerts) so a replay returns them, indexed for retirement, and makes its
 #: period the newest one ticked (never moving it back).
 REMEMBER_TICK = _LIB + r"""
-local p = ARGV[2]
-if ARGV[3] ~= '' then
-  redis.call('SET', K('crm', 'tick', p), ARGV[3])
-  redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
-end
-local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
-if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
+store_tick(ARGV[2], ARGV[3])
 return 1
 """
 
 #: ARGV: prefix, period (ms), the mention that ticked, the tick's event time (ms), the SLA scan's memo key. Run last
 #: in a TICK: when the scan fired anything (its memo exists), stores the tick as the JSON array [mention, time,
 #: the memo's flat (case, stage) list, each fired case's fields now, by name], indexed for retirement, and makes its
-#: period the newest ticked. Stored in the same atomic call as the timers ran, so a replay after a crash at any
-#: point returns the same alerts (crm.processor builds them from the record) and does not tick again.
+#: period the newest ticked; returns those fields (none when nothing fired): the live alerts are built from them.
+#: Stored in the same atomic call as the timers ran, so a replay after a crash at any point returns the same alerts
+#: (crm.processor builds them from the record) and does not tick again.
 KEEP_TICK = _LIB + r"""
 local p, memo = ARGV[2], ARGV[5]
 local raw = false
 if memo ~= '' then raw = redis.call('GET', memo) end
-if not raw then return 0 end
+if not raw then return {} end
 local fired = cjson.decode(raw)
 local cases = {}
 for i = 1, #fired - 1, 2 do
@@ -1257,11 +1262,8 @@ for i = 1, #fired - 1, 2 do
   for _, f in ipairs(names) do flat[#flat + 1] = f; flat[#flat + 1] = by[f] end
   cases[#cases + 1] = flat
 end
-redis.call('SET', K('crm', 'tick', p), cjson.encode({ARGV[3], ARGV[4], fired, cases}))
-redis.call('ZADD', K('crm', 'tickt'), p, p)  -- retired by event time with the processed marks
-local last = tonumber(redis.call('GET', K('crm', 'tick', 'last')) or '')
-if last == nil or tonumber(p) > last then redis.call('SET', K('crm', 'tick', 'last'), p) end
-return 1
+store_tick(p, cjson.encode({ARGV[3], ARGV[4], fired, cases}))
+return cases
 """
 
 

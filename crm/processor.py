@@ -409,8 +409,9 @@ class CrmProcessor:
             at = max(tick.now_ms, b.reach[pos])
             if bound.may_change(at):  # first in the batch, or a segment was cut before it
                 b.passed[pos] = b.ticks.pop(pos)
-                alerts, state = self._timers(tick.now_ms, _TICK_LIMIT, self.store.keys.tick_scan(tick.period), 0,
-                                             self._sweep_slack_ms(), state=True, keep=(tick.period, tick.by))
+                call = self._tick_call(tick)
+                run = self.store.apply_ops([("timers", call)])[0]["run"]
+                alerts, state = self._settle(run, call.now_ms, _TICK_LIMIT, call.memo)
                 self._learn(bound, state)
             else:
                 inline.add(pos)
@@ -622,12 +623,11 @@ class CrmProcessor:
         """
         return self._timers(now_ms, limit, memo, memo_ttl_s, 0)[0]
 
-    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int, *, state: bool = False,
-                keep: tuple[int, str] | None = None) -> tuple[list[dict[str, Any]], TimerState | None]:
-        """:meth:`tick`, sweeping retention ``slack_ms`` late; with ``state``, the timers' state right after it; with
-        ``keep`` (an automatic tick's period and mention), stored when it fires anything."""
+    def _timers(self, now_ms: int, limit: int, memo: str, memo_ttl_s: int, slack_ms: int
+                ) -> tuple[list[dict[str, Any]], TimerState | None]:
+        """:meth:`tick`, sweeping retention ``slack_ms`` late."""
         run = self.store.timers(now_ms, self._idle_ms(), limit, memo, memo_ttl_s, retention=self.retention(),
-                                slack_ms=slack_ms, state=state, keep=keep)
+                                slack_ms=slack_ms)
         return self._settle(run, now_ms, limit, memo)
 
     def _settle(self, run: TimerRun, now_ms: int, limit: int, memo: str

@@ -184,8 +184,7 @@ class CrmStore(Protocol):
     def auto_resolve(self, now_ms: int, idle_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def expire_stale(self, now_ms: int, stale_ms: int, limit: int) -> tuple[list[str], list[tuple[str, str]]]: ...
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
-               keep: tuple[int, str] | None = None) -> TimerRun: ...
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun: ...
     def get_case(self, case_id: str) -> dict[str, str] | None: ...
     def get_cases(self, case_ids: Sequence[str]) -> list[dict[str, str] | None]: ...
     def case_events(self, case_id: str) -> list[dict[str, Any]]: ...
@@ -460,15 +459,14 @@ class RedisCrmStore:
         return [_s(c) for c in raw[0]], _flat_pairs(raw[1])
 
     def timers(self, now_ms: int, idle_ms: int, limit: int, memo: str = "", memo_ttl_s: int = 0,
-               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False,
-               keep: tuple[int, str] | None = None) -> TimerRun:
+               retention: Retention | None = None, *, slack_ms: int = 0, state: bool = False) -> TimerRun:
         """:meth:`auto_resolve` (when ``idle_ms`` > 0), :meth:`sla_scan`, :meth:`expire_stale` (when
         ``retention.stale_ms`` > 0), then :meth:`retire_cases` (sweeping ``slack_ms`` late), in one script call
         (TICK, atomic); with ``state``, :meth:`timer_state` right after (with the cases the scan fired, when
         ``memo`` is given). Sparse streams tick at almost every mention: the calls and round trips count (the
-        processor runs its ticks in the round trip of the mentions before them: :meth:`apply_ops`). With ``keep``
-        (an automatic tick's period and mention) and ``memo``, a tick that fired anything is stored (KEEP_TICK)."""
-        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state, keep)
+        processor runs its ticks in the round trip of the mentions before them, as ``("timers", call)`` ops of
+        :meth:`apply_ops`, whose :class:`TimerCall` can also store a tick that fired: ``keep``)."""
+        call = TimerCall(now_ms, idle_ms, limit, memo, memo_ttl_s, retention or Retention(), slack_ms, state)
         return self._timer_run(call, self._stream_scripts([self._tick_call(call)])[0])
 
     def _tick_call(self, t: TimerCall) -> tuple[str, tuple[Any, ...]]:
@@ -488,15 +486,18 @@ class RedisCrmStore:
         if ret.stale_ms > 0:
             calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
         calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
-        if t.state:
-            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), t.memo, t.limit))
-        if t.keep is not None and t.memo:
+        keep = t.keep is not None and bool(t.memo)
+        if t.state:  # (the fired cases come from KEEP_TICK when it runs)
+            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), "" if keep else t.memo, t.limit))
+        if keep:
+            assert t.keep is not None
             calls.append(("KEEP_TICK", (t.keep[0], t.keep[1], t.now_ms, t.memo)))
         return calls
 
     def _timer_run(self, t: TimerCall, raw: Sequence[Any]) -> TimerRun:
+        kept = None
         if t.keep is not None and t.memo:
-            raw = raw[:-1]  # KEEP_TICK's reply
+            kept, raw = raw[-1], raw[:-1]  # KEEP_TICK's reply: the fired cases' fields, as stored
         n = len(raw) - (1 if t.state else 0)  # the timers' own replies, then the state
         closed: list[str] = []
         assigned: list[tuple[str, str]] = []
@@ -505,8 +506,10 @@ class RedisCrmStore:
             closed.extend(_s(c) for c in part[0])
             assigned.extend(_flat_pairs(part[1]))
         fired = raw[1] if t.idle_ms > 0 else raw[0]
-        return TimerRun(closed, assigned, _flat_pairs(fired), int(raw[n - 1]),
-                        state=self._timer_state(raw[n], ()) if t.state else None)
+        state = self._timer_state(raw[n], ()) if t.state else None
+        if state is not None and kept is not None:
+            state.cases = [_pairs(c) or None for c in kept]
+        return TimerRun(closed, assigned, _flat_pairs(fired), int(raw[n - 1]), state=state)
 
     def get_case(self, case_id: str) -> dict[str, str] | None:
         raw = self.client.hgetall(self.keys.case(case_id))
