@@ -15,12 +15,21 @@ from stream.redisconn import connect, delete_prefix, ensure_redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: ``make test`` runs the suite in two pytest-xdist workers: each starts its own embedded server (when REDIS_URL is
+#: unset), so one worker's exit never stops the server the other still uses.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# xdist workers export COLUMNS=80 / LINES=24; the CLI tests choose their own width (rich fixes a console's width
+# from COLUMNS when it is created, at import), as a plain pytest run does.
+if WORKER:
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """URL of a real Redis server: ``REDIS_URL`` when set, else an embedded one under .pulse/test."""
-    return ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / "test")
+    """URL of a real Redis server: ``REDIS_URL`` when set, else an embedded one under .pulse/test (one per
+    xdist worker: .pulse/test-gw0, ...)."""
+    return ensure_redis_url(os.environ.get("REDIS_URL"), ROOT / ".pulse" / (f"test-{WORKER}" if WORKER else "test"))
 
 
 @pytest.fixture()
