@@ -1204,18 +1204,23 @@ return most
 #: scan fired (in its order), the stored tick of each period ('' if none), the earliest event time at which a tick
 #: can do more than fire SLA warnings and breaches ('' if never)}. A tick before the first time has nothing to
 #: fire (SLA_SCAN), resolve (AUTO_RESOLVE), expire (EXPIRE_STALE) or sweep (RETIRE_CASES with that slack); one
-#: before the last changes nothing but its cases' SLA marks (nothing a mention's context reads).
+#: before the last changes nothing but its cases' SLA marks (nothing a mention's context reads). A sweep slack < 0
+#: asks for the SLA timers alone (the state after an SLA-only tick): the third is then the next SLA timer, the last '-'.
 TIMER_STATE = _LIB + r"""
 local idle, stale, slack, full = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local rets = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
 local sla = lowest(K('cases', 'sla'), 1)
 local due = INF  -- what changes more than a case's SLA marks: resolve, expire, sweep
-local early = lowest(K('crm', 'earlyt'), 1)  -- a held reply joins its case when the mention comes: replied, active
-if idle > 0 then due = math.min(due, lowest(K('cases', 'replied'), 1) + idle, early + idle) end
-if stale > 0 then due = math.min(due, lowest(K('cases', 'active'), 1) + stale, early + stale) end
-if slack > 0 then due = math.min(due, (sweep_due(rets, slack, full))) else due = math.min(due, retire_due(rets, 0)) end
 local change = ''
-if due < INF / 2 then change = ms(math.floor(due)) end
+if slack < 0 then
+  change = '-'  -- after an SLA-only tick: the caller keeps its own bound of the rest (the tick did not move it)
+else
+  local early = lowest(K('crm', 'earlyt'), 1)  -- a held reply joins its case when the mention comes: replied, active
+  if idle > 0 then due = math.min(due, lowest(K('cases', 'replied'), 1) + idle, early + idle) end
+  if stale > 0 then due = math.min(due, lowest(K('cases', 'active'), 1) + stale, early + stale) end
+  if slack > 0 then due = math.min(due, (sweep_due(rets, slack, full))) else due = math.min(due, retire_due(rets, 0)) end
+  if due < INF / 2 then change = ms(math.floor(due)) end
+end
 due = math.min(due, sla)
 local cases = {}
 if ARGV[11] ~= '' then

@@ -489,6 +489,8 @@ class CrmProcessor:
 
         # (ops index, event time, delays) of each op bound.add saw: what an inline tick's state does not include yet
         adds: list[tuple[int, int, int, int]] = []
+        # ops index of each SLA-only tick: the bound's lower bound of the other timers when it was sent
+        sla_only: dict[int, float] = {}
 
         def planned() -> Iterator[tuple[str, Any]]:
             # a generator: the store sends the first plans to Redis while the rest are being made
@@ -502,7 +504,8 @@ class CrmProcessor:
                         break
                     b.passed[j] = b.ticks.pop(j)
                     if bound.may_fire(at):  # SLA timers only: before this mention's commit, same round trip
-                        call = self._tick_call(t)
+                        call = self._tick_call(t, sla_only=True)
+                        sla_only[len(ops)] = bound.change
                         ops.append((i, "timers", call))
                         yield "timers", call
                     # else: planned, the mentions before it added nothing due
@@ -545,7 +548,7 @@ class CrmProcessor:
         for k, ((i, kind, payload), rec) in enumerate(zip(ops, records, strict=True)):
             if kind == "timers":
                 tick_alerts, state = self._settle(rec["run"], payload.now_ms, _TICK_LIMIT, payload.memo)
-                self._learn(bound, state)
+                self._learn(bound, state, sla_only.get(k))
                 learnt = k
                 if i >= 0:  # inline, before mention i's commit
                     if tick_alerts:
@@ -568,10 +571,12 @@ class CrmProcessor:
         b.ahead = min(_AHEAD_MAX, 2 * b.ahead) if used >= end - pos else max(_AHEAD_MIN, 2 * used)
         return stop[0]
 
-    def _tick_call(self, t: Tick) -> TimerCall:
-        """An automatic tick's run of the timers (with the state after it; stored when it fires anything)."""
+    def _tick_call(self, t: Tick, sla_only: bool = False) -> TimerCall:
+        """An automatic tick's run of the timers (with the state after it; stored when it fires anything);
+        ``sla_only`` when the bound knows nothing but SLA timers can be due."""
         return TimerCall(t.now_ms, self._idle_ms(), _TICK_LIMIT, self.store.keys.tick_scan(t.period), 0,
-                         self.retention(), self._sweep_slack_ms(), state=True, keep=(t.period, t.by))
+                         self.retention(), self._sweep_slack_ms(), state=True, keep=(t.period, t.by),
+                         sla_only=sla_only)
 
     def _has_link_code(self, m: _Mention) -> bool:
         return not m.from_brand and m.link is None and bool(m.text) and bool(
@@ -659,10 +664,14 @@ class CrmProcessor:
                 for (cid, stage), case in zip(run.fired, cases, strict=True)], state
 
     @staticmethod
-    def _learn(bound: DueBound, state: TimerState | None) -> None:
-        """What a run of the timers tells of when they are next due (nothing, after a backlog's further calls)."""
+    def _learn(bound: DueBound, state: TimerState | None, change: float | None = None) -> None:
+        """What a run of the timers tells of when they are next due (nothing, after a backlog's further calls);
+        ``change``: for an SLA-only run, the bound of the other timers when it was sent (the run did not move it)."""
         if state is None:
             bound.unknown()
+        elif not state.change_known:
+            assert change is not None
+            bound.known_sla(state.next_due, change)
         else:
             bound.known(state.next_due, state.next_change)
 

@@ -83,6 +83,9 @@ class TimerState:
     #: the earliest event time at which a tick can do more than fire SLA warnings and breaches (resolve, expire,
     #: sweep: change what a mention's context reads); None: never
     next_change: int | None = None
+    #: False for the state after an SLA-only run (:attr:`TimerCall.sla_only`): ``next_due`` is then the next SLA
+    #: timer alone and ``next_change`` was not looked up (the run cannot have moved it)
+    change_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,9 @@ class TimerCall:
     #: an automatic tick's (period, mention): when the SLA scan fired anything, the call stores the tick's record
     #: itself (KEEP_TICK), so that a replay after a crash at any point returns the same alerts
     keep: tuple[int, str] | None = None
+    #: the caller knows that nothing but SLA timers can be due (:class:`crm.ticks.DueBound`): only the SLA scan
+    #: runs (auto-resolve, expiry and retirement would find nothing), and the state after it leaves out the rest
+    sla_only: bool = False
 
 
 @dataclass(slots=True)
@@ -424,9 +430,9 @@ class RedisCrmStore:
 
     @staticmethod
     def _state_call(retention: Retention, idle_ms: int, slack_ms: int, periods: Sequence[int],
-                    memo: str, limit: int = SWEEP_LIMIT) -> tuple[str, tuple[Any, ...]]:
-        return "TIMER_STATE", (max(0, idle_ms), max(0, retention.stale_ms), max(0, slack_ms), limit,
-                               retention.case_ms, *retention.args()[1:], memo, *periods)
+                    memo: str, limit: int = SWEEP_LIMIT, sla_only: bool = False) -> tuple[str, tuple[Any, ...]]:
+        return "TIMER_STATE", (max(0, idle_ms), max(0, retention.stale_ms), -1 if sla_only else max(0, slack_ms),
+                               limit, retention.case_ms, *retention.args()[1:], memo, *periods)
 
     @staticmethod
     def _timer_state(raw: Sequence[Any], periods: Sequence[int]) -> TimerState:
@@ -434,7 +440,8 @@ class RedisCrmStore:
             last=int(raw[0]) if raw[0] else None, watermark=int(raw[1]), next_due=int(raw[2]) if raw[2] else None,
             ticks={p: _tick_record(v) for p, v in zip(periods, raw[4], strict=True) if v},
             cases=[_pairs(c) or None for c in raw[3]],
-            next_change=int(raw[5]) if len(raw) > 5 and raw[5] else None)
+            next_change=int(raw[5]) if len(raw) > 5 and raw[5] and raw[5] != "-" else None,
+            change_known=not (len(raw) > 5 and raw[5] == "-"))
 
     def remember_tick(self, period: int, record: dict[str, Any] | None) -> None:
         """Store a tick (who triggered it, when, its alerts), indexed for retirement, and make its period the newest,
@@ -479,16 +486,18 @@ class RedisCrmStore:
     def _timer_calls(self, t: TimerCall) -> list[tuple[str, tuple[Any, ...]]]:
         ret = t.retention
         calls: list[tuple[str, tuple[Any, ...]]] = []
-        if t.idle_ms > 0:
+        if t.idle_ms > 0 and not t.sla_only:
             calls.append(("AUTO_RESOLVE", (t.now_ms - t.idle_ms, t.idle_ms, t.limit, DRAIN_LIMIT)))
         # SLA timers before expiry: a deadline passes long before a case goes stale, so its breach fires first
         calls.append(("SLA_SCAN", (t.now_ms, t.limit, *((t.memo, max(0, t.memo_ttl_s)) if t.memo else ()))))
-        if ret.stale_ms > 0:
-            calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
-        calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
+        if not t.sla_only:
+            if ret.stale_ms > 0:
+                calls.append(("EXPIRE_STALE", (t.now_ms, ret.stale_ms, t.limit, DRAIN_LIMIT)))
+            calls.append(("RETIRE_CASES", (ret.case_ms, t.limit, *ret.args()[1:], max(0, t.slack_ms), t.limit)))
         keep = t.keep is not None and bool(t.memo)
         if t.state:  # (the fired cases come from KEEP_TICK when it runs)
-            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), "" if keep else t.memo, t.limit))
+            calls.append(self._state_call(ret, t.idle_ms, t.slack_ms, (), "" if keep else t.memo, t.limit,
+                                          t.sla_only))
         if keep:
             assert t.keep is not None
             calls.append(("KEEP_TICK", (t.keep[0], t.keep[1], t.now_ms, t.memo)))
@@ -501,14 +510,16 @@ class RedisCrmStore:
         n = len(raw) - (1 if t.state else 0)  # the timers' own replies, then the state
         closed: list[str] = []
         assigned: list[tuple[str, str]] = []
+        state = self._timer_state(raw[n], ()) if t.state else None
+        if state is not None and kept is not None:
+            state.cases = [_pairs(c) or None for c in kept]
+        if t.sla_only:  # the SLA scan alone
+            return TimerRun(closed, assigned, _flat_pairs(raw[0]), 0, state=state)
         parts = ([raw[0]] if t.idle_ms > 0 else []) + ([raw[n - 2]] if t.retention.stale_ms > 0 else [])
         for part in parts:
             closed.extend(_s(c) for c in part[0])
             assigned.extend(_flat_pairs(part[1]))
         fired = raw[1] if t.idle_ms > 0 else raw[0]
-        state = self._timer_state(raw[n], ()) if t.state else None
-        if state is not None and kept is not None:
-            state.cases = [_pairs(c) or None for c in kept]
         return TimerRun(closed, assigned, _flat_pairs(fired), int(raw[n - 1]), state=state)
 
     def get_case(self, case_id: str) -> dict[str, str] | None:

@@ -141,6 +141,16 @@ class DueBound:
         self.due = math.inf if next_due is None else next_due
         self.change = math.inf if next_change is None else next_change
 
+    def known_sla(self, next_sla: int | None, change: float) -> None:
+        """After a tick that could only fire SLA timers: Redis said when the next SLA timer is due (None: none);
+        ``change`` is this bound's own bound of the other timers when the tick was sent (it cannot have moved them).
+
+        >>> b = DueBound(); b.known(500, 900); b.known_sla(None, 900); b.may_fire(899), b.may_fire(900)
+        (False, True)
+        """
+        self.change = change
+        self.due = min(math.inf if next_sla is None else next_sla, change)
+
     def unknown(self) -> None:
         self.due = self.change = -math.inf
 
