@@ -506,6 +506,7 @@ end
 local RETIRED = {{'cases', 'closed', 1}, {'threadt', 0}, {'outbox', 'sentt', 0}, {'crm', 'donet', 2},
   {'crm', 'tickt', 2}, {'prospects', 3}, {'tasks', 'open', 4}, {'crm', 'earlyt', 5}}
 local INF = 1e300
+local SLA_AHEAD = 8  -- the SLA timers TIMER_STATE names (crm.ticks.DueBound.fired)
 -- the n-th lowest score of sorted set z (INF when it has fewer members)
 local function lowest(z, n)
   local at = redis.call('ZRANGE', z, n - 1, n - 1, 'WITHSCORES')
@@ -1205,11 +1206,22 @@ return most
 #: can do more than fire SLA warnings and breaches ('' if never)}. A tick before the first time has nothing to
 #: fire (SLA_SCAN), resolve (AUTO_RESOLVE), expire (EXPIRE_STALE) or sweep (RETIRE_CASES with that slack); one
 #: before the last changes nothing but its cases' SLA marks (nothing a mention's context reads). A sweep slack < 0
-#: asks for the SLA timers alone (the state after an SLA-only tick): the third is then the next SLA timer, the last '-'.
+#: asks for the SLA timers alone (the state after an SLA-only tick): the third is then the next SLA timer, the sixth
+#: '-'. Then the next SLA_AHEAD SLA timers, flat (time, their case's due_ms or ''), and the time of the one after
+#: them ('' if none): enough for crm.ticks.DueBound.fired to follow a few SLA-only ticks without asking again.
 TIMER_STATE = _LIB + r"""
 local idle, stale, slack, full = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local rets = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
-local sla = lowest(K('cases', 'sla'), 1)
+-- the next SLA timers (their time and their case's deadline: a warning's timer moves there) and the one after them
+local nxt, sched, rest = redis.call('ZRANGE', K('cases', 'sla'), 0, SLA_AHEAD, 'WITHSCORES'), {}, ''
+for i = 1, #nxt - 1, 2 do
+  if i > 2 * SLA_AHEAD then rest = nxt[i + 1] else
+    sched[#sched + 1] = nxt[i + 1]
+    sched[#sched + 1] = redis.call('HGET', K('case', nxt[i]), 'due_ms') or ''
+  end
+end
+local sla = INF
+if #nxt > 0 then sla = tonumber(nxt[2]) end
 local due = INF  -- what changes more than a case's SLA marks: resolve, expire, sweep
 local change = ''
 if slack < 0 then
@@ -1234,7 +1246,7 @@ local ticks = {}
 for i = 12, #ARGV do ticks[#ticks + 1] = redis.call('GET', K('crm', 'tick', ARGV[i])) or '' end
 local d = ''
 if due < INF / 2 then d = ms(math.floor(due)) end
-return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, ticks, change}
+return {redis.call('GET', K('crm', 'tick', 'last')) or '', ms(wm()), d, cases, ticks, change, sched, rest}
 """
 
 #: ARGV: prefix, period (ms), the tick's record JSON (or '' to only move the newest period). Stores a tick that

@@ -336,7 +336,7 @@ class CrmProcessor:
             todo.append((i, m))
         ticks, state = self._ticks(todo)
         b = _Batch(todo, results, ticks, DueBound())
-        b.bound.known(state.next_due, state.next_change)
+        b.bound.known(state.next_due, state.next_change, state.sla, state.sla_rest)
         # the newest event time any customer mention before each position can have moved the watermark to
         b.reach.append(max(state.watermark, 0))
         for _, m in todo:
@@ -507,6 +507,7 @@ class CrmProcessor:
                         call = self._tick_call(t, sla_only=True)
                         sla_only[len(ops)] = bound.change
                         ops.append((i, "timers", call))
+                        bound.fired(call.now_ms)  # a later tick of this round trip runs if something is due by then
                         yield "timers", call
                     # else: planned, the mentions before it added nothing due
                 if m.from_brand:
@@ -671,9 +672,9 @@ class CrmProcessor:
             bound.unknown()
         elif not state.change_known:
             assert change is not None
-            bound.known_sla(state.next_due, change)
+            bound.known_sla(state.next_due, change, state.sla, state.sla_rest)
         else:
-            bound.known(state.next_due, state.next_change)
+            bound.known(state.next_due, state.next_change, state.sla, state.sla_rest)
 
     # -- agent actions (CLI, dashboard) ------------------------------------------------------------
     def reply(self, case_id: str, *, now_ms: int, text: str | None = None, article_id: str | None = None,

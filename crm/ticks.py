@@ -134,14 +134,28 @@ class DueBound:
     def __init__(self) -> None:
         self.due: float = -math.inf
         self.change: float = -math.inf
+        #: the next SLA timers Redis named (event time, their case's deadline), soonest first; None: not known
+        self.sla: list[tuple[int, int | None]] | None = None
+        #: no other SLA timer Redis had is due before this
+        self.sla_rest: float = -math.inf
+        #: the soonest anything added since Redis said can be due
+        self.added: float = math.inf
 
-    def known(self, next_due: int | None, next_change: int | None) -> None:
+    def known(self, next_due: int | None, next_change: int | None,
+              sla: Sequence[tuple[int, int | None]] | None = None, sla_rest: int | None = None) -> None:
         """Redis said when the timers are next due right now, and when they can next change more than SLA marks
-        (None: never, until something is added)."""
+        (None: never, until something is added); ``sla``, ``sla_rest``: its next SLA timers (:meth:`fired`)."""
         self.due = math.inf if next_due is None else next_due
         self.change = math.inf if next_change is None else next_change
+        self._schedule(sla, sla_rest)
 
-    def known_sla(self, next_sla: int | None, change: float) -> None:
+    def _schedule(self, sla: Sequence[tuple[int, int | None]] | None, rest: int | None) -> None:
+        self.sla = None if sla is None else sorted(sla)
+        self.sla_rest = math.inf if rest is None else rest
+        self.added = math.inf
+
+    def known_sla(self, next_sla: int | None, change: float, sla: Sequence[tuple[int, int | None]] | None = None,
+                  sla_rest: int | None = None) -> None:
         """After a tick that could only fire SLA timers: Redis said when the next SLA timer is due (None: none);
         ``change`` is this bound's own bound of the other timers when the tick was sent (it cannot have moved them).
 
@@ -150,15 +164,44 @@ class DueBound:
         """
         self.change = change
         self.due = min(math.inf if next_sla is None else next_sla, change)
+        self._schedule(sla, sla_rest)
 
     def unknown(self) -> None:
         self.due = self.change = -math.inf
+        self._schedule(None, None)
 
     def add(self, ts_ms: int, delay: int, change: int) -> None:
         """A mention or reply of event time ``ts_ms`` is (or will be, before the tick in question) applied; what it
         adds can be due ``delay`` later at the soonest, and change more than SLA marks ``change`` later."""
         self.due = min(self.due, ts_ms + delay)
         self.change = min(self.change, ts_ms + change)
+        self.added = min(self.added, ts_ms + delay)
+
+    def fired(self, now_ms: int) -> None:
+        """A tick that can only fire SLA timers runs at ``now_ms`` (before Redis says what it left): follow the SLA
+        timers Redis named through it (SLA_SCAN: a timer due by then goes, a warning's moves to its case's deadline
+        if that is later) so that a later tick in the same round trip runs only if something can be due by then.
+
+        >>> b = DueBound(); b.known(100, 10_000, [(100, 300), (200, 200)], 900); b.fired(150); b.due
+        200
+        >>> b.fired(250); b.due  # the first case's warning moved to its deadline 300
+        300
+        >>> b.add(0, 280, 10**9); b.fired(260); b.due  # something added before may be due at 280
+        280
+        """
+        if self.sla is None:
+            return
+        left = []
+        for at, deadline in self.sla:
+            if at > now_ms:
+                left.append((at, deadline))
+            elif deadline is not None and deadline > now_ms:
+                left.append((deadline, deadline))
+        left.sort()
+        self.sla = left
+        if self.sla_rest <= now_ms:  # timers Redis did not name were due too: they may move anywhere after now
+            self.sla_rest = now_ms + 1
+        self.due = min(left[0][0] if left else math.inf, self.sla_rest, self.change, self.added)
 
     def may_fire(self, at_ms: int, extra: float = math.inf) -> bool:
         """Whether a tick at event time (or watermark) ``at_ms`` may do anything; ``extra``: a lower bound of what
