@@ -670,8 +670,7 @@ class CrmProcessor:
         ``change``: for an SLA-only run, the bound of the other timers when it was sent (the run did not move it)."""
         if state is None:
             bound.unknown()
-        elif not state.change_known:
-            assert change is not None
+        elif change is not None:  # Redis did not look the other timers up
             bound.known_sla(state.next_due, change, state.sla, state.sla_rest)
         else:
             bound.known(state.next_due, state.next_change, state.sla, state.sla_rest)

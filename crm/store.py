@@ -81,11 +81,9 @@ class TimerState:
     #: the hashes of the cases the memo's SLA scan fired, in its order (None for a case gone)
     cases: list[dict[str, str] | None] = field(default_factory=list)
     #: the earliest event time at which a tick can do more than fire SLA warnings and breaches (resolve, expire,
-    #: sweep: change what a mention's context reads); None: never
+    #: sweep: change what a mention's context reads); None: never, or not looked up: after an SLA-only run
+    #: (:attr:`TimerCall.sla_only`, which cannot have moved it), whose ``next_due`` is the next SLA timer alone
     next_change: int | None = None
-    #: False for the state after an SLA-only run (:attr:`TimerCall.sla_only`): ``next_due`` is then the next SLA
-    #: timer alone and ``next_change`` was not looked up (the run cannot have moved it)
-    change_known: bool = True
     #: the next SLA timers (event time, their case's deadline ``due_ms`` or None), soonest first, and the time of
     #: the one after them (None: no other): :meth:`crm.ticks.DueBound.fired` follows them through SLA-only ticks
     sla: list[tuple[int, int | None]] = field(default_factory=list)
@@ -445,7 +443,6 @@ class RedisCrmStore:
             ticks={p: _tick_record(v) for p, v in zip(periods, raw[4], strict=True) if v},
             cases=[_pairs(c) or None for c in raw[3]],
             next_change=int(raw[5]) if len(raw) > 5 and raw[5] and raw[5] != "-" else None,
-            change_known=not (len(raw) > 5 and raw[5] == "-"),
             sla=[(int(float(raw[6][i])), int(raw[6][i + 1]) if raw[6][i + 1] else None)
                  for i in range(0, len(raw[6]) - 1, 2)] if len(raw) > 6 else [],
             sla_rest=int(float(raw[7])) if len(raw) > 7 and raw[7] else None)

@@ -150,6 +150,7 @@ class DueBound:
         self._schedule(sla, sla_rest)
 
     def _schedule(self, sla: Sequence[tuple[int, int | None]] | None, rest: int | None) -> None:
+        """Redis named its next SLA timers (or not: None): nothing added since."""
         self.sla = None if sla is None else sorted(sla)
         self.sla_rest = math.inf if rest is None else rest
         self.added = math.inf
