@@ -198,8 +198,12 @@ def _kpi_tiles(view: CommandCentre) -> None:
          format_delta(k["p90_response_min"], p["p90_response_min"], "min"), "inverse", "p90_response_min",
          "90th percentile of first response times of replies posted in the range." if view.gran == "m" else
          "90th percentile of first response times of the range's mentions (hour and day sketches, within 1 %)."),
-        ("Answer rate", _percent(k["answer_rate"]), format_delta(k["answer_rate"], p["answer_rate"], "pp"),
-         "normal", "answer_rate", "Replies ÷ customer queries in the range."),
+        ("Answer rate", _percent(k["answer_rate"]),
+         format_delta(k.get("settled_answer_rate"), p["answer_rate"], "pp"), "normal", "answer_rate",
+         "Answered customer queries ÷ customer queries in the range (answered: the brand replied to it)."
+         + (f" Queries of the last {format_minutes(view.answer_wait_min)} (the p90 response time) are still being "
+            "answered: the trend line and the comparison with the range before leave them out."
+            if view.answer_wait_min else "")),
         ("Negative share", _percent(k["negative_share"]),
          format_delta(k["negative_share"], p["negative_share"], "pp"), "inverse", "negative_share",
          "Share of mentions classified negative."),

@@ -627,6 +627,10 @@ class CommandCentre:
     newest: datetime | None = None
     #: Start of the newest window when it is still filling (the newest mention is not at its end).
     filling_from: datetime | None = None
+    #: How long the range's queries take to be answered (its p90 first response, minutes; 0 without replies): the
+    #: windows newer than that are still being answered, so the answer-rate trend and its comparison with the range
+    #: before (``kpis["settled_answer_rate"]``) leave them out.
+    answer_wait_min: float = 0.0
     kpis: dict[str, float | None] = field(default_factory=dict)
     previous: dict[str, float | None] = field(default_factory=dict)
     sparklines: dict[str, list[float | None]] = field(default_factory=dict)
@@ -722,15 +726,16 @@ def read_command_centre(client: redis.Redis, keys: Keys, brand: str | None = Non
     previous = (_kpis(before, prev_rt, minutes, authors_before or 0, stats) if has_before
                 else dict.fromkeys(kpis))
     starts = [datetime.fromtimestamp((start_ms + i * length) / 1000, tz=UTC) for i in range(n_windows)]
+    wait_ms, settled = _settled(current, kpis, starts, length, newest_ms)
     by_channel = _by_channel(current, starts)
     response = _response_series(cur_rt, start_ms, length)
     return CommandCentre(
         brands=brands, brand=brand, minutes=minutes, gran=gran,
         start=starts[0], end=datetime.fromtimestamp((end_ms + length) / 1000, tz=UTC),
         newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
-        filling_from=starts[-1] if filling else None,
+        filling_from=starts[-1] if filling else None, answer_wait_min=wait_ms / 60_000,
         kpis=kpis, previous=previous,
-        sparklines=_sparklines(current, response, starts[:-1] if filling else starts),
+        sparklines=_sparklines(current, response, starts[:-1] if filling else starts, settled),
         by_channel=by_channel, sentiment=_sentiment_series(by_channel), response=response,
         channels=_breakdown(current, cur_rt, "channel"), brands_table=_breakdown(current, cur_rt, "brand"),
         latest=out.latest, dead_letters=out.dead_letters, alerts=out.alerts,
@@ -795,6 +800,7 @@ def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, ch
     by_channel = _channel_grid(pair_list, grid, seen, starts)
     slot_rows = [{"start": starts[i], **dict(zip(_RANGE_FIELDS, map(int, per_slot[i, 1:]), strict=True))}
                  for i in range(n_windows)]
+    wait_ms, settled = _settled(slot_rows, kpis, starts, length, newest_ms)
     rows = []
     day_p90: dict[str, float | None] = {}
     for i in range(n_windows):
@@ -815,9 +821,9 @@ def _command_centre_long(client: redis.Redis, keys: Keys, out: CommandCentre, ch
         brands=out.brands, brand=out.brand, minutes=minutes, gran=gran,
         start=starts[0], end=datetime.fromtimestamp((end_ms + length) / 1000, tz=UTC),
         newest=datetime.fromtimestamp(newest_ms / 1000, tz=UTC),
-        filling_from=starts[-1] if filling else None,
+        filling_from=starts[-1] if filling else None, answer_wait_min=wait_ms / 60_000,
         kpis=kpis, previous=previous,
-        sparklines=_sparklines(slot_rows, response, starts[:-1] if filling else starts),
+        sparklines=_sparklines(slot_rows, response, starts[:-1] if filling else starts, settled),
         by_channel=by_channel, sentiment=_sentiment_grid(per_slot, starts) if not by_channel.empty
         else _sentiment_series(by_channel), response=response,
         channels=_breakdown(current, None, "channel"), brands_table=_breakdown(current, None, "brand"),
@@ -962,8 +968,28 @@ def _response_series(responses: list[dict[str, Any]], start_ms: int, length: int
     return pd.DataFrame(out, columns=["start", "statistic", "minutes", "replies"])
 
 
-def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
-                starts: list[datetime]) -> dict[str, list[float | None]]:
+def _settled(rows: list[dict[str, Any]], kpis: dict[str, float | None], starts: list[datetime], length_ms: int,
+             newest_ms: int) -> tuple[int, list[datetime]]:
+    """How long the range's queries take to be answered (the p90 of its first responses, ms; 0 without any) and the
+    windows whose queries have had that long by the newest event; sets ``kpis["settled_answer_rate"]``, the answer
+    rate of those windows (None without queries in them).
+
+    A query asked a few minutes ago is not answered *yet*: counting the newest windows in a trend or against the
+    range before would show a drop that is only the wait (on a wall display it looks like an outage).
+    """
+    p90 = kpis.get("p90_response_min")
+    wait_ms = int(p90 * 60_000) if p90 else 0
+    settled = [s for s in starts if _ms(s) + length_ms + wait_ms <= newest_ms]
+    keep = set(settled)
+    queries = sum(r["queries"] for r in rows if r["start"] in keep)
+    answered = sum(r["answered"] for r in rows if r["start"] in keep)
+    kpis["settled_answer_rate"] = answered / queries if queries else None
+    return wait_ms, settled
+
+
+def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame, starts: list[datetime],
+                settled: list[datetime]) -> dict[str, list[float | None]]:
+    """Per-window values of the KPIs over ``starts`` (the answer rate over the ``settled`` windows only)."""
     sums: dict[datetime, dict[str, int]] = {s: {} for s in starts}
     for r in rows:
         acc = sums.get(r["start"])
@@ -972,6 +998,7 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
         for name in ("mentions", "queries", "negative", "response_count", "authors", "answered"):
             acc[name] = acc.get(name, 0) + r[name]
     ordered = [sums[s] for s in sorted(sums)]
+    done = set(settled)
     mean = dict(zip(response.loc[response.statistic == "mean", "start"],
                     response.loc[response.statistic == "mean", "minutes"], strict=True))
     p90 = dict(zip(response.loc[response.statistic == "p90", "start"],
@@ -981,7 +1008,8 @@ def _sparklines(rows: list[dict[str, Any]], response: pd.DataFrame,
         "authors": [float(a.get("authors", 0)) for a in ordered],
         "mean_response_min": [mean[s] for s in sorted(sums) if s in mean],
         "p90_response_min": [p90[s] for s in sorted(sums) if s in p90],
-        "answer_rate": [a["answered"] / a["queries"] for a in ordered if a.get("queries")],
+        "answer_rate": [a["answered"] / a["queries"] for s, a in zip(sorted(sums), ordered, strict=True)
+                        if s in done and a.get("queries")],
         "negative_share": [a["negative"] / a["mentions"] for a in ordered if a.get("mentions")],
     }
 

@@ -139,6 +139,41 @@ def test_time_ranges_read_minute_and_hour_windows(redis_url: str,
     assert day.previous["mentions"] is None
 
 
+def test_answer_trend_and_comparison_leave_out_queries_still_being_answered(
+        monkeypatch: pytest.MonkeyPatch, redis_url: str, seeded: tuple[str, list[dict[str, Any]]]) -> None:
+    """The newest queries are not answered *yet*: the answer-rate sparkline and its delta stop at the windows whose
+    queries have had the range's p90 response time, so the trend does not fall to 0 at its end (an outage look-alike
+    on a wall display); the tile's value stays answered ÷ queries of the whole range."""
+    prefix, rows = seeded
+    client = connect(redis_url)
+    view = read_command_centre(client, Keys(prefix), None, 60)
+    exp = expected_figures(rows, minutes=60)
+    assert view.answer_wait_min == pytest.approx(exp["p90_response_min"], abs=1 / 60_000)
+    assert view.kpis["answer_rate"] == pytest.approx(exp["answer_rate"])
+    # plain arithmetic on the rows: the minutes whose queries are at least the wait old at the newest event
+    newest = view.newest.timestamp() * 1000
+    end = max(r["ts"] for r in rows) // 60_000 * 60_000
+    wait = view.answer_wait_min * 60_000
+    settled = [m for m in range(end - 59 * 60_000, end + 60_000, 60_000) if m + 60_000 + wait <= newest]
+    assert 0 < len(settled) < 60
+    replied = {r["in_reply_to"] for r in rows if r.get("from_brand")}
+    rates, asked_all, answered_all = [], 0, 0
+    for m in settled:
+        asked = [r for r in rows if not r.get("from_brand") and m <= r["ts"] < m + 60_000
+                 and r["text"].startswith("how do I")]
+        if asked:
+            rates.append(sum(r["id"] in replied for r in asked) / len(asked))
+            asked_all += len(asked)
+            answered_all += sum(r["id"] in replied for r in asked)
+    assert view.sparklines["answer_rate"] == pytest.approx(rates)
+    assert view.kpis["settled_answer_rate"] == pytest.approx(answered_all / asked_all)
+    at = _app(monkeypatch, redis_url, prefix)
+    assert not at.exception
+    tile = next(m for m in at.metric if m.label == "Answer rate")
+    assert f"Queries of the last {format_minutes(view.answer_wait_min)}" in tile.help
+    assert "still being answered" in tile.help
+
+
 def test_empty_prefix_says_waiting_for_data(monkeypatch: pytest.MonkeyPatch, redis_url: str,
                                             key_prefix: str, r: redis.Redis) -> None:
     at = _app(monkeypatch, redis_url, key_prefix)
