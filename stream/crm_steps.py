@@ -103,11 +103,10 @@ class CrmHost:
             if "error" in res:
                 items.append(("dlq", DeadLetter(raw=e.to_json(), reason=f"crm: {res['error']}", source="crm",
                                                 key=f"crm:{e.mention.id}")))
-                items.append(("enriched", e))
-                continue
-            if not e.mention.from_brand:
+            elif not e.mention.from_brand:
                 e = dataclasses.replace(e, case_id=res.get("case_id"), customer_id=res.get("customer_id"))
             items.append(("enriched", e))
+            # the alerts of the timers its event time ticked, even when the mention itself was refused: the tick ran
             for alert in res.get("alerts") or ():
                 try:
                     items.append(("alert", Alert.from_dict(alert)))

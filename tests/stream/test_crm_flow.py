@@ -7,9 +7,12 @@ from pathlib import Path
 import redis
 from pulse_testkit import make_mentions, pulse
 
-from crm import make_store
+from crm import CrmProcessor, CrmSettings, RuleSet, make_store
+from crm.sla import iso_ms
+from stream.crm_steps import CrmHost
 from stream.keys import Keys
 from stream.metrics import totals
+from stream.schema import Enriched
 
 CRM_TOML = """
 [crm]
@@ -110,3 +113,28 @@ def test_demo_team_answers_its_cases_and_frees_up(redis_url: str, key_prefix: st
     assert all(int(c["resolved_ms"]) >= int(c["replied_ms"]) >= int(c["created_ms"]) for c in resolved)
     served = {c["queue"] for c in resolved}
     assert "service" in served, served
+
+
+def test_alerts_of_a_tick_survive_the_refusal_of_the_mention_that_ticked(r: redis.Redis, key_prefix: str) -> None:
+    """A mention the CRM refuses (here: a rule reply that a CRM without an outbox cannot send) may still have ticked
+    the timers at its event time: the SLA breaches that tick fired are published, beside the mention's dead letter."""
+    t0 = 1_714_557_600_000
+    settings = CrmSettings(prefix=key_prefix)
+    rules = RuleSet.from_toml('[[rule]]\nname = "thank"\n[rule.when]\n"mention.text" = { contains = "thanks" }\n'
+                              '[[rule.then]]\noutbox = { text = "You are welcome" }\n')
+    host = CrmHost(redis_url="unused: the processor is set below", settings=settings, rules_path=None)
+    host._proc = CrmProcessor(make_store(r, key_prefix), rules, settings=settings)  # no outbox: sends are refused
+
+    def enriched(i: int, text: str, ts_ms: int, intent: str) -> Enriched:
+        return Enriched.from_dict({"id": f"twitter:{i}", "channel": "twitter", "brand": "acme", "author": f"u{i}",
+                                   "text": text, "ts": iso_ms(ts_ms), "intent": intent, "sentiment": "negative",
+                                   "sentiment_score": -0.5})
+
+    first = host.process([enriched(1, "how do I get my refund?", t0, "query")])
+    assert [kind for kind, _ in first] == ["enriched"] and first[0][1].case_id
+    later = host.process([enriched(2, "thanks anyway", t0 + 2 * 86_400_000, "comment")])  # past its SLA
+    kinds = [kind for kind, _ in later]
+    assert kinds.count("dlq") == 1 and "no outbox" in next(item.reason for kind, item in later if kind == "dlq")
+    alerts = [item for kind, item in later if kind == "alert"]
+    assert alerts and {a.kind for a in alerts} == {"sla_breach"}
+    assert all(first[0][1].case_id in a.message for a in alerts)
