@@ -1,7 +1,10 @@
 """Alert push: a WebSocket server that sends every new alert to every connected client, as it happens.
 
 On connect a client receives the latest ``backlog`` alerts (from the ``alerts`` stream, oldest first),
-then each alert published on the ``alerts:live`` pub/sub channel, one JSON text frame per alert.
+then each alert state appended to that stream after them, one JSON text frame per alert. The relay tails the stream
+itself (``XREAD`` from the last entry it sent), so nothing appended while it was away from Redis is skipped (the
+flow's sink writes what it held back the moment Redis returns, before a pub/sub subscriber would be back) and a
+state the sink wrote again (a replay, a retry) is sent once, as it is appended once.
 Incident tooling (a pager bridge, a chat bot, the wall display) subscribes with any WebSocket client::
 
     python -m websockets ws://localhost:8765/
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class AlertPushServer:
-    """Relay ``{prefix}alerts:live`` to WebSocket clients.
+    """Relay the alerts stream ``{prefix}alerts`` to WebSocket clients, as entries are appended.
 
     >>> srv = AlertPushServer("redis://localhost:6379/0", Keys("pulse:"), port=0)
     >>> srv.backlog
@@ -46,6 +49,8 @@ class AlertPushServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+        #: The id of the last stream entry relayed (or the newest when the relay started): it resumes after it.
+        self._last_id: bytes | None = None
 
     async def _handler(self, ws: ServerConnection) -> None:
         client = aredis.Redis.from_url(self.redis_url)
@@ -64,7 +69,8 @@ class AlertPushServer:
             self._clients.discard(ws)
 
     async def _relay(self) -> None:
-        """Relay live alerts; while Redis is away, reconnect with the flow's backoff (and its log lines)."""
+        """Relay new alerts; while Redis is away, reconnect with the flow's backoff (and its log lines), then
+        resume after the last entry relayed."""
         attempt = 0
 
         def back() -> None:
@@ -74,26 +80,34 @@ class AlertPushServer:
 
         while True:
             try:
-                await self._relay_once(on_subscribed=back)
+                await self._relay_once(on_connected=back)
             except TRANSIENT_ERRORS as exc:
                 attempt += 1
                 wait = RETRY.delay(attempt)
                 note_redis_down(exc, attempt, wait, "alert push")
                 await asyncio.sleep(wait)
 
-    async def _relay_once(self, on_subscribed: Any) -> None:
+    async def _anchor(self, client: aredis.Redis) -> None:
+        """Start after the newest entry (clients get older ones as their backlog), once."""
+        if self._last_id is None:
+            newest = await client.xrevrange(self.keys.alerts, count=1)
+            self._last_id = newest[0][0] if newest else b"0-0"
+
+    async def _relay_once(self, on_connected: Any) -> None:
         client = aredis.Redis.from_url(self.redis_url)
-        pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(self.keys.alerts_live)
-            on_subscribed()
+            await self._anchor(client)
+            on_connected()
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None and msg.get("type") == "message":
-                    data = msg["data"]
-                    broadcast(self._clients, data.decode() if isinstance(data, bytes) else str(data))
+                assert self._last_id is not None
+                got = await client.xread({self.keys.alerts: self._last_id}, count=500, block=1000)
+                for _stream, entries in got or ():
+                    for entry_id, fields in entries:
+                        self._last_id = entry_id
+                        body = fields.get(b"alert")
+                        if body is not None:
+                            broadcast(self._clients, body.decode())
         finally:
-            await pubsub.aclose()
             await client.aclose()
 
     async def serve(self) -> None:
@@ -102,6 +116,13 @@ class AlertPushServer:
         async with serve(self._handler, self.host, self.port) as server:
             self._server = server
             self.port = server.sockets[0].getsockname()[1] if self.port == 0 else self.port
+            client = aredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            try:  # anchored before start() returns: an alert appended after it is relayed
+                await self._anchor(client)
+            except TRANSIENT_ERRORS as exc:  # Redis away: anchored when the relay reaches it
+                log.warning("alert push starts without redis (%s): it relays once Redis answers", exc)
+            finally:
+                await client.aclose()
             relay = asyncio.create_task(self._relay())
             self._ready.set()
             log.info("alert push on ws://%s:%d/", self.host, self.port)

@@ -42,6 +42,8 @@ redis.call('ZADD', KEYS[2], tonumber(string.match(id, '^(%d+)')), ARGV[1])
 if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[2]) + 1000 then
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[2]) - 1)
 end
+-- KEYS[3], if given, is a pub/sub channel announcing the entry (its last field's value): only when appended
+if KEYS[3] then redis.call('PUBLISH', KEYS[3], ARGV[#ARGV]) end
 return 1
 """
 
@@ -260,10 +262,11 @@ class RedisWriter:
         )
 
     def alert(self, pipe: redis.client.Pipeline, alert: Alert) -> None:
-        """Append an alert's state once to the alerts stream, keep it current by id, publish it live."""
+        """Append an alert's state once to the alerts stream (announced on ``alerts:live`` when appended, so a
+        replay or retry announces nothing twice), keep it current by id."""
         body = alert.to_json()
         state = alert.message.split(":", 1)[0]
-        self._append_once(keys=[self.keys.alerts, self.keys.alerts_seen],
+        self._append_once(keys=[self.keys.alerts, self.keys.alerts_seen, self.keys.alerts_live],
                           args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "alert", body], client=pipe)
         pipe.hset(self.keys.alerts_current, alert.id, body)
         # retired by event time (its window), never before the newest state of an open incident
@@ -273,7 +276,6 @@ class RedisWriter:
             pass
         else:
             pipe.zadd(self.keys.alerts_current_at, {alert.id: at}, gt=True)
-        pipe.publish(self.keys.alerts_live, body)
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Any]):
