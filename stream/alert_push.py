@@ -50,7 +50,7 @@ class AlertPushServer:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         #: The id of the last stream entry relayed (or the newest when the relay started): it resumes after it.
-        self._last_id: bytes | None = None
+        self._last_id: Any = None
 
     async def _handler(self, ws: ServerConnection) -> None:
         client = aredis.Redis.from_url(self.redis_url)
@@ -90,7 +90,7 @@ class AlertPushServer:
     async def _anchor(self, client: aredis.Redis) -> None:
         """Start after the newest entry (clients get older ones as their backlog), once."""
         if self._last_id is None:
-            newest = await client.xrevrange(self.keys.alerts, count=1)
+            newest: Any = await client.xrevrange(self.keys.alerts, count=1)
             self._last_id = newest[0][0] if newest else b"0-0"
 
     async def _relay_once(self, on_connected: Any) -> None:
@@ -100,7 +100,7 @@ class AlertPushServer:
             on_connected()
             while True:
                 assert self._last_id is not None
-                got = await client.xread({self.keys.alerts: self._last_id}, count=500, block=1000)
+                got: Any = await client.xread({self.keys.alerts: self._last_id}, count=500, block=1000)
                 for _stream, entries in got or ():
                     for entry_id, fields in entries:
                         self._last_id = entry_id
