@@ -55,18 +55,32 @@ class AlertPushServer:
     async def _handler(self, ws: ServerConnection) -> None:
         client = aredis.Redis.from_url(self.redis_url)
         try:
-            entries: list[Any] = await client.xrevrange(self.keys.alerts, count=self.backlog) or []
-            for _id, fields in reversed(entries):
-                await ws.send(fields[b"alert"].decode())
+            await self._catch_up(client, ws)
         except TRANSIENT_ERRORS as exc:  # Redis away: the client still gets live alerts once it is back
             log.warning("alert backlog skipped, redis unreachable: %s", exc)
         finally:
             await client.aclose()
-        self._clients.add(ws)
+        self._clients.add(ws)  # level with the relay: no await since the check, nothing in between is missed
         try:
             await ws.wait_closed()
         finally:
             self._clients.discard(ws)
+
+    async def _catch_up(self, client: aredis.Redis, ws: ServerConnection) -> None:
+        """Send the latest ``backlog`` entries up to the relay's position, then what the relay sent meanwhile, until
+        the client is level with it (it then joins the broadcast in the same step of the event loop)."""
+        pos = self._last_id
+        entries: Any = await client.xrevrange(self.keys.alerts, count=self.backlog,
+                                              **({} if pos is None else {"max": pos}))
+        for _id, fields in reversed(entries or []):
+            await ws.send(fields[b"alert"].decode())
+        while pos is not None and pos != self._last_id:
+            upto = self._last_id
+            start = pos.decode() if isinstance(pos, bytes) else str(pos)
+            entries = await client.xrange(self.keys.alerts, min=f"({start}", max=upto)
+            for _id, fields in entries or []:
+                await ws.send(fields[b"alert"].decode())
+            pos = upto
 
     async def _relay(self) -> None:
         """Relay new alerts; while Redis is away, reconnect with the flow's backoff (and its log lines), then
