@@ -65,10 +65,11 @@ LABEL_EVERY = 25
 LABEL_LAG = 7
 _TEXT_MODELS = ("sentiment", "intent", "department")
 
-# Keys and fields whose content is wall-clock time by design (Redis stream ids, the time a dead letter was
-# received): the comparison drops them; everything else must be equal byte for byte.
-_STREAM_ID_SCORED = (b"dlq:marks", b"alerts:marks")
+# Fields whose content is wall-clock time by design (the time a dead letter was received) and the streams whose ids
+# still are (the CRM's outboxes and rule hits): the comparison drops them; everything else must be equal byte for
+# byte, the alerts' and dead letters' stream ids (which follow the stream's last entry) and their marks included.
 _WALL_FIELDS = {b"ts_received"}
+_ORDERED_STREAMS = (b"alerts", b"dlq")
 
 
 def write_sim_file(path: Path, mentions: int, seed: int = 11) -> Path:
@@ -185,9 +186,8 @@ def replay_with_kills(path: Path, mentions: int, redis_url: str, prefix: str, da
 def dump_keys(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
     """Every key under ``prefix`` (name without the prefix) -> its content in a comparable form.
 
-    Streams are their entries' fields in order (ids are wall-clock time); HyperLogLogs their count; the
-    ``seen`` marks of the dead-letter and alert streams their members (scored by stream id); a dead
-    letter's ``ts_received`` (when it was received) is dropped.
+    Streams are their entries' fields in order, with their ids for the alerts and dead letters (the others' ids are
+    wall-clock time); HyperLogLogs their count; a dead letter's ``ts_received`` (when it was received) is dropped.
     """
     out: dict[bytes, Any] = {}
     raw_prefix = prefix.encode()
@@ -204,13 +204,13 @@ def dump_keys(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
         elif kind == b"set":
             value = sorted(client.smembers(key))  # type: ignore[arg-type]
         elif kind == b"zset":
-            pairs = client.zrange(key, 0, -1, withscores=True)
-            value = sorted(m for m, _ in pairs) if name.endswith(_STREAM_ID_SCORED) else pairs  # type: ignore[union-attr]
+            value = client.zrange(key, 0, -1, withscores=True)
         elif kind == b"list":
             value = client.lrange(key, 0, -1)
         elif kind == b"stream":
-            value = [{k: v for k, v in fields.items() if k not in _WALL_FIELDS}
-                     for _, fields in client.xrange(key)]  # type: ignore[union-attr]
+            ordered = name in _ORDERED_STREAMS
+            value = [(entry_id if ordered else None, {k: v for k, v in fields.items() if k not in _WALL_FIELDS})
+                     for entry_id, fields in client.xrange(key)]  # type: ignore[union-attr]
         else:
             continue  # gone between SCAN and TYPE
         out[name] = value

@@ -34,6 +34,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from connectors.records import INVALID_UTF8, RawRecord
 
 __all__ = [
+    "DEFAULT_MAX_WAIT_S",
     "FORMATS",
     "MAPPINGS_DIR",
     "ProgressCallback",
@@ -52,6 +53,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: A paced replay waits at most this many seconds of wall time between two records (``FileSource(max_wait_s=...)``).
+DEFAULT_MAX_WAIT_S = 10.0
 #: Input formats a file can be read as; ``mention`` is an alias of ``csv`` (a CSV with a mapping).
 FORMATS = ("jsonl", "twcs", "csv", "mention", "calls")
 #: The columns of the Customer Support on Twitter export.
@@ -701,6 +704,7 @@ class _FilePartition(StatefulSourcePartition[RawRecord, int]):
         speed: float,
         batch_size: int,
         report: Callable[[str, int, int], None],
+        max_wait_s: float = 0.0,
     ) -> None:
         self._name = name
         self._records = records
@@ -717,9 +721,15 @@ class _FilePartition(StatefulSourcePartition[RawRecord, int]):
             for t in times:
                 last = t if t is not None else last
                 filled.append(last)
-            anchor_event = filled[self._pos] if self._pos < len(filled) else 0
-            anchor_wall = _wall_ms()
-            self._due = [anchor_wall + (t - anchor_event) / speed for t in filled]
+            # from the record to resume at, each one due its event-time gap / speed after the one before, a gap
+            # shortened to max_wait_s (a silence of days, or a stray timestamp years off, must not stall a replay)
+            cap = max_wait_s * 1000.0 if max_wait_s > 0 else math.inf
+            self._due = [0.0] * len(filled)
+            at = float(_wall_ms())
+            for i in range(self._pos, len(filled)):
+                if i > self._pos:
+                    at += min(max(filled[i] - filled[i - 1], 0) / speed, cap)
+                self._due[i] = at
         self._report(name, self._pos, len(records))
 
     def next_batch(self) -> list[RawRecord]:
@@ -759,7 +769,9 @@ class FileSource(FixedPartitionedSource[RawRecord, int]):
     One partition per file, named ``file:<path>``. The file is read and sorted once when its partition
     is built (see :func:`read_records` for formats). ``speed=0`` emits batches of ``batch_size`` as fast
     as the flow takes them; ``speed=X`` paces records in event time X times faster than real time
-    (with :meth:`~bytewax.inputs.StatefulSourcePartition.next_awake`, never sleeping).
+    (with :meth:`~bytewax.inputs.StatefulSourcePartition.next_awake`, never sleeping), waiting at most
+    ``max_wait_s`` of wall time between two records (0: no limit): a long silence in event time, or one record
+    dated years off, is shortened instead of stalling the replay. Pacing never changes what the flow writes.
 
     Delivery guarantee: exactly-once with recovery. The resume state is the number of records already
     emitted, and the sorted order is deterministic, so a resumed run continues right after the last
@@ -794,6 +806,7 @@ class FileSource(FixedPartitionedSource[RawRecord, int]):
         speed: float = 0.0,
         batch_size: int = 1000,
         on_progress: ProgressCallback | None = None,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         paths = [path] if isinstance(path, str | Path) else list(path)
         if not paths:
@@ -801,6 +814,9 @@ class FileSource(FixedPartitionedSource[RawRecord, int]):
         self.fmt = _check_format(fmt)
         if speed < 0:
             raise SourceError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
+        if not max_wait_s >= 0:
+            raise SourceError(f"max wait must be 0 (no limit) or positive seconds, got {max_wait_s}")
+        self.max_wait_s = float(max_wait_s)
         self.paths = [Path(p) for p in paths]
         self._names = [f"file:{p}" for p in paths]
         if len(set(self._names)) != len(self._names):
@@ -829,5 +845,5 @@ class FileSource(FixedPartitionedSource[RawRecord, int]):
         if resume_state:
             logger.info("%s: resuming after %d of %d records", for_part, resume_state, len(records))
         return _FilePartition(
-            for_part, records, times, resume_state, self.speed, self.batch_size, self._report
+            for_part, records, times, resume_state, self.speed, self.batch_size, self._report, self.max_wait_s
         )

@@ -47,6 +47,7 @@ from connectors.records import RawRecord
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
     "FMT_FIELD",
+    "XADD_NEXT_LUA",
     "PAYLOAD_FIELD",
     "BacklogFull",
     "RedisStreamSource",
@@ -59,6 +60,25 @@ __all__ = [
     "trim_acknowledged",
 ]
 
+
+#: Lua defining ``xadd_next(stream, maxlen, fields)``: XADD (``MAXLEN ~``) with an id that follows the stream's last
+#: entry (``<ms>-<seq + 1>``; ``0-1`` for a new stream) instead of the server's clock, so a stream the flow writes is
+#: a function of its input and of the order of its appends, not of when they ran; returns the id. A stream whose last
+#: generated id is beyond its last entry (after an XDEL) gets a clock id, as before. Scripts that append to the
+#: flow's output streams (the alerts and dead letters: the sink, the outbox relay) prepend it.
+XADD_NEXT_LUA = """
+local function xadd_next(stream, maxlen, fields)
+  local id = '0-1'
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #top > 0 then
+    local ms, seq = string.match(top[1][1], '^(%d+)-(%d+)$')
+    id = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+  end
+  local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields))
+  if type(r) == 'table' and r.err then r = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields)) end
+  return r
+end
+"""
 log = logging.getLogger(__name__)
 
 PAYLOAD_FIELD = "payload"

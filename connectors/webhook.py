@@ -45,6 +45,7 @@ from typing import Any
 import redis
 
 from connectors.outbox import SENT_MARK_SECONDS, OutboxMessage, outbox_key
+from connectors.redis_streams import XADD_NEXT_LUA
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -67,12 +68,12 @@ _RETRYABLE = {408, 425, 429}
 DLQ_MAXLEN = 1_000_000
 
 # KEYS[1] dead-letter stream, KEYS[2] once-mark; ARGV: mark lifetime, maxlen, raw, reason, source, key, ts.
-_DEAD_LETTER_ONCE = """
+_DEAD_LETTER_ONCE = XADD_NEXT_LUA + """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   return false
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'raw', ARGV[3], 'reason', ARGV[4],
-                  'source', ARGV[5], 'key', ARGV[6], 'ts_received', ARGV[7])
+return xadd_next(KEYS[1], ARGV[2], {'raw', ARGV[3], 'reason', ARGV[4], 'source', ARGV[5], 'key', ARGV[6],
+                                    'ts_received', ARGV[7]})
 """
 
 

@@ -19,6 +19,7 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.redis_streams import XADD_NEXT_LUA
 from stream import health
 from stream.keys import GRANULARITIES, Keys
 from stream.redisconn import with_retry
@@ -33,12 +34,16 @@ log = logging.getLogger(__name__)
 
 # KEYS[1] stream, KEYS[2] seen marks (a sorted set, oldest first); ARGV[1] record key, ARGV[2] maxlen (of
 # both), ARGV[3..] field/value pairs.
-_APPEND_ONCE = """
+_APPEND_ONCE = XADD_NEXT_LUA + """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-redis.call('ZADD', KEYS[2], tonumber(string.match(id, '^(%d+)')), ARGV[1])
+xadd_next(KEYS[1], ARGV[2], fields)
+-- the marks in the order appended (the newest mark's score + 1), trimmed oldest first
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local score = 1
+if #newest > 0 then score = tonumber(newest[2]) + 1 end
+redis.call('ZADD', KEYS[2], score, ARGV[1])
 if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[2]) + 1000 then
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[2]) - 1)
 end

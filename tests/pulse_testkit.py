@@ -81,7 +81,8 @@ def load_benchmark(name: str) -> ModuleType:
 def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every key under ``prefix`` (without it, minus those whose first segment is in ``skip``) and its value:
     hashes and strings byte for byte, sorted sets with their scores, sets sorted, HyperLogLogs by their count
-    (their encoding may differ), streams as their entries without the ids (Redis' clock)."""
+    (their encoding may differ), streams as their entries, with their ids for the alerts and dead letters (theirs
+    follow the stream's last entry; the CRM's outboxes and rule hits take Redis' clock)."""
     out: dict[str, Any] = {}
     for raw in r.scan_iter(match=prefix + "*", count=5000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -102,7 +103,8 @@ def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, 
         elif kind == "zset":
             out[name] = r.zrange(key, 0, -1, withscores=True)
         elif kind == "stream":
-            out[name] = [fields for _, fields in r.xrange(key) or ()]
+            out[name] = [(entry_id, fields) if name in ("alerts", "dlq") else fields
+                         for entry_id, fields in r.xrange(key) or ()]
         else:
             out[name] = (kind,)
     return out

@@ -13,6 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
 from connectors.files import (
+    DEFAULT_MAX_WAIT_S,
     FileSource,
     SourceError,
     event_time_ms,
@@ -390,6 +391,27 @@ def test_time_warp_pacing_uses_next_awake(tmp_path: Path) -> None:
     assert len(fast.next_batch()) == 3 and fast.next_awake() is None
     with pytest.raises(SourceError, match="speed"):
         FileSource(p, "jsonl", speed=-1)
+
+
+def test_a_paced_replay_waits_at_most_max_wait_between_two_records(tmp_path: Path) -> None:
+    """One record dated 1970 (a stray timestamp) before a day of 2024: at speed 3000 the next record would be due in
+    six days; it is due within ``max_wait_s`` (default 10 s), and the gaps below it keep their pace."""
+    rows = [_mention(0, "1970-01-01T00:00:01Z"), _mention(1, "2024-01-01T00:00:00Z"),
+            _mention(2, "2024-01-01T00:00:30Z")]
+    p = _jsonl(tmp_path / "m.jsonl", rows)
+    part = FileSource(p, "jsonl", speed=3000.0).build_part("read", f"file:{p}", None)
+    assert FileSource(p, "jsonl").max_wait_s == DEFAULT_MAX_WAIT_S == 10.0
+    assert [r.offset for r in part.next_batch()] == [0]
+    awake = part.next_awake()
+    assert awake is not None and timedelta(0) < awake - datetime.now(UTC) <= timedelta(seconds=10)
+    # 30 s of event time at speed 3000: 10 ms after the record before it
+    assert part._due[2] - part._due[1] == pytest.approx(10.0)
+    unbounded = FileSource(p, "jsonl", speed=3000.0, max_wait_s=0).build_part("read", f"file:{p}", None)
+    unbounded.next_batch()
+    later = unbounded.next_awake()
+    assert later is not None and later - datetime.now(UTC) > timedelta(days=6)
+    with pytest.raises(SourceError, match="max wait"):
+        FileSource(p, "jsonl", speed=1, max_wait_s=-1)
 
 
 def test_csv_rows_with_bytes_that_are_not_utf8_are_marked_for_the_dead_letter_stream(tmp_path: Path) -> None:

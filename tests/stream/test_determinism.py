@@ -95,6 +95,27 @@ def test_replayed_twice_and_at_another_speed_the_metrics_are_identical(sim_file:
     assert _metrics(redis_url, paced) == reference
 
 
+def test_dead_letters_keep_their_ids_and_order_whatever_the_speed(sim_file: Path, redis_url: str, module_redis,
+                                                                  tmp_path: Path) -> None:
+    """The dead-letter stream's ids follow its last entry, not the server's clock: the same file with bad lines in
+    it, replayed as fast as possible and paced, gives the same entries under the same ids (the time each was received
+    apart: that is the one wall-clock field, for the operator)."""
+    lines = sim_file.read_bytes().splitlines()[:600]
+    bad = [b'{"id": "broken", "channel": ', b'{"id": "x1", "brand": "acme", "text": "no channel", "ts": 1}', b"[1, 2]"]
+    path = tmp_path / "with_bad.jsonl"
+    path.write_bytes(b"\n".join(lines[:100] + bad[:1] + lines[100:300] + bad[1:] + lines[300:]) + b"\n")
+    client, new_prefix = module_redis
+    dumps = []
+    for speed in ("0", "3000"):
+        prefix = new_prefix()
+        _replay(path, "jsonl", redis_url, prefix, "--speed", speed)
+        entries = client.xrange(Keys(prefix).dlq)
+        dumps.append(([(i, {k: v for k, v in f.items() if k != b"ts_received"}) for i, f in entries],
+                      client.zrange(Keys(prefix).dlq_seen, 0, -1, withscores=True)))
+    assert [i for i, _ in dumps[0][0]] == [b"0-1", b"0-2", b"0-3"]
+    assert dumps[0] == dumps[1]
+
+
 def test_killed_and_resumed_the_metrics_are_identical(sim_file: Path, sim_reference, redis_url: str, module_redis,
                                                       tmp_path: Path) -> None:
     reference, _ = sim_reference
