@@ -186,7 +186,8 @@ class FirehoseServer(BackgroundServer):
 
     ``records`` is called once per connection and must replay the same sequence each time (a list,
     a file read, a seeded simulator), so ``?after=N`` resumes exactly. With ``speed > 0`` records are
-    paced by event time, ``speed`` times faster than real time; with ``speed == 0`` as fast as the
+    paced by event time, ``speed`` times faster than real time, waiting at most ``max_wait_s`` between two
+    records (0: no limit); with ``speed == 0`` as fast as the
     client reads (frames of up to ``frame_records`` records). A finite sequence ends with the control
     frame ``{"eos": true}``.
 
@@ -209,9 +210,13 @@ class FirehoseServer(BackgroundServer):
         port: int = 8766,
         speed: float = 0.0,
         frame_records: int = 256,
+        max_wait_s: float = 10.0,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
+        if not max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+        self.max_wait_s = max_wait_s
         self.records = records
         self.host = host
         self.port = port
@@ -250,6 +255,9 @@ class FirehoseServer(BackgroundServer):
                 if start is None:
                     start = (loop.time(), ts)
                 delay = start[0] + (ts - start[1]) / 1000.0 / self.speed - loop.time()
+                if 0 < self.max_wait_s < delay:  # a long silence (or a stray timestamp) is shortened
+                    delay = self.max_wait_s
+                    start = (loop.time() + delay, ts)  # the records after it keep their pace from here
                 if delay > 0:
                     if batch:
                         await ws.send(encode_frame(batch), text=True)

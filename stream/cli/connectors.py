@@ -78,6 +78,7 @@ def firehose_serve(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Format of a file source: jsonl, twcs, csv (needs --mapping), calls.")] = "jsonl",
     mapping: Annotated[Path | None, typer.Option("--mapping", help="TOML column mapping for --format csv.", show_default=False)] = None,
     speed: Annotated[float, typer.Option("--speed", help="0 = as fast as the client reads; X = paced by event time, X times faster than real time.", min=0.0)] = 0.0,
+    max_wait: Annotated[float, typer.Option("--max-wait", help="With --speed X: wait at most this many seconds between two records (a long silence, or a record dated years off, is shortened); 0 = never shorten.", min=0.0)] = 10.0,
     limit: Annotated[int | None, typer.Option("--limit", help="Stream at most this many records.", min=1, show_default=False)] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port to listen on.", min=0, max=65535)] = 8766,
@@ -94,7 +95,7 @@ def firehose_serve(
         records = _timed_records(source, fmt, mapping, limit)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
-    server = FirehoseServer(records, host=host, port=port, speed=speed)
+    server = FirehoseServer(records, host=host, port=port, speed=speed, max_wait_s=max_wait)
     _serve_until_interrupted(lambda: server.serve(lambda: err.print(
         f"firehose: streaming {source} on ws://{host}:{server.port}/ (resume with ?after=ID; Ctrl-C stops)")))
 

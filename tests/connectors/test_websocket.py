@@ -238,3 +238,26 @@ def test_flow_over_killed_firehose_equals_replay(
     over_ws, replayed = _metrics(redis_url, key_prefix), _metrics(redis_url, replay_prefix)
     assert over_ws["offered"] == replayed["offered"] == 93
     assert over_ws == replayed
+
+
+def test_a_paced_firehose_shortens_a_silence_to_max_wait() -> None:
+    """A record dated 1970 before 2024 data: at speed 3000 the next would come six days later; it comes after
+    ``max_wait_s``, and the records after it keep their pace (1 s of event time: a third of a millisecond)."""
+    t2024 = 1_704_067_200_000
+    recs = [(RawRecord("file:x", 0, b'{"n": 0}', "jsonl"), 1_000),
+            (RawRecord("file:x", 1, b'{"n": 1}', "jsonl"), t2024),
+            (RawRecord("file:x", 2, b'{"n": 2}', "jsonl"), t2024 + 1_000)]
+    server = FirehoseServer(lambda: recs, port=0, speed=3000.0, max_wait_s=0.5).start()
+    part = WebSocketSource(server.url).build_part("read", "ws", None)
+    try:
+        started = time.monotonic()
+        got: list[RawRecord] = []
+        while len(got) < 3 and time.monotonic() - started < 20:
+            got += part.next_batch()
+        assert [r.payload for r in got] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert 0.4 < time.monotonic() - started < 15
+    finally:
+        part.close()
+        server.stop()
+    with pytest.raises(ValueError, match="max_wait_s"):
+        FirehoseServer(lambda: recs, max_wait_s=-1)
