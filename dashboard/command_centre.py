@@ -208,12 +208,15 @@ def _kpi_tiles(view: CommandCentre) -> None:
          format_delta(k["negative_share"], p["negative_share"], "pp"), "inverse", "negative_share",
          "Share of mentions classified negative."),
     ]
+    # the answer rate's delta compares the queries that have had time to be answered (see its help)
+    described = {"Answer rate": f"queries over {format_minutes(view.answer_wait_min)} old, {versus}"
+                 if view.answer_wait_min else versus}
     columns = st.columns(len(tiles) + 1)
     for column, (label, value, delta, colour, spark_key, help_text) in zip(columns, tiles, strict=False):
         with column:
             st.metric(label, value, delta, delta_color=colour, border=True, help=help_text,
                       chart_data=spark.get(spark_key) or None, chart_type="area",
-                      delta_description=versus if delta else None)
+                      delta_description=described.get(label, versus) if delta else None)
     share = k["dead_letter_share"]
     with columns[-1]:
         st.metric("Dead letters", _number(k["dead_letters"]),
