@@ -47,8 +47,8 @@ from connectors.records import RawRecord
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
     "FMT_FIELD",
-    "XADD_NEXT_LUA",
     "PAYLOAD_FIELD",
+    "XADD_NEXT_LUA",
     "BacklogFull",
     "RedisStreamSource",
     "acknowledged_upto",
@@ -59,7 +59,6 @@ __all__ = [
     "stream_key",
     "trim_acknowledged",
 ]
-
 
 #: Lua defining ``xadd_next(stream, maxlen, fields)``: XADD (``MAXLEN ~``) with an id that follows the stream's last
 #: entry (``<ms>-<seq + 1>``; ``0-1`` for a new stream) instead of the server's clock, so a stream the flow writes is
@@ -79,6 +78,7 @@ local function xadd_next(stream, maxlen, fields)
   return r
 end
 """
+
 log = logging.getLogger(__name__)
 
 PAYLOAD_FIELD = "payload"
