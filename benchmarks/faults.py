@@ -65,10 +65,10 @@ LABEL_EVERY = 25
 LABEL_LAG = 7
 _TEXT_MODELS = ("sentiment", "intent", "department")
 
-# Fields whose content is wall-clock time by design (the time a dead letter was received) and the streams whose ids
-# still are (the CRM's outboxes and rule hits): the comparison drops them; everything else must be equal byte for
-# byte, the alerts' and dead letters' stream ids (which follow the stream's last entry) and their marks included.
-_WALL_FIELDS = {b"ts_received"}
+# Fields whose content is wall-clock time by design (when a dead letter was received, an alert written) and the
+# streams whose ids still are (the CRM's outboxes and rule hits): the comparison drops them; everything else must be
+# equal byte for byte, the alerts' and dead letters' stream ids (they follow the stream's last entry) and marks too.
+_WALL_FIELDS = {b"ts_received", b"written_ms"}
 _ORDERED_STREAMS = (b"alerts", b"dlq")
 
 

@@ -271,7 +271,7 @@ def incident_timeline(client: redis.Redis, keys: Keys, incident: Incident, scan:
             continue
         head = str(a.get("message") or "").split(":", 1)[0]
         event = {"open": "opened", "update": "updated", "resolved": "resolved"}.get(head, "raised")
-        written = datetime.fromtimestamp(int(_s(entry_id).split("-")[0]) / 1000, tz=UTC)
+        written = _written(entry_id, fields, a)
         detail = f"{float(a.get('observed') or 0):g} mentions, {float(a.get('expected') or 0):.1f} expected"
         if event in ("opened", "raised"):
             detail += f"; window {str(a.get('window_start', ''))[:16].replace('T', ' ')} UTC (event time)"
@@ -289,6 +289,19 @@ def incident_timeline(client: redis.Redis, keys: Keys, incident: Incident, scan:
                      "detail": str(e.get("detail", ""))})
     rows.sort(key=lambda r: r["at"])
     return rows
+
+
+def _written(entry_id: bytes | str, fields: dict[Any, Any], alert: dict[str, Any]) -> datetime:
+    """When the flow wrote an alert state: its ``written_ms`` (wall clock); an entry written before that field existed
+    has it in its id (Redis' clock); else its window's start (event time)."""
+    raw = fields.get(b"written_ms") or fields.get("written_ms")
+    ms = int(_s(raw)) if raw else int(_s(entry_id).split("-")[0])
+    if ms > 0:  # to the second, as the desk's actions are dated: a tie keeps the detector's state first
+        return datetime.fromtimestamp(ms // 1000, tz=UTC)
+    try:
+        return datetime.fromisoformat(str(alert.get("window_start")))
+    except ValueError:
+        return datetime.fromtimestamp(0, tz=UTC)
 
 
 def incident_volume(client: redis.Redis, keys: Keys, incident: Incident, before_minutes: int = 60,

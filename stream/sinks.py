@@ -271,8 +271,11 @@ class RedisWriter:
         replay or retry announces nothing twice), keep it current by id."""
         body = alert.to_json()
         state = alert.message.split(":", 1)[0]
+        # written_ms: when it was written (wall clock, for the incident timeline's time to acknowledge), the one field
+        # that is not a function of the input; the entry's id is (it follows the stream's last entry)
         self._append_once(keys=[self.keys.alerts, self.keys.alerts_seen, self.keys.alerts_live],
-                          args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "alert", body], client=pipe)
+                          args=[f"{alert.id}|{state}|{alert.observed}", 100_000, "written_ms",
+                                str(int(time.time() * 1000)), "alert", body], client=pipe)
         pipe.hset(self.keys.alerts_current, alert.id, body)
         # retired by event time (its window), never before the newest state of an open incident
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import orjson
 import pytest
 import redis
@@ -15,6 +17,7 @@ from stream.incident_desk import (
     approve_notice,
     close_incident,
     draft_notice,
+    incident_timeline,
     read_incidents,
     save_notice,
     send_notice,
@@ -56,6 +59,21 @@ def test_acknowledge_once_close_and_the_audit_trail(r: redis.Redis, key_prefix: 
     assert actions == [("bob", "incident.close", {}), ("ann", "incident.acknowledge", {"note": "looking"})]
     assert 0 < r.ttl(keys.incident(SPIKE["id"])) <= 30 * 86_400
     assert 0 < r.ttl(keys.incident_events(SPIKE["id"])) <= 30 * 86_400
+
+
+def test_the_timeline_dates_the_detector_when_it_wrote_and_the_desk_when_it_acted(r: redis.Redis,
+                                                                                  key_prefix: str) -> None:
+    """The alerts stream's ids follow its last entry (not the clock): the timeline dates a detector state by the
+    wall-clock time the flow wrote it (``written_ms``), so the time to acknowledge reads off the rows."""
+    keys = _open(r, key_prefix)
+    assert r.xrange(keys.alerts)[0][0] == b"0-1"
+    acknowledge(r, keys, SPIKE["id"], "ann")
+    [inc] = read_incidents(r, keys)
+    rows = incident_timeline(r, keys, inc)
+    assert [(row["event"], row["by"]) for row in rows] == [("opened", "detector"), ("acknowledged", "ann")]
+    now = datetime.now(UTC)
+    assert all(now - timedelta(minutes=1) < row["at"] <= now + timedelta(seconds=1) for row in rows)
+    assert rows[0]["at"] <= rows[1]["at"]
 
 
 def test_notice_is_approved_before_it_is_sent_and_sent_once(r: redis.Redis, key_prefix: str) -> None:
