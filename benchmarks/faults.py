@@ -65,11 +65,10 @@ LABEL_EVERY = 25
 LABEL_LAG = 7
 _TEXT_MODELS = ("sentiment", "intent", "department")
 
-# Fields whose content is wall-clock time by design (when a dead letter was received, an alert written) and the
-# streams whose ids still are (the CRM's outboxes and rule hits): the comparison drops them; everything else must be
-# equal byte for byte, the alerts' and dead letters' stream ids (they follow the stream's last entry) and marks too.
+# Fields whose content is wall-clock time by design (when a dead letter was received, an alert written): the
+# comparison drops them; everything else must be equal byte for byte, streams' ids included (the flow's streams take
+# ids that follow their last entry, not the clock: alerts, dead letters, outboxes, rule hits).
 _WALL_FIELDS = {b"ts_received", b"written_ms"}
-_ORDERED_STREAMS = (b"alerts", b"dlq")
 
 
 def write_sim_file(path: Path, mentions: int, seed: int = 11) -> Path:
@@ -186,8 +185,8 @@ def replay_with_kills(path: Path, mentions: int, redis_url: str, prefix: str, da
 def dump_keys(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
     """Every key under ``prefix`` (name without the prefix) -> its content in a comparable form.
 
-    Streams are their entries' fields in order, with their ids for the alerts and dead letters (the others' ids are
-    wall-clock time); HyperLogLogs their count; a dead letter's ``ts_received`` (when it was received) is dropped.
+    Streams are their entries (id and fields) in order; HyperLogLogs their count; a dead letter's ``ts_received``
+    (when it was received) and an alert's ``written_ms`` (when it was written) are dropped.
     """
     out: dict[bytes, Any] = {}
     raw_prefix = prefix.encode()
@@ -208,8 +207,7 @@ def dump_keys(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
         elif kind == b"list":
             value = client.lrange(key, 0, -1)
         elif kind == b"stream":
-            ordered = name in _ORDERED_STREAMS
-            value = [(entry_id if ordered else None, {k: v for k, v in fields.items() if k not in _WALL_FIELDS})
+            value = [(entry_id, {k: v for k, v in fields.items() if k not in _WALL_FIELDS})
                      for entry_id, fields in client.xrange(key)]  # type: ignore[union-attr]
         else:
             continue  # gone between SCAN and TYPE

@@ -38,6 +38,8 @@ from typing import Any
 import orjson
 import redis
 
+from connectors.redis_streams import XADD_NEXT_LUA
+
 __all__ = [
     "ENCODING",
     "KINDS",
@@ -194,11 +196,11 @@ class OutboxEncoding:
 ENCODING = OutboxEncoding()
 
 # KEYS[1] stream, KEYS[2] sent mark; ARGV[1] mark lifetime (s), ARGV[2] maxlen, ARGV[3..] field/value pairs.
-_APPEND_ONCE = """
+_APPEND_ONCE = XADD_NEXT_LUA + """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   local fields = {}
   for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  return xadd_next(KEYS[1], ARGV[2], fields)
 end
 return false
 """

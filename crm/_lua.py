@@ -32,7 +32,23 @@ __all__ = [
     "TIMER_STATE",
 ]
 
-_LIB = r"""
+#: XADD with an id that follows the stream's last entry, not the server's clock: the same Lua as
+#: ``connectors.redis_streams.XADD_NEXT_LUA`` (crm/ and connectors/ do not import each other; a test keeps the two equal).
+_XADD_NEXT = """
+local function xadd_next(stream, maxlen, fields)
+  local id = '0-1'
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #top > 0 then
+    local ms, seq = string.match(top[1][1], '^(%d+)-(%d+)$')
+    id = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+  end
+  local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields))
+  if type(r) == 'table' and r.err then r = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields)) end
+  return r
+end
+"""
+
+_LIB = _XADD_NEXT + r"""
 local P = ARGV[1]
 local function K(...) return P .. table.concat({...}, ':') end
 local function ms(x) return string.format('%d', tonumber(x)) end
@@ -95,7 +111,7 @@ end
 local function closed(status) return status == 'resolved' or status == 'expired' end
 -- append one outbox entry (a flat field/value list from the encoder) to a stream capped near maxlen
 local function post(stream, maxlen, fields)
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  xadd_next(stream, maxlen, fields)
 end
 -- the case and customer a message belongs to are known for sure only here (a thread may have joined a case,
 -- a prospect may have been linked meanwhile): fill them into the encoded fields by name
@@ -779,8 +795,8 @@ if cid ~= '' and #plan.tags > 0 then redis.call('SADD', K('case', cid, 'tags'), 
 if cust ~= '' and #plan.tags > 0 then redis.call('SADD', K('customer', cust, 'tags'), unpack(plan.tags)) end
 for _, r in ipairs(plan.hits) do
   redis.call('HINCRBY', K('rules', 'stats'), r .. '|hits', 1)
-  redis.call('XADD', K('rules', 'hits'), 'MAXLEN', '~', 10000, '*', 'rule', r, 'mention_id', mid,
-    'customer_id', cust, 'case_id', cid, 'ts', ms(ts))
+  xadd_next(K('rules', 'hits'), 10000, {'rule', r, 'mention_id', mid, 'customer_id', cust, 'case_id', cid,
+    'ts', ms(ts)})
   if cust ~= '' then redis.call('HSET', K('rules', 'pending', cust), r, ms(ts)) end
 end
 for _, t in ipairs(plan.tasks) do

@@ -84,9 +84,9 @@ _WALL_FIELDS = {b"ts_received", b"written_ms", "ts_received", "written_ms"}
 def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every key under ``prefix`` (without it, minus those whose first segment is in ``skip``) and its value:
     hashes and strings byte for byte, sorted sets with their scores, sets sorted, HyperLogLogs by their count
-    (their encoding may differ), streams as their entries, with their ids for the alerts and dead letters (theirs
-    follow the stream's last entry; the CRM's outboxes and rule hits take Redis' clock), without the fields that are
-    wall-clock time by design (when a dead letter was received, an alert written)."""
+    (their encoding may differ), streams as their entries with their ids (the flow's follow the stream's last entry,
+    not the clock), without the fields that are wall-clock time by design (when a dead letter was received, an alert
+    written)."""
     out: dict[str, Any] = {}
     for raw in r.scan_iter(match=prefix + "*", count=5000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -107,9 +107,8 @@ def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, 
         elif kind == "zset":
             out[name] = r.zrange(key, 0, -1, withscores=True)
         elif kind == "stream":
-            entries = [(entry_id, {f: v for f, v in fields.items() if f not in _WALL_FIELDS})
-                       for entry_id, fields in r.xrange(key) or ()]
-            out[name] = [(entry_id, fields) if name in ("alerts", "dlq") else fields for entry_id, fields in entries]
+            out[name] = [(entry_id, {f: v for f, v in fields.items() if f not in _WALL_FIELDS})
+                         for entry_id, fields in r.xrange(key) or ()]
         else:
             out[name] = (kind,)
     return out

@@ -293,3 +293,13 @@ def test_crm_writes_are_capped_like_the_contract(r: redis.Redis, key_prefix: str
         proc.reply(f"C-forum:{i}", text="on it", now_ms=T0 + i * 1000 + 500)
     assert r.xlen(outbox_key(key_prefix, "forum")) < 300  # MAXLEN ~ trims whole nodes: about the cap, never all
     assert read_messages(r, key_prefix, "forum", count=1)[0].in_reply_to == "forum:299"
+
+
+def test_the_crm_appends_to_streams_with_the_same_id_rule_as_the_connectors() -> None:
+    """crm/ and connectors/ do not import each other: the CRM keeps its own copy of the Lua that gives a stream entry
+    the id after the stream's last one; the two must stay the same."""
+    from connectors.redis_streams import XADD_NEXT_LUA
+    from crm import _lua
+
+    assert _lua._XADD_NEXT == XADD_NEXT_LUA
+    assert "'XADD'" not in _lua.COMMIT.replace(XADD_NEXT_LUA, "")  # every append of a commit goes through it
