@@ -1302,9 +1302,11 @@ class _SimPartition(StatefulSourcePartition[RawRecord, SimState]):
         speed: float,
         batch_size: int,
         report: Callable[[int], None],
+        backfill_hours: float = 0.0,
     ) -> None:
         self._state = state
         self._start_s = world.start.timestamp()
+        self._backfill_s = max(0.0, backfill_hours) * 3600.0
         self._it = world.events(limit=limit, until=until, kinds=kinds)
         if state.emitted:
             next(islice(self._it, state.emitted, state.emitted), None)
@@ -1320,7 +1322,8 @@ class _SimPartition(StatefulSourcePartition[RawRecord, SimState]):
         p = rec.payload
         assert isinstance(p, dict)
         ts = datetime.fromisoformat(p["ts"]).timestamp()
-        return self._state.anchor_wall_ms + (ts - self._start_s) * 1000 / self._speed
+        # the history (the first backfill hours) is due at once; the pace starts after it
+        return self._state.anchor_wall_ms + max(0.0, ts - self._start_s - self._backfill_s) * 1000 / self._speed
 
     def next_batch(self) -> list[RawRecord]:
         if self._done:
@@ -1364,7 +1367,9 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
 
     ``speed=0`` emits batches as fast as the flow takes them (start defaults to :data:`DEFAULT_START`);
     ``speed=X`` paces records X times faster than real time (``1.0`` is real time) and the world starts
-    *now*, so a live dashboard shows current times. ``limit`` bounds the number of records, ``until``
+    *now*, so a live dashboard shows current times; with ``backfill_hours`` it starts that many hours before now
+    and emits them at once, as history (the dashboard has a past, the models and detectors a baseline), then paces
+    from now on. ``limit`` bounds the number of records, ``until``
     the event time; with neither it runs forever. ``kinds`` keeps only some record fmts. The world's
     shape comes from ``n_customers``, ``brands``, ``rate_per_hour``, ``warmup_hours`` (no incident
     before then) and any other :class:`World` keyword in ``world_options``; :meth:`world_for` rebuilds
@@ -1401,10 +1406,14 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
         batch_size: int = 1000,
         on_progress: ProgressCallback | None = None,
         warmup_hours: float = 6.0,
+        backfill_hours: float = 0.0,
         **world_options: Any,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
+        if not backfill_hours >= 0:
+            raise ValueError(f"backfill_hours must not be negative, got {backfill_hours}")
+        self.backfill_hours = float(backfill_hours)
         if limit is not None and limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         self.seed = seed
@@ -1446,7 +1455,7 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
     def build_part(self, step_id: str, for_part: str, resume_state: SimState | None) -> _SimPartition:
         if resume_state is None:
             now = datetime.now(UTC).replace(microsecond=0)
-            start = self.start or (now if self.speed > 0 else DEFAULT_START)
+            start = self.start or (now - timedelta(hours=self.backfill_hours) if self.speed > 0 else DEFAULT_START)
             resume_state = SimState(0, start.isoformat(), _wall_ms())
         else:
             logger.info("%s: resuming after %d records", for_part, resume_state.emitted)
@@ -1460,4 +1469,5 @@ class SimulatorSource(FixedPartitionedSource[RawRecord, SimState]):
             self.speed,
             self.batch_size,
             self._report,
+            self.backfill_hours,
         )

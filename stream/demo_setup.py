@@ -19,8 +19,8 @@ from connectors.simulator import World
 from crm import SAMPLE_KB, Agent, KnowledgeBase, add_agent, import_customers, load_articles, make_store
 from stream.demo_agents import StaffPlan
 
-__all__ = ["DEMO_AGENTS", "DEMO_CRM_CONFIG", "DEMO_RUNS_KEY", "DEMO_STORY", "DemoRun", "choose_demo_prefix",
-           "seed_demo_crm"]
+__all__ = ["DEMO_AGENTS", "DEMO_CRM_CONFIG", "DEMO_HISTORY_HOURS", "DEMO_RUNS_KEY", "DEMO_STORY", "DemoRun",
+           "choose_demo_prefix", "seed_demo_crm"]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,16 @@ DEMO_AGENTS = (
 DEMO_CRM_CONFIG = SAMPLE_KB.parent / "crm_demo.toml"
 
 
+#: Event hours of history a fresh live demo emits at once before it runs with the wall clock: the dashboard has a
+#: past to show and the spike detector a baseline (a series' first hour only chooses its interval, and what it sees
+#: then is learned as normal), so the outage 40 minutes into the live part is caught as it starts.
+DEMO_HISTORY_HOURS = 6.0
 #: The world options of the demo's story (:class:`connectors.simulator.World`): the staff answer the cases (no
-#: replies from inside the world), an outage on the busiest brand's Twitter 40 event minutes in (40 s at 60x),
-#: and a slang wave from the sixth event hour on that the models have to learn (drift on the Models page).
-DEMO_STORY: dict[str, Any] = {"brand_replies": False, "first_incident_hours": 40 / 60, "slang_after_hours": 6.0,
-                              "warmup_hours": 1 / 6}
+#: replies from inside the world), no incident in the history, an outage on the busiest brand's Twitter 40 event
+#: minutes after it (40 s at 60x), and a slang wave six event hours after it that the models have to learn (drift
+#: on the Models page).
+DEMO_STORY: dict[str, Any] = {"brand_replies": False, "first_incident_hours": DEMO_HISTORY_HOURS + 40 / 60,
+                              "slang_after_hours": DEMO_HISTORY_HOURS + 6.0, "warmup_hours": DEMO_HISTORY_HOURS}
 #: Counts the demo runs of a Redis server: run ``n`` writes under ``demo:<n>:``.
 DEMO_RUNS_KEY = "demo:runs"
 _KEEP_RUNS = 2  # a fresh run removes the keys of the runs before the previous one

@@ -14,7 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,6 +153,14 @@ def _start_dashboard(settings: Settings, url: str, headless: bool = True,
     return subprocess.Popen(cmd, env=env)
 
 
+def _event_span(minutes: int) -> str:
+    """``40 event minutes``, ``6 event hours``, ``6 h 40 event minutes``."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} event minutes"
+    return f"{hours} event hours" if not rest else f"{hours} h {rest} event minutes"
+
+
 def demo(
     speed: Annotated[float, typer.Option("--speed", help="Simulated time runs this many times faster than real time (0: as fast as possible, with --limit).")] = 60.0,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (the same seed, the same world and staff).")] = 7,
@@ -172,14 +180,21 @@ def demo(
     """Embedded Redis (if REDIS_URL is unset) + simulator -> flow -> Redis + the dashboard, until Ctrl-C.
 
     Each run starts fresh on its own prefix demo:<n>: (the previous run's data stays under its own), or goes on
-    with the last run with --continue; --prefix picks one yourself. The story: normal traffic, an outage on the
-    busiest brand's Twitter 40 event minutes in (40 s at 60x), a slang wave after 6 event hours the models have
+    with the last run with --continue; --prefix picks one yourself. The story: six event hours of history at once
+    (the dashboard has a past, the detectors a baseline), then in time with the clock: normal traffic, an outage on
+    the busiest brand's Twitter 40 event minutes in (40 s at 60x), a slang wave after 6 event hours the models have
     to learn; a team in shifts answers the cases assigned to them and analysts label a trickle of mentions.
     The dashboard listens on 127.0.0.1 unless --host says otherwise; the sign-in token to act is printed.
     """
     from connectors.simulator import DEFAULT_START, SimulatorSource
     from stream.demo_agents import StaffPlan
-    from stream.demo_setup import DEMO_CRM_CONFIG, DEMO_STORY, choose_demo_prefix, seed_demo_crm
+    from stream.demo_setup import (
+        DEMO_CRM_CONFIG,
+        DEMO_HISTORY_HOURS,
+        DEMO_STORY,
+        choose_demo_prefix,
+        seed_demo_crm,
+    )
     from stream.runner import run_flow
     from stream.sources import live_inputs
 
@@ -197,8 +212,12 @@ def demo(
     settings = dataclasses.replace(settings, prefix=chosen.prefix, demo_staff=settings.demo_staff or plan.spec())
     log.info("demo: %s", chosen.message)
     err.print(f"[bold]demo:[/] {chosen.message}")
-    start = datetime.now(UTC).replace(second=0, microsecond=0) if speed > 0 else None
-    source = SimulatorSource(seed=seed, speed=speed, limit=limit, start=start, rate_per_hour=rate, **DEMO_STORY)
+    # a fresh live demo starts with its history (emitted at once); one that continues has it already
+    history = DEMO_HISTORY_HOURS if speed > 0 and chosen.fresh else 0.0
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(hours=history) if speed > 0 else None
+    source = SimulatorSource(seed=seed, speed=speed, limit=limit, start=start, rate_per_hour=rate,
+                             backfill_hours=history, **DEMO_STORY)
     world = source.world_for(start or DEFAULT_START)
     if settings.crm:
         team = StaffPlan.parse(settings.demo_staff)
@@ -207,9 +226,12 @@ def demo(
         shifts = ", ".join(f"{s.name} {s.start:02d}-{s.end:02d}" for s in team.shifts())
         err.print(f"CRM: {counts['customers']} customers, {counts['agents']} agents in shifts ({shifts} UTC), "
                   f"{counts['articles']} KB articles")
-    when = f" ({40 * 60 / speed:.0f} s at --speed {speed:g})" if speed else ""
-    err.print(f"story: an outage on {max(world.brands, key=lambda b: b.weight).name}'s Twitter after 40 event "
-              f"minutes{when}, a slang wave after 6 event hours; analysts label "
+    outage_min = round((DEMO_STORY["first_incident_hours"] - history) * 60)
+    when = f" ({outage_min * 60 / speed:.0f} s at --speed {speed:g})" if speed else ""
+    past = f"{history:g} event hours of history at once, then " if history else ""
+    err.print(f"story: {past}an outage on {max(world.brands, key=lambda b: b.weight).name}'s Twitter after "
+              f"{_event_span(outage_min)}{when}, a slang wave after "
+              f"{_event_span(round((DEMO_STORY['slang_after_hours'] - history) * 60))}; analysts label "
               f"~{StaffPlan.parse(settings.demo_staff).label_share:.1%} of mentions (Models page)")
     procs: list[subprocess.Popen[bytes]] = []
     if not no_dashboard:

@@ -429,6 +429,24 @@ def test_live_pacing_uses_next_awake_and_starts_now() -> None:
         SimulatorSource(speed=-2)
 
 
+def test_a_live_world_with_history_emits_it_at_once_then_runs_in_time() -> None:
+    """``backfill_hours``: the world starts that long before now; those hours come at once (a dashboard's past, a
+    detector's baseline), the records after them in time with the clock."""
+    live = SimulatorSource(seed=1, speed=1.0, n_customers=50, kinds={"mention"}, backfill_hours=2, batch_size=100_000)
+    part = live.build_part("read", "sim:1", None)
+    assert live.world is not None
+    now = datetime.now(UTC)
+    assert abs(live.world.start - (now - timedelta(hours=2))) < timedelta(seconds=5)
+    history = part.next_batch()
+    times = [datetime.fromisoformat(r.payload["ts"]) for r in history]  # type: ignore[index]
+    assert len(history) > 50 and max(times) <= now + timedelta(seconds=1)
+    assert max(times) - min(times) > timedelta(hours=1, minutes=45)  # the two hours, not a paced trickle
+    awake = part.next_awake()
+    assert awake is not None and now - timedelta(seconds=5) < awake < now + timedelta(minutes=30)
+    with pytest.raises(ValueError, match="backfill"):
+        SimulatorSource(backfill_hours=-1)
+
+
 def test_ids_name_the_world_so_a_new_live_run_never_reuses_them() -> None:
     # `pulse demo` / `pulse run --source sim` start the world now: a restart must not replay ids the CRM
     # (idempotent by mention id) and the dedupe already know, while the same world keeps its ids
