@@ -55,12 +55,12 @@ class AlertPushServer:
     async def _handler(self, ws: ServerConnection) -> None:
         client = aredis.Redis.from_url(self.redis_url)
         try:
-            await self._catch_up(client, ws)
+            await self._catch_up(client, ws)  # joins the broadcast once level with the relay
         except TRANSIENT_ERRORS as exc:  # Redis away: the client still gets live alerts once it is back
             log.warning("alert backlog skipped, redis unreachable: %s", exc)
+            self._clients.add(ws)
         finally:
             await client.aclose()
-        self._clients.add(ws)  # level with the relay: no await since the check, nothing in between is missed
         try:
             await ws.wait_closed()
         finally:
@@ -68,7 +68,8 @@ class AlertPushServer:
 
     async def _catch_up(self, client: aredis.Redis, ws: ServerConnection) -> None:
         """Send the latest ``backlog`` entries up to the relay's position, then what the relay sent meanwhile, until
-        the client is level with it (it then joins the broadcast in the same step of the event loop)."""
+        the client is level with it; then add it to the broadcast in the same step of the event loop (no await between
+        the check and the add: an alert the relay sends in between would be lost for this client)."""
         pos = self._last_id
         entries: Any = await client.xrevrange(self.keys.alerts, count=self.backlog,
                                               **({} if pos is None else {"max": pos}))
@@ -81,6 +82,7 @@ class AlertPushServer:
             for _id, fields in entries or []:
                 await ws.send(fields[b"alert"].decode())
             pos = upto
+        self._clients.add(ws)
 
     async def _relay(self) -> None:
         """Relay new alerts; while Redis is away, reconnect with the flow's backoff (and its log lines), then
@@ -100,6 +102,10 @@ class AlertPushServer:
                 wait = RETRY.delay(attempt)
                 note_redis_down(exc, attempt, wait, "alert push")
                 await asyncio.sleep(wait)
+            except Exception:  # anything else must not end the relay silently: said, then tried again
+                attempt += 1
+                log.exception("alert push relay failed; retrying")
+                await asyncio.sleep(RETRY.delay(attempt))
 
     async def _anchor(self, client: aredis.Redis) -> None:
         """Start after the newest entry (clients get older ones as their backlog), once."""
