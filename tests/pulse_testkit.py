@@ -68,7 +68,10 @@ def free_ports(n: int = 1) -> list[int]:
 
 def load_benchmark(name: str) -> ModuleType:
     """``benchmarks/{name}.py`` as a module: benchmarks/ is not an installed package (and tests/benchmarks
-    would shadow it), so it is loaded by path."""
+    would shadow it), so it is loaded by path, once per process."""
+    loaded = sys.modules.get(f"_bench_{name}")
+    if loaded is not None:
+        return loaded
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
     assert spec is not None and spec.loader is not None
@@ -78,37 +81,11 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
-_WALL_FIELDS = {b"ts_received", b"written_ms", "ts_received", "written_ms"}
-
-
 def stored_values(r: Any, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every key under ``prefix`` (without it, minus those whose first segment is in ``skip``) and its value:
-    hashes and strings byte for byte, sorted sets with their scores, sets sorted, HyperLogLogs by their count
-    (their encoding may differ), streams as their entries with their ids (the flow's follow the stream's last entry,
-    not the clock), without the fields that are wall-clock time by design (when a dead letter was received, an alert
-    written)."""
-    out: dict[str, Any] = {}
-    for raw in r.scan_iter(match=prefix + "*", count=5000):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        name = key[len(prefix):]
-        if name.split(":", 1)[0] in skip:
-            continue
-        kind = r.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        if kind == "string":
-            value = r.get(key)
-            out[name] = ("hll", r.pfcount(key)) if isinstance(value, bytes) and value.startswith(b"HYLL") else value
-        elif kind == "hash":
-            out[name] = r.hgetall(key)
-        elif kind == "list":
-            out[name] = r.lrange(key, 0, -1)
-        elif kind == "set":
-            out[name] = sorted(r.smembers(key))
-        elif kind == "zset":
-            out[name] = r.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            out[name] = [(entry_id, {f: v for f, v in fields.items() if f not in _WALL_FIELDS})
-                         for entry_id, fields in r.xrange(key) or ()]
-        else:
-            out[name] = (kind,)
-    return out
+    """Every key under ``prefix`` (its name without the prefix, minus those whose first segment is in ``skip``) and
+    its value as ``benchmarks/faults.dump_keys`` compares them: hashes and strings byte for byte, sorted sets with
+    their scores, sets sorted, HyperLogLogs by their count, streams as their entries with their ids, without the
+    fields that are wall-clock time by design (when a dead letter was received, an alert written)."""
+    dumped = load_benchmark("faults").dump_keys(r, prefix)
+    return {name: value for name, value in ((k.decode(), v) for k, v in dumped.items())
+            if name.split(":", 1)[0] not in skip}
