@@ -31,7 +31,7 @@ import orjson
 import polars as pl
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.records import INVALID_UTF8, RawRecord
+from connectors.records import DEFAULT_MAX_WAIT_S, INVALID_UTF8, RawRecord
 
 __all__ = [
     "DEFAULT_MAX_WAIT_S",
@@ -53,8 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: A paced replay waits at most this many seconds of wall time between two records (``FileSource(max_wait_s=...)``).
-DEFAULT_MAX_WAIT_S = 10.0
 #: Input formats a file can be read as; ``mention`` is an alias of ``csv`` (a CSV with a mapping).
 FORMATS = ("jsonl", "twcs", "csv", "mention", "calls")
 #: The columns of the Customer Support on Twitter export.

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INVALID_UTF8", "RawRecord"]
+__all__ = ["DEFAULT_MAX_WAIT_S", "INVALID_UTF8", "RawRecord"]
+
+#: A source paced by event time (``--speed X``: a file replay, the firehose server) waits at most this many seconds
+#: of wall time between two records: a long silence, or one record dated years off, is shortened.
+DEFAULT_MAX_WAIT_S = 10.0
 
 #: Set (to ``"1"``) in a dict payload whose source had to replace bytes that were not UTF-8 (a CSV row read
 #: lossily): the parser dead-letters such a record with reason ``encoding: ...``.

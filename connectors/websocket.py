@@ -48,7 +48,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.http11 import Request, Response
 
-from connectors.records import RawRecord
+from connectors.records import DEFAULT_MAX_WAIT_S, RawRecord
 
 __all__ = [
     "BackgroundServer",
@@ -210,7 +210,7 @@ class FirehoseServer(BackgroundServer):
         port: int = 8766,
         speed: float = 0.0,
         frame_records: int = 256,
-        max_wait_s: float = 10.0,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")

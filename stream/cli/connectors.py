@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from connectors.records import DEFAULT_MAX_WAIT_S
 from stream.cli.common import ConfigOpt, RedisUrlOpt, VerboseOpt, err, fail, load_settings, redis_for
 from stream.redisconn import connect, ensure_redis_url
 from stream.settings import Settings
@@ -78,7 +79,7 @@ def firehose_serve(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Format of a file source: jsonl, twcs, csv (needs --mapping), calls.")] = "jsonl",
     mapping: Annotated[Path | None, typer.Option("--mapping", help="TOML column mapping for --format csv.", show_default=False)] = None,
     speed: Annotated[float, typer.Option("--speed", help="0 = as fast as the client reads; X = paced by event time, X times faster than real time.", min=0.0)] = 0.0,
-    max_wait: Annotated[float, typer.Option("--max-wait", help="With --speed X: wait at most this many seconds between two records (a long silence, or a record dated years off, is shortened); 0 = never shorten.", min=0.0)] = 10.0,
+    max_wait: Annotated[float, typer.Option("--max-wait", help="With --speed X: wait at most this many seconds between two records (a long silence, or a record dated years off, is shortened); 0 = never shorten.", min=0.0)] = DEFAULT_MAX_WAIT_S,
     limit: Annotated[int | None, typer.Option("--limit", help="Stream at most this many records.", min=1, show_default=False)] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port to listen on.", min=0, max=65535)] = 8766,

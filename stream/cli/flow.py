@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from connectors.records import DEFAULT_MAX_WAIT_S
 from stream.cli.common import (
     ConfigOpt,
     MetricsPortOpt,
@@ -40,7 +41,7 @@ def replay(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Record format: twcs (Customer Support on Twitter CSV), jsonl (one Mention per line), csv (needs --mapping), calls (call-centre volume).")] = "jsonl",
     mapping: Annotated[Path | None, typer.Option("--mapping", help="TOML column mapping for --format csv (e.g. connectors/mappings/airline.toml).", show_default=False)] = None,
     speed: Annotated[float, typer.Option("--speed", help="0 = as fast as possible; X = replay in event time X times faster than real time.")] = 0.0,
-    max_wait: Annotated[float, typer.Option("--max-wait", help="With --speed X: wait at most this many seconds between two records (a silence of days, or a record dated years off, is shortened instead of stalling the replay); 0 = never shorten. Pacing never changes what the flow writes.", min=0.0)] = 10.0,  # connectors.files.DEFAULT_MAX_WAIT_S (not imported: --help stays quick)
+    max_wait: Annotated[float, typer.Option("--max-wait", help="With --speed X: wait at most this many seconds between two records (a silence of days, or a record dated years off, is shortened instead of stalling the replay); 0 = never shorten. Pacing never changes what the flow writes.", min=0.0)] = DEFAULT_MAX_WAIT_S,
     recovery_dir: Annotated[Path | None, typer.Option("--recovery-dir", help="Bytewax recovery directory: a killed replay started again with the same directory resumes where it was.", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Bytewax worker threads in this process.", min=1)] = 1,
     metrics_port: MetricsPortOpt = None,
