@@ -361,13 +361,14 @@ def load_mapping(mapping: str | Path) -> ColumnMapping:
 
 
 # --------------------------------------------------------------------------------------------------
-# readers: each returns (payload, event time ms or None) in file order, then one sort for all
+# readers: each returns (payload, event time ms or None, where a person finds it) in file order, then one sort for
+# all. Where: "line N" of a JSONL file (blank lines counted), "row N" of a CSV file's data rows (the header apart).
 
 
-def _jsonl_items(data: bytes) -> list[tuple[bytes, int | None]]:
-    items: list[tuple[bytes, int | None]] = []
+def _jsonl_items(data: bytes) -> list[tuple[bytes, int | None, str]]:
+    items: list[tuple[bytes, int | None, str]] = []
     loads = orjson.loads
-    for line in data.split(b"\n"):
+    for number, line in enumerate(data.split(b"\n"), start=1):
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip():
@@ -379,7 +380,7 @@ def _jsonl_items(data: bytes) -> list[tuple[bytes, int | None]]:
                 ts = event_time_ms(obj.get("ts"))
         except orjson.JSONDecodeError:
             pass  # still a record: the flow dead-letters it with its reason
-        items.append((line, ts))
+        items.append((line, ts, f"line {number}"))
     return items
 
 
@@ -482,7 +483,7 @@ def twcs_brands(rows: Sequence[dict[str, str]]) -> list[str]:
     return brands
 
 
-def _twcs_items(data: bytes, path: Path) -> list[tuple[dict[str, str], int | None]]:
+def _twcs_items(data: bytes, path: Path) -> list[tuple[dict[str, str], int | None, str]]:
     df = _read_csv(data, path)
     if df.width == 0:
         return []
@@ -492,13 +493,13 @@ def _twcs_items(data: bytes, path: Path) -> list[tuple[dict[str, str], int | Non
     rows = _rows(df)
     brands = twcs_brands(rows)
     items = []
-    for row, brand in zip(rows, brands, strict=True):
+    for number, (row, brand) in enumerate(zip(rows, brands, strict=True), start=1):
         row["brand"] = brand
-        items.append((row, event_time_ms(row["created_at"])))
+        items.append((row, event_time_ms(row["created_at"]), f"row {number}"))
     return items
 
 
-def _mapped_items(data: bytes, path: Path, mapping: ColumnMapping) -> list[tuple[dict[str, Any], int | None]]:
+def _mapped_items(data: bytes, path: Path, mapping: ColumnMapping) -> list[tuple[dict[str, Any], int | None, str]]:
     df = _read_csv(data, path)
     if df.width == 0:
         return []
@@ -506,11 +507,11 @@ def _mapped_items(data: bytes, path: Path, mapping: ColumnMapping) -> list[tuple
     if missing:
         raise SourceError(f"{path}: the mapping names columns the file lacks: {', '.join(missing)}")
     items = []
-    for row in _rows(df):
+    for number, row in enumerate(_rows(df), start=1):
         shaped = mapping.shape(row)
         if row.get(INVALID_UTF8):
             shaped[INVALID_UTF8] = "1"
-        items.append((shaped, event_time_ms(shaped.get("ts"))))
+        items.append((shaped, event_time_ms(shaped.get("ts")), f"row {number}"))
     return items
 
 
@@ -533,15 +534,15 @@ def _number_or_text(value: Any) -> Any:
         return number if math.isfinite(number) else value  # nan/inf are no count
 
 
-def _calls_items(data: bytes, path: Path) -> list[tuple[dict[str, Any] | bytes, int | None]]:
-    items: list[tuple[dict[str, Any] | bytes, int | None]] = []
+def _calls_items(data: bytes, path: Path) -> list[tuple[dict[str, Any] | bytes, int | None, str]]:
+    items: list[tuple[dict[str, Any] | bytes, int | None, str]] = []
     if _is_jsonl(path, data):
-        for line, ts in _jsonl_items(data):
+        for line, ts, where in _jsonl_items(data):
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError:
                 obj = None
-            items.append((obj if isinstance(obj, dict) else line, ts))
+            items.append((obj if isinstance(obj, dict) else line, ts, where))
         return items
     df = _read_csv(data, path)
     if df.width == 0:
@@ -549,10 +550,10 @@ def _calls_items(data: bytes, path: Path) -> list[tuple[dict[str, Any] | bytes, 
     missing = [c for c in _CALLS_COLUMNS if c not in df.columns]
     if missing:
         raise SourceError(f"{path}: not a call-volume file, missing columns {', '.join(missing)}")
-    for row in _rows(df):
+    for number, row in enumerate(_rows(df), start=1):
         payload: dict[str, Any] = dict(row)
         payload["calls"] = _number_or_text(row["calls"])
-        items.append((payload, event_time_ms(row["ts"])))
+        items.append((payload, event_time_ms(row["ts"]), f"row {number}"))
     return items
 
 
@@ -600,7 +601,7 @@ def read_timed_records(
     p = Path(path)
     cmap = _validate(p, fmt, mapping)
     data = read_bytes(p)
-    items: Sequence[tuple[Any, int | None]]
+    items: Sequence[tuple[Any, int | None, str]]
     if fmt == "jsonl":
         items = _jsonl_items(data)
     elif fmt == "twcs":
@@ -614,7 +615,7 @@ def read_timed_records(
     order = sorted(range(len(items)), key=lambda i: (items[i][1] is not None, items[i][1] or 0))
     source = f"file:{path}"
     record_fmt = _RECORD_FMT[fmt]
-    records = [RawRecord(source, pos, items[i][0], record_fmt) for pos, i in enumerate(order)]
+    records = [RawRecord(source, pos, items[i][0], record_fmt, items[i][2]) for pos, i in enumerate(order)]
     times = [items[i][1] for i in order]
     logger.info("read %d %s records from %s", len(records), fmt, p)
     return records, times
@@ -635,14 +636,15 @@ def read_records(path: str | Path, fmt: str, mapping: str | Path | None = None) 
       the payload is a Mention-shaped dict of strings. Record fmt ``mention``.
     - ``calls``: a call-volume CSV or JSONL (``ts, queue, calls[, brand]``); record fmt ``calls``.
 
-    Gzip is read transparently. The offset of a record is its position in the sorted order, and the
-    source is ``file:<path>``. Raises :class:`SourceError` for a file that cannot be read at all.
+    Gzip is read transparently. The offset of a record is its position in the sorted order, its ``origin`` where
+    it is in the file (``line N`` of a JSONL file, blank lines counted; ``row N`` of a CSV file's data rows), and
+    the source is ``file:<path>``. Raises :class:`SourceError` for a file that cannot be read at all.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "calls.csv"
     >>> _ = p.write_text("ts,queue,calls\\n2024-01-01T00:15:00Z,billing,7\\n2024-01-01T00:00:00Z,billing,5\\n")
-    >>> [(r.offset, r.payload["calls"]) for r in read_records(p, "calls")]
-    [(0, 5), (1, 7)]
+    >>> [(r.offset, r.payload["calls"], r.origin) for r in read_records(p, "calls")]
+    [(0, 5, 'row 2'), (1, 7, 'row 1')]
     >>> read_records(p, "xml")
     Traceback (most recent call last):
     ...
@@ -839,7 +841,7 @@ class FileSource(FixedPartitionedSource[RawRecord, int]):
         path = self.paths[self._names.index(for_part)]
         records, times = read_timed_records(path, self.fmt, self.mapping)
         if records and records[0].source != for_part:  # keep the name the partition was listed under
-            records = [RawRecord(for_part, r.offset, r.payload, r.fmt) for r in records]
+            records = [RawRecord(for_part, r.offset, r.payload, r.fmt, r.origin) for r in records]
         if resume_state:
             logger.info("%s: resuming after %d of %d records", for_part, resume_state, len(records))
         return _FilePartition(

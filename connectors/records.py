@@ -29,13 +29,16 @@ class RawRecord:
     ``offset`` is its position there (line index, stream entry id, …), so ``key`` identifies the
     record across replays and crashes. ``payload`` is bytes/str (JSONL line, frame) or a dict (a CSV
     row, a simulator event); ``fmt`` tells the parser how to read it (``jsonl``, ``twcs``, ``csv``,
-    ``mention`` for dicts already shaped like a Mention, ``calls`` for call-volume rows).
+    ``mention`` for dicts already shaped like a Mention, ``calls`` for call-volume rows). ``origin`` says where a
+    person finds the record in what they handed in (``line 12`` of a JSONL file, ``row 3`` of a CSV file's data
+    rows), when the offset does not (a file replay's offset is the record's place in event-time order).
     """
 
     source: str
     offset: int | str
     payload: bytes | str | dict[str, Any]
     fmt: str
+    origin: str = ""
 
     @property
     def key(self) -> str:

@@ -441,6 +441,8 @@ def _dead_letter_panel(view: CommandCentre) -> None:
                 "received": st.column_config.TextColumn("received (UTC)", width="small"),
                 "reason": st.column_config.TextColumn("reason", width="medium"),
                 "source": st.column_config.TextColumn("source", width="small"),
+                "where": st.column_config.TextColumn("where", width="small",
+                                                     help="Where the record is in the file it came from"),
                 "raw": st.column_config.TextColumn("raw record", width="large"),
             },
         )

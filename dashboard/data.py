@@ -1120,14 +1120,14 @@ def model_drift_alerts(client: redis.Redis, keys: Keys, model: str) -> pd.DataFr
 
 
 def _dead_letters(client: redis.Redis, keys: Keys, n: int) -> pd.DataFrame:
-    columns = ["received", "reason", "source", "raw"]
+    columns = ["received", "reason", "source", "where", "raw"]
     out = []
     for d in recent_dead_letters(client, keys, n):
         raw = d.get("raw", "")
         if len(raw) > RAW_DISPLAY_CHARS:
             raw = raw[:RAW_DISPLAY_CHARS] + f"… ({len(raw):,} characters)"
         out.append({"received": d.get("ts_received", ""), "reason": d.get("reason", ""),
-                    "source": d.get("source", ""), "raw": raw})
+                    "source": d.get("source", ""), "where": d.get("origin", ""), "raw": raw})
     return pd.DataFrame(out, columns=columns)
 
 

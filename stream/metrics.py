@@ -35,7 +35,7 @@ from stream import insights, sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["counters_of", "distinct_authors", "exact_complete", "first_response", "merged_sketches", "quantile",
+__all__ = ["counters_of", "dead_letters_of", "distinct_authors", "exact_complete", "first_response", "merged_sketches", "quantile",
            "recent_dead_letters",
            "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
            "unanswered_between", "windows_between"]
@@ -402,6 +402,19 @@ def recent_dead_letters(client: redis.Redis, keys: Keys, n: int = 50) -> list[di
         out.append({_decode(k): _decode(v) if isinstance(v, bytes) and _is_text(v) else repr(v)
                     for k, v in fields.items()})
     return out
+
+
+def dead_letters_of(client: redis.Redis, keys: Keys, source: str, n: int = 5, scan: int = 10_000
+                    ) -> list[dict[str, str]]:
+    """Up to ``n`` dead letters of one source among the newest ``scan`` of the stream, in the source's order
+    (file line or row when known, else stream order), as :func:`recent_dead_letters` gives them."""
+    found = [d for d in recent_dead_letters(client, keys, scan) if d.get("source") == source]
+
+    def place(d: dict[str, str]) -> tuple[int, str]:
+        where = d.get("origin", "").split(" ")
+        return (int(where[-1]) if where[-1].isdigit() else -1, d.get("key", ""))
+
+    return sorted(found, key=place)[:n]
 
 
 def _is_text(b: bytes) -> bool:

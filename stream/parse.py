@@ -129,8 +129,8 @@ def parse_record(raw: RawRecord) -> Parsed:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - bad input must never kill the flow
         reason = f"unexpected: {type(exc).__name__}: {exc}"
-    return Parsed(raw.source, raw.key, DeadLetter(raw=_raw_bytes(raw.payload), reason=reason,
-                                                   source=raw.source, key=raw.key), str(raw.offset))
+    return Parsed(raw.source, raw.key, DeadLetter(raw=_raw_bytes(raw.payload), reason=reason, source=raw.source,
+                                                   key=raw.key, origin=raw.origin), str(raw.offset))
 
 
 def _raw_bytes(payload: bytes | str | dict[str, Any]) -> bytes | str:

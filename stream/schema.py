@@ -288,11 +288,12 @@ class Enriched:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record the flow could not accept, kept whole with the reason.
+    """A record the flow could not accept, kept whole with the reason (and, from a file, where it is in it).
 
-    >>> dl = DeadLetter(raw=b"{oops", reason="json: malformed JSON", source="file:x.jsonl", key="file:x.jsonl:3")
-    >>> orjson.loads(dl.to_json())["raw"]
-    '{oops'
+    >>> dl = DeadLetter(raw=b"{oops", reason="json: malformed JSON", source="file:x.jsonl", key="file:x.jsonl:3",
+    ...                 origin="line 7")
+    >>> orjson.loads(dl.to_json())["raw"], dl.origin
+    ('{oops', 'line 7')
     """
 
     raw: bytes | str
@@ -300,6 +301,7 @@ class DeadLetter:
     source: str
     key: str
     ts_received: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    origin: str = ""
 
     def to_json(self) -> bytes:
         return _to_json(self)

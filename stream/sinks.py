@@ -262,7 +262,7 @@ class RedisWriter:
         self._append_once(
             keys=[self.keys.dlq, self.keys.dlq_seen],
             args=[dl.key, self.dlq_maxlen, "raw", raw, "reason", dl.reason, "source", dl.source,
-                  "key", dl.key, "ts_received", dl.ts_received],
+                  "key", dl.key, *(("origin", dl.origin) if dl.origin else ()), "ts_received", dl.ts_received],
             client=pipe,
         )
 

@@ -437,3 +437,29 @@ def test_a_mapping_reads_true_and_false_cells(tmp_path: Path) -> None:
                  "3,acme,cy,eh,2024-01-01T00:00:02Z,perhaps\n")
     flags = [r.payload["from_brand"] for r in read_records(p, "csv", mapping)]  # type: ignore[index]
     assert flags == [True, False, "perhaps"]  # the last one is dead-lettered, naming from_brand
+
+
+def test_records_say_where_they_are_in_the_file_whatever_the_event_time_order(tmp_path: Path) -> None:
+    """A replay reads in event-time order (the offset); a dead letter must still point at its line or row."""
+    from stream.parse import parse_record
+    from stream.schema import DeadLetter
+
+    p = tmp_path / "m.jsonl"
+    late = {"id": "t:1", "channel": "twitter", "brand": "acme", "author": "a", "text": "hi", "ts": "2024-01-01T00:05:00Z"}
+    early = dict(late, id="t:2", ts="2024-01-01T00:01:00Z")
+    p.write_bytes(orjson.dumps(late) + b"\n\n{oops\n" + orjson.dumps(early) + b"\r\n")
+    recs = read_records(p, "jsonl")
+    assert [(r.offset, r.origin) for r in recs] == [(0, "line 3"), (1, "line 4"), (2, "line 1")]
+    dead = parse_record(recs[0]).record
+    assert isinstance(dead, DeadLetter) and dead.origin == "line 3" and dead.key == f"file:{p}:0"
+    assert parse_record(recs[1]).record.id == "t:2"  # type: ignore[union-attr]
+    c = tmp_path / "twcs.csv"
+    c.write_text("tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
+                 "1,u1,True,Tue Oct 31 22:10:47 +0000 2017,@Acme help,,\n"
+                 "2,u2,True,Tue Oct 31 21:10:47 +0000 2017,@Acme hi,,\n")
+    assert [(r.payload["tweet_id"], r.origin) for r in read_records(c, "twcs")] == [  # type: ignore[index]
+        ("2", "row 2"), ("1", "row 1")]
+    # what the replay's source emits
+    source = FileSource(p, "jsonl")
+    batch = source.build_part("read", source.list_parts()[0], None).next_batch()
+    assert [r.origin for r in batch] == ["line 3", "line 4", "line 1"]

@@ -91,7 +91,7 @@ def seed_redis(redis_url: str, prefix: str) -> list[dict[str, Any]]:
     """Run the rows, three bad records and one duplicate through the real flow into Redis; return the rows."""
     rows = conversation()
     payloads = [orjson.dumps(r) for r in rows] + BAD_RECORDS + [orjson.dumps(rows[0])]
-    records = [RawRecord("test:dashboard", i, p, "jsonl") for i, p in enumerate(payloads)]
+    records = [RawRecord("test:dashboard", i, p, "jsonl", f"line {i + 1}") for i, p in enumerate(payloads)]
     settings = Settings(prefix=prefix, flush_seconds=0.05)
     run_main(build_flow(TestingSource(records, batch_size=100), settings, RedisSink(redis_url, Keys(prefix))))
     return rows

@@ -92,6 +92,8 @@ def test_command_centre_shows_kpis_charts_and_tables(monkeypatch: pytest.MonkeyP
     assert len(dead) == exp["dead_letters"]
     assert any(reason.startswith("json:") for reason in dead["reason"])
     assert any(reason.startswith("encoding:") for reason in dead["reason"])
+    first_bad = len(rows) + 1  # the bad records follow the good rows in the file
+    assert sorted(dead["where"]) == [f"line {first_bad + i}" for i in range(3)]
     assert "3 in total" in at.expander[0].label
 
 

@@ -64,11 +64,16 @@ def test_jsonl_replay_with_bad_lines(write_jsonl, redis_url: str, key_prefix: st
                                                                  "author": "a", "text": "x" * 1_000_001,
                                                                  "ts": "2024-01-01T00:00:00Z"})]
     path = write_jsonl(rows + bad + rows[:3])
-    pulse("replay", str(path), "--format", "jsonl", redis_url=redis_url, prefix=key_prefix)
+    replay = pulse("replay", str(path), "--format", "jsonl", redis_url=redis_url, prefix=key_prefix)
     doc = orjson.loads(pulse("metrics", "--json", redis_url=redis_url, prefix=key_prefix).stdout)
     assert (doc["offered"], doc["accepted"], doc["dead_letters"], doc["duplicates"]) == (len(rows) + 6, len(rows), 3, 3)
-    reasons = sorted(f[b"reason"].decode().split(":")[0] for _, f in r.xrange(Keys(key_prefix).dlq))
-    assert reasons == ["encoding", "json", "text"]
+    where = sorted((f[b"reason"].decode().split(":")[0], f[b"origin"].decode()) for _, f in r.xrange(Keys(key_prefix).dlq))
+    # each where it is in the file (the replay reads in event-time order: the offsets in the keys are not lines)
+    n = len(rows)
+    assert where == [("encoding", f"line {n + 2}"), ("json", f"line {n + 1}"), ("text", f"line {n + 3}")]
+    listed = [line.strip() for line in replay.stderr.splitlines() if line.strip().startswith("line ")]
+    assert [line.split(":")[0] for line in listed] == [f"line {n + 1}", f"line {n + 2}", f"line {n + 3}"]
+    assert listed[0].startswith(f"line {n + 1}: json: malformed JSON")
     assert set(doc["brands"]) == {"acme", "globex"}
 
 
