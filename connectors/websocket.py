@@ -17,7 +17,7 @@ on as raw bytes with the source's default ``fmt``; the flow parses or dead-lette
 >>> frame
 b'[{"id":1,"fmt":"jsonl","payload":"{\\\\"id\\\\": \\\\"a\\\\"}"}]'
 >>> decode_frame(frame, "ws://h/", "jsonl")
-([(1, RawRecord(source='ws://h/', offset=1, payload=b'{"id": "a"}', fmt='jsonl'))], False)
+([(1, RawRecord(source='ws://h/', offset=1, payload=b'{"id": "a"}', fmt='jsonl', origin=''))], False)
 >>> decode_frame(b'{"eos": true, "last": 1}', "ws://h/", "jsonl")
 ([], True)
 >>> with_after("ws://h:1/firehose?track=acme", 41)

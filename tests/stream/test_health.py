@@ -41,12 +41,14 @@ def test_replay_exposes_records_per_step_dead_letters_lag_and_write_latency(
             "ts": max(row["ts"] for row in rows if isinstance(row, dict)) + 30 * 86_400_000}
     path = write_jsonl([*rows, last])
     # paced at 600x: everything but the last mention within ~5 s, the last one 72 minutes after the one before
-    # it, so the first part's counters can be scraped while the flow still runs; then it is killed
+    # it (--max-wait lifts the default 10 s cap on a wait: a loaded machine may take longer than that to reach
+    # the scrape), so the first part's counters can be scraped while the flow still runs; then it is killed
     port = free_ports(1)[0]
     env = dict(os.environ, REDIS_URL=redis_url, PULSE_PREFIX=key_prefix, PULSE_FLUSH_SECONDS="0.1",
                PULSE_DATA_DIR=str(tmp_path / "data"))
-    proc = subprocess.Popen([*PULSE, "replay", str(path), "--speed", "600", "--no-progress", "--metrics-port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*PULSE, "replay", str(path), "--speed", "600", "--max-wait", "7200", "--no-progress",
+                             "--metrics-port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
         samples: dict = {}
         deadline = time.monotonic() + 120
