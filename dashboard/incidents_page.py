@@ -133,13 +133,16 @@ def _live_list(settings: DashboardSettings, filters: Filters, kinds: tuple[str, 
         return
     rows = [{"opened": _when(i, filters.tz), "severity": i.severity, "kind": i.kind, "brand": i.brand,
              "where": i.where, "detector": i.state, "desk": i.status, "observed": i.observed,
-             "expected": i.expected, "top terms": ", ".join(i.top_terms), "acknowledged by": i.acknowledged_by,
+             "expected": i.expected, "per": i.per if i.kind == "spike" else "", "top terms": ", ".join(i.top_terms), "acknowledged by": i.acknowledged_by,
              "id": i.id} for i in incidents]
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="–", height=min(420, 38 + 35 * len(rows)),
                  column_config={
                      "opened": st.column_config.TextColumn(f"opened ({filters.tz})", width="small"),
                      "observed": st.column_config.NumberColumn("peak", format="%.0f", width="small"),
                      "expected": st.column_config.NumberColumn("expected", format="%.1f", width="small"),
+                     "per": st.column_config.TextColumn("per", width="small",
+                                                        help="A spike's peak and expectation count mentions per this "
+                                                             "interval (the series' own: 1, 5 or 60 minutes)"),
                      "top terms": st.column_config.TextColumn("top terms", width="medium"),
                      "id": st.column_config.TextColumn("id", width="small"),
                  })
@@ -173,6 +176,10 @@ def _detail(settings: DashboardSettings, filters: Filters, kinds: tuple[str, ...
             st.subheader("Volume and the expected band", anchor=False)
             if detail["volume"]:
                 show_chart(volume_chart(inc, detail["volume"], filters.tz))
+                if inc.topic:
+                    st.caption(f"All {inc.channel or 'channel'} mentions: the detector watched the {inc.topic} ones "
+                               f"(peak {inc.observed:,.0f} per {inc.per}, expected {band_text(inc)}), which the "
+                               "minute windows do not keep apart, so no band is drawn.")
             else:
                 st.caption("No minute windows around this incident are kept (older than the retention, or not "
                            "a brand × channel series).")
@@ -200,14 +207,21 @@ def _neg_time(i: Incident) -> int:
     return -(i.start_ms or 0)
 
 
+def band_text(inc: Incident) -> str:
+    low, high = inc.band
+    return f"{low:.1f}" if high == low else f"{low:.1f} – {high:.1f}"
+
+
 def _summary(inc: Incident, incidents: list[Incident], filters: Filters) -> None:
     low, high = inc.band
-    band = f"{low:.1f}" if high == low else f"{low:.1f} – {high:.1f}"
+    band = band_text(inc)
     cols = st.columns(5)
-    cols[0].metric("Peak mentions / min", f"{inc.observed:,.0f}", border=True)
-    cols[1].metric("Expected", band, border=True,
-                   help="The detector's expectation for the peak window" + (" (with its upper bound)." if high > low
-                                                                             else "."))
+    watched = f"{inc.channel or 'all channels'}" + (f" · {inc.topic}" if inc.topic else "")
+    cols[0].metric(f"Peak mentions / {inc.per}", f"{inc.observed:,.0f}", border=True,
+                   help=f"The busiest {inc.per} interval of the series the detector watched ({watched}).")
+    cols[1].metric(f"Expected / {inc.per}", band, border=True,
+                   help="The detector's expectation for the peak interval" + (
+                       " and the count at which it would have raised the alert." if high > low else "."))
     cols[2].metric("Severity", inc.severity or "–", border=True)
     cols[3].metric("Detector", inc.state, border=True, help="open → update → resolved, as the detector sees it.")
     cols[4].metric("Desk", inc.status, border=True, help="new → acknowledged → closed, as people handle it.")
@@ -227,25 +241,48 @@ def _affected(inc: Incident, incidents: list[Incident]) -> list[str]:
     return sorted({i.channel for i in near} | ({inc.channel} if inc.channel else set()))
 
 
-def volume_chart(inc: Incident, volume: list[dict[str, Any]], tz: str) -> alt.LayerChart:
-    """Mentions and negative mentions per minute, the detector's expected band, and the opening window."""
+def per_interval(inc: Incident, volume: list[dict[str, Any]]) -> pd.DataFrame:
+    """The minute windows summed into the detector's intervals (aligned on the incident's first one): the unit its
+    peak and band count in.
+
+    >>> from datetime import UTC, datetime
+    >>> inc = Incident.from_alert({"id": "x", "window_start": "2024-01-01T10:05:00+00:00", "interval_s": 300})
+    >>> rows = [{"start": datetime(2024, 1, 1, 10, m, tzinfo=UTC), "mentions": m, "negative": 1} for m in range(3, 11)]
+    >>> per_interval(inc, rows).to_dict("list")["mentions"], per_interval(inc, rows).to_dict("list")["negative"]
+    ([7, 35, 10], [2, 5, 1])
+    """
     frame = pd.DataFrame(volume)
+    step = max(60, int(inc.interval_s))
+    if step == 60 or frame.empty:
+        return frame
+    anchor = inc.start_ms or 0
+    ms = frame["start"].map(lambda t: int(t.timestamp() * 1000))
+    first = ms - (ms - anchor) % (step * 1000)
+    frame = frame.assign(start=pd.to_datetime(first, unit="ms", utc=True))
+    return frame.groupby("start", as_index=False)[["mentions", "negative"]].sum()
+
+
+def volume_chart(inc: Incident, volume: list[dict[str, Any]], tz: str) -> alt.LayerChart:
+    """Mentions and negative mentions per interval of the detector (its peak and band count per that interval), the
+    expected band (not for a topic's series: the windows count every topic together), and the opening interval."""
+    frame = per_interval(inc, volume)
     long = frame.melt(id_vars="start", value_vars=["mentions", "negative"], var_name="series", value_name="count")
-    start, end = frame["start"].min(), frame["start"].max() + timedelta(minutes=1)
+    start, end = frame["start"].min(), frame["start"].max() + timedelta(seconds=max(60, int(inc.interval_s)))
     axis = time_axis(start, end, "m", tz)
-    low, high = inc.band
-    band = chart_times(pd.DataFrame({"start": [start], "stop": [end], "low": [low], "high": [max(high, low + 0.25)]}),
-                       tz, "start", "stop")
-    shade = alt.Chart(band).mark_rect(opacity=0.22, color="#3ecf8e").encode(
-        alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), alt.Y("low:Q"), alt.Y2("high:Q"),
-        tooltip=[alt.Tooltip("low:Q", title="expected", format=".1f"),
-                 alt.Tooltip("high:Q", title="expected (upper)", format=".1f")])
     lines = alt.Chart(with_window(long, tz), height=260).mark_line(interpolate="step-after", strokeWidth=2).encode(
-        axis, alt.Y("count:Q", title="mentions per minute"),
+        axis, alt.Y("count:Q", title=f"mentions per {inc.per}"),
         alt.Color("series:N", scale=alt.Scale(domain=["mentions", "negative"], range=["#4f8cff", "#e5484d"]),
                   legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=[alt.Tooltip("window:N", title="window"), "series:N", "count:Q"])
-    layers: list[Any] = [shade, lines]
+        tooltip=[alt.Tooltip("window:N", title="from"), "series:N", "count:Q"])
+    layers: list[Any] = [lines]
+    if not inc.topic:
+        low, high = inc.band
+        band = chart_times(pd.DataFrame({"start": [start], "stop": [end], "low": [low],
+                                         "high": [max(high, low + 0.25)]}), tz, "start", "stop")
+        layers.insert(0, alt.Chart(band).mark_rect(opacity=0.22, color="#3ecf8e").encode(
+            alt.X("start:T", scale=alt.Scale(type="utc")), alt.X2("stop:T"), alt.Y("low:Q"), alt.Y2("high:Q"),
+            tooltip=[alt.Tooltip("low:Q", title="expected", format=".1f"),
+                     alt.Tooltip("high:Q", title="alert at", format=".1f")]))
     if inc.start_ms is not None:
         opened = with_window(pd.DataFrame({"start": [pd.Timestamp(inc.start_ms, unit="ms", tz="UTC")]}), tz)
         layers.append(alt.Chart(opened).mark_rule(color="#f2a541", strokeDash=[4, 3], strokeWidth=2).encode(

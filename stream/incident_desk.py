@@ -13,8 +13,8 @@ and the command line share these functions.
 ...     "channel": "twitter", "window_start": "2024-01-01T10:00:00+00:00", "observed": 40, "expected": 4.0,
 ...     "score": 0.99, "severity": "high", "top_terms": ["login", "outage"],
 ...     "message": "open: acme twitter at 40 mentions"})
->>> inc.state, inc.status, inc.live, inc.needs_ack, inc.band
-('open', 'new', True, True, (4.0, 4.0))
+>>> inc.state, inc.status, inc.live, inc.needs_ack, inc.band, inc.per
+('open', 'new', True, True, (4.0, 4.0), 'min')
 >>> print(draft_notice(inc, "twitter"))
 We know some of you are having trouble with login and outage right now. Our team is on it and we will post updates here. Sorry for the trouble.
 """
@@ -39,6 +39,7 @@ from stream.metrics import windows_between
 __all__ = [
     "Incident",
     "IncidentDeskError",
+    "interval_words",
     "Notice",
     "acknowledge",
     "alert_state",
@@ -100,12 +101,29 @@ class Notice:
         return orjson.dumps({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
+def interval_words(seconds: float) -> str:
+    """An interval as the tiles and charts say it.
+
+    >>> interval_words(60), interval_words(300), interval_words(3600), interval_words(7200), interval_words(90)
+    ('min', '5 min', 'h', '2 h', '90 s')
+    """
+    s = int(seconds)
+    if s == 60:
+        return "min"
+    if s % 3600 == 0:
+        return "h" if s == 3600 else f"{s // 3600} h"
+    if s % 60 == 0:
+        return f"{s // 60} min"
+    return f"{s} s"
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     """An alert as the desk sees it: the detector's newest state plus who handles it.
 
     ``band`` is the detector's expected range for the peak window: ``(expected, expected_upper)`` when the
-    detector gives an upper value, else ``(expected, expected)``.
+    detector gives an upper value, else ``(expected, expected)``. ``observed`` and the band count mentions per
+    interval of the series the detector watched (``interval_s``: 1, 5 or 60 minutes; :attr:`per` names it).
     """
 
     id: str
@@ -131,6 +149,8 @@ class Incident:
     closed_by: str = ""
     closed_at: str = ""
     notices: dict[str, Notice] = field(default_factory=dict)
+    #: The detector's interval for this series (seconds): what ``observed`` and ``band`` count per.
+    interval_s: float = 60.0
 
     @classmethod
     def from_alert(cls, a: dict[str, Any], desk: dict[str, str] | None = None) -> Incident:
@@ -149,7 +169,13 @@ class Incident:
             top_terms=tuple(str(t) for t in a.get("top_terms") or ()), message=text, state=state,
             status=desk.get("status") or "new", acknowledged_by=desk.get("acknowledged_by", ""),
             acknowledged_at=desk.get("acknowledged_at", ""), closed_by=desk.get("closed_by", ""),
-            closed_at=desk.get("closed_at", ""), notices=notices)
+            closed_at=desk.get("closed_at", ""), notices=notices,
+            interval_s=_float(a.get("interval_s")) or 60.0)
+
+    @property
+    def per(self) -> str:
+        """The interval as words: ``min``, ``5 min``, ``h``."""
+        return interval_words(self.interval_s)
 
     @property
     def live(self) -> bool:
@@ -272,7 +298,8 @@ def incident_timeline(client: redis.Redis, keys: Keys, incident: Incident, scan:
         head = str(a.get("message") or "").split(":", 1)[0]
         event = {"open": "opened", "update": "updated", "resolved": "resolved"}.get(head, "raised")
         written = _written(entry_id, fields, a)
-        detail = f"{float(a.get('observed') or 0):g} mentions, {float(a.get('expected') or 0):.1f} expected"
+        per = interval_words(_float(a.get("interval_s")) or 60.0)
+        detail = f"{float(a.get('observed') or 0):g} mentions per {per}, {float(a.get('expected') or 0):.1f} expected"
         if event in ("opened", "raised"):
             detail += f"; window {str(a.get('window_start', ''))[:16].replace('T', ' ')} UTC (event time)"
         rows.append({"at": written, "event": event, "by": "detector", "detail": detail})

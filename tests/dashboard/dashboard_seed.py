@@ -296,7 +296,7 @@ def seed_demo_like(redis_url: str, prefix: str) -> list[dict[str, Any]]:
         crm.resolve(cid, now_ms=created[cid] + minutes * 60_000, by=AGENTS[0])
     writer = RedisWriter(client, Keys(prefix))
     live = dict(id=LIVE_SPIKE, kind="spike", brand="acme", channel="twitter", topic=None,
-                window_start="2024-01-01T11:40:00+00:00", expected=2.0, score=0.99, severity="high",
+                window_start="2024-01-01T11:40:00+00:00", expected=2.0, score=0.99, severity="high", interval_s=300.0,
                 sample_ids=("twitter:nasty", "twitter:m100k0", "twitter:m101k3"),
                 top_terms=("refund", *HOSTILE.split(" ")))
     writer.write([("alert", Alert(**live, observed=9, message="open: acme twitter at 9 mentions, 2.0 expected"))])

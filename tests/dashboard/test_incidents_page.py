@@ -28,10 +28,12 @@ def test_incidents_list_and_detail_show_what_was_written(monkeypatch: pytest.Mon
     assert list(listed.index) == [LIVE_SPIKE, PAST_SPIKE]  # newest first
     live = listed.loc[LIVE_SPIKE]
     assert (live["observed"], live["expected"], live["detector"], live["desk"]) == (14, 2.0, "update", "new")
+    assert live["per"] == "5 min" and listed.loc[PAST_SPIKE]["per"] == "min"  # (no interval in that alert: a minute)
     assert live["top terms"] == ", ".join(["refund", *HOSTILE.split(" ")])
     # the detail of the live incident (offered first: it awaits acknowledgement)
     assert at.selectbox(key="inc_pick").value == LIVE_SPIKE
-    assert tiles["Peak mentions / min"] == "14" and tiles["Expected"] == "2.0" and tiles["Desk"] == "new"
+    # the detector's unit: the series was watched at 5-minute intervals
+    assert tiles["Peak mentions / 5 min"] == "14" and tiles["Expected / 5 min"] == "2.0" and tiles["Desk"] == "new"
     samples = table(at, "sentiment").set_index("id")
     nasty = next(r for r in rows if r["id"] == "twitter:nasty")
     assert samples.loc["twitter:nasty", "text"] == nasty["text"]
@@ -39,7 +41,11 @@ def test_incidents_list_and_detail_show_what_was_written(monkeypatch: pytest.Mon
     assert samples.loc["twitter:m100k0", "text"] == by_id["twitter:m100k0"]["text"]
     timeline = table(at, "event")
     assert list(timeline["event"]) == ["opened", "updated"] and set(timeline["by"]) == {"detector"}
-    assert len(at.get("vega_lite_chart")) == 1  # volume with the expected band
+    assert timeline["detail"].iloc[1].startswith("14 mentions per 5 min, 2.0 expected")
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1  # volume with the expected band, in the detector's unit
+    spec = orjson.dumps(charts[0].proto.spec if hasattr(charts[0], "proto") else "").decode()
+    assert "mentions per 5 min" in spec
     assert "Top terms" in [c.value for c in at.caption]
     assert any(t.value == ", ".join(["refund", *HOSTILE.split(" ")]) for t in at.text)
     # not signed in: the desk's actions are offered only after sign-in
@@ -64,6 +70,17 @@ def test_volume_equals_the_minute_windows(redis_url: str, demo_like: tuple[str, 
             expected[minute] = expected.get(minute, 0) + 1
     assert volume and all(volume[m] == expected.get(m, 0) for m in volume)
     assert sum(volume.values()) == sum(n for m, n in expected.items() if m in volume)
+    # the chart sums them into the detector's 5-minute intervals, aligned on the one the incident opened with
+    from dashboard.incidents_page import per_interval
+
+    chart = per_interval(inc, incident_volume(client, Keys(prefix), inc))
+    opened = inc.start_ms
+    assert opened is not None
+    by_interval = {int(t.timestamp() * 1000): n for t, n in zip(chart["start"], chart["mentions"], strict=True)}
+    assert all((m - opened) % 300_000 == 0 for m in by_interval)
+    for m, n in by_interval.items():
+        assert n == sum(volume.get(m + i * 60_000, 0) for i in range(5)), m
+    assert sum(by_interval.values()) == sum(volume.values())
 
 
 def test_acknowledge_close_and_send_a_notice(monkeypatch: pytest.MonkeyPatch, redis_url: str,
