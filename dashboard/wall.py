@@ -121,7 +121,7 @@ def _alarm(waiting: list[Any]) -> None:
     with st.container(key="wall_alarm"):
         plain(f"⚠ {len(waiting)} live incident{'s' if len(waiting) != 1 else ''} awaiting acknowledgement")
         for inc in waiting[:3]:
-            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/min vs "
+            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/{inc.per} vs "
                   f"{inc.expected:,.1f} expected")
 
 
@@ -162,12 +162,12 @@ def _incidents(settings: DashboardSettings, filters: Filters, incidents: list[An
             plain("✓ No live incidents")
         recent = [i for i in incidents if i.kind == "spike"][:4]
         for inc in recent:
-            plain(f"{inc.state} · {inc.brand} {inc.where} · peak {inc.observed:,.0f}/min")
+            plain(f"{inc.state} · {inc.brand} {inc.where} · peak {inc.observed:,.0f}/{inc.per}")
         return
     order = {"new": 0, "acknowledged": 1}
     for n, inc in enumerate(sorted(live, key=lambda i: (order.get(i.status, 2), -(i.start_ms or 0)))[:5]):
         with st.container(key=f"wall_inc_{inc.status}_{n}"):
-            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/min vs {inc.expected:,.1f} "
+            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/{inc.per} vs {inc.expected:,.1f} "
                   f"expected · {'AWAITING ACK' if inc.status == 'new' else 'acknowledged by ' + inc.acknowledged_by}")
             if inc.top_terms:
                 plain("Top terms: " + ", ".join(inc.top_terms[:6]))

@@ -51,6 +51,7 @@ def test_wall_shows_big_figures_and_flashes_until_acknowledged(monkeypatch: pyte
     at.run()
     shown = " ".join(_texts(at))
     assert "AWAITING ACK" in shown and f"Top terms: refund, {', '.join(HOSTILE.split(' '))}" in shown
+    assert "14/5 min vs 2.0 expected" in shown  # the detector's unit (its series is watched at 5 minutes)
     assert not [m for m in at.markdown if any(p in str(m.value) for p in HOSTILE_PIECES)]
     acknowledge(redis.Redis.from_url(redis_url), Keys(prefix), LIVE, "ines")
     load_incidents.clear()  # what the next refresh reads once the one-second cache has expired
