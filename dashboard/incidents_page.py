@@ -215,10 +215,10 @@ def band_text(inc: Incident) -> str:
 def _summary(inc: Incident, incidents: list[Incident], filters: Filters) -> None:
     low, high = inc.band
     band = band_text(inc)
-    cols = st.columns(5)
+    cols = st.columns([1, 1.5, 0.9, 1, 0.9])  # the band ("30.6 – 208.8") needs the room
     watched = f"{inc.channel or 'all channels'}" + (f" · {inc.topic}" if inc.topic else "")
-    cols[0].metric(f"Peak mentions / {inc.per}", f"{inc.observed:,.0f}", border=True,
-                   help=f"The busiest {inc.per} interval of the series the detector watched ({watched}).")
+    cols[0].metric(f"Peak / {inc.per}", f"{inc.observed:,.0f}", border=True,
+                   help=f"Mentions in the busiest {inc.per} interval of the series the detector watched ({watched}).")
     cols[1].metric(f"Expected / {inc.per}", band, border=True,
                    help="The detector's expectation for the peak interval" + (
                        " and the count at which it would have raised the alert." if high > low else "."))

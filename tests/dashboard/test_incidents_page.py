@@ -33,7 +33,7 @@ def test_incidents_list_and_detail_show_what_was_written(monkeypatch: pytest.Mon
     # the detail of the live incident (offered first: it awaits acknowledgement)
     assert at.selectbox(key="inc_pick").value == LIVE_SPIKE
     # the detector's unit: the series was watched at 5-minute intervals
-    assert tiles["Peak mentions / 5 min"] == "14" and tiles["Expected / 5 min"] == "2.0" and tiles["Desk"] == "new"
+    assert tiles["Peak / 5 min"] == "14" and tiles["Expected / 5 min"] == "2.0" and tiles["Desk"] == "new"
     samples = table(at, "sentiment").set_index("id")
     nasty = next(r for r in rows if r["id"] == "twitter:nasty")
     assert samples.loc["twitter:nasty", "text"] == nasty["text"]
