@@ -404,11 +404,12 @@ def recent_dead_letters(client: redis.Redis, keys: Keys, n: int = 50) -> list[di
     return out
 
 
-def dead_letters_of(client: redis.Redis, keys: Keys, source: str, n: int = 5, scan: int = 10_000
-                    ) -> list[dict[str, str]]:
-    """Up to ``n`` dead letters of one source among the newest ``scan`` of the stream, in the source's order
-    (file line or row when known, else stream order), as :func:`recent_dead_letters` gives them."""
-    found = [d for d in recent_dead_letters(client, keys, scan) if d.get("source") == source]
+def dead_letters_of(client: redis.Redis, keys: Keys, source: str, run: str | None = None, n: int = 5,
+                    scan: int = 10_000) -> list[dict[str, str]]:
+    """Up to ``n`` dead letters of one source (and run, if given) among the newest ``scan`` of the stream, in the
+    source's order (file line or row when known, else stream order), as :func:`recent_dead_letters` gives them."""
+    found = [d for d in recent_dead_letters(client, keys, scan)
+             if d.get("source") == source and (run is None or d.get("run") == run)]
 
     def place(d: dict[str, str]) -> tuple[int, str]:
         where = d.get("origin", "").split(" ")

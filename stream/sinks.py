@@ -258,11 +258,15 @@ class RedisWriter:
             self.client.hdel(self.keys.churn_reasons, *[pair[0] for pair in gone])
 
     def _dead_letter(self, pipe: redis.client.Pipeline, dl: DeadLetter) -> None:
+        """Append a dead letter once per record key and run (``key@run``), as the runs' counters count them: a replay
+        or resume of the same input appends nothing twice, another input (an edited file at the same path, whose
+        records reuse the same keys) appends its own."""
         raw = dl.raw if isinstance(dl.raw, bytes) else dl.raw.encode("utf-8", "surrogateescape")
         self._append_once(
             keys=[self.keys.dlq, self.keys.dlq_seen],
-            args=[dl.key, self.dlq_maxlen, "raw", raw, "reason", dl.reason, "source", dl.source,
-                  "key", dl.key, *(("origin", dl.origin) if dl.origin else ()), "ts_received", dl.ts_received],
+            args=[f"{dl.key}@{self.run_id}", self.dlq_maxlen, "raw", raw, "reason", dl.reason, "source", dl.source,
+                  "key", dl.key, *(("origin", dl.origin) if dl.origin else ()), "run", self.run_id,
+                  "ts_received", dl.ts_received],
             client=pipe,
         )
 

@@ -80,17 +80,17 @@ def replay(
                   f"dead letters {counts['dead_letters']}, duplicates {counts['duplicates']} "
                   f"(see 'pulse metrics' for every source under prefix {settings.prefix!r})")
         if counts["dead_letters"]:
-            _print_dead_letters(client, settings, f"file:{path.resolve()}", counts["dead_letters"])
+            _print_dead_letters(client, settings, f"file:{path.resolve()}", run_id, counts["dead_letters"])
 
     guard(go)
 
 
-def _print_dead_letters(client: Any, settings: Settings, source: str, total: int, n: int = 5) -> None:
+def _print_dead_letters(client: Any, settings: Settings, source: str, run: str, total: int, n: int = 5) -> None:
     """Where the first dead letters of a file are and why (the rest: the dead-letter stream, or the dashboard)."""
     from stream.metrics import dead_letters_of
 
     keys = Keys(settings.prefix)
-    for d in dead_letters_of(client, keys, source, n):
+    for d in dead_letters_of(client, keys, source, run, n):
         err.print(f"  {d.get('origin') or d.get('key', '?')}: {d.get('reason', '')}", markup=False, highlight=False)
     more = f"all {total}, " if total > n else ""
     err.print(f"  ({more}with their raw records: redis-cli XRANGE {keys.dlq} - +, or the dashboard's Dead letters "

@@ -162,3 +162,26 @@ def test_sigterm_stops_an_endless_run_cleanly_even_when_delivered_twice(redis_ur
     assert "Traceback" not in stderr and "panicked" not in stderr
     t = totals(r, keys)
     assert t["offered"] >= 500 and t["offered"] == t["accepted"] + t["dead_letters"] + t["duplicates"]
+
+
+def test_an_edited_file_at_the_same_path_gets_its_own_dead_letters(write_jsonl, redis_url: str, key_prefix: str,
+                                                                  r: redis.Redis) -> None:
+    """Dead letters are appended once per record key and run: a replay of the same file adds none, an edited file
+    (another run, whose records reuse the same keys) adds its own, so the stream holds what the counters count."""
+    rows = make_mentions(20)
+    path = write_jsonl([*rows, b"not json", {"id": "y", "channel": "twitter"}])
+    dlq = Keys(key_prefix).dlq
+    for _ in range(2):
+        pulse("replay", str(path), redis_url=redis_url, prefix=key_prefix)
+    assert r.xlen(dlq) == 2
+    n = len(rows)
+    path.write_bytes(path.read_bytes().replace(b"not json", b'{"id": "z", "channel": "twitter", "brand": 5}'))
+    edited = pulse("replay", str(path), redis_url=redis_url, prefix=key_prefix)
+    entries = [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(dlq)]
+    assert len(entries) == 4 and len({e["run"] for e in entries}) == 2
+    assert [(e["origin"], e["reason"].split(":")[0]) for e in entries[2:]] == [(f"line {n + 1}", "brand"),
+                                                                             (f"line {n + 2}", "brand")]
+    listed = [line.strip() for line in edited.stderr.splitlines() if line.strip().startswith("line ")]
+    assert listed[0].startswith(f"line {n + 1}: brand: expected a string")  # this run's, not the first file's
+    doc = orjson.loads(pulse("metrics", "--json", redis_url=redis_url, prefix=key_prefix).stdout)
+    assert doc["dead_letters"] == 4 == len(entries)
