@@ -217,11 +217,15 @@ def _summary(inc: Incident, incidents: list[Incident], filters: Filters) -> None
     band = band_text(inc)
     cols = st.columns([1, 1.5, 0.9, 1, 0.9])  # the band ("30.6 – 208.8") needs the room
     watched = f"{inc.channel or 'all channels'}" + (f" · {inc.topic}" if inc.topic else "")
-    cols[0].metric(f"Peak / {inc.per}", f"{inc.observed:,.0f}", border=True,
-                   help=f"Mentions in the busiest {inc.per} interval of the series the detector watched ({watched}).")
-    cols[1].metric(f"Expected / {inc.per}", band, border=True,
-                   help="The detector's expectation for the peak interval" + (
-                       " and the count at which it would have raised the alert." if high > low else "."))
+    if inc.kind == "spike":
+        cols[0].metric(f"Peak / {inc.per}", f"{inc.observed:,.0f}", border=True,
+                       help=f"Mentions in the busiest {inc.per} interval of the series the detector watched ({watched}).")
+        cols[1].metric(f"Expected / {inc.per}", band, border=True,
+                       help="The detector's expectation for the peak interval" + (
+                           " and the count at which it would have raised the alert." if high > low else "."))
+    else:  # an SLA breach, a rule, churn, model drift: the alert's own figures (its message says what they are)
+        cols[0].metric("Observed", f"{inc.observed:,.4g}", border=True)
+        cols[1].metric("Expected", band, border=True)
     cols[2].metric("Severity", inc.severity or "–", border=True)
     cols[3].metric("Detector", inc.state, border=True, help="open → update → resolved, as the detector sees it.")
     cols[4].metric("Desk", inc.status, border=True, help="new → acknowledged → closed, as people handle it.")

@@ -131,3 +131,20 @@ def test_acknowledge_close_and_send_a_notice(monkeypatch: pytest.MonkeyPatch, re
     assert events == ["acknowledged", "notice approved (twitter)", "notice sent (twitter)",
                       "notice approved (forum)", "notice sent (forum)", "closed"]
     assert 0 < client.ttl(keys.incident(LIVE_SPIKE)) <= 30 * 86_400
+
+
+def test_other_kinds_show_their_own_figures_without_a_spike_s_unit(
+        monkeypatch: pytest.MonkeyPatch, redis_url: str, demo_like: tuple[str, list[dict[str, Any]]]) -> None:
+    from dashboard_seed import MODEL_DRIFT
+
+    prefix, _ = demo_like
+    at = run_page(monkeypatch, redis_url, prefix, "incidents_page",
+                  state={"inc_kinds": ["model_drift"], "inc_pick": MODEL_DRIFT})
+    assert not at.exception
+    assert at.selectbox(key="inc_pick").value == MODEL_DRIFT
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Observed"] == "0.52" and tiles["Expected"] == "0.2"
+    assert not [label for label in tiles if "/" in label]
+    listed = table(at, "top terms")
+    assert set(listed.loc[listed["kind"] != "spike", "per"]) == {""}  # a unit only where the figures count mentions
+    assert set(listed.loc[listed["kind"] == "spike", "per"]) == {"5 min", "min"}
