@@ -172,15 +172,39 @@ def read_bytes(path: str | Path) -> bytes:
     return data
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]+")
+
+
+def _marked(data: bytes) -> tuple[bytes, str] | None:
+    r"""``data`` with each run of bytes that are not UTF-8 replaced by a character the file does not hold (a Unicode
+    noncharacter), and that character; None when the file is all UTF-8.
+
+    A row is marked by what it did not hold before, not by U+FFFD: a post may quote that character itself.
+
+    >>> _marked("caf\u00e9 \ufffd".encode())
+    >>> _marked(b"ok,\xff\xfe,\xef\xb7\x90")
+    (b'ok,\xef\xb7\x91,\xef\xb7\x90', '\ufdd1')
+    """
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    mark = next((chr(c) for c in range(0xFDD0, 0xFDF0) if chr(c).encode() not in data), "\ufffd")
+    text = _NOT_UTF8.sub(mark, data.decode("utf-8", errors="surrogateescape"))
+    return text.encode("utf-8"), mark
+
+
 def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
     """The CSV as strings. Bytes that are not UTF-8 are replaced (U+FFFD) so the rest of the file still reads;
-    the rows that hold a replacement get :data:`~connectors.records.INVALID_UTF8` = ``"1"``, and the flow
-    dead-letters them (a JSONL line with bad bytes is dead-lettered too)."""
+    the rows that held such bytes get :data:`~connectors.records.INVALID_UTF8` = ``"1"``, and the flow
+    dead-letters them (a JSONL line with bad bytes is dead-lettered too); a valid U+FFFD in a post is kept."""
     if not data.strip():
         return pl.DataFrame()
+    marked = _marked(data)
     try:
         df = pl.read_csv(
-            io.BytesIO(data),
+            io.BytesIO(data if marked is None else marked[0]),
             infer_schema=False,
             empty_string_is_null=False,
             encoding="utf8-lossy",
@@ -189,11 +213,12 @@ def _read_csv(data: bytes, path: Path) -> pl.DataFrame:
     except Exception as exc:  # polars raises several error types for unreadable CSV
         raise SourceError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:200]})") from None
     df = df.fill_null("")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        replaced = pl.any_horizontal([pl.col(c).str.contains("\ufffd", literal=True) for c in df.columns])
+    if marked is not None:
+        mark = marked[1]
+        replaced = pl.any_horizontal([pl.col(c).str.contains(mark, literal=True) for c in df.columns])
         df = df.with_columns(pl.when(replaced).then(pl.lit("1")).otherwise(pl.lit("")).alias(INVALID_UTF8))
+        df = df.with_columns([pl.col(c).str.replace_all(mark, "\ufffd", literal=True) for c in df.columns
+                              if c != INVALID_UTF8])
         logger.warning("%s: bytes that are not UTF-8 in %d rows (they go to the dead-letter stream)", path,
                        int(df[INVALID_UTF8].str.len_chars().sum()))
     return df

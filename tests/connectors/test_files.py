@@ -463,3 +463,17 @@ def test_records_say_where_they_are_in_the_file_whatever_the_event_time_order(tm
     source = FileSource(p, "jsonl")
     batch = source.build_part("read", source.list_parts()[0], None).next_batch()
     assert [r.origin for r in batch] == ["line 3", "line 4", "line 1"]
+
+
+def test_a_post_that_quotes_the_replacement_character_is_not_taken_for_bad_bytes(tmp_path: Path) -> None:
+    """Only the rows that held bytes that are not UTF-8 are marked, not a row whose text holds U+FFFD itself (a
+    real post may): the first used to be dead-lettered whenever another row of the file had bad bytes."""
+    from connectors.records import INVALID_UTF8
+
+    p = tmp_path / "forum.csv"
+    p.write_bytes("ts,queue,calls\n2024-01-01T00:00:00Z,bill \ufffd ok,5\n".encode()
+                  + b"2024-01-01T00:01:00Z,bill\xffing,6\n2024-01-01T00:02:00Z,\xef\xb7\x90,7\n")
+    quoted, bad, nonchar = read_records(p, "calls")
+    assert quoted.payload["queue"] == "bill \ufffd ok" and INVALID_UTF8 not in quoted.payload  # type: ignore[index]
+    assert (bad.payload["queue"], bad.payload[INVALID_UTF8]) == ("bill\ufffding", "1")  # type: ignore[index]
+    assert nonchar.payload["queue"] == "\ufdd0" and INVALID_UTF8 not in nonchar.payload  # type: ignore[index]
