@@ -38,6 +38,7 @@ from stream.incident_desk import (
     draft_notice,
     incident_timeline,
     incident_volume,
+    interval_words,
     notice_channels,
     read_incidents,
     sample_mentions,
@@ -133,7 +134,8 @@ def _live_list(settings: DashboardSettings, filters: Filters, kinds: tuple[str, 
         return
     rows = [{"opened": _when(i, filters.tz), "severity": i.severity, "kind": i.kind, "brand": i.brand,
              "where": i.where, "detector": i.state, "desk": i.status, "observed": i.observed,
-             "expected": i.expected, "per": i.per if i.kind == "spike" else "", "top terms": ", ".join(i.top_terms), "acknowledged by": i.acknowledged_by,
+             "expected": i.expected, "per": i.per, "top terms": ", ".join(i.top_terms),
+             "acknowledged by": i.acknowledged_by,
              "id": i.id} for i in incidents]
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="–", height=min(420, 38 + 35 * len(rows)),
                  column_config={
@@ -245,18 +247,24 @@ def _affected(inc: Incident, incidents: list[Incident]) -> list[str]:
     return sorted({i.channel for i in near} | ({inc.channel} if inc.channel else set()))
 
 
+def _step_s(inc: Incident) -> int:
+    """The chart's interval: a spike's own, else the minute windows'."""
+    return max(60, int(inc.interval_s or 60))
+
+
 def per_interval(inc: Incident, volume: list[dict[str, Any]]) -> pd.DataFrame:
     """The minute windows summed into the detector's intervals (aligned on the incident's first one): the unit its
     peak and band count in.
 
     >>> from datetime import UTC, datetime
-    >>> inc = Incident.from_alert({"id": "x", "window_start": "2024-01-01T10:05:00+00:00", "interval_s": 300})
+    >>> inc = Incident.from_alert({"id": "x", "kind": "spike", "window_start": "2024-01-01T10:05:00+00:00",
+    ...                            "interval_s": 300})
     >>> rows = [{"start": datetime(2024, 1, 1, 10, m, tzinfo=UTC), "mentions": m, "negative": 1} for m in range(3, 11)]
     >>> per_interval(inc, rows).to_dict("list")["mentions"], per_interval(inc, rows).to_dict("list")["negative"]
     ([7, 35, 10], [2, 5, 1])
     """
     frame = pd.DataFrame(volume)
-    step = max(60, int(inc.interval_s))
+    step = _step_s(inc)
     if step == 60 or frame.empty:
         return frame
     anchor = inc.start_ms or 0
@@ -271,10 +279,11 @@ def volume_chart(inc: Incident, volume: list[dict[str, Any]], tz: str) -> alt.La
     expected band (not for a topic's series: the windows count every topic together), and the opening interval."""
     frame = per_interval(inc, volume)
     long = frame.melt(id_vars="start", value_vars=["mentions", "negative"], var_name="series", value_name="count")
-    start, end = frame["start"].min(), frame["start"].max() + timedelta(seconds=max(60, int(inc.interval_s)))
+    step = _step_s(inc)
+    start, end = frame["start"].min(), frame["start"].max() + timedelta(seconds=step)
     axis = time_axis(start, end, "m", tz)
     lines = alt.Chart(with_window(long, tz), height=260).mark_line(interpolate="step-after", strokeWidth=2).encode(
-        axis, alt.Y("count:Q", title=f"mentions per {inc.per}"),
+        axis, alt.Y("count:Q", title=f"mentions per {interval_words(step)}"),
         alt.Color("series:N", scale=alt.Scale(domain=["mentions", "negative"], range=["#4f8cff", "#e5484d"]),
                   legend=alt.Legend(orient="bottom", title=None)),
         tooltip=[alt.Tooltip("window:N", title="from"), "series:N", "count:Q"])

@@ -167,8 +167,9 @@ def _incidents(settings: DashboardSettings, filters: Filters, incidents: list[An
     order = {"new": 0, "acknowledged": 1}
     for n, inc in enumerate(sorted(live, key=lambda i: (order.get(i.status, 2), -(i.start_ms or 0)))[:5]):
         with st.container(key=f"wall_inc_{inc.status}_{n}"):
-            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/{inc.per} vs {inc.expected:,.1f} "
-                  f"expected · {'AWAITING ACK' if inc.status == 'new' else 'acknowledged by ' + inc.acknowledged_by}")
+            plain(f"{inc.severity.upper()} · {inc.brand} {inc.where} · {inc.observed:,.0f}/{inc.per} vs "
+                  f"{inc.expected:,.1f} expected · "
+                  f"{'AWAITING ACK' if inc.status == 'new' else 'acknowledged by ' + inc.acknowledged_by}")
             if inc.top_terms:
                 plain("Top terms: " + ", ".join(inc.top_terms[:6]))
 

@@ -101,6 +101,12 @@ class Notice:
         return orjson.dumps({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
+def _interval_of(alert: dict[str, Any]) -> float | None:
+    """The interval (seconds) a spike alert counts over (a minute when an older alert does not say); None for the
+    other kinds."""
+    return (_float(alert.get("interval_s")) or 60.0) if alert.get("kind") == "spike" else None
+
+
 def interval_words(seconds: float) -> str:
     """An interval as the tiles and charts say it.
 
@@ -122,8 +128,9 @@ class Incident:
     """An alert as the desk sees it: the detector's newest state plus who handles it.
 
     ``band`` is the detector's expected range for the peak window: ``(expected, expected_upper)`` when the
-    detector gives an upper value, else ``(expected, expected)``. ``observed`` and the band count mentions per
-    interval of the series the detector watched (``interval_s``: 1, 5 or 60 minutes; :attr:`per` names it).
+    detector gives an upper value, else ``(expected, expected)``. A spike's ``observed`` and band count mentions per
+    interval of the series the detector watched (``interval_s``: 1, 5 or 60 minutes; :attr:`per` names it); other
+    kinds have no interval.
     """
 
     id: str
@@ -149,8 +156,8 @@ class Incident:
     closed_by: str = ""
     closed_at: str = ""
     notices: dict[str, Notice] = field(default_factory=dict)
-    #: The detector's interval for this series (seconds): what ``observed`` and ``band`` count per.
-    interval_s: float = 60.0
+    #: A spike's interval (seconds): what ``observed`` and ``band`` count per; None for other kinds.
+    interval_s: float | None = None
 
     @classmethod
     def from_alert(cls, a: dict[str, Any], desk: dict[str, str] | None = None) -> Incident:
@@ -170,12 +177,12 @@ class Incident:
             status=desk.get("status") or "new", acknowledged_by=desk.get("acknowledged_by", ""),
             acknowledged_at=desk.get("acknowledged_at", ""), closed_by=desk.get("closed_by", ""),
             closed_at=desk.get("closed_at", ""), notices=notices,
-            interval_s=_float(a.get("interval_s")) or 60.0)
+            interval_s=_interval_of(a))
 
     @property
     def per(self) -> str:
-        """The interval as words: ``min``, ``5 min``, ``h``."""
-        return interval_words(self.interval_s)
+        """A spike's interval as words: ``min``, ``5 min``, ``h``; ``""`` for other kinds."""
+        return interval_words(self.interval_s) if self.interval_s else ""
 
     @property
     def live(self) -> bool:
@@ -298,8 +305,9 @@ def incident_timeline(client: redis.Redis, keys: Keys, incident: Incident, scan:
         head = str(a.get("message") or "").split(":", 1)[0]
         event = {"open": "opened", "update": "updated", "resolved": "resolved"}.get(head, "raised")
         written = _written(entry_id, fields, a)
-        per = interval_words(_float(a.get("interval_s")) or 60.0)
-        detail = f"{float(a.get('observed') or 0):g} mentions per {per}, {float(a.get('expected') or 0):.1f} expected"
+        interval = _interval_of(a)
+        per = f" per {interval_words(interval)}" if interval else ""
+        detail = f"{float(a.get('observed') or 0):g} mentions{per}, {float(a.get('expected') or 0):.1f} expected"
         if event in ("opened", "raised"):
             detail += f"; window {str(a.get('window_start', ''))[:16].replace('T', ' ')} UTC (event time)"
         rows.append({"at": written, "event": event, "by": "detector", "detail": detail})

@@ -35,8 +35,8 @@ from stream import insights, sketch
 from stream.keys import GRANULARITIES, Keys
 from stream.windows import COUNTERS
 
-__all__ = ["counters_of", "dead_letters_of", "distinct_authors", "exact_complete", "first_response", "merged_sketches", "quantile",
-           "recent_dead_letters",
+__all__ = ["counters_of", "dead_letters_of", "distinct_authors", "exact_complete", "first_response",
+           "merged_sketches", "quantile", "recent_dead_letters",
            "recent_mentions", "response_times_between", "snapshot", "timeseries", "totals",
            "unanswered_between", "windows_between"]
 
